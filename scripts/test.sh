@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# The one test command of the workspace.
+#
+# Starts private Redis and ClickHouse servers on free loopback ports in a
+# temporary directory, points the store tests at them and runs the tests:
+#
+#   scripts/test.sh                      # cargo test --workspace --all-features
+#   scripts/test.sh -p tenancy-core      # extra arguments go to `cargo test`
+#
+# Needs the Debian packages `redis-server` and `clickhouse-server`; when they
+# are missing and the script runs as root it installs them with apt-get.
+# Both servers are stopped and the temporary directory removed on every exit.
+set -euo pipefail
+
+readonly STARTUP_TIMEOUT_SECS=60
+readonly SHUTDOWN_TIMEOUT_SECS=15
+readonly PACKAGES=(redis-server clickhouse-server)
+
+# Debian installs clickhouse-server into /usr/sbin, which is not on the PATH
+# of ordinary users.
+PATH="$PATH:/usr/sbin:/sbin"
+
+TMP_DIR=""
+REDIS_PID=""
+CLICKHOUSE_PID=""
+
+log() { printf 'scripts/test.sh: %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# --- installation -----------------------------------------------------------
+
+ensure_servers_installed() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v redis-cli >/dev/null || missing+=(redis-cli)
+    command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+    ((${#missing[@]} == 0)) && return
+
+    if ((EUID != 0)); then
+        die "${missing[*]} not found; install them with:" \
+            "sudo apt-get install --no-install-recommends ${PACKAGES[*]}"
+    fi
+    command -v apt-get >/dev/null || die "${missing[*]} not found and apt-get is unavailable"
+    log "installing ${PACKAGES[*]} (missing: ${missing[*]})"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+}
+
+# --- small network helpers (bash only: no curl or python needed) ------------
+
+# Succeeds when something accepts TCP connections on 127.0.0.1:$1.
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Prints $1 distinct loopback TCP ports that are free right now.
+free_ports() {
+    local count=$1
+    if command -v python3 >/dev/null; then
+        # Let the kernel pick: bind all sockets at once so the ports differ.
+        python3 - "$count" <<'EOF'
+import socket, sys
+sockets = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in sockets:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in sockets))
+EOF
+        return
+    fi
+    # Without python3: random ports below the kernel's ephemeral range
+    # (32768-60999 on Debian) that nothing listens on.
+    local ports=() port
+    while ((${#ports[@]} < count)); do
+        port=$((20000 + RANDOM % 12000))
+        [[ " ${ports[*]} " == *" $port "* ]] && continue
+        port_in_use "$port" && continue
+        ports+=("$port")
+    done
+    echo "${ports[*]}"
+}
+
+# Prints the body of an HTTP GET of path $2 on 127.0.0.1:$1.
+http_get() {
+    local port=$1 path=$2 response
+    # HTTP/1.0 so that the server closes the connection after its answer.
+    response=$(
+        exec 3<>"/dev/tcp/127.0.0.1/$port"
+        printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
+        timeout 5 cat <&3
+    ) || return 1
+    [[ $response == "HTTP/1."[01]" 200"* ]] || return 1
+    printf '%s' "${response#*$'\r\n\r\n'}"
+}
+
+# Polls command "$@" until it succeeds. Fails with the tails of the *.log files
+# in directory $3 when the server process $2 dies or after STARTUP_TIMEOUT_SECS.
+wait_until_ready() {
+    local name=$1 pid=$2 log_dir=$3
+    shift 3
+    local deadline=$((SECONDS + STARTUP_TIMEOUT_SECS))
+    until "$@"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited during startup; last log lines:"
+        elif ((SECONDS >= deadline)); then
+            log "$name did not answer within ${STARTUP_TIMEOUT_SECS}s; last log lines:"
+        else
+            sleep 0.2
+            continue
+        fi
+        tail -n 30 "$log_dir"/*.log >&2 || true
+        exit 1
+    done
+}
+
+# --- Redis ------------------------------------------------------------------
+
+start_redis() {
+    local port=$1 dir="$TMP_DIR/redis"
+    mkdir -p "$dir"
+    # No persistence: the data lives and dies with this run.
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
+    REDIS_PID=$!
+    wait_until_ready redis-server "$REDIS_PID" "$dir" redis_ready "$port"
+    export TENANCY_TEST_REDIS_URL="redis://127.0.0.1:$port/"
+    log "redis $(redis-server --version | grep -o 'v=[^ ]*') on $TENANCY_TEST_REDIS_URL (pid $REDIS_PID)"
+}
+
+redis_ready() {
+    [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
+}
+
+# --- ClickHouse ---------------------------------------------------------------
+
+# Writes config.xml and users.xml for a private ClickHouse into $1.
+#
+# ClickHouse 18.16 (Debian 12's clickhouse-server) refuses to start without
+# <logger>, <users_config> and <mark_cache_size>, and without a `default`
+# settings profile. <path> keeps the data in the temporary directory (the
+# default is /var/lib/clickhouse/); the other directories default to
+# subdirectories of <path> and are only spelled out for clarity. Leaving out
+# <interserver_http_port> disables replication's listener. Every user needs a
+# quota and a <networks> list, or its queries fail with "Unknown quota" and
+# "not allowed to connect".
+write_clickhouse_config() {
+    local dir=$1 http_port=$2 tcp_port=$3
+    cat >"$dir/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>information</level>
+        <log>$dir/clickhouse-server.log</log>
+        <errorlog>$dir/clickhouse-server.err.log</errorlog>
+        <size>10M</size>
+        <count>1</count>
+    </logger>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>$http_port</http_port>
+    <tcp_port>$tcp_port</tcp_port>
+    <path>$dir/data/</path>
+    <tmp_path>$dir/data/tmp/</tmp_path>
+    <user_files_path>$dir/data/user_files/</user_files_path>
+    <format_schema_path>$dir/data/format_schemas/</format_schema_path>
+    <!-- Relative to this file's directory. -->
+    <users_config>users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <!-- Required; the packaged config uses 5 GiB. -->
+    <mark_cache_size>67108864</mark_cache_size>
+    <uncompressed_cache_size>67108864</uncompressed_cache_size>
+</yandex>
+EOF
+    cat >"$dir/users.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+    <profiles>
+        <default/>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas>
+        <!-- No intervals: nothing is limited. -->
+        <default/>
+    </quotas>
+</yandex>
+EOF
+}
+
+start_clickhouse() {
+    local http_port=$1 tcp_port=$2 dir="$TMP_DIR/clickhouse"
+    mkdir -p "$dir"
+    write_clickhouse_config "$dir" "$http_port" "$tcp_port"
+    # 18.16 runs as root or as any user owning $dir. It prints only where it
+    # logs to stdout; startup errors go to the log files.
+    (cd "$dir" && exec clickhouse-server --config-file="$dir/config.xml") \
+        >"$dir/stdout.log" 2>&1 &
+    CLICKHOUSE_PID=$!
+    wait_until_ready clickhouse-server "$CLICKHOUSE_PID" "$dir" clickhouse_ready "$http_port"
+    # /ping needs no user, so it answers even when users.xml is unusable; a
+    # query proves that the `default` user can work.
+    local version
+    version=$(http_get "$http_port" "/?query=SELECT%20version()") ||
+        die "clickhouse-server answers /ping but not queries; see $dir/clickhouse-server.err.log"
+    export TENANCY_TEST_CLICKHOUSE_URL="http://127.0.0.1:$http_port"
+    log "clickhouse $version on $TENANCY_TEST_CLICKHOUSE_URL (pid $CLICKHOUSE_PID)"
+}
+
+clickhouse_ready() {
+    [[ "$(http_get "$1" /ping 2>/dev/null)" == "Ok." ]]
+}
+
+# --- shutdown -----------------------------------------------------------------
+
+# Sends SIGTERM to $1, waits for it, and kills it when it takes too long.
+stop_process() {
+    local pid=$1
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + SHUTDOWN_TIMEOUT_SECS))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$?
+    set +e
+    stop_process "$REDIS_PID"
+    stop_process "$CLICKHOUSE_PID"
+    [[ -n $TMP_DIR ]] && rm -rf "$TMP_DIR"
+    exit "$status"
+}
+
+# --- main -----------------------------------------------------------------------
+
+# `cargo test --workspace` ignores `-p`, so it is only added when the caller
+# does not pick packages.
+selects_packages() {
+    local arg
+    for arg in "$@"; do
+        case $arg in
+        --) return 1 ;;
+        -p* | --package | --package=* | --workspace | --all) return 0 ;;
+        esac
+    done
+    return 1
+}
+
+main() {
+    cd "$(dirname "${BASH_SOURCE[0]}")/.."
+    ensure_servers_installed
+
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tenancy-test.XXXXXXXX")
+
+    local redis_port clickhouse_http_port clickhouse_tcp_port
+    read -r redis_port clickhouse_http_port clickhouse_tcp_port < <(free_ports 3)
+    start_redis "$redis_port"
+    start_clickhouse "$clickhouse_http_port" "$clickhouse_tcp_port"
+
+    # Store tests panic instead of skipping when their server is not given.
+    export TENANCY_TEST_REQUIRE_SERVICES=1
+
+    local command=(cargo test --all-features)
+    selects_packages "$@" || command+=(--workspace)
+    command+=("$@")
+    log "running: ${command[*]}"
+    local status=0
+    "${command[@]}" || status=$?
+    exit "$status"
+}
+
+main "$@"

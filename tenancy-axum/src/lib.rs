@@ -1,0 +1,7 @@
+//! axum front end for [`tenancy_core`].
+//!
+//! This crate is where the tower `Layer`, the axum extractors and the per-route
+//! role settings live. Its public surface is not released yet: today it only
+//! re-exports the core, so applications can depend on the final crate name.
+
+pub use tenancy_core as core;

@@ -1,0 +1,1166 @@
+//! [`TenancyConfig`]: resolution, realms, roles, plans, limits and audit
+//! settings, from a builder, `TENANCY_*` environment variables or a TOML
+//! file, validated at start.
+//!
+//! Every refusal is a [`ConfigError`] that names the key (TOML path and, where
+//! there is one, the environment variable) and what is wrong with it.
+//!
+//! # TOML
+//!
+//! ```
+//! use tenancy_core::config::TenancyConfig;
+//!
+//! let config = TenancyConfig::from_toml_str(r#"
+//!     default_plan = "starter"
+//!
+//!     [resolution]
+//!     tenant_header = "X-Tenant"
+//!     sources = ["credential", "header", "host"]
+//!     host_template = "{tenant}.example.com"
+//!     allowed_tenants = ["acme", "globex"]
+//!
+//!     [auth]
+//!     api_key_prefix = "acme"
+//!
+//!     [[realms]]
+//!     name = "staff"
+//!     issuer = "https://id.example.com/realms/staff"
+//!     [[realms.keys]]
+//!     algorithm = "HS256"
+//!     secret = "0123456789abcdef0123456789abcdef"
+//!
+//!     [role_aliases]
+//!     sre = "operator"
+//!
+//!     [plans.starter]
+//!     events_per_month = 60_000_000
+//!     api_keys = 5
+//!     users = 10
+//!     rps = 150
+//!     retention_days = 30
+//!
+//!     [limits]
+//!     on_store_failure = "closed"
+//! "#)?;
+//! assert_eq!(config.resolution.tenant_header, "X-Tenant");
+//! assert_eq!(config.plans().get("starter").unwrap().quotas.rps, 150);
+//! # Ok::<(), tenancy_core::config::ConfigError>(())
+//! ```
+//!
+//! # Environment
+//!
+//! | variable | key | value |
+//! |---|---|---|
+//! | `TENANCY_ENABLED` | `resolution.enabled` | bool |
+//! | `TENANCY_DEFAULT_TENANT` | `resolution.default_tenant` | tenant id |
+//! | `TENANCY_TENANT_HEADER` | `resolution.tenant_header` | header name |
+//! | `TENANCY_TENANT_QUERY_PARAM` | `resolution.query_param` | name |
+//! | `TENANCY_TENANT_REQUIRED` | `resolution.required` | bool |
+//! | `TENANCY_ALLOWED_TENANTS` | `resolution.allowed_tenants` | comma list of tenant ids |
+//! | `TENANCY_TENANT_SOURCES` | `resolution.sources` | comma list of sources |
+//! | `TENANCY_HOST_TEMPLATE` | `resolution.host_template` | e.g. `{tenant}.example.com` |
+//! | `TENANCY_PATH_PREFIX` | `resolution.path_prefix` | e.g. `/t` |
+//! | `TENANCY_JWT_SECRET` | realm `default` (shared, HS256) | at least 32 bytes |
+//! | `TENANCY_JWT_ISSUER` | its issuer (default `tenancy-dev`) | string |
+//! | `TENANCY_JWT_AUDIENCE` | its audiences | comma list |
+//! | `TENANCY_JWT_LEEWAY_SECS` | `auth.leeway_secs` | seconds |
+//! | `TENANCY_API_KEY_HEADER` | `auth.api_key_header` | header name |
+//! | `TENANCY_API_KEY_PREFIX` | `auth.api_key_prefix` | `[a-z0-9]{1,16}` |
+//! | `TENANCY_API_KEY_PEPPER` | `auth.api_key_pepper` | secret |
+//! | `TENANCY_ANONYMOUS_ROLE` | `auth.anonymous_role` | `viewer`, `operator` or `admin` |
+//! | `TENANCY_ROLE_ALIASES` | `role_aliases` | `alias=role,…` |
+//! | `TENANCY_DEFAULT_PLAN` | `default_plan` | plan name |
+//! | `TENANCY_RATE_LIMITS` | `limits.enabled` | bool |
+//! | `TENANCY_LIMITS_ON_STORE_FAILURE` | `limits.on_store_failure` | `open` or `closed` |
+//! | `TENANCY_INGESTION_ROUTES` | `limits.ingestion_routes` | comma list of `METHOD /path` |
+//! | `TENANCY_AUDIT_BUFFER` | `audit.buffer_capacity` | count |
+//!
+//! ```
+//! use tenancy_core::config::TenancyConfig;
+//!
+//! let vars = [("TENANCY_DEFAULT_TENANT", "acme"), ("TENANCY_TENANT_REQUIRED", "false")];
+//! let config = TenancyConfig::from_vars(vars)?;
+//! assert_eq!(config.resolution.default_tenant.unwrap().as_str(), "acme");
+//!
+//! let err = TenancyConfig::from_vars([("TENANCY_DEFAULT_TENANT", "Not A Slug")]).unwrap_err();
+//! assert_eq!(err.key(), "TENANCY_DEFAULT_TENANT");
+//! # Ok::<(), tenancy_core::config::ConfigError>(())
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::plan::{Plan, PlanCatalog, PlanQuotas};
+use crate::rbac::{Role, RoleAliases};
+use crate::secret::Secret;
+use crate::tenant::TenantId;
+
+/// A configuration value that was refused: which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    key: String,
+    message: String,
+}
+
+impl ConfigError {
+    /// An error about `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The refused key: a TOML path, an environment variable, or both.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// What is wrong with it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where a tenant can come from, tried in the configured order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantSource {
+    /// The credential's tenant (JWT `tenant_id` claim, API key's tenant).
+    Credential,
+    /// The tenant header.
+    Header,
+    /// The tenant query parameter.
+    Query,
+    /// The host, through the host template.
+    Host,
+    /// The first path segment after the path prefix.
+    Path,
+    /// The default tenant.
+    Default,
+}
+
+impl TenantSource {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "credential" => Self::Credential,
+            "header" => Self::Header,
+            "query" => Self::Query,
+            "host" => Self::Host,
+            "path" => Self::Path,
+            "default" => Self::Default,
+            _ => return None,
+        })
+    }
+}
+
+/// How the tenant of a request is found.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResolutionConfig {
+    /// When off, every request maps to `default_tenant` (single-tenant mode).
+    pub enabled: bool,
+    /// The tenant used when no source names one.
+    pub default_tenant: Option<TenantId>,
+    /// The tenant header (default `X-Tenant-ID`).
+    pub tenant_header: String,
+    /// The tenant query parameter (default `tenant`).
+    pub query_param: String,
+    /// When on, a request with no tenant is refused with `tenant_required`;
+    /// when off, it proceeds without a tenant context.
+    pub required: bool,
+    /// When not empty, only these tenants are served.
+    pub allowed_tenants: Vec<TenantId>,
+    /// The sources, in order (default: credential, header, query, default).
+    pub sources: Vec<TenantSource>,
+    /// Host template for the `host` source, e.g. `{tenant}.example.com`.
+    pub host_template: Option<String>,
+    /// Path prefix for the `path` source, e.g. `/t` for `/t/{tenant}/…`.
+    pub path_prefix: Option<String>,
+}
+
+impl Default for ResolutionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default_tenant: None,
+            tenant_header: "X-Tenant-ID".to_owned(),
+            query_param: "tenant".to_owned(),
+            required: true,
+            allowed_tenants: Vec::new(),
+            sources: vec![
+                TenantSource::Credential,
+                TenantSource::Header,
+                TenantSource::Query,
+                TenantSource::Default,
+            ],
+            host_template: None,
+            path_prefix: None,
+        }
+    }
+}
+
+/// How callers authenticate.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The bearer token header (default `Authorization`).
+    pub bearer_header: String,
+    /// The API key header (default `X-API-Key`).
+    pub api_key_header: String,
+    /// The API key prefix (default `tnk`).
+    pub api_key_prefix: String,
+    /// When set, key digests are HMAC-SHA-256 with this pepper.
+    pub api_key_pepper: Option<Secret>,
+    /// Clock leeway for `exp` and `nbf`, in seconds (default 30).
+    pub leeway_secs: u64,
+    /// How many verified tokens to cache (default 10,000; 0 turns it off).
+    pub token_cache_capacity: usize,
+    /// When set, requests without a credential are admitted with this role;
+    /// when unset (the default), they are refused with `unauthenticated`.
+    pub anonymous_role: Option<Role>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            bearer_header: "Authorization".to_owned(),
+            api_key_header: "X-API-Key".to_owned(),
+            api_key_prefix: "tnk".to_owned(),
+            api_key_pepper: None,
+            leeway_secs: 30,
+            token_cache_capacity: 10_000,
+            anonymous_role: None,
+        }
+    }
+}
+
+/// A JWT signing algorithm. Each key is fixed to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[allow(missing_docs)]
+pub enum JwtAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl JwtAlgorithm {
+    /// Whether this is an HMAC algorithm (shared secret).
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
+    }
+}
+
+/// One verification key of a realm: exactly one of `secret`,
+/// `public_key_pem`, `public_key_file`, `jwks_file` or `jwks_url`.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealmKeyConfig {
+    /// Key id matched against the token's `kid`.
+    pub kid: Option<String>,
+    /// The algorithm the key is fixed to (required but for JWK sets, whose
+    /// keys carry their own).
+    pub algorithm: Option<JwtAlgorithm>,
+    /// HMAC secret (HS*), at least 32 bytes.
+    pub secret: Option<Secret>,
+    /// Public key in PEM (RS*, ES*, EdDSA).
+    pub public_key_pem: Option<String>,
+    /// File holding a PEM public key.
+    pub public_key_file: Option<PathBuf>,
+    /// File holding a JWK set.
+    pub jwks_file: Option<PathBuf>,
+    /// URL of a JWK set, fetched and cached.
+    pub jwks_url: Option<String>,
+}
+
+impl fmt::Debug for RealmKeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RealmKeyConfig")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &self.secret)
+            .field("public_key_pem", &self.public_key_pem.as_ref().map(|_| "…"))
+            .field("public_key_file", &self.public_key_file)
+            .field("jwks_file", &self.jwks_file)
+            .field("jwks_url", &self.jwks_url)
+            .finish()
+    }
+}
+
+impl RealmKeyConfig {
+    /// An HMAC key with `secret`.
+    pub fn hmac(algorithm: JwtAlgorithm, secret: impl Into<String>) -> Self {
+        Self {
+            algorithm: Some(algorithm),
+            secret: Some(Secret::new(secret)),
+            ..Self::default()
+        }
+    }
+
+    /// A public key in PEM.
+    pub fn pem(algorithm: JwtAlgorithm, pem: impl Into<String>) -> Self {
+        Self {
+            algorithm: Some(algorithm),
+            public_key_pem: Some(pem.into()),
+            ..Self::default()
+        }
+    }
+
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let sources = [
+            self.secret.is_some(),
+            self.public_key_pem.is_some(),
+            self.public_key_file.is_some(),
+            self.jwks_file.is_some(),
+            self.jwks_url.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(ConfigError::new(
+                key,
+                "set exactly one of secret, public_key_pem, public_key_file, jwks_file, jwks_url",
+            ));
+        }
+        let is_jwks = self.jwks_file.is_some() || self.jwks_url.is_some();
+        match self.algorithm {
+            None if !is_jwks => Err(ConfigError::new(
+                format!("{key}.algorithm"),
+                "required: each key is fixed to one algorithm",
+            )),
+            Some(alg) if self.secret.is_some() && !alg.is_hmac() => Err(ConfigError::new(
+                format!("{key}.algorithm"),
+                "a secret goes with HS256, HS384 or HS512",
+            )),
+            Some(alg) if self.secret.is_none() && alg.is_hmac() => Err(ConfigError::new(
+                format!("{key}.algorithm"),
+                "HS256, HS384 and HS512 need a secret",
+            )),
+            _ => Ok(()),
+        }?;
+        if let Some(secret) = &self.secret
+            && secret.len() < 32
+        {
+            return Err(ConfigError::new(
+                format!("{key}.secret"),
+                "must be at least 32 bytes",
+            ));
+        }
+        if let Some(url) = &self.jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::new(
+                format!("{key}.jwks_url"),
+                "must be an http or https URL",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A JWT realm: an issuer and its keys, shared by many tenants or bound to
+/// one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmConfig {
+    /// The realm's name.
+    pub name: String,
+    /// The `iss` its tokens carry.
+    pub issuer: String,
+    /// Accepted audiences; empty means `aud` is not checked.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Set for a dedicated realm: the one tenant its tokens may name.
+    #[serde(default)]
+    pub tenant: Option<TenantId>,
+    /// Whether tokens of this realm may carry the `system` role.
+    #[serde(default)]
+    pub services: bool,
+    /// Its verification keys.
+    pub keys: Vec<RealmKeyConfig>,
+}
+
+impl RealmConfig {
+    /// A shared HS256 realm.
+    ///
+    /// ```
+    /// # use tenancy_core::config::RealmConfig;
+    /// let realm = RealmConfig::hs256("default", "tenancy-dev", "0123456789abcdef0123456789abcdef");
+    /// assert!(realm.tenant.is_none());
+    /// ```
+    pub fn hs256(
+        name: impl Into<String>,
+        issuer: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            issuer: issuer.into(),
+            audience: Vec::new(),
+            tenant: None,
+            services: false,
+            keys: vec![RealmKeyConfig::hmac(JwtAlgorithm::HS256, secret)],
+        }
+    }
+
+    /// Binds the realm to one tenant (dedicated realm).
+    pub fn dedicated_to(mut self, tenant: TenantId) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
+    /// Lets the realm's tokens carry the `system` role.
+    pub fn for_services(mut self) -> Self {
+        self.services = true;
+        self
+    }
+}
+
+/// A route as `METHOD /path`, e.g. `POST /api/v1/telemetry`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteSpec {
+    /// The method.
+    pub method: http::Method,
+    /// The exact path.
+    pub path: String,
+}
+
+impl RouteSpec {
+    /// Parses `METHOD /path`.
+    ///
+    /// ```
+    /// # use tenancy_core::config::RouteSpec;
+    /// let r = RouteSpec::parse("POST /api/v1/telemetry").unwrap();
+    /// assert_eq!(r.method, http::Method::POST);
+    /// assert!(RouteSpec::parse("/no-method").is_none());
+    /// ```
+    pub fn parse(s: &str) -> Option<Self> {
+        let (method, path) = s.trim().split_once(' ')?;
+        let method = http::Method::from_bytes(method.as_bytes()).ok()?;
+        let path = path.trim();
+        (path.starts_with('/') && !path.contains(char::is_whitespace)).then(|| Self {
+            method,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Whether a request with `method` and `path` is this route.
+    pub fn matches(&self, method: &http::Method, path: &str) -> bool {
+        self.method == *method && self.path == path
+    }
+}
+
+impl<'de> Deserialize<'de> for RouteSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        RouteSpec::parse(&raw).ok_or_else(|| serde::de::Error::custom("expected \"METHOD /path\""))
+    }
+}
+
+/// What to do when the rate-limit or quota store fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// Let the request through (and log).
+    #[default]
+    Open,
+    /// Refuse with `store_unavailable`.
+    Closed,
+}
+
+/// Rate limits and quotas.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Whether rate limits are enforced.
+    pub enabled: bool,
+    /// What happens when the limiter or quota store fails (default `open`).
+    pub on_store_failure: FailurePolicy,
+    /// The routes ingestion-scoped keys may call and that charge events.
+    pub ingestion_routes: Vec<RouteSpec>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            on_store_failure: FailurePolicy::Open,
+            ingestion_routes: vec![RouteSpec {
+                method: http::Method::POST,
+                path: "/api/v1/telemetry".to_owned(),
+            }],
+        }
+    }
+}
+
+/// The audit and metering buffers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Events held in memory before new ones are dropped (and counted).
+    pub buffer_capacity: usize,
+    /// Events written per batch.
+    pub batch_size: usize,
+    /// Longest wait before a partial batch is written, in milliseconds.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            buffer_capacity: 65_536,
+            batch_size: 1_000,
+            flush_interval_ms: 1_000,
+        }
+    }
+}
+
+/// The whole configuration of a [`Tenancy`](crate) deployment.
+///
+/// Build it with [`TenancyConfig::builder`], [`from_toml_str`](Self::from_toml_str),
+/// [`from_vars`](Self::from_vars) / [`from_env`](Self::from_env), or
+/// [`load`](Self::load) (TOML file named by `TENANCY_CONFIG`, then environment
+/// overrides). Every constructor validates.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenancyConfig {
+    /// Tenant resolution.
+    pub resolution: ResolutionConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// JWT realms.
+    pub realms: Vec<RealmConfig>,
+    /// Role names of other identity providers.
+    pub role_aliases: RoleAliases,
+    /// Plans, merged over the four defaults (a plan of the same name replaces
+    /// the default one).
+    pub plans: BTreeMap<String, PlanQuotas>,
+    /// The plan of tenants created without one (default `free`).
+    pub default_plan: String,
+    /// Rate limits and quotas.
+    pub limits: LimitsConfig,
+    /// Audit and metering buffers.
+    pub audit: AuditConfig,
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        Self {
+            resolution: ResolutionConfig::default(),
+            auth: AuthConfig::default(),
+            realms: Vec::new(),
+            role_aliases: RoleAliases::default(),
+            plans: BTreeMap::new(),
+            default_plan: "free".to_owned(),
+            limits: LimitsConfig::default(),
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
+/// Name of the realm made from `TENANCY_JWT_SECRET`.
+pub const ENV_REALM: &str = "default";
+/// Default issuer of the realm made from `TENANCY_JWT_SECRET`.
+pub const DEFAULT_ISSUER: &str = "tenancy-dev";
+/// The variable naming the TOML file [`TenancyConfig::load`] reads.
+pub const CONFIG_FILE_VAR: &str = "TENANCY_CONFIG";
+
+impl TenancyConfig {
+    /// A builder over the defaults.
+    ///
+    /// ```
+    /// use tenancy_core::config::TenancyConfig;
+    /// use tenancy_core::tenant::TenantId;
+    ///
+    /// let config = TenancyConfig::builder()
+    ///     .default_tenant(TenantId::new("acme")?)
+    ///     .tenant_header("X-Org")
+    ///     .jwt_hs256("tenancy-dev", "0123456789abcdef0123456789abcdef")
+    ///     .build()?;
+    /// assert_eq!(config.realms.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder() -> TenancyConfigBuilder {
+        TenancyConfigBuilder {
+            config: TenancyConfig::default(),
+        }
+    }
+
+    /// Parses and validates TOML.
+    pub fn from_toml_str(toml_text: &str) -> Result<Self, ConfigError> {
+        let config: TenancyConfig =
+            toml::from_str(toml_text).map_err(|e| ConfigError::new(toml_key(&e), e.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(CONFIG_FILE_VAR, format!("{}: {e}", path.display())))?;
+        Self::from_toml_str(&text)
+            .map_err(|e| ConfigError::new(format!("{} ({})", e.key, path.display()), e.message))
+    }
+
+    /// The defaults with the `TENANCY_*` variables in `vars` applied, validated.
+    pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut config = Self::default();
+        config.apply_vars(vars)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`from_vars`](Self::from_vars) over the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// The TOML file named by `TENANCY_CONFIG` in `vars` (if any), then the
+    /// other `TENANCY_*` variables in `vars` over it, validated.
+    pub fn load_from<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let vars: Vec<(K, V)> = vars.into_iter().collect();
+        let file = vars
+            .iter()
+            .find(|(k, _)| k.as_ref() == CONFIG_FILE_VAR)
+            .map(|(_, v)| v.as_ref().to_owned());
+        let mut config = match file {
+            Some(path) if !path.is_empty() => Self::from_toml_file(path)?,
+            _ => Self::default(),
+        };
+        config.apply_vars(vars)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`load_from`](Self::load_from) over the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::env::vars())
+    }
+
+    /// The plan catalog: the four defaults, with `plans` merged over them.
+    pub fn plans(&self) -> PlanCatalog {
+        let mut catalog = PlanCatalog::default();
+        for (name, quotas) in &self.plans {
+            catalog.insert(Plan {
+                name: name.clone(),
+                quotas: quotas.clone(),
+            });
+        }
+        catalog
+    }
+
+    /// Applies the `TENANCY_*` variables in `vars`; others are ignored.
+    /// Does not validate the result.
+    pub fn apply_vars<K, V>(
+        &mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut jwt_secret = None;
+        let mut jwt_issuer = None;
+        let mut jwt_audience = None;
+        for (name, value) in vars {
+            let (name, value) = (name.as_ref(), value.as_ref());
+            let err = |m: &str| ConfigError::new(name, m);
+            match name {
+                "TENANCY_ENABLED" => self.resolution.enabled = parse_bool(value).ok_or_else(|| err(BOOL))?,
+                "TENANCY_DEFAULT_TENANT" => {
+                    self.resolution.default_tenant = if value.is_empty() {
+                        None
+                    } else {
+                        Some(TenantId::new(value).map_err(|e| err(&e.to_string()))?)
+                    }
+                }
+                "TENANCY_TENANT_HEADER" => self.resolution.tenant_header = value.to_owned(),
+                "TENANCY_TENANT_QUERY_PARAM" => self.resolution.query_param = value.to_owned(),
+                "TENANCY_TENANT_REQUIRED" => {
+                    self.resolution.required = parse_bool(value).ok_or_else(|| err(BOOL))?
+                }
+                "TENANCY_ALLOWED_TENANTS" => {
+                    self.resolution.allowed_tenants = comma_list(value)
+                        .map(|t| TenantId::new(t).map_err(|e| err(&e.to_string())))
+                        .collect::<Result<_, _>>()?
+                }
+                "TENANCY_TENANT_SOURCES" => {
+                    self.resolution.sources = comma_list(value)
+                        .map(|s| {
+                            TenantSource::parse(s).ok_or_else(|| {
+                                err("expected a comma list of credential, header, query, host, path, default")
+                            })
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+                "TENANCY_HOST_TEMPLATE" => self.resolution.host_template = non_empty(value),
+                "TENANCY_PATH_PREFIX" => self.resolution.path_prefix = non_empty(value),
+                "TENANCY_JWT_SECRET" => jwt_secret = non_empty(value),
+                "TENANCY_JWT_ISSUER" => jwt_issuer = non_empty(value),
+                "TENANCY_JWT_AUDIENCE" => {
+                    jwt_audience = Some(comma_list(value).map(str::to_owned).collect::<Vec<_>>())
+                }
+                "TENANCY_JWT_LEEWAY_SECS" => {
+                    self.auth.leeway_secs = value.parse().map_err(|_| err("expected whole seconds"))?
+                }
+                "TENANCY_API_KEY_HEADER" => self.auth.api_key_header = value.to_owned(),
+                "TENANCY_API_KEY_PREFIX" => self.auth.api_key_prefix = value.to_owned(),
+                "TENANCY_API_KEY_PEPPER" => self.auth.api_key_pepper = non_empty(value).map(Secret::new),
+                "TENANCY_ANONYMOUS_ROLE" => {
+                    self.auth.anonymous_role = if value.is_empty() {
+                        None
+                    } else {
+                        Some(value.parse().map_err(|_| err("expected viewer, operator or admin"))?)
+                    }
+                }
+                "TENANCY_ROLE_ALIASES" => {
+                    for pair in comma_list(value) {
+                        let (alias, role) = pair
+                            .split_once('=')
+                            .ok_or_else(|| err("expected alias=role pairs separated by commas"))?;
+                        let role: Role = role.trim().parse().map_err(|_| {
+                            err("unknown role: expected viewer, operator, admin, super_admin or system")
+                        })?;
+                        self.role_aliases.insert(alias.trim(), role);
+                    }
+                }
+                "TENANCY_DEFAULT_PLAN" => self.default_plan = value.to_owned(),
+                "TENANCY_RATE_LIMITS" => self.limits.enabled = parse_bool(value).ok_or_else(|| err(BOOL))?,
+                "TENANCY_LIMITS_ON_STORE_FAILURE" => {
+                    self.limits.on_store_failure = match value {
+                        "open" => FailurePolicy::Open,
+                        "closed" => FailurePolicy::Closed,
+                        _ => return Err(err("expected open or closed")),
+                    }
+                }
+                "TENANCY_INGESTION_ROUTES" => {
+                    self.limits.ingestion_routes = comma_list(value)
+                        .map(|r| RouteSpec::parse(r).ok_or_else(|| err("expected a comma list of \"METHOD /path\"")))
+                        .collect::<Result<_, _>>()?
+                }
+                "TENANCY_AUDIT_BUFFER" => {
+                    self.audit.buffer_capacity = value.parse().map_err(|_| err("expected a count"))?
+                }
+                _ => {}
+            }
+        }
+        if let Some(secret) = jwt_secret {
+            let issuer = jwt_issuer.unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
+            let mut realm = RealmConfig::hs256(ENV_REALM, issuer, secret);
+            realm.audience = jwt_audience.unwrap_or_default();
+            self.realms.retain(|r| r.name != ENV_REALM);
+            self.realms.push(realm);
+        } else if jwt_issuer.is_some() || jwt_audience.is_some() {
+            let realm = self.realms.iter_mut().find(|r| r.name == ENV_REALM);
+            match realm {
+                Some(realm) => {
+                    if let Some(issuer) = jwt_issuer {
+                        realm.issuer = issuer;
+                    }
+                    if let Some(audience) = jwt_audience {
+                        realm.audience = audience;
+                    }
+                }
+                None => {
+                    return Err(ConfigError::new(
+                        "TENANCY_JWT_ISSUER",
+                        "needs TENANCY_JWT_SECRET (or a realm named \"default\" in the config file)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every value; the first refusal names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.resolution;
+        header_name(
+            &r.tenant_header,
+            "resolution.tenant_header / TENANCY_TENANT_HEADER",
+        )?;
+        if r.query_param.is_empty()
+            || !r
+                .query_param
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::new(
+                "resolution.query_param / TENANCY_TENANT_QUERY_PARAM",
+                "must be 1 or more of A-Z, a-z, 0-9, '_' or '-'",
+            ));
+        }
+        if !r.enabled && r.default_tenant.is_none() {
+            return Err(ConfigError::new(
+                "resolution.default_tenant / TENANCY_DEFAULT_TENANT",
+                "required when tenancy is disabled (every request maps to it)",
+            ));
+        }
+        if let Some(default) = &r.default_tenant
+            && !r.allowed_tenants.is_empty()
+            && !r.allowed_tenants.contains(default)
+        {
+            return Err(ConfigError::new(
+                "resolution.default_tenant / TENANCY_DEFAULT_TENANT",
+                "is not in allowed_tenants",
+            ));
+        }
+        const SOURCES: &str = "resolution.sources / TENANCY_TENANT_SOURCES";
+        if r.sources.is_empty() {
+            return Err(ConfigError::new(SOURCES, "must name at least one source"));
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = r.sources.iter().find(|s| !seen.insert(**s)) {
+            return Err(ConfigError::new(
+                SOURCES,
+                format!("{dup:?} is listed twice"),
+            ));
+        }
+        if r.sources.contains(&TenantSource::Host) {
+            let ok = r
+                .host_template
+                .as_deref()
+                .is_some_and(|t| t.matches("{tenant}").count() == 1);
+            if !ok {
+                return Err(ConfigError::new(
+                    "resolution.host_template / TENANCY_HOST_TEMPLATE",
+                    "the host source needs a template with {tenant} once, e.g. {tenant}.example.com",
+                ));
+            }
+        }
+        if r.sources.contains(&TenantSource::Path)
+            && !r
+                .path_prefix
+                .as_deref()
+                .is_some_and(|p| p.starts_with('/') && !p.ends_with('/'))
+        {
+            return Err(ConfigError::new(
+                "resolution.path_prefix / TENANCY_PATH_PREFIX",
+                "the path source needs a prefix starting with '/' and not ending with it, e.g. /t",
+            ));
+        }
+
+        let a = &self.auth;
+        header_name(&a.bearer_header, "auth.bearer_header")?;
+        header_name(
+            &a.api_key_header,
+            "auth.api_key_header / TENANCY_API_KEY_HEADER",
+        )?;
+        if a.api_key_prefix.is_empty()
+            || a.api_key_prefix.len() > 16
+            || !a
+                .api_key_prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(ConfigError::new(
+                "auth.api_key_prefix / TENANCY_API_KEY_PREFIX",
+                "must be 1 to 16 of a-z and 0-9",
+            ));
+        }
+        if a.api_key_pepper.as_ref().is_some_and(|p| p.len() < 16) {
+            return Err(ConfigError::new(
+                "auth.api_key_pepper / TENANCY_API_KEY_PEPPER",
+                "must be at least 16 bytes",
+            ));
+        }
+        if a.leeway_secs > 600 {
+            return Err(ConfigError::new(
+                "auth.leeway_secs / TENANCY_JWT_LEEWAY_SECS",
+                "must be at most 600 seconds",
+            ));
+        }
+        if a.anonymous_role.is_some_and(|role| role > Role::Admin) {
+            return Err(ConfigError::new(
+                "auth.anonymous_role / TENANCY_ANONYMOUS_ROLE",
+                "anonymous callers can be at most admin",
+            ));
+        }
+
+        let mut names = HashSet::new();
+        let mut issuers = HashSet::new();
+        for (i, realm) in self.realms.iter().enumerate() {
+            let key = format!("realms[{i}]");
+            if realm.name.is_empty() || realm.name.len() > 64 {
+                return Err(ConfigError::new(
+                    format!("{key}.name"),
+                    "must be 1 to 64 characters",
+                ));
+            }
+            if !names.insert(realm.name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("{key}.name"),
+                    "two realms have this name",
+                ));
+            }
+            if realm.issuer.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{key}.issuer"),
+                    "must not be empty",
+                ));
+            }
+            if !issuers.insert(realm.issuer.as_str()) {
+                return Err(ConfigError::new(
+                    format!("{key}.issuer"),
+                    "two realms have this issuer",
+                ));
+            }
+            if realm.keys.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{key}.keys"),
+                    "a realm needs a key",
+                ));
+            }
+            for (j, k) in realm.keys.iter().enumerate() {
+                k.validate(&format!("{key}.keys[{j}]"))?;
+            }
+        }
+
+        let plans = self.plans();
+        if !plans.contains(&self.default_plan) {
+            return Err(ConfigError::new(
+                "default_plan / TENANCY_DEFAULT_PLAN",
+                "names no plan",
+            ));
+        }
+        for (name, quotas) in &self.plans {
+            if crate::label::Label::new(name).is_err() {
+                return Err(ConfigError::new(
+                    format!("plans.{name}"),
+                    "a plan name must be of A-Z, a-z, 0-9, '_', '.', '-'",
+                ));
+            }
+            if quotas.rps == 0 {
+                return Err(ConfigError::new(
+                    format!("plans.{name}.rps"),
+                    "must be at least 1",
+                ));
+            }
+            if let Some(budget) = quotas
+                .budgets
+                .keys()
+                .find(|b| crate::label::Label::new(b).is_err())
+            {
+                return Err(ConfigError::new(
+                    format!("plans.{name}.budgets"),
+                    format!("budget name {budget:?} must be of A-Z, a-z, 0-9, '_', '.', '-', '/'"),
+                ));
+            }
+        }
+
+        if self.audit.buffer_capacity == 0 {
+            return Err(ConfigError::new(
+                "audit.buffer_capacity / TENANCY_AUDIT_BUFFER",
+                "must be at least 1",
+            ));
+        }
+        if self.audit.batch_size == 0 {
+            return Err(ConfigError::new("audit.batch_size", "must be at least 1"));
+        }
+        if self.audit.flush_interval_ms == 0 {
+            return Err(ConfigError::new(
+                "audit.flush_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+const BOOL: &str = "expected true or false";
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn comma_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+fn header_name(name: &str, key: &str) -> Result<(), ConfigError> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map(|_| ())
+        .map_err(|_| ConfigError::new(key, "is not a valid HTTP header name"))
+}
+
+/// The TOML key a parse error points at, from its span.
+fn toml_key(e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => format!("toml (bytes {}..{})", span.start, span.end),
+        None => "toml".to_owned(),
+    }
+}
+
+/// Builds a [`TenancyConfig`] in code; [`build`](Self::build) validates.
+#[derive(Debug, Clone)]
+pub struct TenancyConfigBuilder {
+    config: TenancyConfig,
+}
+
+impl TenancyConfigBuilder {
+    /// Turns tenancy on or off (off: everything maps to the default tenant).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.config.resolution.enabled = enabled;
+        self
+    }
+
+    /// The default tenant.
+    pub fn default_tenant(mut self, tenant: TenantId) -> Self {
+        self.config.resolution.default_tenant = Some(tenant);
+        self
+    }
+
+    /// The tenant header.
+    pub fn tenant_header(mut self, name: impl Into<String>) -> Self {
+        self.config.resolution.tenant_header = name.into();
+        self
+    }
+
+    /// The tenant query parameter.
+    pub fn query_param(mut self, name: impl Into<String>) -> Self {
+        self.config.resolution.query_param = name.into();
+        self
+    }
+
+    /// Whether a tenant is required.
+    pub fn required(mut self, required: bool) -> Self {
+        self.config.resolution.required = required;
+        self
+    }
+
+    /// Only these tenants are served.
+    pub fn allowed_tenants(mut self, tenants: impl IntoIterator<Item = TenantId>) -> Self {
+        self.config.resolution.allowed_tenants = tenants.into_iter().collect();
+        self
+    }
+
+    /// The tenant sources, in order.
+    pub fn sources(mut self, sources: impl IntoIterator<Item = TenantSource>) -> Self {
+        self.config.resolution.sources = sources.into_iter().collect();
+        self
+    }
+
+    /// The host template of the host source.
+    pub fn host_template(mut self, template: impl Into<String>) -> Self {
+        self.config.resolution.host_template = Some(template.into());
+        self
+    }
+
+    /// The path prefix of the path source.
+    pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.resolution.path_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Adds a realm.
+    pub fn realm(mut self, realm: RealmConfig) -> Self {
+        self.config.realms.push(realm);
+        self
+    }
+
+    /// Adds the shared HS256 realm `default` with `issuer` and `secret`.
+    pub fn jwt_hs256(self, issuer: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.realm(RealmConfig::hs256(ENV_REALM, issuer, secret))
+    }
+
+    /// Maps a role alias.
+    pub fn role_alias(mut self, alias: impl Into<String>, role: Role) -> Self {
+        self.config.role_aliases.insert(alias, role);
+        self
+    }
+
+    /// Adds or replaces a plan.
+    pub fn plan(mut self, name: impl Into<String>, quotas: PlanQuotas) -> Self {
+        self.config.plans.insert(name.into(), quotas);
+        self
+    }
+
+    /// The plan of new tenants.
+    pub fn default_plan(mut self, name: impl Into<String>) -> Self {
+        self.config.default_plan = name.into();
+        self
+    }
+
+    /// Admits requests without a credential with `role`.
+    pub fn anonymous_role(mut self, role: Role) -> Self {
+        self.config.auth.anonymous_role = Some(role);
+        self
+    }
+
+    /// The API key prefix.
+    pub fn api_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.auth.api_key_prefix = prefix.into();
+        self
+    }
+
+    /// HMACs key digests with `pepper`.
+    pub fn api_key_pepper(mut self, pepper: impl Into<String>) -> Self {
+        self.config.auth.api_key_pepper = Some(Secret::new(pepper));
+        self
+    }
+
+    /// Turns rate limits on or off.
+    pub fn rate_limits(mut self, enabled: bool) -> Self {
+        self.config.limits.enabled = enabled;
+        self
+    }
+
+    /// What happens when the limiter or quota store fails.
+    pub fn on_store_failure(mut self, policy: FailurePolicy) -> Self {
+        self.config.limits.on_store_failure = policy;
+        self
+    }
+
+    /// The ingestion routes.
+    pub fn ingestion_routes(mut self, routes: impl IntoIterator<Item = RouteSpec>) -> Self {
+        self.config.limits.ingestion_routes = routes.into_iter().collect();
+        self
+    }
+
+    /// The audit buffer capacity.
+    pub fn audit_buffer(mut self, capacity: usize) -> Self {
+        self.config.audit.buffer_capacity = capacity;
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<TenancyConfig, ConfigError> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! [`TenantContext`]: everything a handler needs to know about an admitted
+//! request: the tenant, who is calling, with which role and scope, on which
+//! plan, how they authenticated, and the request id.
+
+use std::sync::Arc;
+
+use crate::audit::ActorKind;
+use crate::credential::KeyId;
+use crate::plan::{Plan, PlanQuotas};
+use crate::rbac::{ApiKeyScope, Permission, Role};
+use crate::tenant::{Tenant, TenantId};
+
+/// How the caller authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// A JWT from the named realm.
+    Jwt {
+        /// The realm's name.
+        realm: Arc<str>,
+    },
+    /// An API key.
+    ApiKey {
+        /// The key's public id.
+        key_id: KeyId,
+        /// The key's scope.
+        scope: ApiKeyScope,
+    },
+    /// No credential (tenancy without authentication, e.g. a header tenant).
+    Anonymous,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The subject: JWT `sub`, API key id, or `anonymous`.
+    pub subject: Arc<str>,
+    /// What kind of principal it is.
+    pub kind: ActorKind,
+}
+
+impl Principal {
+    /// A principal of `kind` named `subject`.
+    pub fn new(subject: impl Into<Arc<str>>, kind: ActorKind) -> Self {
+        Self {
+            subject: subject.into(),
+            kind,
+        }
+    }
+
+    /// The anonymous principal.
+    pub fn anonymous() -> Self {
+        Self::new("anonymous", ActorKind::Anonymous)
+    }
+}
+
+/// The admitted request's tenant and caller. Cheap to clone (one reference
+/// count): the adapters put it in the request extensions.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tenancy_core::context::{AuthMethod, Principal, TenantContext};
+/// use tenancy_core::audit::ActorKind;
+/// use tenancy_core::plan::PlanCatalog;
+/// use tenancy_core::rbac::{Permission, Role};
+/// use tenancy_core::tenant::{Tenant, TenantId};
+///
+/// let tenant = Tenant::new(TenantId::new("acme")?, "Acme", "free");
+/// let plan = PlanCatalog::default().get("free").unwrap().clone();
+/// let ctx = TenantContext::new(
+///     Arc::new(tenant), plan, Principal::new("alice", ActorKind::User),
+///     Role::Operator, AuthMethod::Jwt { realm: "users".into() }, "req-1",
+/// );
+/// assert_eq!(ctx.tenant_id().as_str(), "acme");
+/// assert!(ctx.can(Permission::SendTelemetry));
+/// assert!(!ctx.can(Permission::ReadAudit));
+/// # Ok::<(), tenancy_core::tenant::InvalidTenantId>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TenantContext {
+    inner: Arc<ContextInner>,
+}
+
+#[derive(Debug)]
+struct ContextInner {
+    tenant: Arc<Tenant>,
+    plan: Arc<Plan>,
+    quotas: PlanQuotas,
+    principal: Principal,
+    role: Role,
+    auth: AuthMethod,
+    request_id: Arc<str>,
+    cross_tenant: bool,
+}
+
+impl TenantContext {
+    /// A context for `principal` acting as `role` on `tenant`.
+    pub fn new(
+        tenant: Arc<Tenant>,
+        plan: Arc<Plan>,
+        principal: Principal,
+        role: Role,
+        auth: AuthMethod,
+        request_id: impl Into<Arc<str>>,
+    ) -> Self {
+        let quotas = plan.quotas.with_overrides(&tenant.settings.quota_overrides);
+        Self {
+            inner: Arc::new(ContextInner {
+                tenant,
+                plan,
+                quotas,
+                principal,
+                role,
+                auth,
+                request_id: request_id.into(),
+                cross_tenant: false,
+            }),
+        }
+    }
+
+    /// Marks the context as a super_admin or system caller acting on a
+    /// tenant other than its credential's.
+    pub fn with_cross_tenant(mut self, cross: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.cross_tenant = cross;
+        }
+        self
+    }
+
+    /// The tenant's id.
+    pub fn tenant_id(&self) -> &TenantId {
+        &self.inner.tenant.id
+    }
+
+    /// The tenant record.
+    pub fn tenant(&self) -> &Arc<Tenant> {
+        &self.inner.tenant
+    }
+
+    /// The tenant's plan.
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.inner.plan
+    }
+
+    /// The plan's quotas with the tenant's overrides applied.
+    pub fn quotas(&self) -> &PlanQuotas {
+        &self.inner.quotas
+    }
+
+    /// Who is calling.
+    pub fn principal(&self) -> &Principal {
+        &self.inner.principal
+    }
+
+    /// The caller's effective role.
+    pub fn role(&self) -> Role {
+        self.inner.role
+    }
+
+    /// The API key scope, when the caller used an API key.
+    pub fn scope(&self) -> Option<ApiKeyScope> {
+        match &self.inner.auth {
+            AuthMethod::ApiKey { scope, .. } => Some(*scope),
+            _ => None,
+        }
+    }
+
+    /// How the caller authenticated.
+    pub fn auth_method(&self) -> &AuthMethod {
+        &self.inner.auth
+    }
+
+    /// The request id.
+    pub fn request_id(&self) -> &str {
+        &self.inner.request_id
+    }
+
+    /// Whether a super_admin or system caller selected a tenant other than
+    /// its credential's.
+    pub fn is_cross_tenant(&self) -> bool {
+        self.inner.cross_tenant
+    }
+
+    /// Whether the caller's role holds `permission`.
+    pub fn can(&self, permission: Permission) -> bool {
+        self.inner.role.can(permission)
+    }
+}

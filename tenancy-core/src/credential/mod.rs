@@ -1,0 +1,5 @@
+//! Credentials: API keys (and, with the engine, JWT realms).
+
+mod api_key;
+
+pub use api_key::{ApiKeyDigest, ApiKeyRecord, InvalidKeyId, KeyId};

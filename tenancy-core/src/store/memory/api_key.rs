@@ -1,0 +1,158 @@
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+
+use crate::credential::{ApiKeyDigest, ApiKeyRecord, KeyId};
+use crate::store::{ApiKeyStore, StoreError};
+use crate::tenant::TenantId;
+
+/// API keys by digest, with a per-tenant index.
+///
+/// Verification is one hash-map lookup by digest, whether the key exists or
+/// not. Management calls go through the tenant's index, so they never see
+/// another tenant's keys.
+///
+/// ```
+/// use tenancy_core::store::memory::MemoryApiKeyStore;
+/// let keys = MemoryApiKeyStore::new();
+/// assert_eq!(keys.len(), 0);
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryApiKeyStore {
+    by_digest: DashMap<ApiKeyDigest, ApiKeyRecord>,
+    by_tenant: DashMap<TenantId, BTreeMap<KeyId, ApiKeyDigest>>,
+}
+
+impl MemoryApiKeyStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many keys it holds, revoked ones included.
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+
+    fn digest_of(&self, tenant: &TenantId, key_id: &KeyId) -> Option<ApiKeyDigest> {
+        self.by_tenant
+            .get(tenant)
+            .and_then(|index| index.get(key_id).copied())
+    }
+
+    fn update<F: FnOnce(&mut ApiKeyRecord)>(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        change: F,
+    ) -> bool {
+        let Some(digest) = self.digest_of(tenant, key_id) else {
+            return false;
+        };
+        match self.by_digest.get_mut(&digest) {
+            Some(mut record) if record.tenant_id == *tenant => {
+                change(&mut record);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for MemoryApiKeyStore {
+    async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
+        // Lock order: tenant index, then digest map (as everywhere here).
+        let mut index = self.by_tenant.entry(key.tenant_id.clone()).or_default();
+        if index.contains_key(&key.key_id) {
+            return Err(StoreError::AlreadyExists);
+        }
+        match self.by_digest.entry(key.digest) {
+            Entry::Occupied(_) => Err(StoreError::AlreadyExists),
+            Entry::Vacant(slot) => {
+                index.insert(key.key_id.clone(), key.digest);
+                slot.insert(key);
+                Ok(())
+            }
+        }
+    }
+
+    async fn find_by_digest(
+        &self,
+        digest: &ApiKeyDigest,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self.by_digest.get(digest).map(|r| r.clone()))
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let Some(digest) = self.digest_of(tenant, key_id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .by_digest
+            .get(&digest)
+            .filter(|r| r.tenant_id == *tenant)
+            .map(|r| r.clone()))
+    }
+
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let digests: Vec<ApiKeyDigest> = self
+            .by_tenant
+            .get(tenant)
+            .map(|index| index.values().copied().collect())
+            .unwrap_or_default();
+        let mut keys: Vec<ApiKeyRecord> = digests
+            .iter()
+            .filter_map(|d| self.by_digest.get(d).map(|r| r.clone()))
+            .filter(|r| r.tenant_id == *tenant)
+            .collect();
+        keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
+        Ok(keys)
+    }
+
+    async fn revoke(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.update(tenant, key_id, |r| {
+            r.revoked_at.get_or_insert(at);
+        }))
+    }
+
+    async fn set_expiry(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.update(tenant, key_id, |r| r.expires_at = expires_at))
+    }
+
+    async fn touch(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.update(tenant, key_id, |r| {
+            if r.last_used_at.is_none_or(|prev| prev < at) {
+                r.last_used_at = Some(at);
+            }
+        });
+        Ok(())
+    }
+}

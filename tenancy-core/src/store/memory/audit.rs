@@ -1,0 +1,102 @@
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+
+use crate::audit::{AuditEvent, AuditFilter};
+use crate::store::{AuditQuery, AuditSink, StoreError};
+use crate::tenant::TenantId;
+
+/// Default number of events kept per tenant.
+pub const DEFAULT_EVENTS_PER_TENANT: usize = 10_000;
+
+/// A bounded audit log: a ring of the newest events per tenant.
+///
+/// Each tenant has its own ring, so a busy tenant never pushes another's
+/// events out. Events pushed out of a full ring are counted in
+/// [`evicted`](Self::evicted).
+///
+/// ```
+/// use tenancy_core::store::memory::MemoryAuditLog;
+/// let log = MemoryAuditLog::with_capacity_per_tenant(100);
+/// assert_eq!(log.evicted(), 0);
+/// ```
+#[derive(Debug)]
+pub struct MemoryAuditLog {
+    rings: DashMap<TenantId, VecDeque<AuditEvent>>,
+    capacity: usize,
+    evicted: AtomicU64,
+}
+
+impl Default for MemoryAuditLog {
+    fn default() -> Self {
+        Self::with_capacity_per_tenant(DEFAULT_EVENTS_PER_TENANT)
+    }
+}
+
+impl MemoryAuditLog {
+    /// A log keeping [`DEFAULT_EVENTS_PER_TENANT`] events per tenant.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A log keeping `capacity` events per tenant (at least one).
+    pub fn with_capacity_per_tenant(capacity: usize) -> Self {
+        Self {
+            rings: DashMap::new(),
+            capacity: capacity.max(1),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    /// How many events were pushed out of full rings.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// How many events are held in all.
+    pub fn len(&self) -> usize {
+        self.rings.iter().map(|r| r.len()).sum()
+    }
+
+    /// Whether no event is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl AuditSink for MemoryAuditLog {
+    async fn record(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        for event in events {
+            let mut ring = self.rings.entry(event.tenant_id.clone()).or_default();
+            if ring.len() == self.capacity {
+                ring.pop_front();
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+            ring.push_back(event.clone());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditQuery for MemoryAuditLog {
+    async fn query(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let Some(ring) = self.rings.get(tenant) else {
+            return Ok(Vec::new());
+        };
+        let mut events: Vec<AuditEvent> =
+            ring.iter().filter(|e| filter.matches(e)).cloned().collect();
+        // Newest first; arrival order breaks ties.
+        events.reverse();
+        events.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
+        events.truncate(filter.limit);
+        Ok(events)
+    }
+}

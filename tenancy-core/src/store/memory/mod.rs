@@ -1,0 +1,28 @@
+//! In-memory implementations of every store trait: the embedded default.
+//!
+//! They need no set-up and keep nothing across restarts. Each is bounded or
+//! evicts what it no longer needs: the limiter drops idle keys, the quota
+//! store drops past windows, the audit log keeps a ring per tenant.
+//!
+//! | trait | type |
+//! |---|---|
+//! | [`TenantStore`](super::TenantStore) | [`MemoryTenantStore`] |
+//! | [`ApiKeyStore`](super::ApiKeyStore) | [`MemoryApiKeyStore`] |
+//! | [`RateLimiter`](super::RateLimiter) | [`MemoryRateLimiter`] |
+//! | [`QuotaStore`](super::QuotaStore) | [`MemoryQuotaStore`] |
+//! | [`AuditSink`](super::AuditSink) + [`AuditQuery`](super::AuditQuery) | [`MemoryAuditLog`] |
+//! | [`UsageMeter`](super::UsageMeter) | [`MemoryUsageMeter`] |
+
+mod api_key;
+mod audit;
+mod quota;
+mod rate_limit;
+mod tenant;
+mod usage;
+
+pub use api_key::MemoryApiKeyStore;
+pub use audit::{DEFAULT_EVENTS_PER_TENANT, MemoryAuditLog};
+pub use quota::MemoryQuotaStore;
+pub use rate_limit::MemoryRateLimiter;
+pub use tenant::MemoryTenantStore;
+pub use usage::MemoryUsageMeter;

@@ -1,0 +1,64 @@
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+
+use crate::label::Label;
+use crate::metering::UsageRecord;
+use crate::store::{StoreError, UsageMeter};
+use crate::tenant::TenantId;
+
+/// Hourly usage counts, one ordered map per tenant.
+///
+/// ```
+/// use tenancy_core::store::memory::MemoryUsageMeter;
+/// let meter = MemoryUsageMeter::new();
+/// # let _ = meter;
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryUsageMeter {
+    counts: DashMap<TenantId, BTreeMap<(DateTime<Utc>, Label), u64>>,
+}
+
+impl MemoryUsageMeter {
+    /// An empty meter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl UsageMeter for MemoryUsageMeter {
+    async fn record(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        for r in records {
+            let mut per_tenant = self.counts.entry(r.tenant_id.clone()).or_default();
+            let count = per_tenant
+                .entry((r.hour, r.event_type.clone()))
+                .or_insert(0);
+            *count = count.saturating_add(r.count);
+        }
+        Ok(())
+    }
+
+    async fn usage(
+        &self,
+        tenant: &TenantId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let Some(per_tenant) = self.counts.get(tenant) else {
+            return Ok(Vec::new());
+        };
+        Ok(per_tenant
+            .iter()
+            .filter(|((hour, _), _)| *hour >= from && *hour < to)
+            .map(|((hour, event_type), count)| UsageRecord {
+                tenant_id: tenant.clone(),
+                hour: *hour,
+                event_type: event_type.clone(),
+                count: *count,
+            })
+            .collect())
+    }
+}

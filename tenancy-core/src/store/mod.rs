@@ -1,0 +1,218 @@
+//! The store traits and their shared [`StoreError`].
+//!
+//! Each trait is async, `Send + Sync` and object safe, so a deployment picks
+//! its stores at start and passes them around as `Arc<dyn …>`. The
+//! [`memory`] module holds the in-memory implementations, the embedded
+//! default. Every call that reads or changes tenant data names the tenant; no
+//! call can reach across tenants.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tenancy_core::store::{TenantStore, memory::MemoryTenantStore};
+//! use tenancy_core::tenant::{Tenant, TenantId};
+//!
+//! # tokio_test_block_on(async {
+//! let tenants: Arc<dyn TenantStore> = Arc::new(MemoryTenantStore::new());
+//! let acme = TenantId::new("acme")?;
+//! tenants.insert(Tenant::new(acme.clone(), "Acme", "free")).await?;
+//! assert_eq!(tenants.get(&acme).await?.unwrap().name, "Acme");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+pub mod memory;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::audit::{AuditEvent, AuditFilter};
+use crate::credential::{ApiKeyDigest, ApiKeyRecord, KeyId};
+use crate::limit::{QuotaCharge, QuotaKey, RateCheck, RateDecision};
+use crate::metering::UsageRecord;
+use crate::plan::Limit;
+use crate::tenant::{Tenant, TenantId};
+
+/// A boxed error from a store's backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a store call failed. Never shown to clients: the engine answers
+/// `store_unavailable` (or fails open, per policy) and logs this.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot be reached.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The call passed its deadline.
+    #[error("store call timed out")]
+    Timeout,
+    /// An insert found the record already there.
+    #[error("record already exists")]
+    AlreadyExists,
+    /// An update found no record.
+    #[error("record not found")]
+    NotFound,
+    /// A stored record could not be decoded.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other backend failure.
+    #[error("store backend error: {0}")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] from any error.
+    pub fn unavailable(e: impl Into<BoxError>) -> Self {
+        Self::Unavailable(e.into())
+    }
+
+    /// [`StoreError::Backend`] from any error.
+    pub fn backend(e: impl Into<BoxError>) -> Self {
+        Self::Backend(e.into())
+    }
+}
+
+/// Tenant records.
+#[async_trait]
+pub trait TenantStore: Send + Sync + 'static {
+    /// Adds a tenant; [`StoreError::AlreadyExists`] if the id is taken.
+    async fn insert(&self, tenant: Tenant) -> Result<(), StoreError>;
+    /// The tenant with `id`.
+    async fn get(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+    /// Replaces an existing tenant; [`StoreError::NotFound`] if absent.
+    async fn update(&self, tenant: Tenant) -> Result<(), StoreError>;
+    /// Up to `limit` tenants with ids after `after`, in id order.
+    async fn list(&self, after: Option<&TenantId>, limit: usize)
+    -> Result<Vec<Tenant>, StoreError>;
+    /// Removes a tenant; whether it existed.
+    async fn delete(&self, id: &TenantId) -> Result<bool, StoreError>;
+    /// Whether the backend answers.
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// API keys, by digest for verification and by tenant for management.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync + 'static {
+    /// Adds a key; [`StoreError::AlreadyExists`] if its id or digest is taken.
+    async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError>;
+    /// The key whose secret has `digest`, whatever its tenant: the
+    /// verification path. The caller checks revocation and expiry.
+    async fn find_by_digest(
+        &self,
+        digest: &ApiKeyDigest,
+    ) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// The key `key_id` of `tenant`; `None` for another tenant's key.
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+    ) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Every key of `tenant`, revoked ones included, oldest first.
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes `key_id` of `tenant` at `at`; `false` if `tenant` has no such
+    /// key. Revoking twice keeps the first time.
+    async fn revoke(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Sets or clears the expiry of `key_id` of `tenant`; `false` if `tenant`
+    /// has no such key.
+    async fn set_expiry(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError>;
+    /// Records a use of `key_id` of `tenant` at `at`.
+    async fn touch(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Whether the backend answers.
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Rate limits (GCRA).
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Checks every bucket in `checks` and takes one cell from each if all
+    /// allow. The decision reports the tightest bucket. An empty `checks`
+    /// is allowed.
+    async fn check(&self, checks: &[RateCheck]) -> Result<RateDecision, StoreError>;
+    /// Whether the backend answers.
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Period counters for quotas (events per month, any named budget).
+#[async_trait]
+pub trait QuotaStore: Send + Sync + 'static {
+    /// Adds `amount` to the counter of `key` if the total stays within
+    /// `limit`; otherwise charges nothing. Atomic: concurrent charges are
+    /// never lost and never pass the limit together.
+    async fn charge(
+        &self,
+        key: &QuotaKey,
+        amount: u64,
+        limit: Limit,
+    ) -> Result<QuotaCharge, StoreError>;
+    /// The counter of `key` (zero when never charged).
+    async fn used(&self, key: &QuotaKey) -> Result<u64, StoreError>;
+    /// Whether the backend answers.
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Where audit events are written.
+#[async_trait]
+pub trait AuditSink: Send + Sync + 'static {
+    /// Writes a batch of events.
+    async fn record(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+    /// Whether the backend answers.
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Where audit events are read back.
+#[async_trait]
+pub trait AuditQuery: Send + Sync + 'static {
+    /// Events of `tenant` matching `filter`, newest first.
+    async fn query(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Hourly usage counts.
+#[async_trait]
+pub trait UsageMeter: Send + Sync + 'static {
+    /// Adds a batch of counts.
+    async fn record(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
+    /// The counts of `tenant` for hours in `[from, to)`, summed per hour and
+    /// event type, ordered by hour then event type.
+    async fn usage(
+        &self,
+        tenant: &TenantId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageRecord>, StoreError>;
+    /// Whether the backend answers.
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

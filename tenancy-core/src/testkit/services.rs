@@ -1,0 +1,63 @@
+//! Where the store tests find their real servers.
+//!
+//! `scripts/test.sh` starts private Redis and ClickHouse servers and exports
+//! their addresses in [`REDIS_URL_VAR`] and [`CLICKHOUSE_URL_VAR`]. Store tests
+//! read them at run time with [`redis_url`] and [`clickhouse_url`]:
+//!
+//! - unset: the test prints a notice and returns early (skips);
+//! - unset while [`REQUIRE_SERVICES_VAR`] is set (as `scripts/test.sh` does):
+//!   the test panics, so a skipped store test can never pass unnoticed;
+//! - set but unreachable: the test fails when it connects.
+//!
+//! ```
+//! if let Some(url) = tenancy_core::testkit::services::redis_url() {
+//!     // connect to `url` and run the store test
+//!     assert!(url.starts_with("redis://"));
+//! }
+//! ```
+
+/// Environment variable holding the Redis URL for store tests.
+pub const REDIS_URL_VAR: &str = "TENANCY_TEST_REDIS_URL";
+/// Environment variable holding the ClickHouse HTTP URL for store tests.
+pub const CLICKHOUSE_URL_VAR: &str = "TENANCY_TEST_CLICKHOUSE_URL";
+/// When set (to anything), store tests refuse to skip.
+pub const REQUIRE_SERVICES_VAR: &str = "TENANCY_TEST_REQUIRE_SERVICES";
+
+/// The Redis URL for store tests, or `None` (after printing a notice) when the
+/// variable is unset.
+///
+/// # Panics
+///
+/// When the variable is unset but [`REQUIRE_SERVICES_VAR`] is set.
+pub fn redis_url() -> Option<String> {
+    service_url(REDIS_URL_VAR)
+}
+
+/// The ClickHouse HTTP URL for store tests, or `None` (after printing a
+/// notice) when the variable is unset.
+///
+/// # Panics
+///
+/// When the variable is unset but [`REQUIRE_SERVICES_VAR`] is set.
+pub fn clickhouse_url() -> Option<String> {
+    service_url(CLICKHOUSE_URL_VAR)
+}
+
+/// Reads the service URL in `var`; see the module docs for what happens when
+/// it is unset.
+///
+/// # Panics
+///
+/// When `var` is unset but [`REQUIRE_SERVICES_VAR`] is set.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os(REQUIRE_SERVICES_VAR).is_some() => {
+            panic!("{var} is unset but {REQUIRE_SERVICES_VAR} is set: this store test must run")
+        }
+        _ => {
+            eprintln!("skipping store test: {var} is unset (run scripts/test.sh)");
+            None
+        }
+    }
+}

@@ -1,0 +1,799 @@
+//! The store acceptance suite: one async function per store trait, each
+//! asserting the behaviour every implementation must have. A store passes
+//! when its function returns; a failure panics with what went wrong.
+//!
+//! Every function makes its own tenants with unique ids, so the suite can run
+//! against a store that other tests share. Each covers tenant isolation
+//! (reads name a tenant and never return another's rows); the quota and
+//! limiter functions cover concurrency; the API key function covers expiry
+//! and revocation; the quota function covers period rollover.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tenancy_core::store::memory::*;
+//! use tenancy_core::testkit::stores;
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! stores::tenant_store(&MemoryTenantStore::new()).await;
+//! stores::api_key_store(&MemoryApiKeyStore::new()).await;
+//! stores::quota_store(Arc::new(MemoryQuotaStore::new())).await;
+//! stores::rate_limiter(Arc::new(MemoryRateLimiter::new())).await;
+//! let log = MemoryAuditLog::new();
+//! stores::audit_log(&log, &log).await;
+//! stores::usage_meter(&MemoryUsageMeter::new()).await;
+//! # });
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::audit::{ActorKind, AuditEvent, AuditFilter};
+use crate::credential::{ApiKeyDigest, ApiKeyRecord, KeyId};
+use crate::label::Label;
+use crate::limit::{QuotaCharge, QuotaKey, RateCheck, RateLimitKey, RateQuota};
+use crate::metering::UsageRecord;
+use crate::plan::{Limit, Period};
+use crate::store::{
+    ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, StoreError, TenantStore,
+    UsageMeter,
+};
+use crate::tenant::{Tenant, TenantId, TenantStatus};
+
+/// A tenant id no other call in this process (or, by its time stamp, in
+/// another run) has returned, starting with `tag`.
+///
+/// ```
+/// let a = tenancy_core::testkit::stores::unique_tenant("t");
+/// let b = tenancy_core::testkit::stores::unique_tenant("t");
+/// assert_ne!(a, b);
+/// ```
+pub fn unique_tenant(tag: &str) -> TenantId {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    TenantId::new(format!("{tag}-{nanos:x}-{n}-{}", std::process::id()))
+        .expect("unique tenant ids are valid slugs")
+}
+
+/// `now`, rounded down to whole milliseconds (the precision every store keeps).
+pub fn now_millis() -> DateTime<Utc> {
+    let ms = Utc::now().timestamp_millis();
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_else(Utc::now)
+}
+
+fn digest(seed: &str) -> ApiKeyDigest {
+    // Any 32 distinct bytes will do: the suite tests storage, not hashing.
+    let mut bytes = [0u8; 32];
+    for (i, b) in seed.bytes().enumerate() {
+        bytes[i % 32] = bytes[i % 32].wrapping_mul(31).wrapping_add(b);
+    }
+    bytes[31] ^= seed.len() as u8;
+    ApiKeyDigest::from_bytes(bytes)
+}
+
+/// The [`TenantStore`] contract.
+pub async fn tenant_store(store: &dyn TenantStore) {
+    let a = unique_tenant("ts");
+    let b = TenantId::new(format!("{a}-b")).expect("valid");
+    let c = TenantId::new(format!("{a}-c")).expect("valid");
+
+    assert!(
+        store.get(&a).await.expect("get").is_none(),
+        "fresh id must be absent"
+    );
+
+    let mut tenant_a = Tenant::new(a.clone(), "Alpha", "free");
+    tenant_a.contact_email = Some("ops@alpha.example".into());
+    tenant_a.settings.features.insert("beta".into(), true);
+    tenant_a.created_at = now_millis();
+    tenant_a.updated_at = tenant_a.created_at;
+    store.insert(tenant_a.clone()).await.expect("insert");
+    assert!(
+        matches!(
+            store.insert(tenant_a.clone()).await,
+            Err(StoreError::AlreadyExists)
+        ),
+        "a second insert of the same id must fail with AlreadyExists"
+    );
+    assert_eq!(store.get(&a).await.expect("get"), Some(tenant_a.clone()));
+
+    let tenant_b = Tenant::new(b.clone(), "Beta", "pro");
+    store.insert(tenant_b.clone()).await.expect("insert b");
+    let got_b = store.get(&b).await.expect("get b").expect("b present");
+    assert_eq!(got_b.name, "Beta");
+    assert_eq!(got_b.plan, "pro");
+    assert_eq!(store.get(&a).await.expect("get").expect("a").name, "Alpha");
+
+    let mut changed = tenant_a.clone();
+    changed.status = TenantStatus::Suspended;
+    changed.plan = "starter".into();
+    store.update(changed.clone()).await.expect("update");
+    assert_eq!(store.get(&a).await.expect("get"), Some(changed));
+    assert_eq!(
+        store.get(&b).await.expect("get").expect("b").status,
+        TenantStatus::Active
+    );
+    assert!(
+        matches!(
+            store.update(Tenant::new(c.clone(), "Gamma", "free")).await,
+            Err(StoreError::NotFound)
+        ),
+        "update of a missing tenant must fail with NotFound"
+    );
+    assert!(
+        store.get(&c).await.expect("get").is_none(),
+        "update must not create"
+    );
+
+    store
+        .insert(Tenant::new(c.clone(), "Gamma", "free"))
+        .await
+        .expect("insert c");
+    let ours = |list: Vec<Tenant>| -> Vec<TenantId> {
+        list.into_iter()
+            .map(|t| t.id)
+            .filter(|id| id.as_str().starts_with(a.as_str()))
+            .collect()
+    };
+    let all = ours(store.list(None, 100_000).await.expect("list"));
+    assert_eq!(
+        all,
+        [a.clone(), b.clone(), c.clone()],
+        "list is in id order"
+    );
+    let page = store.list(Some(&a), 2).await.expect("list page");
+    assert_eq!(page.len(), 2);
+    assert_eq!(
+        ours(page),
+        [b.clone(), c.clone()],
+        "paging continues after `after`"
+    );
+
+    assert!(store.delete(&b).await.expect("delete"));
+    assert!(!store.delete(&b).await.expect("delete again"));
+    assert!(store.get(&b).await.expect("get").is_none());
+    assert!(
+        store.get(&a).await.expect("get").is_some(),
+        "delete touches one tenant"
+    );
+    for id in [a, c] {
+        store.delete(&id).await.expect("cleanup");
+    }
+}
+
+/// The [`ApiKeyStore`] contract, with expiry and revocation.
+pub async fn api_key_store(store: &dyn ApiKeyStore) {
+    let a = unique_tenant("keys");
+    let b = unique_tenant("keys");
+    let now = now_millis();
+    let key = |tenant: &TenantId, id: &str| {
+        let mut k = ApiKeyRecord::new(
+            KeyId::new(id).expect("valid"),
+            tenant.clone(),
+            format!("key {id}"),
+            crate::rbac::ApiKeyScope::Full,
+            digest(&format!("{tenant}/{id}")),
+            now,
+        );
+        k.rate_limit_rps = Some(7);
+        k
+    };
+    let a1 = key(&a, "a1");
+    let mut a2 = key(&a, "a2");
+    a2.scope = crate::rbac::ApiKeyScope::Ingestion;
+    a2.created_at = now + chrono::Duration::milliseconds(1);
+    let b1 = key(&b, "b1");
+    for k in [&a1, &a2, &b1] {
+        store.insert(k.clone()).await.expect("insert");
+    }
+
+    assert_eq!(
+        store.find_by_digest(&a1.digest).await.expect("find"),
+        Some(a1.clone())
+    );
+    assert_eq!(
+        store.find_by_digest(&b1.digest).await.expect("find"),
+        Some(b1.clone())
+    );
+    assert!(
+        store
+            .find_by_digest(&digest("no such key"))
+            .await
+            .expect("find")
+            .is_none()
+    );
+
+    let mut dup_id = key(&a, "a1");
+    dup_id.digest = digest("another secret");
+    assert!(
+        matches!(store.insert(dup_id).await, Err(StoreError::AlreadyExists)),
+        "a key id is unique within its tenant"
+    );
+    let mut dup_digest = key(&a, "a3");
+    dup_digest.digest = a1.digest;
+    assert!(
+        matches!(
+            store.insert(dup_digest).await,
+            Err(StoreError::AlreadyExists)
+        ),
+        "a digest is unique"
+    );
+    assert!(
+        store
+            .get(&a, &KeyId::new("a3").expect("valid"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    // Isolation: management calls never reach another tenant's keys.
+    assert_eq!(
+        store.get(&a, &a1.key_id).await.expect("get"),
+        Some(a1.clone())
+    );
+    assert!(store.get(&b, &a1.key_id).await.expect("get").is_none());
+    let listed: Vec<KeyId> = store
+        .list(&a)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|k| k.key_id)
+        .collect();
+    assert_eq!(
+        listed,
+        [a1.key_id.clone(), a2.key_id.clone()],
+        "oldest first, own keys only"
+    );
+    let listed_b = store.list(&b).await.expect("list b");
+    assert_eq!(listed_b, std::slice::from_ref(&b1));
+    assert!(
+        !store.revoke(&b, &a1.key_id, now).await.expect("revoke"),
+        "cross-tenant revoke"
+    );
+    assert!(
+        !store
+            .set_expiry(&b, &a1.key_id, Some(now))
+            .await
+            .expect("expiry")
+    );
+    let untouched = store
+        .find_by_digest(&a1.digest)
+        .await
+        .expect("find")
+        .expect("a1");
+    assert_eq!(untouched.revoked_at, None);
+    assert_eq!(untouched.expires_at, None);
+
+    // Revocation: visible on the verification path, first time kept.
+    let revoked_at = now + chrono::Duration::milliseconds(5);
+    assert!(
+        store
+            .revoke(&a, &a1.key_id, revoked_at)
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        store
+            .revoke(&a, &a1.key_id, revoked_at + chrono::Duration::seconds(9))
+            .await
+            .expect("revoke again")
+    );
+    let revoked = store
+        .find_by_digest(&a1.digest)
+        .await
+        .expect("find")
+        .expect("a1");
+    assert_eq!(revoked.revoked_at, Some(revoked_at));
+    assert_eq!(
+        revoked.check_usable(revoked_at),
+        Err(crate::error::ApiKeyRejection::Revoked)
+    );
+    assert!(
+        revoked.check_usable(now).is_ok(),
+        "usable before its revocation time"
+    );
+
+    // Expiry.
+    let expires = now + chrono::Duration::seconds(60);
+    assert!(
+        store
+            .set_expiry(&a, &a2.key_id, Some(expires))
+            .await
+            .expect("expiry")
+    );
+    let got = store
+        .find_by_digest(&a2.digest)
+        .await
+        .expect("find")
+        .expect("a2");
+    assert_eq!(got.expires_at, Some(expires));
+    assert!(got.check_usable(now).is_ok());
+    assert_eq!(
+        got.check_usable(expires),
+        Err(crate::error::ApiKeyRejection::Expired)
+    );
+    assert!(
+        store
+            .set_expiry(&a, &a2.key_id, None)
+            .await
+            .expect("clear expiry")
+    );
+    assert_eq!(
+        store
+            .get(&a, &a2.key_id)
+            .await
+            .expect("get")
+            .expect("a2")
+            .expires_at,
+        None
+    );
+
+    // Last use.
+    let used = now + chrono::Duration::milliseconds(42);
+    store.touch(&a, &a2.key_id, used).await.expect("touch");
+    store
+        .touch(&b, &a2.key_id, used)
+        .await
+        .expect("touch of another tenant's key is a no-op");
+    assert_eq!(
+        store
+            .get(&a, &a2.key_id)
+            .await
+            .expect("get")
+            .expect("a2")
+            .last_used_at,
+        Some(used)
+    );
+    assert_eq!(
+        store
+            .get(&b, &b1.key_id)
+            .await
+            .expect("get")
+            .expect("b1")
+            .last_used_at,
+        None
+    );
+}
+
+/// The [`QuotaStore`] contract: limits, isolation, period rollover, and no
+/// lost increment under 16 concurrent tasks.
+pub async fn quota_store(store: Arc<dyn QuotaStore>) {
+    let a = unique_tenant("quota");
+    let b = unique_tenant("quota");
+    let events = Label::new("events").expect("valid");
+    let now = Utc::now();
+    let key_a = QuotaKey::new(a.clone(), events.clone(), Period::Month, now);
+    let key_b = QuotaKey::new(b.clone(), events.clone(), Period::Month, now);
+
+    assert_eq!(store.used(&key_a).await.expect("used"), 0);
+    let limit = Limit::Limited(5);
+    assert_eq!(
+        store.charge(&key_a, 3, limit).await.expect("charge"),
+        QuotaCharge::Charged { used: 3 }
+    );
+    assert_eq!(
+        store.charge(&key_a, 2, limit).await.expect("charge"),
+        QuotaCharge::Charged { used: 5 }
+    );
+    assert_eq!(
+        store.charge(&key_a, 1, limit).await.expect("charge"),
+        QuotaCharge::Exceeded { used: 5 },
+        "a charge past the limit is refused"
+    );
+    assert_eq!(
+        store.used(&key_a).await.expect("used"),
+        5,
+        "a refused charge charges nothing"
+    );
+    assert_eq!(
+        store.used(&key_b).await.expect("used"),
+        0,
+        "tenants never share a counter"
+    );
+    assert_eq!(
+        store.charge(&key_b, 1, limit).await.expect("charge"),
+        QuotaCharge::Charged { used: 1 }
+    );
+    assert_eq!(
+        store
+            .charge(&key_a, 1_000_000, Limit::Unlimited)
+            .await
+            .expect("charge"),
+        QuotaCharge::Charged { used: 1_000_005 }
+    );
+
+    // Rollover: the next window starts from zero; the current one is kept.
+    let tokens = Label::new("tokens").expect("valid");
+    let this_hour = QuotaKey::new(a.clone(), tokens.clone(), Period::Hour, now);
+    let next_hour = QuotaKey::new(
+        a.clone(),
+        tokens.clone(),
+        Period::Hour,
+        this_hour.window.end,
+    );
+    assert_ne!(this_hour, next_hour);
+    assert!(
+        store
+            .charge(&this_hour, 10, Limit::Limited(10))
+            .await
+            .expect("charge")
+            .is_charged()
+    );
+    assert!(
+        !store
+            .charge(&this_hour, 1, Limit::Limited(10))
+            .await
+            .expect("charge")
+            .is_charged()
+    );
+    assert_eq!(
+        store
+            .charge(&next_hour, 4, Limit::Limited(10))
+            .await
+            .expect("charge"),
+        QuotaCharge::Charged { used: 4 }
+    );
+    assert_eq!(store.used(&this_hour).await.expect("used"), 10);
+
+    // Concurrency: 16 tasks x 100 increments, none lost; and a shared limit
+    // is never passed together.
+    let counter = QuotaKey::new(
+        a.clone(),
+        Label::new("concurrent").expect("valid"),
+        Period::Day,
+        now,
+    );
+    let capped = QuotaKey::new(
+        b.clone(),
+        Label::new("capped").expect("valid"),
+        Period::Day,
+        now,
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        let (counter, capped) = (counter.clone(), capped.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut charged = 0u64;
+            for _ in 0..100 {
+                store
+                    .charge(&counter, 1, Limit::Unlimited)
+                    .await
+                    .expect("charge");
+                if store
+                    .charge(&capped, 1, Limit::Limited(1000))
+                    .await
+                    .expect("charge")
+                    .is_charged()
+                {
+                    charged += 1;
+                }
+            }
+            charged
+        }));
+    }
+    let mut charged = 0;
+    for t in tasks {
+        charged += t.await.expect("task");
+    }
+    assert_eq!(
+        store.used(&counter).await.expect("used"),
+        1600,
+        "no increment is lost"
+    );
+    assert_eq!(charged, 1000, "exactly the limit is charged");
+    assert_eq!(store.used(&capped).await.expect("used"), 1000);
+}
+
+fn rate_key(tenant: &TenantId) -> RateLimitKey {
+    RateLimitKey::tenant(tenant.clone())
+}
+
+/// The [`RateLimiter`] contract: bursts, refusals with a retry time, isolation,
+/// multi-bucket checks and concurrent callers.
+pub async fn rate_limiter(limiter: Arc<dyn RateLimiter>) {
+    let a = unique_tenant("rl");
+    let b = unique_tenant("rl");
+    let five = RateQuota::per_second(5).expect("non-zero");
+    let check_a = RateCheck {
+        key: rate_key(&a),
+        quota: five,
+    };
+
+    let started = Instant::now();
+    for i in 0..5u32 {
+        let d = limiter
+            .check(std::slice::from_ref(&check_a))
+            .await
+            .expect("check");
+        assert!(d.allowed, "cell {i} of a burst of 5 must pass");
+        assert_eq!(d.status.limit, 5);
+        assert!(
+            d.status.remaining <= 4 - i + u32::from(started.elapsed() > Duration::from_millis(150))
+        );
+    }
+    let refused = limiter
+        .check(std::slice::from_ref(&check_a))
+        .await
+        .expect("check");
+    if started.elapsed() < Duration::from_millis(150) {
+        assert!(
+            !refused.allowed,
+            "the 6th cell within the burst window is refused"
+        );
+        assert_eq!(refused.status.remaining, 0);
+        assert!(refused.status.retry_after > Duration::ZERO);
+        assert!(refused.status.retry_after <= Duration::from_millis(200));
+        assert!(refused.status.reset >= refused.status.retry_after);
+    }
+
+    // Isolation: another tenant's bucket is untouched.
+    let check_b = RateCheck {
+        key: rate_key(&b),
+        quota: five,
+    };
+    let d = limiter
+        .check(std::slice::from_ref(&check_b))
+        .await
+        .expect("check");
+    assert!(d.allowed);
+    assert_eq!(d.status.remaining, 4);
+
+    // Multi-bucket: a tight key bucket inside a roomy tenant bucket.
+    let c = unique_tenant("rl");
+    let slow = RateQuota::per_second(1)
+        .expect("non-zero")
+        .with_burst(NonZeroU32::new(2).expect("2"));
+    let roomy = RateQuota::per_second(1000).expect("non-zero");
+    let pair = [
+        RateCheck {
+            key: RateLimitKey::api_key(c.clone(), KeyId::new("k").expect("valid")),
+            quota: slow,
+        },
+        RateCheck {
+            key: rate_key(&c),
+            quota: roomy,
+        },
+    ];
+    assert!(limiter.check(&pair).await.expect("check").allowed);
+    let second = limiter.check(&pair).await.expect("check");
+    assert!(second.allowed);
+    assert_eq!(
+        second.status.limit, 2,
+        "the status reports the tightest bucket"
+    );
+    let third = limiter.check(&pair).await.expect("check");
+    assert!(!third.allowed, "the key bucket binds");
+    assert!(third.status.retry_after > Duration::ZERO);
+    assert!(limiter.check(&[]).await.expect("empty check").allowed);
+
+    // Concurrency: 16 tasks racing for a burst of 50 at 1/s.
+    let d = unique_tenant("rl");
+    let fifty = RateQuota::per_second(1)
+        .expect("non-zero")
+        .with_burst(NonZeroU32::new(50).expect("50"));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let limiter = limiter.clone();
+        let check = RateCheck {
+            key: rate_key(&d),
+            quota: fifty,
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut allowed = 0u64;
+            for _ in 0..10 {
+                if limiter
+                    .check(std::slice::from_ref(&check))
+                    .await
+                    .expect("check")
+                    .allowed
+                {
+                    allowed += 1;
+                }
+            }
+            allowed
+        }));
+    }
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += t.await.expect("task");
+    }
+    let refill = started.elapsed().as_secs() + 1;
+    assert!(allowed >= 50, "the whole burst is granted ({allowed})");
+    assert!(
+        allowed <= 50 + refill,
+        "no more than the burst plus refill ({allowed})"
+    );
+}
+
+/// Two limiter clients over one backend share one budget (for stores that
+/// share state across instances).
+pub async fn rate_limiter_shared(first: Arc<dyn RateLimiter>, second: Arc<dyn RateLimiter>) {
+    let t = unique_tenant("rl-shared");
+    let quota = RateQuota::per_second(1)
+        .expect("non-zero")
+        .with_burst(NonZeroU32::new(10).expect("10"));
+    let check = [RateCheck {
+        key: rate_key(&t),
+        quota,
+    }];
+    let started = Instant::now();
+    let mut allowed = 0u64;
+    for i in 0..20 {
+        let limiter = if i % 2 == 0 { &first } else { &second };
+        if limiter.check(&check).await.expect("check").allowed {
+            allowed += 1;
+        }
+    }
+    let refill = started.elapsed().as_secs() + 1;
+    assert!(allowed >= 10, "the burst is granted ({allowed})");
+    assert!(
+        allowed <= 10 + refill,
+        "two clients share one budget ({allowed})"
+    );
+}
+
+fn event(tenant: &TenantId, actor: &str, action: &str, at: DateTime<Utc>) -> AuditEvent {
+    let mut e = AuditEvent::new(tenant.clone(), actor, ActorKind::User, action)
+        .resource(format!("res-{action}"))
+        .outcome(201)
+        .at(at)
+        .detail("method", "POST");
+    e.request_id = Some(format!("req-{}", at.timestamp_millis()));
+    e.client_addr = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)));
+    e
+}
+
+/// The [`AuditSink`] and [`AuditQuery`] contract: every field kept, newest
+/// first, filters, and isolation.
+pub async fn audit_log(sink: &dyn AuditSink, query: &dyn AuditQuery) {
+    let a = unique_tenant("audit");
+    let b = unique_tenant("audit");
+    let t0 = now_millis() - chrono::Duration::minutes(10);
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    let mut api_key_event = event(&a, "key_1", "telemetry.send", at(4));
+    api_key_event.actor_kind = ActorKind::ApiKey;
+    api_key_event.client_addr = Some("2001:db8::1".parse().expect("ip"));
+    api_key_event.resource = None;
+    api_key_event.request_id = None;
+    let events_a = vec![
+        event(&a, "alice", "apikey.create", at(1)),
+        event(&a, "bob", "apikey.revoke", at(2)),
+        event(&a, "alice", "user.create", at(3)),
+        api_key_event,
+    ];
+    let events_b = vec![event(&b, "alice", "apikey.create", at(2))];
+    sink.record(&events_a[..2]).await.expect("record");
+    sink.record(&events_b).await.expect("record");
+    sink.record(&events_a[2..]).await.expect("record");
+
+    let all = query
+        .query(&a, &AuditFilter::default())
+        .await
+        .expect("query");
+    let mut newest_first = events_a.clone();
+    newest_first.reverse();
+    assert_eq!(
+        all, newest_first,
+        "every field is kept, newest first, own tenant only"
+    );
+
+    let alice = query
+        .query(&a, &AuditFilter::default().actor("alice"))
+        .await
+        .expect("query");
+    assert_eq!(alice, [events_a[2].clone(), events_a[0].clone()]);
+    let creates = query
+        .query(&a, &AuditFilter::default().action("apikey.create"))
+        .await
+        .expect("query");
+    assert_eq!(
+        creates,
+        [events_a[0].clone()],
+        "filters never reach another tenant"
+    );
+    let window = query
+        .query(&a, &AuditFilter::default().since(at(2)).until(at(4)))
+        .await
+        .expect("query");
+    assert_eq!(
+        window,
+        [events_a[2].clone(), events_a[1].clone()],
+        "since inclusive, until exclusive"
+    );
+    let limited = query
+        .query(&a, &AuditFilter::default().limit(1))
+        .await
+        .expect("query");
+    assert_eq!(limited, [events_a[3].clone()]);
+
+    assert_eq!(
+        query
+            .query(&b, &AuditFilter::default())
+            .await
+            .expect("query"),
+        events_b
+    );
+    let nobody = unique_tenant("audit");
+    assert!(
+        query
+            .query(&nobody, &AuditFilter::default())
+            .await
+            .expect("query")
+            .is_empty()
+    );
+}
+
+/// The [`UsageMeter`] contract: sums per hour and event type, hour
+/// boundaries, ranges and isolation.
+pub async fn usage_meter(meter: &dyn UsageMeter) {
+    let a = unique_tenant("usage");
+    let b = unique_tenant("usage");
+    let metric = Label::new("metric").expect("valid");
+    let log = Label::new("log").expect("valid");
+    let h1 = Period::Hour
+        .window(Utc::now() - chrono::Duration::hours(3))
+        .start;
+    let h2 = h1 + chrono::Duration::hours(1);
+    let last_second_of_h1 = h2 - chrono::Duration::seconds(1);
+    meter
+        .record(&[
+            UsageRecord::new(a.clone(), metric.clone(), h1, 5),
+            UsageRecord::new(a.clone(), metric.clone(), last_second_of_h1, 3),
+            UsageRecord::new(
+                a.clone(),
+                log.clone(),
+                h1 + chrono::Duration::minutes(30),
+                2,
+            ),
+            UsageRecord::new(b.clone(), metric.clone(), h1, 100),
+        ])
+        .await
+        .expect("record");
+    meter
+        .record(&[UsageRecord::new(a.clone(), metric.clone(), h2, 1)])
+        .await
+        .expect("record");
+
+    let end = h2 + chrono::Duration::hours(1);
+    let rows: Vec<(DateTime<Utc>, String, u64)> = meter
+        .usage(&a, h1, end)
+        .await
+        .expect("usage")
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.tenant_id, a, "rows of the asked tenant only");
+            (r.hour, r.event_type.to_string(), r.count)
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (h1, "log".to_owned(), 2),
+            (h1, "metric".to_owned(), 8),
+            (h2, "metric".to_owned(), 1),
+        ],
+        "summed per hour and type, ordered by hour then type"
+    );
+    let second_hour = meter.usage(&a, h2, end).await.expect("usage");
+    assert_eq!(second_hour.len(), 1);
+    assert_eq!(second_hour[0].count, 1);
+    let b_rows = meter.usage(&b, h1, end).await.expect("usage");
+    assert_eq!(b_rows.len(), 1);
+    assert_eq!(b_rows[0].count, 100);
+    assert!(
+        meter
+            .usage(&unique_tenant("usage"), h1, end)
+            .await
+            .expect("usage")
+            .is_empty()
+    );
+}
