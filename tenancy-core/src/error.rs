@@ -167,8 +167,9 @@ pub enum ErrorKind {
     QuotaExceeded {
         /// The budget's name (`events`, or a named budget).
         budget: String,
-        /// Time until the period resets.
-        retry_after: Duration,
+        /// Time until the period resets; `None` for count quotas (API keys,
+        /// users), which free up only when something is removed.
+        retry_after: Option<Duration>,
     },
     /// A store failed and its policy is fail-closed. The cause is for logs.
     StoreUnavailable(StoreError),
@@ -347,9 +348,16 @@ impl TenancyError {
                 Cow::Owned(format!("the request body is larger than {limit} bytes"))
             }
             RateLimited(_) => "too many requests: retry after the time in Retry-After".into(),
-            QuotaExceeded { budget, .. } => Cow::Owned(format!(
+            QuotaExceeded {
+                budget,
+                retry_after: Some(_),
+            } => Cow::Owned(format!(
                 "the {budget} quota of this period is used up: retry after the time in Retry-After"
             )),
+            QuotaExceeded {
+                budget,
+                retry_after: None,
+            } => Cow::Owned(format!("the plan's {budget} quota is used up")),
             StoreUnavailable(_) => "a backing service is unavailable, retry later".into(),
             Internal(_) => "an internal error occurred".into(),
         }
@@ -390,7 +398,10 @@ impl TenancyError {
                 status.write_headers(headers);
                 headers.insert(RETRY_AFTER, seconds_header(status.retry_after));
             }
-            QuotaExceeded { retry_after, .. } => {
+            QuotaExceeded {
+                retry_after: Some(retry_after),
+                ..
+            } => {
                 headers.insert(RETRY_AFTER, seconds_header(*retry_after));
             }
             _ => {}
@@ -624,7 +635,7 @@ mod tests {
             (
                 ErrorKind::QuotaExceeded {
                     budget: "events".into(),
-                    retry_after: Duration::from_secs(3600),
+                    retry_after: Some(Duration::from_secs(3600)),
                 },
                 429,
                 "quota_exceeded",

@@ -60,7 +60,7 @@
 //! // Refusals carry their status, code, headers and problem body.
 //! let err = TenancyError::new(ErrorKind::QuotaExceeded {
 //!     budget: EVENTS_BUDGET.into(),
-//!     retry_after: key.time_to_reset(Utc::now()),
+//!     retry_after: Some(key.time_to_reset(Utc::now())),
 //! });
 //! assert_eq!(err.status(), 429);
 //! assert_eq!(err.code(), "quota_exceeded");
@@ -79,12 +79,14 @@ pub mod audit;
 pub mod config;
 pub mod context;
 pub mod credential;
+pub mod engine;
 pub mod error;
 pub mod label;
 pub mod limit;
 pub mod metering;
 pub mod plan;
 pub mod rbac;
+pub mod resolve;
 pub mod secret;
 pub mod store;
 pub mod tenant;
@@ -92,3 +94,8 @@ pub mod tenant;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
+
+pub use config::TenancyConfig;
+pub use context::TenantContext;
+pub use engine::{Admission, Tenancy};
+pub use error::TenancyError;

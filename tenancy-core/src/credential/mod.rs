@@ -1,5 +1,10 @@
-//! Credentials: API keys (and, with the engine, JWT realms).
+//! Credentials: API keys (format, issuing, digests, stored records) and JWT
+//! realms.
 
 mod api_key;
+mod api_key_secret;
+mod jwt;
 
 pub use api_key::{ApiKeyDigest, ApiKeyRecord, InvalidKeyId, KeyId};
+pub use api_key_secret::{ApiKeyHasher, ApiKeySecret, new_key_id};
+pub use jwt::{JwtClaims, JwtVerifier, VerifiedToken, encode_hs256};

@@ -1,0 +1,177 @@
+//! The actix-web front end: routes of the API onto [`App`] methods, under
+//! [`TenancyMiddleware`].
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode as ActixStatus;
+use actix_web::web::{self, Data};
+use actix_web::{HttpRequest, HttpResponse, Resource};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tenancy_actix::{TenancyMiddleware, TenancyRejection, Tenant};
+use tenancy_core::error::{ErrorKind, TenancyError};
+
+use crate::app::{App, MAX_BODY_BYTES, Reply};
+
+type Answer = Result<HttpResponse, TenancyRejection>;
+type AppData = Data<Arc<App>>;
+
+fn respond(reply: Result<Reply, TenancyError>) -> Answer {
+    let reply = reply?;
+    let status = ActixStatus::from_u16(reply.status.as_u16())
+        .map_err(|_| TenancyError::internal("status out of range"))?;
+    Ok(match reply.body {
+        Some(body) => HttpResponse::build(status)
+            .content_type("application/json")
+            .body(body.to_string()),
+        None => HttpResponse::build(status).finish(),
+    })
+}
+
+async fn read_body(payload: web::Payload) -> Result<web::Bytes, TenancyError> {
+    match payload.to_bytes_limited(MAX_BODY_BYTES).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(TenancyError::invalid_request(
+            "the request body could not be read",
+        )),
+        Err(_) => Err(ErrorKind::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        }
+        .into()),
+    }
+}
+
+async fn not_found() -> Answer {
+    Err(TenancyRejection(ErrorKind::NotFound.into()))
+}
+
+/// A resource whose unmatched methods answer `not_found`, as in axum.
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(not_found))
+}
+
+async fn list_tenants(app: AppData, Tenant(ctx): Tenant) -> Answer {
+    respond(app.list_tenants(&ctx).await)
+}
+async fn create_tenant(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
+    respond(app.create_tenant(&ctx, &read_body(body).await?).await)
+}
+async fn get_tenant(app: AppData, Tenant(ctx): Tenant, id: web::Path<String>) -> Answer {
+    respond(app.get_tenant(&ctx, &id).await)
+}
+async fn patch_tenant(
+    app: AppData,
+    Tenant(ctx): Tenant,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> Answer {
+    respond(app.patch_tenant(&ctx, &id, &read_body(body).await?).await)
+}
+async fn list_api_keys(app: AppData, Tenant(ctx): Tenant) -> Answer {
+    respond(app.list_api_keys(&ctx).await)
+}
+async fn create_api_key(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
+    respond(app.create_api_key(&ctx, &read_body(body).await?).await)
+}
+async fn revoke_api_key(app: AppData, Tenant(ctx): Tenant, key_id: web::Path<String>) -> Answer {
+    respond(app.revoke_api_key(&ctx, &key_id).await)
+}
+async fn permissions(app: AppData, Tenant(ctx): Tenant) -> Answer {
+    respond(app.permissions(&ctx))
+}
+async fn ingest(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
+    respond(app.ingest(&ctx, &read_body(body).await?).await)
+}
+async fn query_metrics(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
+    respond(app.query_metrics(&ctx, req.query_string()))
+}
+async fn trigger_runbook(app: AppData, Tenant(ctx): Tenant, id: web::Path<String>) -> Answer {
+    respond(app.trigger_runbook(&ctx, &id))
+}
+async fn ack_incident(app: AppData, Tenant(ctx): Tenant, id: web::Path<String>) -> Answer {
+    respond(app.ack_incident(&ctx, &id))
+}
+async fn list_users(app: AppData, Tenant(ctx): Tenant) -> Answer {
+    respond(app.list_users(&ctx))
+}
+async fn create_user(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
+    respond(app.create_user(&ctx, &read_body(body).await?).await)
+}
+async fn list_teams(app: AppData, Tenant(ctx): Tenant) -> Answer {
+    respond(app.list_teams(&ctx))
+}
+async fn create_team(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
+    respond(app.create_team(&ctx, &read_body(body).await?))
+}
+async fn audit(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
+    respond(app.audit(&ctx, req.query_string()).await)
+}
+async fn usage(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
+    respond(app.usage(&ctx, req.query_string()).await)
+}
+async fn healthz() -> Answer {
+    respond(Ok(Reply {
+        status: http::StatusCode::OK,
+        body: Some(serde_json::json!({"status": "ok"})),
+    }))
+}
+async fn readyz(app: AppData) -> Answer {
+    respond(app.ready().await)
+}
+async fn metrics(handle: Data<PrometheusHandle>, req: HttpRequest) -> Answer {
+    if !req.peer_addr().is_some_and(|p| p.ip().is_loopback()) {
+        return not_found().await;
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle.render()))
+}
+
+/// Registers the API on an actix `App` (call inside `HttpServer::new`).
+pub fn configure(
+    app: Arc<App>,
+    handle: PrometheusHandle,
+) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    let data = Data::new(app);
+    let handle = Data::new(handle);
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(data.clone())
+            .app_data(handle.clone())
+            .service(
+                resource("/api/v1/tenants")
+                    .get(list_tenants)
+                    .post(create_tenant),
+            )
+            .service(
+                resource("/api/v1/tenants/{id}")
+                    .get(get_tenant)
+                    .patch(patch_tenant),
+            )
+            .service(
+                resource("/api/v1/apikeys")
+                    .get(list_api_keys)
+                    .post(create_api_key),
+            )
+            .service(resource("/api/v1/apikeys/{key_id}").delete(revoke_api_key))
+            .service(resource("/api/v1/rbac/permissions").get(permissions))
+            .service(resource("/api/v1/telemetry").post(ingest))
+            .service(resource("/api/v1/metrics/query").get(query_metrics))
+            .service(resource("/api/v1/runbooks/{id}/trigger").post(trigger_runbook))
+            .service(resource("/api/v1/incidents/{id}/ack").post(ack_incident))
+            .service(resource("/api/v1/users").get(list_users).post(create_user))
+            .service(resource("/api/v1/teams").get(list_teams).post(create_team))
+            .service(resource("/api/v1/audit").get(audit))
+            .service(resource("/api/v1/usage").get(usage))
+            .service(resource("/healthz").get(healthz))
+            .service(resource("/readyz").get(readyz))
+            .service(resource("/metrics").get(metrics))
+            .default_service(web::to(not_found));
+    }
+}
+
+/// The tenancy middleware of the API, with health and metrics excluded.
+pub fn middleware(app: &App) -> TenancyMiddleware {
+    TenancyMiddleware::new(app.tenancy().clone())
+        .exclude("/healthz")
+        .exclude("/readyz")
+        .exclude("/metrics")
+}

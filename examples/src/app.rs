@@ -1,0 +1,852 @@
+//! The framework-free application core of the reference server: every
+//! endpoint of the API as a method that takes the admitted
+//! [`TenantContext`] and the raw request parts it needs, and returns a
+//! [`Reply`] or a [`TenancyError`].
+//!
+//! Both front ends (axum and actix-web) call these methods and nothing else,
+//! so they answer every request the same way. Bodies are parsed here, with
+//! unknown fields refused and a size limit, so a malformed body gets the same
+//! `invalid_request` / `payload_too_large` answer on both.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tenancy_core::Tenancy;
+use tenancy_core::audit::AuditFilter;
+use tenancy_core::context::TenantContext;
+use tenancy_core::credential::{ApiKeyRecord, KeyId};
+use tenancy_core::engine::{CountQuota, NewApiKey};
+use tenancy_core::error::{ErrorKind, TenancyError};
+use tenancy_core::label::Label;
+use tenancy_core::rbac::{ApiKeyScope, Permission, Role};
+use tenancy_core::tenant::{Tenant, TenantId, TenantSettings, TenantStatus};
+
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Telemetry events kept per tenant.
+const TELEMETRY_PER_TENANT: usize = 10_000;
+/// Events accepted in one telemetry call.
+const MAX_EVENTS_PER_CALL: usize = 10_000;
+
+/// An answer: status and optional JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// JSON body; `None` for 204.
+    pub body: Option<Value>,
+}
+
+impl Reply {
+    fn json(status: StatusCode, body: Value) -> Self {
+        Self {
+            status,
+            body: Some(body),
+        }
+    }
+
+    fn ok(body: Value) -> Self {
+        Self::json(StatusCode::OK, body)
+    }
+
+    fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, TenancyError>;
+
+/// Per-tenant rows of one kind. Every read and write names the tenant, so
+/// no call can reach another tenant's rows.
+struct Scoped<T> {
+    rows: DashMap<TenantId, Vec<T>>,
+}
+
+impl<T: Clone> Scoped<T> {
+    fn new() -> Self {
+        Self {
+            rows: DashMap::new(),
+        }
+    }
+
+    fn all(&self, tenant: &TenantId) -> Vec<T> {
+        self.rows.get(tenant).map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn len(&self, tenant: &TenantId) -> usize {
+        self.rows.get(tenant).map_or(0, |r| r.len())
+    }
+}
+
+/// A user of a tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    /// Id.
+    pub user_id: String,
+    /// E-mail address.
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A team of a tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Team {
+    /// Id.
+    pub team_id: String,
+    /// Name.
+    pub name: String,
+    /// Members (user ids or e-mails).
+    pub members: Vec<String>,
+    /// On-call order.
+    pub on_call_rotation: Vec<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One telemetry event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryEvent {
+    /// Event type (`metric`, `log`, …); metered by it.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: f64,
+    /// When it happened (now when absent).
+    #[serde(default)]
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    tenant_id: String,
+    name: String,
+    #[serde(default)]
+    plan: Option<String>,
+    #[serde(default)]
+    contact_email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchTenant {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    plan: Option<String>,
+    #[serde(default)]
+    status: Option<TenantStatus>,
+    #[serde(default)]
+    settings: Option<TenantSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateApiKey {
+    #[serde(default)]
+    tenant_id: Option<String>,
+    name: String,
+    scope: ApiKeyScope,
+    #[serde(default)]
+    rate_limit_rps: Option<u32>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ingest {
+    events: Vec<TelemetryEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    email: String,
+    #[serde(default)]
+    name: Option<String>,
+    role: Role,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTeam {
+    name: String,
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    on_call_rotation: Vec<String>,
+}
+
+/// Parses a JSON body: `payload_too_large` over [`MAX_BODY_BYTES`],
+/// `invalid_request` for malformed JSON or unknown fields.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ErrorKind::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        }
+        .into());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| TenancyError::invalid_request(format!("malformed JSON body: {e}")))
+}
+
+/// The value of query parameter `name`, percent-decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let decoded = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match decoded {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn require(ctx: &TenantContext, role: Role) -> Result<()> {
+    if ctx.role() < role {
+        return Err(ErrorKind::InsufficientRole { required: role }.into());
+    }
+    Ok(())
+}
+
+fn label(value: &str, what: &str) -> Result<Label> {
+    Label::new(value).map_err(|e| TenancyError::invalid_request(format!("{what}: {e}")))
+}
+
+fn not_found() -> TenancyError {
+    ErrorKind::NotFound.into()
+}
+
+fn new_id(prefix: &str) -> String {
+    let mut random = [0u8; 8];
+    let _ = getrandom::fill(&mut random);
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}_{hex}")
+}
+
+fn tenant_json(t: &Tenant) -> Value {
+    json!({
+        "tenant_id": t.id,
+        "name": t.name,
+        "plan": t.plan,
+        "status": t.status,
+        "settings": t.settings,
+        "contact_email": t.contact_email,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+    })
+}
+
+fn key_json(k: &ApiKeyRecord) -> Value {
+    json!({
+        "key_id": k.key_id,
+        "tenant_id": k.tenant_id,
+        "name": k.name,
+        "scope": k.scope,
+        "rate_limit_rps": k.rate_limit_rps,
+        "created_at": k.created_at,
+        "expires_at": k.expires_at,
+        "revoked_at": k.revoked_at,
+        "last_used_at": k.last_used_at,
+    })
+}
+
+/// The application: the tenancy engine plus the domain data of the API.
+pub struct App {
+    tenancy: Tenancy,
+    users: Scoped<User>,
+    teams: Scoped<Team>,
+    telemetry: Scoped<TelemetryEvent>,
+}
+
+impl App {
+    /// An application over `tenancy`.
+    pub fn new(tenancy: Tenancy) -> Arc<Self> {
+        Arc::new(Self {
+            tenancy,
+            users: Scoped::new(),
+            teams: Scoped::new(),
+            telemetry: Scoped::new(),
+        })
+    }
+
+    /// The engine.
+    pub fn tenancy(&self) -> &Tenancy {
+        &self.tenancy
+    }
+
+    /// `GET /readyz`: every configured store answers.
+    pub async fn ready(&self) -> Result<Reply> {
+        self.tenancy.health().await?;
+        Ok(Reply::ok(json!({"status": "ready"})))
+    }
+
+    /// `POST /api/v1/tenants` (super_admin).
+    pub async fn create_tenant(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
+        require(ctx, Role::SuperAdmin)?;
+        let req: CreateTenant = parse_body(body)?;
+        let id = TenantId::new(&req.tenant_id)?;
+        let plan = req
+            .plan
+            .unwrap_or_else(|| self.tenancy.config().default_plan.clone());
+        if !self.tenancy.plans().contains(&plan) {
+            return Err(TenancyError::invalid_request(format!(
+                "unknown plan {plan:?}"
+            )));
+        }
+        let mut tenant = Tenant::new(id, req.name, plan);
+        tenant.contact_email = req.contact_email;
+        self.tenancy.create_tenant(tenant.clone()).await?;
+        self.tenancy.record_audit(
+            self.tenancy
+                .audit_event(ctx, "tenant.create")
+                .resource(tenant.id.as_str())
+                .outcome(201),
+        );
+        Ok(Reply::json(StatusCode::CREATED, tenant_json(&tenant)))
+    }
+
+    /// `GET /api/v1/tenants` (super_admin).
+    pub async fn list_tenants(&self, ctx: &TenantContext) -> Result<Reply> {
+        require(ctx, Role::SuperAdmin)?;
+        let tenants = self
+            .tenancy
+            .tenant_store()
+            .list(None, 10_000)
+            .await
+            .map_err(TenancyError::from)?;
+        Ok(Reply::ok(json!({
+            "tenants": tenants.iter().map(tenant_json).collect::<Vec<_>>(),
+        })))
+    }
+
+    /// The tenant `id`, when `ctx` may see it: super_admin, or admin of it.
+    /// Anything else is `not_found`, so callers cannot probe for tenants.
+    async fn visible_tenant(&self, ctx: &TenantContext, id: &str) -> Result<Tenant> {
+        let id = TenantId::new(id).map_err(|_| not_found())?;
+        let own = *ctx.tenant_id() == id;
+        if ctx.role() < Role::SuperAdmin {
+            if !own {
+                return Err(not_found());
+            }
+            require(ctx, Role::Admin)?;
+        }
+        self.tenancy
+            .tenant_store()
+            .get(&id)
+            .await
+            .map_err(TenancyError::from)?
+            .ok_or_else(not_found)
+    }
+
+    /// `GET /api/v1/tenants/{id}` (super_admin, or admin of that tenant).
+    pub async fn get_tenant(&self, ctx: &TenantContext, id: &str) -> Result<Reply> {
+        let tenant = self.visible_tenant(ctx, id).await?;
+        Ok(Reply::ok(tenant_json(&tenant)))
+    }
+
+    /// `PATCH /api/v1/tenants/{id}` (super_admin).
+    pub async fn patch_tenant(&self, ctx: &TenantContext, id: &str, body: &[u8]) -> Result<Reply> {
+        require(ctx, Role::SuperAdmin)?;
+        let patch: PatchTenant = parse_body(body)?;
+        let mut tenant = self.visible_tenant(ctx, id).await?;
+        if let Some(plan) = &patch.plan
+            && !self.tenancy.plans().contains(plan)
+        {
+            return Err(TenancyError::invalid_request(format!(
+                "unknown plan {plan:?}"
+            )));
+        }
+        let mut changed = Vec::new();
+        if let Some(name) = patch.name {
+            tenant.name = name;
+            changed.push("name");
+        }
+        if let Some(plan) = patch.plan {
+            tenant.plan = plan;
+            changed.push("plan");
+        }
+        if let Some(status) = patch.status {
+            tenant.status = status;
+            changed.push("status");
+        }
+        if let Some(settings) = patch.settings {
+            tenant.settings = settings;
+            changed.push("settings");
+        }
+        tenant.updated_at = Utc::now();
+        self.tenancy.update_tenant(tenant.clone()).await?;
+        self.tenancy.record_audit(
+            self.tenancy
+                .audit_event(ctx, "tenant.update")
+                .resource(tenant.id.as_str())
+                .detail("changed", changed.join(","))
+                .detail("status", tenant.status.as_str()),
+        );
+        Ok(Reply::ok(tenant_json(&tenant)))
+    }
+
+    /// The tenant a body names, or the caller's: another tenant only for
+    /// super_admin (`tenant_mismatch` otherwise).
+    async fn target_tenant(&self, ctx: &TenantContext, named: Option<&str>) -> Result<Tenant> {
+        let Some(named) = named else {
+            return Ok(ctx.tenant().as_ref().clone());
+        };
+        let id = TenantId::new(named)?;
+        if id == *ctx.tenant_id() {
+            return Ok(ctx.tenant().as_ref().clone());
+        }
+        if ctx.role() < Role::SuperAdmin {
+            return Err(ErrorKind::TenantMismatch.into());
+        }
+        self.tenancy
+            .tenant_store()
+            .get(&id)
+            .await
+            .map_err(TenancyError::from)?
+            .ok_or_else(|| ErrorKind::UnknownTenant.into())
+    }
+
+    /// `POST /api/v1/apikeys` (admin+). The secret is in this answer only.
+    pub async fn create_api_key(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
+        require(ctx, Role::Admin)?;
+        let req: CreateApiKey = parse_body(body)?;
+        if req.name.is_empty() || req.name.len() > 128 {
+            return Err(TenancyError::invalid_request(
+                "name must be 1 to 128 characters",
+            ));
+        }
+        if req.rate_limit_rps == Some(0) {
+            return Err(TenancyError::invalid_request(
+                "rate_limit_rps must be at least 1",
+            ));
+        }
+        let tenant = self.target_tenant(ctx, req.tenant_id.as_deref()).await?;
+        let now = Utc::now();
+        let live = self
+            .tenancy
+            .api_key_store()
+            .list(&tenant.id)
+            .await
+            .map_err(TenancyError::from)?
+            .iter()
+            .filter(|k| k.is_live(now))
+            .count() as u64;
+        self.tenancy.check_count_quota(
+            &self.tenancy.quotas_of(&tenant),
+            CountQuota::ApiKeys,
+            live,
+        )?;
+        let issued = self
+            .tenancy
+            .issue_api_key(
+                &tenant.id,
+                NewApiKey {
+                    name: req.name,
+                    scope: req.scope,
+                    rate_limit_rps: req.rate_limit_rps,
+                    expires_at: req.expires_at,
+                },
+            )
+            .await?;
+        let mut event = self
+            .tenancy
+            .audit_event(ctx, "apikey.create")
+            .resource(issued.record.key_id.as_str())
+            .outcome(201)
+            .detail("scope", issued.record.scope.as_str());
+        event.tenant_id = tenant.id.clone();
+        self.tenancy.record_audit(event);
+        Ok(Reply::json(
+            StatusCode::CREATED,
+            json!({
+                "key_id": issued.record.key_id,
+                "api_key": issued.secret.expose(),
+                "tenant_id": tenant.id,
+                "scope": issued.record.scope,
+                "created_at": issued.record.created_at,
+                "expires_at": issued.record.expires_at,
+            }),
+        ))
+    }
+
+    /// `GET /api/v1/apikeys` (admin+): the tenant's keys, never a secret.
+    pub async fn list_api_keys(&self, ctx: &TenantContext) -> Result<Reply> {
+        require(ctx, Role::Admin)?;
+        let keys = self
+            .tenancy
+            .api_key_store()
+            .list(ctx.tenant_id())
+            .await
+            .map_err(TenancyError::from)?;
+        Ok(Reply::ok(json!({
+            "api_keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+        })))
+    }
+
+    /// `DELETE /api/v1/apikeys/{key_id}` (admin+): 204; `not_found` for
+    /// another tenant's key.
+    pub async fn revoke_api_key(&self, ctx: &TenantContext, key_id: &str) -> Result<Reply> {
+        require(ctx, Role::Admin)?;
+        let key_id = KeyId::new(key_id).map_err(|_| not_found())?;
+        self.tenancy
+            .revoke_api_key(ctx.tenant_id(), &key_id)
+            .await?;
+        self.tenancy.record_audit(
+            self.tenancy
+                .audit_event(ctx, "apikey.revoke")
+                .resource(key_id.as_str())
+                .outcome(204),
+        );
+        Ok(Reply::no_content())
+    }
+
+    /// `GET /api/v1/rbac/permissions` (any authenticated caller).
+    pub fn permissions(&self, ctx: &TenantContext) -> Result<Reply> {
+        let permissions: Vec<&str> = ctx
+            .role()
+            .permissions()
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
+        Ok(Reply::ok(json!({
+            "tenant_id": ctx.tenant_id(),
+            "subject": ctx.principal().subject.as_ref(),
+            "role": ctx.role(),
+            "level": ctx.role().level(),
+            "scope": ctx.scope(),
+            "permissions": permissions,
+        })))
+    }
+
+    /// `POST /api/v1/telemetry` (operator+, or an ingestion key): charges
+    /// events/month, meters by event type.
+    pub async fn ingest(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
+        if !ctx.can(Permission::SendTelemetry) {
+            return Err(ErrorKind::InsufficientRole {
+                required: Permission::SendTelemetry.minimum_role(),
+            }
+            .into());
+        }
+        let req: Ingest = parse_body(body)?;
+        if req.events.is_empty() || req.events.len() > MAX_EVENTS_PER_CALL {
+            return Err(TenancyError::invalid_request(format!(
+                "events must hold 1 to {MAX_EVENTS_PER_CALL} events"
+            )));
+        }
+        let mut by_type: BTreeMap<Label, u64> = BTreeMap::new();
+        for event in &req.events {
+            *by_type
+                .entry(label(&event.event_type, "event type")?)
+                .or_default() += 1;
+            if !event.value.is_finite() {
+                return Err(TenancyError::invalid_request("event values must be finite"));
+            }
+        }
+        let accepted = req.events.len() as u64;
+        self.tenancy.charge(ctx, "events", accepted).await?;
+        for (event_type, count) in &by_type {
+            self.tenancy.meter(ctx, event_type, *count);
+        }
+        let now = Utc::now();
+        let mut rows = self
+            .telemetry
+            .rows
+            .entry(ctx.tenant_id().clone())
+            .or_default();
+        for mut event in req.events {
+            event.timestamp.get_or_insert(now);
+            rows.push(event);
+        }
+        let excess = rows.len().saturating_sub(TELEMETRY_PER_TENANT);
+        rows.drain(..excess);
+        Ok(Reply::json(
+            StatusCode::ACCEPTED,
+            json!({"accepted": accepted}),
+        ))
+    }
+
+    /// `GET /api/v1/metrics/query` (viewer+ / readonly keys): the caller's
+    /// tenant's telemetry, newest first; filters `name`, `type`, `limit`.
+    pub fn query_metrics(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
+        require(ctx, Role::Viewer)?;
+        let name = query_param(query, "name");
+        let event_type = query_param(query, "type");
+        let limit = parse_limit(query, 100, 1000)?;
+        let mut events: Vec<TelemetryEvent> = self
+            .telemetry
+            .all(ctx.tenant_id())
+            .into_iter()
+            .rev()
+            .filter(|e| name.as_ref().is_none_or(|n| *n == e.name))
+            .filter(|e| event_type.as_ref().is_none_or(|t| *t == e.event_type))
+            .collect();
+        events.truncate(limit);
+        Ok(Reply::ok(
+            json!({"tenant_id": ctx.tenant_id(), "events": events}),
+        ))
+    }
+
+    /// `POST /api/v1/runbooks/{id}/trigger` (operator+): an audited action.
+    pub fn trigger_runbook(&self, ctx: &TenantContext, id: &str) -> Result<Reply> {
+        require(ctx, Role::Operator)?;
+        let id = label(id, "runbook id")?;
+        let execution_id = new_id("exec");
+        self.tenancy.record_audit(
+            self.tenancy
+                .audit_event(ctx, "runbook.trigger")
+                .resource(id.as_str())
+                .outcome(202)
+                .detail("execution_id", execution_id.clone()),
+        );
+        Ok(Reply::json(
+            StatusCode::ACCEPTED,
+            json!({"runbook_id": id, "execution_id": execution_id, "status": "triggered"}),
+        ))
+    }
+
+    /// `POST /api/v1/incidents/{id}/ack` (operator+): an audited action.
+    pub fn ack_incident(&self, ctx: &TenantContext, id: &str) -> Result<Reply> {
+        require(ctx, Role::Operator)?;
+        let id = label(id, "incident id")?;
+        self.tenancy.record_audit(
+            self.tenancy
+                .audit_event(ctx, "incident.ack")
+                .resource(id.as_str()),
+        );
+        Ok(Reply::ok(json!({
+            "incident_id": id,
+            "status": "acknowledged",
+            "acknowledged_by": ctx.principal().subject.as_ref(),
+        })))
+    }
+
+    /// `POST /api/v1/users` (admin+): the plan's user count is enforced; no
+    /// one grants a role above their own.
+    pub async fn create_user(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
+        require(ctx, Role::Admin)?;
+        let req: CreateUser = parse_body(body)?;
+        if !req.email.contains('@') || req.email.len() > 254 {
+            return Err(TenancyError::invalid_request(
+                "email must be an e-mail address",
+            ));
+        }
+        if req.role > ctx.role() {
+            return Err(ErrorKind::InsufficientRole { required: req.role }.into());
+        }
+        let tenant = ctx.tenant_id();
+        self.tenancy.check_count_quota(
+            ctx.quotas(),
+            CountQuota::Users,
+            self.users.len(tenant) as u64,
+        )?;
+        let user = User {
+            user_id: new_id("usr"),
+            email: req.email,
+            name: req.name,
+            role: req.role,
+            created_at: Utc::now(),
+        };
+        {
+            let mut users = self.users.rows.entry(tenant.clone()).or_default();
+            if users.iter().any(|u| u.email == user.email) {
+                return Err(
+                    ErrorKind::Conflict(format!("user {} already exists", user.email)).into(),
+                );
+            }
+            users.push(user.clone());
+        }
+        self.tenancy.record_audit(
+            self.tenancy
+                .audit_event(ctx, "user.create")
+                .resource(user.user_id.clone())
+                .outcome(201)
+                .detail("role", user.role.as_str()),
+        );
+        Ok(Reply::json(StatusCode::CREATED, json!(user)))
+    }
+
+    /// `GET /api/v1/users` (admin+).
+    pub fn list_users(&self, ctx: &TenantContext) -> Result<Reply> {
+        require(ctx, Role::Admin)?;
+        Ok(Reply::ok(json!({"users": self.users.all(ctx.tenant_id())})))
+    }
+
+    /// `POST /api/v1/teams` (admin+).
+    pub fn create_team(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
+        require(ctx, Role::Admin)?;
+        let req: CreateTeam = parse_body(body)?;
+        if req.name.is_empty() || req.name.len() > 128 {
+            return Err(TenancyError::invalid_request(
+                "name must be 1 to 128 characters",
+            ));
+        }
+        let team = Team {
+            team_id: new_id("team"),
+            name: req.name,
+            members: req.members,
+            on_call_rotation: req.on_call_rotation,
+            created_at: Utc::now(),
+        };
+        self.teams
+            .rows
+            .entry(ctx.tenant_id().clone())
+            .or_default()
+            .push(team.clone());
+        self.tenancy.record_audit(
+            self.tenancy
+                .audit_event(ctx, "team.create")
+                .resource(team.team_id.clone())
+                .outcome(201),
+        );
+        Ok(Reply::json(StatusCode::CREATED, json!(team)))
+    }
+
+    /// `GET /api/v1/teams` (admin+).
+    pub fn list_teams(&self, ctx: &TenantContext) -> Result<Reply> {
+        require(ctx, Role::Admin)?;
+        Ok(Reply::ok(json!({"teams": self.teams.all(ctx.tenant_id())})))
+    }
+
+    /// `GET /api/v1/audit` (admin+): newest first; filters `actor`,
+    /// `action`, `since` (RFC 3339), `limit`.
+    pub async fn audit(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
+        require(ctx, Role::Admin)?;
+        let mut filter = AuditFilter::default().limit(parse_limit(query, 100, 1000)?);
+        filter.actor = query_param(query, "actor");
+        filter.action = query_param(query, "action");
+        filter.since = parse_time(query, "since")?;
+        let Some(log) = self.tenancy.audit_query() else {
+            return Err(TenancyError::internal("the audit sink cannot be queried"));
+        };
+        self.tenancy.flush().await;
+        let events = log
+            .query(ctx.tenant_id(), &filter)
+            .await
+            .map_err(TenancyError::from)?;
+        Ok(Reply::ok(
+            json!({"tenant_id": ctx.tenant_id(), "events": events}),
+        ))
+    }
+
+    /// `GET /api/v1/usage` (admin+): hourly counts by event type; `from` and
+    /// `to` (RFC 3339) default to the last 24 hours.
+    pub async fn usage(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
+        require(ctx, Role::Admin)?;
+        let to =
+            parse_time(query, "to")?.unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
+        let from = parse_time(query, "from")?.unwrap_or(to - chrono::Duration::hours(25));
+        self.tenancy.flush().await;
+        let rows = self
+            .tenancy
+            .usage_meter()
+            .usage(ctx.tenant_id(), from, to)
+            .await
+            .map_err(TenancyError::from)?;
+        let usage: Vec<Value> = rows
+            .iter()
+            .map(|r| json!({"hour": r.hour, "event_type": r.event_type, "count": r.count}))
+            .collect();
+        Ok(Reply::ok(
+            json!({"tenant_id": ctx.tenant_id(), "usage": usage}),
+        ))
+    }
+}
+
+fn parse_limit(query: &str, default: usize, max: usize) -> Result<usize> {
+    match query_param(query, "limit") {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(TenancyError::invalid_request(format!(
+                "limit must be 1 to {max}"
+            ))),
+        },
+    }
+}
+
+fn parse_time(query: &str, name: &str) -> Result<Option<DateTime<Utc>>> {
+    query_param(query, name)
+        .map(|v| {
+            DateTime::parse_from_rfc3339(&v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    TenancyError::invalid_request(format!("{name} must be an RFC 3339 time"))
+                })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(
+            percent_decode("2026-01-01T00%3A00%3A00Z"),
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        assert_eq!(percent_decode("%4"), "%4");
+    }
+
+    #[test]
+    fn bodies_are_refused_cleanly() {
+        let err = parse_body::<CreateTeam>(b"{").unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+        let err = parse_body::<CreateTeam>(br#"{"name":"a","extra":1}"#).unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(
+            parse_body::<CreateTeam>(&big).unwrap_err().code(),
+            "payload_too_large"
+        );
+    }
+}

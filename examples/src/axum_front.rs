@@ -1,0 +1,166 @@
+//! The axum front end: routes of the API onto [`App`] methods, under
+//! [`TenancyLayer`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, StatusCode};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tenancy_axum::{TenancyLayer, TenancyRejection, Tenant};
+use tenancy_core::error::{ErrorKind, TenancyError};
+
+use crate::app::{App, MAX_BODY_BYTES, Reply};
+
+type Answer = Result<Response, TenancyRejection>;
+
+fn respond(reply: Result<Reply, TenancyError>) -> Answer {
+    let reply = reply?;
+    let mut response = match reply.body {
+        Some(body) => {
+            let mut r = Response::new(Body::from(body.to_string()));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        None => Response::new(Body::empty()),
+    };
+    *response.status_mut() = reply.status;
+    Ok(response)
+}
+
+async fn read_body(body: Body) -> Result<Bytes, TenancyError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            TenancyError::new(ErrorKind::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            })
+        })
+}
+
+/// The API router over `app`; `/metrics` serves `metrics` to loopback
+/// callers. Serve it with connect info (`into_make_service_with_connect_info`).
+pub fn router(app: Arc<App>, metrics: PrometheusHandle) -> Router {
+    let tenancy = app.tenancy().clone();
+    let api = Router::new()
+        .route(
+            "/api/v1/tenants",
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant| async move {
+                respond(app.list_tenants(&ctx).await)
+            })
+            .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
+                respond(app.create_tenant(&ctx, &read_body(body).await?).await)
+            }),
+        )
+        .route(
+            "/api/v1/tenants/{id}",
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, Path(id): Path<String>| async move {
+                respond(app.get_tenant(&ctx, &id).await)
+            })
+            .patch(
+                |State(app): State<Arc<App>>, Tenant(ctx): Tenant, Path(id): Path<String>, body: Body| async move {
+                    respond(app.patch_tenant(&ctx, &id, &read_body(body).await?).await)
+                },
+            ),
+        )
+        .route(
+            "/api/v1/apikeys",
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant| async move {
+                respond(app.list_api_keys(&ctx).await)
+            })
+            .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
+                respond(app.create_api_key(&ctx, &read_body(body).await?).await)
+            }),
+        )
+        .route(
+            "/api/v1/apikeys/{key_id}",
+            axum::routing::delete(
+                |State(app): State<Arc<App>>, Tenant(ctx): Tenant, Path(key_id): Path<String>| async move {
+                    respond(app.revoke_api_key(&ctx, &key_id).await)
+                },
+            ),
+        )
+        .route(
+            "/api/v1/rbac/permissions",
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant| async move { respond(app.permissions(&ctx)) }),
+        )
+        .route(
+            "/api/v1/telemetry",
+            post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
+                respond(app.ingest(&ctx, &read_body(body).await?).await)
+            }),
+        )
+        .route(
+            "/api/v1/metrics/query",
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
+                respond(app.query_metrics(&ctx, q.as_deref().unwrap_or_default()))
+            }),
+        )
+        .route(
+            "/api/v1/runbooks/{id}/trigger",
+            post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, Path(id): Path<String>| async move {
+                respond(app.trigger_runbook(&ctx, &id))
+            }),
+        )
+        .route(
+            "/api/v1/incidents/{id}/ack",
+            post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, Path(id): Path<String>| async move {
+                respond(app.ack_incident(&ctx, &id))
+            }),
+        )
+        .route(
+            "/api/v1/users",
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant| async move { respond(app.list_users(&ctx)) })
+                .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
+                    respond(app.create_user(&ctx, &read_body(body).await?).await)
+                }),
+        )
+        .route(
+            "/api/v1/teams",
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant| async move { respond(app.list_teams(&ctx)) })
+                .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
+                    respond(app.create_team(&ctx, &read_body(body).await?))
+                }),
+        )
+        .route(
+            "/api/v1/audit",
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
+                respond(app.audit(&ctx, q.as_deref().unwrap_or_default()).await)
+            }),
+        )
+        .route(
+            "/api/v1/usage",
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
+                respond(app.usage(&ctx, q.as_deref().unwrap_or_default()).await)
+            }),
+        )
+        .route("/healthz", get(|| async { respond(Ok(Reply { status: StatusCode::OK, body: Some(serde_json::json!({"status": "ok"})) })) }))
+        .route("/readyz", get(|State(app): State<Arc<App>>| async move { respond(app.ready().await) }))
+        .route(
+            "/metrics",
+            get(
+                |Extension(handle): Extension<PrometheusHandle>,
+                 ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                    if !peer.ip().is_loopback() {
+                        return TenancyRejection(ErrorKind::NotFound.into()).into_response();
+                    }
+                    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+                },
+            ),
+        )
+        .fallback(|| async { TenancyRejection(ErrorKind::NotFound.into()) })
+        .method_not_allowed_fallback(|| async { TenancyRejection(ErrorKind::NotFound.into()) })
+        .with_state(app);
+    api.layer(Extension(metrics)).layer(
+        TenancyLayer::new(tenancy)
+            .exclude("/healthz")
+            .exclude("/readyz")
+            .exclude("/metrics"),
+    )
+}

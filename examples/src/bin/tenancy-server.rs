@@ -1,0 +1,115 @@
+//! `tenancy-server`: the reference API on axum.
+// The banner, the listen line and the `token` command are the output of
+// this binary, meant for stdout.
+#![allow(clippy::print_stdout)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tenancy_examples::{DRAIN_TIMEOUT, axum_front, init_logging, shutdown_signal, startup};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("token") {
+        return match startup::token_command(&args[1..], std::env::vars()) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tenancy-server token: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tenancy-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run())
+}
+
+async fn run() -> ExitCode {
+    let metrics = match PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("tenancy-server: cannot install the metrics recorder: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let prepared = match startup::prepare(std::env::vars()).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tenancy-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match std::net::TcpListener::bind(prepared.settings.bind)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "tenancy-server: cannot listen on {}: {e}",
+                prepared.settings.bind
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(prepared.settings.bind);
+    let scheme = if prepared.settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("tenancy-server listening on {scheme}://{addr}");
+    if let Some(banner) = &prepared.banner {
+        println!("\n{banner}");
+    }
+    let app = prepared.app.clone();
+    let service = axum_front::router(app.clone(), metrics)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let served = match prepared.settings.tls.clone() {
+        None => match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stopper.graceful_shutdown(Some(DRAIN_TIMEOUT));
+            });
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+            match axum_server::from_tcp_rustls(listener, config) {
+                Ok(server) => server.handle(handle).serve(service).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    app.tenancy().shutdown().await;
+    tracing::info!(
+        audit_dropped = app.tenancy().audit_dropped(),
+        "stopped; audit and usage flushed"
+    );
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tenancy-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

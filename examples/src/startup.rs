@@ -1,0 +1,277 @@
+//! Start-up shared by both binaries: settings from `TENANCY_*` variables,
+//! the engine and its stores, the `platform` tenant, the development secret
+//! and its ready super_admin token, and the `token` command.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tenancy_core::config::{ConfigError, DEFAULT_ISSUER, ENV_REALM};
+use tenancy_core::credential::{JwtClaims, encode_hs256};
+use tenancy_core::rbac::Role;
+use tenancy_core::secret::Secret;
+use tenancy_core::tenant::{Tenant, TenantId};
+use tenancy_core::{Tenancy, TenancyConfig};
+
+use crate::app::App;
+
+/// The tenant created at start, home of the platform's super_admins.
+pub const PLATFORM_TENANT: &str = "platform";
+/// Default listen address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// Why the server cannot start: the key and what is wrong.
+#[derive(Debug)]
+pub struct StartError(pub ConfigError);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<ConfigError> for StartError {
+    fn from(e: ConfigError) -> Self {
+        Self(e)
+    }
+}
+
+/// Settings of the server process itself (the engine's come from
+/// [`TenancyConfig`]).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// `TENANCY_BIND`.
+    pub bind: SocketAddr,
+    /// TLS from `TENANCY_TLS_CERT` and `TENANCY_TLS_KEY` (both or neither),
+    /// loaded and checked at start.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// A prepared server: the application, its settings, and the banner to
+/// print when the secret was generated.
+pub struct Prepared {
+    /// The application.
+    pub app: Arc<App>,
+    /// The process settings.
+    pub settings: ServerSettings,
+    /// Lines for stdout: the generated token and a curl line.
+    pub banner: Option<String>,
+}
+
+/// Reads the settings, builds the engine on the in-memory stores, creates
+/// the `platform` tenant, and, without `TENANCY_JWT_SECRET`, generates a
+/// secret and a super_admin token. Runs inside a tokio runtime.
+pub async fn prepare(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Prepared, StartError> {
+    let mut vars: Vec<(String, String)> = vars.into_iter().collect();
+    let lookup: HashMap<String, String> = vars.iter().cloned().collect();
+    let get = |k: &str| lookup.get(k).filter(|v| !v.is_empty()).cloned();
+
+    let bind_text = get("TENANCY_BIND").unwrap_or_else(|| DEFAULT_BIND.to_owned());
+    let bind: SocketAddr = bind_text.parse().map_err(|_| {
+        ConfigError::new("TENANCY_BIND", "expected an address such as 127.0.0.1:8080")
+    })?;
+    let tls = match (get("TENANCY_TLS_CERT"), get("TENANCY_TLS_KEY")) {
+        (Some(cert), Some(key)) => Some(tls_config(&PathBuf::from(cert), &PathBuf::from(key))?),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(
+                ConfigError::new("TENANCY_TLS_KEY", "required with TENANCY_TLS_CERT").into(),
+            );
+        }
+        (None, Some(_)) => {
+            return Err(
+                ConfigError::new("TENANCY_TLS_CERT", "required with TENANCY_TLS_KEY").into(),
+            );
+        }
+    };
+    for var in ["TENANCY_REDIS_URL", "TENANCY_CLICKHOUSE_URL"] {
+        if get(var).is_some() {
+            return Err(ConfigError::new(
+                var,
+                "this build of the reference server runs on the in-memory stores only",
+            )
+            .into());
+        }
+    }
+
+    let generated = if get("TENANCY_JWT_SECRET").is_none() {
+        let secret = generate_secret()?;
+        vars.retain(|(k, _)| k != "TENANCY_JWT_SECRET");
+        vars.push(("TENANCY_JWT_SECRET".to_owned(), secret.expose().to_owned()));
+        Some(secret)
+    } else {
+        None
+    };
+    let config = TenancyConfig::load_from(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let tenancy = Tenancy::builder(config.clone()).build()?;
+    let platform =
+        TenantId::new(PLATFORM_TENANT).map_err(|e| ConfigError::new("platform", e.to_string()))?;
+    if tenancy
+        .tenant_store()
+        .get(&platform)
+        .await
+        .map_err(|e| ConfigError::new("tenant store", e.to_string()))?
+        .is_none()
+    {
+        tenancy
+            .create_tenant(Tenant::new(platform, "Platform", "enterprise"))
+            .await
+            .map_err(|e| ConfigError::new("tenant store", e.to_string()))?;
+    }
+
+    let banner = match generated {
+        Some(secret) => {
+            let issuer = issuer(&config);
+            let token = mint(
+                &secret,
+                &issuer,
+                PLATFORM_TENANT,
+                Role::SuperAdmin,
+                "admin@platform",
+                24 * 3600,
+            )
+            .map_err(|e| ConfigError::new("TENANCY_JWT_SECRET", e.to_string()))?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            Some(format!(
+                "No TENANCY_JWT_SECRET was given: generated one for this run (tokens die with the process).\n\
+                 A super_admin token of the platform tenant, valid 24 hours:\n\n\
+                 export TOKEN={token}\n\n\
+                 Try it:\n\n\
+                 curl -s -H \"Authorization: Bearer $TOKEN\" {scheme}://{bind}/api/v1/tenants\n"
+            ))
+        }
+        None => None,
+    };
+    Ok(Prepared {
+        app: App::new(tenancy),
+        settings: ServerSettings { bind, tls },
+        banner,
+    })
+}
+
+/// A rustls server configuration (aws-lc-rs, HTTP/1.1) from PEM files: the
+/// certificate chain and its private key. Errors name the variable.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| ConfigError::new("TENANCY_TLS_CERT", format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(
+            "TENANCY_TLS_CERT",
+            format!("{}: no certificate", cert.display()),
+        )
+        .into());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ConfigError::new("TENANCY_TLS_KEY", format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::new("TENANCY_TLS_CERT", e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            ConfigError::new(
+                "TENANCY_TLS_KEY",
+                format!("does not fit the certificate: {e}"),
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn issuer(config: &TenancyConfig) -> String {
+    config
+        .realms
+        .iter()
+        .find(|r| r.name == ENV_REALM)
+        .map_or_else(|| DEFAULT_ISSUER.to_owned(), |r| r.issuer.clone())
+}
+
+fn generate_secret() -> Result<Secret, ConfigError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|_| ConfigError::new("TENANCY_JWT_SECRET", "no OS randomness to generate one"))?;
+    Ok(Secret::new(
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    ))
+}
+
+fn mint(
+    secret: &Secret,
+    issuer: &str,
+    tenant: &str,
+    role: Role,
+    subject: &str,
+    ttl_secs: i64,
+) -> Result<String, tenancy_core::TenancyError> {
+    let ttl = std::time::Duration::from_secs(ttl_secs.unsigned_abs());
+    let claims = JwtClaims::new(issuer, subject, role.as_str(), ttl).with_tenant(tenant);
+    encode_hs256(secret, &claims)
+}
+
+/// `token --tenant T --role R --sub S [--ttl SECONDS]`: mints a token with
+/// `TENANCY_JWT_SECRET` and `TENANCY_JWT_ISSUER` for scripts. Returns the
+/// token, or what is wrong with the arguments.
+pub fn token_command(
+    args: &[String],
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<String, String> {
+    let vars: HashMap<String, String> = vars.into_iter().collect();
+    let mut tenant = None;
+    let mut role = None;
+    let mut sub = None;
+    let mut ttl: i64 = 3600;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--tenant" => {
+                tenant = Some(TenantId::new(value).map_err(|e| format!("--tenant: {e}"))?)
+            }
+            "--role" => {
+                role = Some(value.parse::<Role>().map_err(|_| {
+                    "--role: expected viewer, operator, admin, super_admin or system".to_owned()
+                })?)
+            }
+            "--sub" => sub = Some(value.clone()),
+            "--ttl" => {
+                ttl = value
+                    .parse()
+                    .ok()
+                    .filter(|t| *t > 0)
+                    .ok_or("--ttl: expected seconds")?
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let usage = "usage: token --tenant T --role R --sub S [--ttl SECONDS]";
+    let (Some(tenant), Some(role), Some(sub)) = (tenant, role, sub) else {
+        return Err(usage.to_owned());
+    };
+    let secret = vars
+        .get("TENANCY_JWT_SECRET")
+        .filter(|s| !s.is_empty())
+        .ok_or("TENANCY_JWT_SECRET must be set to mint tokens the server accepts")?;
+    let issuer = vars
+        .get("TENANCY_JWT_ISSUER")
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
+    mint(
+        &Secret::new(secret.clone()),
+        &issuer,
+        tenant.as_str(),
+        role,
+        &sub,
+        ttl,
+    )
+    .map_err(|e| e.to_string())
+}

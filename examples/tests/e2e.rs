@@ -1,0 +1,822 @@
+//! The reference server end to end: each binary started on a free port and
+//! driven over HTTP with the same cases.
+
+mod support;
+
+use support::{Server, binaries, create_tenant, issue_key, root, token};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_lifecycle() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "acme", "pro").await;
+        let again = s
+            .post(
+                "/api/v1/tenants",
+                &root(),
+                r#"{"tenant_id":"acme","name":"Acme","plan":"pro"}"#,
+            )
+            .await;
+        assert_eq!((again.status, again.code()), (409, "conflict"), "{name}");
+        let got = s.get("/api/v1/tenants/acme", &root()).await;
+        assert_eq!(got.body["status"], "active", "{name}");
+        let list = s.get("/api/v1/tenants", &root()).await;
+        let ids: Vec<&str> = list.body["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tenant_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["acme", "platform"], "{name}");
+
+        let admin = token("acme", "admin", "admin@acme");
+        assert_eq!(
+            s.post("/api/v1/runbooks/r1/trigger", &admin, "")
+                .await
+                .status,
+            202,
+            "{name}"
+        );
+
+        let patch = |status: &'static str| {
+            let s = &s;
+            async move {
+                let auth = format!("Bearer {}", root());
+                s.call(
+                    "PATCH",
+                    "/api/v1/tenants/acme",
+                    &[("authorization", &auth)],
+                    Some(&format!(r#"{{"status":"{status}"}}"#)),
+                )
+                .await
+            }
+        };
+        assert_eq!(patch("suspended").await.status, 200, "{name}");
+        let write = s.post("/api/v1/runbooks/r1/trigger", &admin, "").await;
+        assert_eq!(
+            (write.status, write.code()),
+            (403, "tenant_suspended"),
+            "{name}"
+        );
+        assert_eq!(
+            s.get("/api/v1/metrics/query", &admin).await.status,
+            200,
+            "{name}: reads stay"
+        );
+
+        assert_eq!(patch("archived").await.status, 200, "{name}");
+        let read = s.get("/api/v1/metrics/query", &admin).await;
+        assert_eq!(
+            (read.status, read.code()),
+            (403, "tenant_archived"),
+            "{name}"
+        );
+        // The super_admin still manages the record.
+        assert_eq!(
+            s.get("/api/v1/tenants/acme", &root()).await.body["status"],
+            "archived",
+            "{name}"
+        );
+        assert_eq!(patch("active").await.status, 200, "{name}");
+        assert_eq!(
+            s.post("/api/v1/runbooks/r1/trigger", &admin, "")
+                .await
+                .status,
+            202,
+            "{name}"
+        );
+
+        let bad = s
+            .post(
+                "/api/v1/tenants",
+                &root(),
+                r#"{"tenant_id":"Bad Id","name":"x"}"#,
+            )
+            .await;
+        assert_eq!(
+            (bad.status, bad.code()),
+            (400, "invalid_tenant_id"),
+            "{name}"
+        );
+        let plan = s
+            .post(
+                "/api/v1/tenants",
+                &root(),
+                r#"{"tenant_id":"x1","name":"x","plan":"gold"}"#,
+            )
+            .await;
+        assert_eq!(
+            (plan.status, plan.code()),
+            (400, "invalid_request"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_matrix() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "acme", "pro").await;
+        // (method, path, body, lowest role allowed, success status)
+        let routes: &[(&str, &str, Option<&str>, usize, u16)] = &[
+            ("GET", "/api/v1/rbac/permissions", None, 0, 200),
+            ("GET", "/api/v1/metrics/query", None, 0, 200),
+            ("POST", "/api/v1/runbooks/r1/trigger", None, 1, 202),
+            ("POST", "/api/v1/incidents/i1/ack", None, 1, 200),
+            (
+                "POST",
+                "/api/v1/telemetry",
+                Some(r#"{"events":[{"type":"metric","name":"cpu","value":1}]}"#),
+                1,
+                202,
+            ),
+            ("GET", "/api/v1/users", None, 2, 200),
+            ("GET", "/api/v1/teams", None, 2, 200),
+            (
+                "POST",
+                "/api/v1/teams",
+                Some(r#"{"name":"sre","members":["a"],"on_call_rotation":["a"]}"#),
+                2,
+                201,
+            ),
+            ("GET", "/api/v1/apikeys", None, 2, 200),
+            ("GET", "/api/v1/audit", None, 2, 200),
+            ("GET", "/api/v1/usage", None, 2, 200),
+            ("GET", "/api/v1/tenants", None, 3, 200),
+        ];
+        let roles = ["viewer", "operator", "admin", "super_admin"];
+        for (level, role) in roles.iter().enumerate() {
+            let t = token("acme", role, &format!("{role}@acme"));
+            let auth = format!("Bearer {t}");
+            for (method, path, body, lowest, ok) in routes {
+                let answer = s
+                    .call(method, path, &[("authorization", &auth)], *body)
+                    .await;
+                if level >= *lowest {
+                    assert_eq!(
+                        answer.status, *ok,
+                        "{name}: {role} {method} {path}: {}",
+                        answer.raw
+                    );
+                } else {
+                    assert_eq!(
+                        (answer.status, answer.code()),
+                        (403, "insufficient_role"),
+                        "{name}: {role} {method} {path}"
+                    );
+                }
+            }
+        }
+        let perms = s
+            .get(
+                "/api/v1/rbac/permissions",
+                &token("acme", "operator", "op@acme"),
+            )
+            .await;
+        assert_eq!(perms.body["level"], 2, "{name}");
+        assert!(
+            perms.body["permissions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "runbooks:trigger")
+        );
+        assert!(
+            !perms.body["permissions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "audit:read")
+        );
+        // Nobody grants a role above their own.
+        let admin = token("acme", "admin", "admin@acme");
+        let up = s
+            .post(
+                "/api/v1/users",
+                &admin,
+                r#"{"email":"x@acme.test","role":"super_admin"}"#,
+            )
+            .await;
+        assert_eq!((up.status, up.code()), (403, "insufficient_role"), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_scopes_revocation_and_expiry() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "acme", "pro").await;
+        let (ingest, _) = issue_key(&s, "acme", "ingestion", "").await;
+        let (readonly, readonly_id) = issue_key(&s, "acme", "readonly", "").await;
+        let (full, _) = issue_key(&s, "acme", "full", "").await;
+        let events = r#"{"events":[{"type":"log","name":"boot","value":1}]}"#;
+        let key = |k: &str| vec![("x-api-key", k.to_owned())];
+        let call =
+            |method: &'static str, path: &'static str, k: &str, body: Option<&'static str>| {
+                let s = &s;
+                let headers = key(k);
+                async move {
+                    let h: Vec<(&str, &str)> =
+                        headers.iter().map(|(a, b)| (*a, b.as_str())).collect();
+                    s.call(method, path, &h, body).await
+                }
+            };
+        assert_eq!(
+            call("POST", "/api/v1/telemetry", &ingest, Some(events))
+                .await
+                .status,
+            202,
+            "{name}"
+        );
+        let denied = call("GET", "/api/v1/metrics/query", &ingest, None).await;
+        assert_eq!(
+            (denied.status, denied.code()),
+            (403, "scope_denied"),
+            "{name}"
+        );
+        assert_eq!(
+            call("GET", "/api/v1/metrics/query", &readonly, None)
+                .await
+                .status,
+            200,
+            "{name}"
+        );
+        let denied = call("POST", "/api/v1/telemetry", &readonly, Some(events)).await;
+        assert_eq!(
+            (denied.status, denied.code()),
+            (403, "scope_denied"),
+            "{name}"
+        );
+        assert_eq!(
+            call("GET", "/api/v1/apikeys", &full, None).await.status,
+            200,
+            "{name}: full acts as admin"
+        );
+        let listed = call("GET", "/api/v1/apikeys", &full, None).await;
+        assert!(
+            !listed.raw.contains(&readonly),
+            "{name}: listing never shows a secret"
+        );
+        let sa = call("GET", "/api/v1/tenants", &full, None).await;
+        assert_eq!(
+            (sa.status, sa.code()),
+            (403, "insufficient_role"),
+            "{name}: never super_admin"
+        );
+
+        let admin = format!("Bearer {}", token("acme", "admin", "admin@acme"));
+        let del = s
+            .call(
+                "DELETE",
+                &format!("/api/v1/apikeys/{readonly_id}"),
+                &[("authorization", &admin)],
+                None,
+            )
+            .await;
+        assert_eq!(del.status, 204, "{name}");
+        let revoked = call("GET", "/api/v1/metrics/query", &readonly, None).await;
+        assert_eq!(
+            (revoked.status, revoked.code()),
+            (401, "invalid_api_key"),
+            "{name}"
+        );
+
+        let past = (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
+        let (expired, _) =
+            issue_key(&s, "acme", "full", &format!(r#","expires_at":"{past}""#)).await;
+        let answer = call("GET", "/api/v1/metrics/query", &expired, None).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (401, "invalid_api_key"),
+            "{name}"
+        );
+        assert!(
+            answer.body["detail"].as_str().unwrap().contains("expired"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_tenant_attempts_are_refused() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "acme", "pro").await;
+        create_tenant(&s, "globex", "pro").await;
+        let (globex_key, globex_key_id) = issue_key(&s, "globex", "full", "").await;
+        let (acme_key, _) = issue_key(&s, "acme", "full", "").await;
+        let admin = token("acme", "admin", "admin@acme");
+        let auth = format!("Bearer {admin}");
+        let by_header = s
+            .call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("authorization", &auth), ("x-tenant-id", "globex")],
+                None,
+            )
+            .await;
+        assert_eq!(
+            (by_header.status, by_header.code()),
+            (403, "tenant_mismatch"),
+            "{name}"
+        );
+        let by_query = s.get("/api/v1/metrics/query?tenant=globex", &admin).await;
+        assert_eq!(
+            (by_query.status, by_query.code()),
+            (403, "tenant_mismatch"),
+            "{name}"
+        );
+        let by_body = s
+            .post(
+                "/api/v1/apikeys",
+                &admin,
+                r#"{"tenant_id":"globex","name":"x","scope":"full"}"#,
+            )
+            .await;
+        assert_eq!(
+            (by_body.status, by_body.code()),
+            (403, "tenant_mismatch"),
+            "{name}"
+        );
+        let by_id = s
+            .call(
+                "DELETE",
+                &format!("/api/v1/apikeys/{globex_key_id}"),
+                &[("authorization", &auth)],
+                None,
+            )
+            .await;
+        assert_eq!((by_id.status, by_id.code()), (404, "not_found"), "{name}");
+        let other_record = s.get("/api/v1/tenants/globex", &admin).await;
+        assert_eq!(
+            (other_record.status, other_record.code()),
+            (404, "not_found"),
+            "{name}"
+        );
+        let key_elsewhere = s
+            .call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("x-api-key", &acme_key), ("x-tenant-id", "globex")],
+                None,
+            )
+            .await;
+        assert_eq!(
+            (key_elsewhere.status, key_elsewhere.code()),
+            (403, "tenant_mismatch"),
+            "{name}"
+        );
+        // The globex key still works: nothing was revoked across tenants.
+        assert_eq!(
+            s.call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("x-api-key", &globex_key)],
+                None
+            )
+            .await
+            .status,
+            200,
+            "{name}"
+        );
+        // Data never crosses: acme's telemetry is not globex's.
+        s.post(
+            "/api/v1/telemetry",
+            &admin,
+            r#"{"events":[{"type":"metric","name":"acme-only","value":1}]}"#,
+        )
+        .await;
+        let globex_view = s
+            .call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("x-api-key", &globex_key)],
+                None,
+            )
+            .await;
+        assert!(!globex_view.raw.contains("acme-only"), "{name}");
+        // A super_admin may act on another tenant, and it is audited.
+        let sa = format!("Bearer {}", root());
+        let as_sa = s
+            .call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("authorization", &sa), ("x-tenant-id", "globex")],
+                None,
+            )
+            .await;
+        assert_eq!(as_sa.status, 200, "{name}");
+        let audit = s
+            .call(
+                "GET",
+                "/api/v1/audit?action=tenant.cross_access",
+                &[("authorization", &sa), ("x-tenant-id", "globex")],
+                None,
+            )
+            .await;
+        assert!(
+            !audit.body["events"].as_array().unwrap().is_empty(),
+            "{name}: {}",
+            audit.raw
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_and_quota_answers() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "tiny", "free").await;
+        let admin = token("tiny", "admin", "admin@tiny");
+        let mut limited = None;
+        for _ in 0..40 {
+            let a = s.get("/api/v1/rbac/permissions", &admin).await;
+            if a.status == 429 {
+                limited = Some(a);
+                break;
+            }
+            assert_eq!(a.headers["ratelimit-limit"], "10", "{name}");
+        }
+        let limited = limited.unwrap_or_else(|| panic!("{name}: free plan's 10 rps never refused"));
+        assert_eq!(limited.code(), "rate_limited", "{name}");
+        assert!(limited.headers.contains_key("retry-after"), "{name}");
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+        // Count quota: the free plan allows 2 live keys.
+        issue_key(&s, "tiny", "full", "").await;
+        issue_key(&s, "tiny", "full", "").await;
+        let third = s
+            .post("/api/v1/apikeys", &admin, r#"{"name":"k3","scope":"full"}"#)
+            .await;
+        assert_eq!(
+            (third.status, third.code()),
+            (429, "quota_exceeded"),
+            "{name}"
+        );
+
+        // Monthly events: lower the quota to 3 and send 4.
+        let auth = format!("Bearer {}", root());
+        let patch = s
+            .call(
+                "PATCH",
+                "/api/v1/tenants/tiny",
+                &[("authorization", &auth)],
+                Some(r#"{"settings":{"quota_overrides":{"events_per_month":3}}}"#),
+            )
+            .await;
+        assert_eq!(patch.status, 200, "{name}: {}", patch.raw);
+        let three = r#"{"events":[{"type":"metric","name":"a","value":1},{"type":"metric","name":"b","value":2},{"type":"log","name":"c","value":3}]}"#;
+        assert_eq!(
+            s.post("/api/v1/telemetry", &admin, three).await.status,
+            202,
+            "{name}"
+        );
+        let over = s
+            .post(
+                "/api/v1/telemetry",
+                &admin,
+                r#"{"events":[{"type":"metric","name":"d","value":4}]}"#,
+            )
+            .await;
+        assert_eq!(
+            (over.status, over.code()),
+            (429, "quota_exceeded"),
+            "{name}"
+        );
+        let retry: u64 = over.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            retry > 0 && retry <= 31 * 24 * 3600,
+            "{name}: until the month resets"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_get_clear_answers_and_store_nothing() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "acme", "pro").await;
+        let admin = token("acme", "admin", "admin@acme");
+        for body in [
+            "{",
+            "[]",
+            r#"{"name":"sre","unexpected":true}"#,
+            r#"{"name":17}"#,
+        ] {
+            let a = s.post("/api/v1/teams", &admin, body).await;
+            assert_eq!(
+                (a.status, a.code()),
+                (400, "invalid_request"),
+                "{name}: {body}"
+            );
+        }
+        let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(2 << 20));
+        // The server answers before reading all of it and closes the connection.
+        let auth = format!("Bearer {admin}");
+        let a = s
+            .call(
+                "POST",
+                "/api/v1/teams",
+                &[("authorization", &auth), ("connection", "close")],
+                Some(&big),
+            )
+            .await;
+        assert_eq!((a.status, a.code()), (413, "payload_too_large"), "{name}");
+        let teams = s.get("/api/v1/teams", &admin).await;
+        assert_eq!(
+            teams.body["teams"].as_array().unwrap().len(),
+            0,
+            "{name}: nothing stored"
+        );
+        let bad_type = s
+            .post(
+                "/api/v1/telemetry",
+                &admin,
+                r#"{"events":[{"type":"a:b{c}","name":"x","value":1}]}"#,
+            )
+            .await;
+        assert_eq!(
+            (bad_type.status, bad_type.code()),
+            (400, "invalid_request"),
+            "{name}"
+        );
+        let bad_tenant = s
+            .call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("authorization", &auth), ("x-tenant-id", "ACME;drop")],
+                None,
+            )
+            .await;
+        assert_eq!(
+            (bad_tenant.status, bad_tenant.code()),
+            (400, "invalid_tenant_id"),
+            "{name}"
+        );
+        let garbage = s
+            .call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("authorization", "Bearer eyJ.garbage.x")],
+                None,
+            )
+            .await;
+        assert_eq!(
+            (garbage.status, garbage.code()),
+            (401, "invalid_token"),
+            "{name}"
+        );
+        let no_cred = s.call("GET", "/api/v1/metrics/query", &[], None).await;
+        assert_eq!(
+            (no_cred.status, no_cred.code()),
+            (401, "unauthenticated"),
+            "{name}"
+        );
+        assert_eq!(no_cred.headers["www-authenticate"], "Bearer", "{name}");
+        assert_eq!(
+            no_cred.headers["content-type"], "application/problem+json",
+            "{name}"
+        );
+        let key = s
+            .call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("x-api-key", "tnk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")],
+                None,
+            )
+            .await;
+        assert_eq!((key.status, key.code()), (401, "invalid_api_key"), "{name}");
+        let unknown = s.get("/api/v1/nothing-here", &admin).await;
+        assert_eq!(
+            (unknown.status, unknown.code()),
+            (404, "not_found"),
+            "{name}"
+        );
+        assert_eq!(
+            s.call("GET", "/healthz", &[], None).await.status,
+            200,
+            "{name}"
+        );
+        assert_eq!(
+            s.call("GET", "/readyz", &[], None).await.status,
+            200,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_and_usage_show_what_happened() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "acme", "pro").await;
+        let (key, key_id) = issue_key(&s, "acme", "ingestion", "").await;
+        let op = token("acme", "operator", "op@acme");
+        assert_eq!(
+            s.post("/api/v1/runbooks/restart-db/trigger", &op, "")
+                .await
+                .status,
+            202,
+            "{name}"
+        );
+        assert_eq!(
+            s.post("/api/v1/incidents/inc-7/ack", &op, "").await.status,
+            200,
+            "{name}"
+        );
+        let events = r#"{"events":[{"type":"metric","name":"cpu","value":1},{"type":"metric","name":"mem","value":2},{"type":"log","name":"boot","value":0}]}"#;
+        let sent = s
+            .call(
+                "POST",
+                "/api/v1/telemetry",
+                &[("x-api-key", &key)],
+                Some(events),
+            )
+            .await;
+        assert_eq!(sent.status, 202, "{name}");
+        assert_eq!(sent.body["accepted"], 3, "{name}");
+
+        let admin = token("acme", "admin", "admin@acme");
+        let audit = s.get("/api/v1/audit?limit=100", &admin).await;
+        let rows = audit.body["events"].as_array().unwrap();
+        let find = |action: &str| {
+            rows.iter()
+                .find(|e| e["action"] == action)
+                .unwrap_or_else(|| panic!("{name}: no {action} in {}", audit.raw))
+        };
+        assert_eq!(find("apikey.create")["resource"], key_id.as_str(), "{name}");
+        assert_eq!(find("runbook.trigger")["actor"], "op@acme", "{name}");
+        assert_eq!(find("runbook.trigger")["resource"], "restart-db", "{name}");
+        assert_eq!(find("incident.ack")["resource"], "inc-7", "{name}");
+        let ingest = rows
+            .iter()
+            .find(|e| e["action"] == "http.post" && e["resource"] == "/api/v1/telemetry")
+            .unwrap();
+        assert_eq!(ingest["actor"], key_id.as_str(), "{name}");
+        assert_eq!(ingest["actor_kind"], "api_key", "{name}");
+        assert!(rows.iter().all(|e| e["tenant_id"] == "acme"), "{name}");
+        let times: Vec<&str> = rows
+            .iter()
+            .map(|e| e["timestamp"].as_str().unwrap())
+            .collect();
+        assert!(
+            times.windows(2).all(|w| w[0] >= w[1]),
+            "{name}: newest first"
+        );
+        let by_actor = s.get("/api/v1/audit?actor=op%40acme", &admin).await;
+        assert!(
+            by_actor.body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["actor"] == "op@acme")
+        );
+
+        let usage = s.get("/api/v1/usage", &admin).await;
+        let count = |t: &str| -> u64 {
+            usage.body["usage"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["event_type"] == t)
+                .map(|r| r["count"].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(count("metric"), 2, "{name}: {}", usage.raw);
+        assert_eq!(count("log"), 1, "{name}");
+        assert!(count("requests") >= 3, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_log() {
+    for (name, bin) in binaries() {
+        let mut s = Server::start(name, bin, &[("RUST_LOG", "info")]);
+        create_tenant(&s, "acme", "pro").await;
+        let (key, _) = issue_key(&s, "acme", "full", "").await;
+        s.call("GET", "/api/v1/metrics/query", &[("x-api-key", &key)], None)
+            .await;
+        s.call(
+            "GET",
+            "/api/v1/metrics/query",
+            &[("x-api-key", &format!("{key}x"))],
+            None,
+        )
+        .await;
+        s.call(
+            "GET",
+            "/api/v1/metrics/query",
+            &[("authorization", &format!("Bearer {}x", root()))],
+            None,
+        )
+        .await;
+        assert_eq!(s.terminate(), Some(0), "{name}: clean exit on SIGTERM");
+        let output = s.output();
+        assert!(
+            output.contains("listening on"),
+            "{name}: the log was captured"
+        );
+        assert!(
+            !output.contains(support::SECRET),
+            "{name}: JWT secret in the log"
+        );
+        assert!(!output.contains(&key), "{name}: API key secret in the log");
+        assert!(
+            !output.contains(&key[4..]),
+            "{name}: API key secret in the log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_prints_a_working_token() {
+    for (name, bin) in binaries() {
+        let s = Server::start_with(name, bin, &[], false);
+        let mut token = None;
+        for _ in 0..100 {
+            token = s
+                .output()
+                .lines()
+                .find_map(|l| l.strip_prefix("export TOKEN=").map(str::to_owned));
+            if token.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let token = token.unwrap_or_else(|| panic!("{name}: no token printed: {}", s.output()));
+        assert!(
+            s.output()
+                .contains("curl -s -H \"Authorization: Bearer $TOKEN\""),
+            "{name}"
+        );
+        let list = s.get("/api/v1/tenants", &token).await;
+        assert_eq!(list.status, 200, "{name}: {}", list.raw);
+        assert_eq!(list.body["tenants"][0]["tenant_id"], "platform", "{name}");
+    }
+}
+
+#[test]
+fn bad_configuration_stops_the_server_naming_the_key() {
+    for (name, bin) in binaries() {
+        for (var, value) in [
+            ("TENANCY_DEFAULT_TENANT", "Not A Slug"),
+            ("TENANCY_BIND", "nowhere"),
+            ("TENANCY_JWT_SECRET", "short"),
+        ] {
+            let out = std::process::Command::new(bin)
+                .env_clear()
+                .env(var, value)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{name}: {var}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains(var) || (var == "TENANCY_JWT_SECRET" && stderr.contains("secret")),
+                "{name}: {var}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn token_command_mints_tokens_the_server_accepts() {
+    for (name, bin) in binaries() {
+        let out = std::process::Command::new(bin)
+            .args([
+                "token", "--tenant", "acme", "--role", "admin", "--sub", "ci@acme",
+            ])
+            .env_clear()
+            .env("TENANCY_JWT_SECRET", support::SECRET)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let s = Server::start(name, bin, &[]);
+            create_tenant(&s, "acme", "pro").await;
+            let perms = s.get("/api/v1/rbac/permissions", &token).await;
+            assert_eq!(perms.status, 200, "{name}");
+            assert_eq!(perms.body["subject"], "ci@acme", "{name}");
+            assert_eq!(perms.body["role"], "admin", "{name}");
+        });
+        let bad = std::process::Command::new(bin)
+            .args(["token", "--tenant", "Bad"])
+            .env_clear()
+            .output()
+            .unwrap();
+        assert_eq!(bad.status.code(), Some(2), "{name}");
+    }
+}

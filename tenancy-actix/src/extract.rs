@@ -1,0 +1,276 @@
+//! Extractors: the admitted request's [`Tenant`], typed role and scope
+//! guards, the [`Audit`] handle and the [`Quota`] handle.
+//!
+//! Each reads what [`TenancyMiddleware`](crate::TenancyMiddleware) put in
+//! the request extensions and rejects with [`TenancyRejection`].
+//!
+//! `Option<Tenant>` is actix-web's own `Option<T: FromRequest>`: a missing
+//! tenant is `None`. A malformed or refused tenant never gets that far: the
+//! middleware answers it before any extractor runs, so it stays an error.
+//!
+//! ```
+//! use actix_web::{App, web};
+//! use tenancy_actix::extract::{Audit, Quota, RequireRole, Tenant, role};
+//! use tenancy_actix::TenancyRejection;
+//!
+//! async fn whoami(Tenant(ctx): Tenant) -> String {
+//!     format!("{} in {}", ctx.principal().subject, ctx.tenant_id())
+//! }
+//!
+//! async fn maybe(tenant: Option<Tenant>) -> &'static str {
+//!     if tenant.is_some() { "tenant" } else { "no tenant" }
+//! }
+//!
+//! async fn trigger(_: RequireRole<role::Operator>, audit: Audit) -> &'static str {
+//!     audit.record("runbook.trigger", Some("restart-db"));
+//!     "triggered"
+//! }
+//!
+//! async fn ingest(quota: Quota) -> Result<&'static str, TenancyRejection> {
+//!     quota.charge("events", 10).await?;
+//!     Ok("accepted")
+//! }
+//!
+//! let app = App::new()
+//!     .route("/whoami", web::get().to(whoami))
+//!     .route("/maybe", web::get().to(maybe))
+//!     .route("/trigger", web::post().to(trigger))
+//!     .route("/ingest", web::post().to(ingest));
+//! # let _ = app;
+//! ```
+
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use tenancy_core::audit::AuditEvent;
+use tenancy_core::error::ErrorKind;
+use tenancy_core::limit::QuotaCharge;
+use tenancy_core::rbac::{ApiKeyScope, Role};
+use tenancy_core::{Tenancy, TenancyError, TenantContext};
+
+use crate::TenancyRejection;
+
+const NOT_INSTALLED: &str = "TenancyMiddleware is not installed on this route";
+
+/// The admitted request's tenant context.
+///
+/// Rejects with `tenant_required` when the middleware admitted the request
+/// without a tenant, and with an internal error when the middleware is not
+/// installed. As `Option<Tenant>`, a missing tenant is `None`.
+#[derive(Debug, Clone)]
+pub struct Tenant(pub TenantContext);
+
+fn context(req: &HttpRequest) -> Result<TenantContext, TenancyError> {
+    let extensions = req.extensions();
+    if let Some(ctx) = extensions.get::<TenantContext>() {
+        return Ok(ctx.clone());
+    }
+    Err(match extensions.get::<Tenancy>() {
+        Some(tenancy) => {
+            let r = &tenancy.config().resolution;
+            TenancyError::tenant_required(r.tenant_header.clone(), r.query_param.clone())
+        }
+        None => TenancyError::internal(NOT_INSTALLED),
+    })
+}
+
+fn engine(req: &HttpRequest) -> Result<Tenancy, TenancyError> {
+    req.extensions()
+        .get::<Tenancy>()
+        .cloned()
+        .ok_or_else(|| TenancyError::internal(NOT_INSTALLED))
+}
+
+fn extracted<T>(result: Result<T, TenancyError>) -> Ready<Result<T, TenancyRejection>> {
+    ready(result.map_err(TenancyRejection))
+}
+
+impl FromRequest for Tenant {
+    type Error = TenancyRejection;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        extracted(context(req).map(Tenant))
+    }
+}
+
+/// A role as a type, for [`RequireRole`].
+pub trait RoleMarker: Send + Sync + 'static {
+    /// The role.
+    const ROLE: Role;
+}
+
+/// Role markers for [`RequireRole`].
+pub mod role {
+    use super::{Role, RoleMarker};
+
+    macro_rules! markers {
+        ($($(#[$doc:meta])* $name:ident => $role:expr;)*) => {$(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl RoleMarker for $name {
+                const ROLE: Role = $role;
+            }
+        )*};
+    }
+
+    markers! {
+        /// `viewer` or higher.
+        Viewer => Role::Viewer;
+        /// `operator` or higher.
+        Operator => Role::Operator;
+        /// `admin` or higher.
+        Admin => Role::Admin;
+        /// `super_admin` or higher.
+        SuperAdmin => Role::SuperAdmin;
+        /// `system` only.
+        System => Role::System;
+    }
+}
+
+/// The tenant context of a caller whose role is `R::ROLE` or higher;
+/// `insufficient_role` otherwise.
+#[derive(Debug, Clone)]
+pub struct RequireRole<R: RoleMarker>(pub TenantContext, pub PhantomData<R>);
+
+impl<R: RoleMarker> FromRequest for RequireRole<R> {
+    type Error = TenancyRejection;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        extracted(context(req).and_then(|ctx| {
+            if ctx.role() < R::ROLE {
+                return Err(TenancyError::new(ErrorKind::InsufficientRole {
+                    required: R::ROLE,
+                }));
+            }
+            Ok(RequireRole(ctx, PhantomData))
+        }))
+    }
+}
+
+/// An API key scope as a type, for [`RequireScope`].
+pub trait ScopeMarker: Send + Sync + 'static {
+    /// The scope.
+    const SCOPE: ApiKeyScope;
+}
+
+/// Scope markers for [`RequireScope`].
+pub mod scope {
+    use super::{ApiKeyScope, ScopeMarker};
+
+    macro_rules! markers {
+        ($($(#[$doc:meta])* $name:ident => $scope:expr;)*) => {$(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl ScopeMarker for $name {
+                const SCOPE: ApiKeyScope = $scope;
+            }
+        )*};
+    }
+
+    markers! {
+        /// Ingestion keys (and full keys).
+        Ingestion => ApiKeyScope::Ingestion;
+        /// Read-only keys (and full keys).
+        Readonly => ApiKeyScope::Readonly;
+        /// Full keys only.
+        Full => ApiKeyScope::Full;
+    }
+}
+
+/// The tenant context of a caller that is not an API key (roles govern
+/// those), or an API key of scope `S::SCOPE` or `full`; `scope_denied`
+/// otherwise.
+#[derive(Debug, Clone)]
+pub struct RequireScope<S: ScopeMarker>(pub TenantContext, pub PhantomData<S>);
+
+impl<S: ScopeMarker> FromRequest for RequireScope<S> {
+    type Error = TenancyRejection;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        extracted(context(req).and_then(|ctx| match ctx.scope() {
+            Some(scope) if scope != S::SCOPE && scope != ApiKeyScope::Full => {
+                Err(TenancyError::new(ErrorKind::ScopeDenied { scope }))
+            }
+            _ => Ok(RequireScope(ctx, PhantomData)),
+        }))
+    }
+}
+
+/// Records domain events with the request's tenant, actor and request id
+/// filled in. Recording never waits and never fails the request; an event
+/// recorded before the handler refuses is kept.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    tenancy: Tenancy,
+    ctx: TenantContext,
+}
+
+impl Audit {
+    /// An event for `action`, ready for more fields; pass it to
+    /// [`record_event`](Self::record_event).
+    pub fn event(&self, action: impl Into<String>) -> AuditEvent {
+        self.tenancy.audit_event(&self.ctx, action)
+    }
+
+    /// Records `action` on `resource`.
+    pub fn record(&self, action: impl Into<String>, resource: Option<&str>) {
+        let mut event = self.event(action);
+        event.resource = resource.map(str::to_owned);
+        self.record_event(event);
+    }
+
+    /// Records a prepared event.
+    pub fn record_event(&self, event: AuditEvent) {
+        self.tenancy.record_audit(event);
+    }
+}
+
+impl FromRequest for Audit {
+    type Error = TenancyRejection;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        extracted(context(req).and_then(|ctx| {
+            Ok(Audit {
+                ctx,
+                tenancy: engine(req)?,
+            })
+        }))
+    }
+}
+
+/// Charges the tenant's plan budgets from a handler.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    tenancy: Tenancy,
+    ctx: TenantContext,
+}
+
+impl Quota {
+    /// Charges `amount` to `budget` (`events`, or a named budget of the
+    /// plan); `quota_exceeded` with `Retry-After` when it would pass the limit.
+    pub async fn charge(&self, budget: &str, amount: u64) -> Result<QuotaCharge, TenancyRejection> {
+        Ok(self.tenancy.charge(&self.ctx, budget, amount).await?)
+    }
+}
+
+impl FromRequest for Quota {
+    type Error = TenancyRejection;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        extracted(context(req).and_then(|ctx| {
+            Ok(Quota {
+                ctx,
+                tenancy: engine(req)?,
+            })
+        }))
+    }
+}

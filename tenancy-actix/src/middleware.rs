@@ -1,0 +1,267 @@
+//! [`TenancyMiddleware`] and [`TenancyService`]: the actix-web middleware
+//! that admits every request through
+//! [`Tenancy::admit`](tenancy_core::Tenancy::admit).
+//!
+//! On admission the [`TenantContext`] and the [`Tenancy`] go into the
+//! request extensions (for the [extractors](crate::extract)), the answer
+//! gets the `RateLimit-*` headers, and
+//! [`Tenancy::complete`](tenancy_core::Tenancy::complete) records it. A
+//! refusal is answered at once with its problem response; the inner service
+//! is never called. Excluded paths skip all of it.
+//!
+//! The engine's admission future is boxed (one allocation per admitted
+//! request); the rest of the response future is a plain state machine, and
+//! excluded paths allocate nothing.
+//!
+//! ```
+//! use actix_web::{App, web};
+//! use tenancy_actix::TenancyMiddleware;
+//! use tenancy_core::{Tenancy, TenancyConfig};
+//!
+//! # #[actix_web::main]
+//! # async fn main() {
+//! let tenancy = Tenancy::builder(TenancyConfig::default()).build().unwrap();
+//! let app = App::new()
+//!     .wrap(TenancyMiddleware::new(tenancy).exclude("/healthz"))
+//!     .route("/api/v1/things", web::get().to(|| async { "things" }))
+//!     .route("/healthz", web::get().to(|| async { "ok" }));
+//! # let _ = app;
+//! # }
+//! ```
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::{Error, HttpMessage};
+use pin_project_lite::pin_project;
+use tenancy_core::{Admission, Tenancy, TenancyError, TenantContext};
+
+use crate::TenancyRejection;
+use crate::convert::{insert_headers, request_parts, status_from_actix};
+use crate::rejection::problem_response;
+
+/// Runs [`Tenancy`] on every request of an `App`, `Scope` or `Resource`
+/// it wraps; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct TenancyMiddleware {
+    tenancy: Tenancy,
+    excluded: Arc<[Box<str>]>,
+}
+
+impl TenancyMiddleware {
+    /// A middleware running `tenancy` on every request.
+    pub fn new(tenancy: Tenancy) -> Self {
+        Self {
+            tenancy,
+            excluded: Arc::from(Vec::new()),
+        }
+    }
+
+    /// Skips tenancy entirely for `path` and everything below it (e.g.
+    /// `/healthz`, `/metrics`): no resolution, no store call.
+    pub fn exclude(mut self, path: impl Into<String>) -> Self {
+        let mut paths: Vec<Box<str>> = self.excluded.iter().cloned().collect();
+        paths.push(path.into().trim_end_matches('/').into());
+        self.excluded = Arc::from(paths);
+        self
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for TenancyMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = TenancyService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, inner: S) -> Self::Future {
+        ready(Ok(TenancyService {
+            inner: Rc::new(inner),
+            tenancy: self.tenancy.clone(),
+            excluded: self.excluded.clone(),
+        }))
+    }
+}
+
+/// The middleware service; see the [module docs](self).
+#[derive(Debug)]
+pub struct TenancyService<S> {
+    inner: Rc<S>,
+    tenancy: Tenancy,
+    excluded: Arc<[Box<str>]>,
+}
+
+impl<S> TenancyService<S> {
+    fn is_excluded(&self, path: &str) -> bool {
+        self.excluded.iter().any(|p| {
+            path.strip_prefix(p.as_ref())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+}
+
+type AdmitFuture = Pin<Box<dyn Future<Output = (Result<Admission, TenancyError>, Tenancy)>>>;
+
+impl<S, B> Service<ServiceRequest> for TenancyService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = ResponseFuture<S>;
+
+    forward_ready!(inner);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        if self.is_excluded(req.path()) {
+            return ResponseFuture {
+                state: State::Passthrough {
+                    fut: self.inner.call(req),
+                },
+            };
+        }
+        let parts = request_parts(&req);
+        let tenancy = self.tenancy.clone();
+        let admit: AdmitFuture = Box::pin(async move {
+            let result = match parts {
+                Ok(parts) => tenancy.admit(&parts).await,
+                Err(err) => Err(err),
+            };
+            (result, tenancy)
+        });
+        ResponseFuture {
+            state: State::Admitting {
+                admit,
+                req: Some(req),
+                inner: self.inner.clone(),
+                started: Instant::now(),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`TenancyService`].
+    pub struct ResponseFuture<S: Service<ServiceRequest>> {
+        #[pin]
+        state: State<S>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S: Service<ServiceRequest>> {
+        Passthrough {
+            #[pin]
+            fut: S::Future,
+        },
+        Admitting {
+            admit: AdmitFuture,
+            req: Option<ServiceRequest>,
+            inner: Rc<S>,
+            started: Instant,
+        },
+        Calling {
+            #[pin]
+            fut: S::Future,
+            admission: Option<Admission>,
+            tenancy: Tenancy,
+            started: Instant,
+        },
+    }
+}
+
+impl<S, B> Future for ResponseFuture<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Passthrough { fut } => {
+                    return fut.poll(cx).map_ok(ServiceResponse::map_into_left_body);
+                }
+                StateProj::Admitting {
+                    admit,
+                    req,
+                    inner,
+                    started,
+                } => {
+                    let (result, tenancy) = ready!(admit.as_mut().poll(cx));
+                    let Some(req) = req.take() else {
+                        // Polled again after completion: nothing left to answer.
+                        let err = TenancyError::internal("response future polled after completion");
+                        return Poll::Ready(Err(TenancyRejection(err).into()));
+                    };
+                    let admission = match result {
+                        Ok(admission) => admission,
+                        Err(err) => return Poll::Ready(Ok(refusal(req, &err))),
+                    };
+                    {
+                        let mut extensions = req.extensions_mut();
+                        if let Some(ctx) = admission.context() {
+                            extensions.insert::<TenantContext>(ctx.clone());
+                        }
+                        extensions.insert(tenancy.clone());
+                    }
+                    let fut = inner.call(req);
+                    let started = *started;
+                    this.state.set(State::Calling {
+                        fut,
+                        admission: Some(admission),
+                        tenancy,
+                        started,
+                    });
+                }
+                StateProj::Calling {
+                    fut,
+                    admission,
+                    tenancy,
+                    started,
+                } => {
+                    let result = ready!(fut.poll(cx));
+                    let Some(admission) = admission.take() else {
+                        return Poll::Ready(result.map(ServiceResponse::map_into_left_body));
+                    };
+                    return Poll::Ready(match result {
+                        Ok(mut response) => {
+                            let mut headers = http::HeaderMap::new();
+                            admission.write_headers(&mut headers);
+                            insert_headers(&headers, response.headers_mut());
+                            let status = status_from_actix(response.status());
+                            tenancy.complete(&admission, status, started.elapsed());
+                            Ok(response.map_into_left_body())
+                        }
+                        Err(err) => {
+                            // actix-web answers an inner service's error later,
+                            // from the error itself; record it with that status.
+                            let status = status_from_actix(err.as_response_error().status_code());
+                            tenancy.complete(&admission, status, started.elapsed());
+                            Err(err)
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `req` answered with the problem response of `err`.
+fn refusal<B>(req: ServiceRequest, err: &TenancyError) -> ServiceResponse<EitherBody<B, BoxBody>> {
+    let (req, _payload) = req.into_parts();
+    ServiceResponse::new(req, problem_response(err)).map_into_right_body()
+}

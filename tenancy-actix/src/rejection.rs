@@ -1,0 +1,64 @@
+//! [`TenancyRejection`]: a refusal as an actix-web error response.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use tenancy_core::TenancyError;
+
+use crate::convert::{insert_headers, status_to_actix};
+
+/// A refused request, answered as an RFC 9457 problem with its status, code
+/// and headers: the same status, headers and body bytes as
+/// [`TenancyError::to_response`]. Every extractor of this crate rejects with
+/// it, and handlers can return it (it converts from [`TenancyError`] with
+/// `?`, and into [`actix_web::Error`]).
+///
+/// ```
+/// use actix_web::ResponseError;
+/// use tenancy_actix::TenancyRejection;
+/// use tenancy_core::error::{ErrorKind, TenancyError};
+///
+/// let res = TenancyRejection::from(TenancyError::new(ErrorKind::NotFound)).error_response();
+/// assert_eq!(res.status(), 404);
+/// assert_eq!(res.headers().get("content-type").unwrap(), "application/problem+json");
+/// ```
+#[derive(Debug)]
+pub struct TenancyRejection(pub TenancyError);
+
+impl From<TenancyError> for TenancyRejection {
+    fn from(e: TenancyError) -> Self {
+        Self(e)
+    }
+}
+
+impl std::fmt::Display for TenancyRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TenancyRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl ResponseError for TenancyRejection {
+    fn status_code(&self) -> StatusCode {
+        status_to_actix(self.0.status())
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        problem_response(&self.0)
+    }
+}
+
+/// The problem response for `err`.
+pub(crate) fn problem_response(err: &TenancyError) -> HttpResponse {
+    if err.status().is_server_error() {
+        tracing::error!(error = %err, "request failed inside tenancy");
+    }
+    let (parts, body) = err.to_response().into_parts();
+    let mut response = HttpResponse::with_body(status_to_actix(parts.status), body);
+    insert_headers(&parts.headers, response.headers_mut());
+    response.map_into_boxed_body()
+}

@@ -1,0 +1,267 @@
+//! Extractors: the admitted request's [`Tenant`], typed role and scope
+//! guards, the [`Audit`] handle and the [`Quota`] handle.
+//!
+//! Each reads what [`TenancyLayer`](crate::TenancyLayer) put in the request
+//! extensions and rejects with [`TenancyRejection`].
+//!
+//! ```
+//! use axum::{Router, routing::{get, post}};
+//! use tenancy_axum::extract::{Audit, Quota, RequireRole, Tenant, role};
+//! use tenancy_axum::TenancyRejection;
+//!
+//! async fn whoami(Tenant(ctx): Tenant) -> String {
+//!     format!("{} in {}", ctx.principal().subject, ctx.tenant_id())
+//! }
+//!
+//! async fn maybe(tenant: Option<Tenant>) -> &'static str {
+//!     if tenant.is_some() { "tenant" } else { "no tenant" }
+//! }
+//!
+//! async fn trigger(_: RequireRole<role::Operator>, audit: Audit) -> &'static str {
+//!     audit.record("runbook.trigger", Some("restart-db"));
+//!     "triggered"
+//! }
+//!
+//! async fn ingest(quota: Quota) -> Result<&'static str, TenancyRejection> {
+//!     quota.charge("events", 10).await?;
+//!     Ok("accepted")
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/whoami", get(whoami))
+//!     .route("/maybe", get(maybe))
+//!     .route("/trigger", post(trigger))
+//!     .route("/ingest", post(ingest));
+//! # let _ = app;
+//! ```
+
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use http::request::Parts;
+use tenancy_core::audit::AuditEvent;
+use tenancy_core::error::ErrorKind;
+use tenancy_core::limit::QuotaCharge;
+use tenancy_core::rbac::{ApiKeyScope, Role};
+use tenancy_core::{Tenancy, TenancyError, TenantContext};
+
+use crate::TenancyRejection;
+
+/// The admitted request's tenant context.
+///
+/// Rejects with `tenant_required` when the layer admitted the request without
+/// a tenant, and with an internal error when the layer is not installed. As
+/// `Option<Tenant>`, a missing tenant is `None`.
+#[derive(Debug, Clone)]
+pub struct Tenant(pub TenantContext);
+
+fn context(parts: &Parts) -> Result<TenantContext, TenancyError> {
+    if let Some(ctx) = parts.extensions.get::<TenantContext>() {
+        return Ok(ctx.clone());
+    }
+    Err(match parts.extensions.get::<Tenancy>() {
+        Some(tenancy) => {
+            let r = &tenancy.config().resolution;
+            TenancyError::tenant_required(r.tenant_header.clone(), r.query_param.clone())
+        }
+        None => TenancyError::internal("TenancyLayer is not installed on this route"),
+    })
+}
+
+fn engine(parts: &Parts) -> Result<Tenancy, TenancyError> {
+    parts
+        .extensions
+        .get::<Tenancy>()
+        .cloned()
+        .ok_or_else(|| TenancyError::internal("TenancyLayer is not installed on this route"))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Tenant {
+    type Rejection = TenancyRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Tenant(context(parts)?))
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Tenant {
+    type Rejection = TenancyRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<TenantContext>().cloned().map(Tenant))
+    }
+}
+
+/// A role as a type, for [`RequireRole`].
+pub trait RoleMarker: Send + Sync + 'static {
+    /// The role.
+    const ROLE: Role;
+}
+
+/// Role markers for [`RequireRole`].
+pub mod role {
+    use super::{Role, RoleMarker};
+
+    macro_rules! markers {
+        ($($(#[$doc:meta])* $name:ident => $role:expr;)*) => {$(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl RoleMarker for $name {
+                const ROLE: Role = $role;
+            }
+        )*};
+    }
+
+    markers! {
+        /// `viewer` or higher.
+        Viewer => Role::Viewer;
+        /// `operator` or higher.
+        Operator => Role::Operator;
+        /// `admin` or higher.
+        Admin => Role::Admin;
+        /// `super_admin` or higher.
+        SuperAdmin => Role::SuperAdmin;
+        /// `system` only.
+        System => Role::System;
+    }
+}
+
+/// The tenant context of a caller whose role is `R::ROLE` or higher;
+/// `insufficient_role` otherwise.
+#[derive(Debug, Clone)]
+pub struct RequireRole<R: RoleMarker>(pub TenantContext, pub PhantomData<R>);
+
+impl<S: Send + Sync, R: RoleMarker> FromRequestParts<S> for RequireRole<R> {
+    type Rejection = TenancyRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ctx = context(parts)?;
+        if ctx.role() < R::ROLE {
+            return Err(
+                TenancyError::new(ErrorKind::InsufficientRole { required: R::ROLE }).into(),
+            );
+        }
+        Ok(RequireRole(ctx, PhantomData))
+    }
+}
+
+/// An API key scope as a type, for [`RequireScope`].
+pub trait ScopeMarker: Send + Sync + 'static {
+    /// The scope.
+    const SCOPE: ApiKeyScope;
+}
+
+/// Scope markers for [`RequireScope`].
+pub mod scope {
+    use super::{ApiKeyScope, ScopeMarker};
+
+    macro_rules! markers {
+        ($($(#[$doc:meta])* $name:ident => $scope:expr;)*) => {$(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl ScopeMarker for $name {
+                const SCOPE: ApiKeyScope = $scope;
+            }
+        )*};
+    }
+
+    markers! {
+        /// Ingestion keys (and full keys).
+        Ingestion => ApiKeyScope::Ingestion;
+        /// Read-only keys (and full keys).
+        Readonly => ApiKeyScope::Readonly;
+        /// Full keys only.
+        Full => ApiKeyScope::Full;
+    }
+}
+
+/// The tenant context of a caller that is not an API key (roles govern
+/// those), or an API key of scope `S::SCOPE` or `full`; `scope_denied`
+/// otherwise.
+#[derive(Debug, Clone)]
+pub struct RequireScope<S: ScopeMarker>(pub TenantContext, pub PhantomData<S>);
+
+impl<St: Send + Sync, S: ScopeMarker> FromRequestParts<St> for RequireScope<S> {
+    type Rejection = TenancyRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, Self::Rejection> {
+        let ctx = context(parts)?;
+        match ctx.scope() {
+            Some(scope) if scope != S::SCOPE && scope != ApiKeyScope::Full => {
+                Err(TenancyError::new(ErrorKind::ScopeDenied { scope }).into())
+            }
+            _ => Ok(RequireScope(ctx, PhantomData)),
+        }
+    }
+}
+
+/// Records domain events with the request's tenant, actor and request id
+/// filled in. Recording never waits and never fails the request; an event
+/// recorded before the handler refuses is kept.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    tenancy: Tenancy,
+    ctx: TenantContext,
+}
+
+impl Audit {
+    /// An event for `action`, ready for more fields; pass it to
+    /// [`record_event`](Self::record_event).
+    pub fn event(&self, action: impl Into<String>) -> AuditEvent {
+        self.tenancy.audit_event(&self.ctx, action)
+    }
+
+    /// Records `action` on `resource`.
+    pub fn record(&self, action: impl Into<String>, resource: Option<&str>) {
+        let mut event = self.event(action);
+        event.resource = resource.map(str::to_owned);
+        self.record_event(event);
+    }
+
+    /// Records a prepared event.
+    pub fn record_event(&self, event: AuditEvent) {
+        self.tenancy.record_audit(event);
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Audit {
+    type Rejection = TenancyRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Audit {
+            ctx: context(parts)?,
+            tenancy: engine(parts)?,
+        })
+    }
+}
+
+/// Charges the tenant's plan budgets from a handler.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    tenancy: Tenancy,
+    ctx: TenantContext,
+}
+
+impl Quota {
+    /// Charges `amount` to `budget` (`events`, or a named budget of the
+    /// plan); `quota_exceeded` with `Retry-After` when it would pass the limit.
+    pub async fn charge(&self, budget: &str, amount: u64) -> Result<QuotaCharge, TenancyRejection> {
+        Ok(self.tenancy.charge(&self.ctx, budget, amount).await?)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Quota {
+    type Rejection = TenancyRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Quota {
+            ctx: context(parts)?,
+            tenancy: engine(parts)?,
+        })
+    }
+}

@@ -1,0 +1,53 @@
+//! [`TenancyRejection`]: a refusal as an axum response.
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use tenancy_core::TenancyError;
+
+/// A refused request, answered as an RFC 9457 problem with its status, code
+/// and headers. Every extractor of this crate rejects with it, and handlers
+/// can return it (it converts from [`TenancyError`] with `?`).
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use tenancy_axum::TenancyRejection;
+/// use tenancy_core::error::{ErrorKind, TenancyError};
+///
+/// let res = TenancyRejection::from(TenancyError::new(ErrorKind::NotFound)).into_response();
+/// assert_eq!(res.status(), 404);
+/// assert_eq!(res.headers()["content-type"], "application/problem+json");
+/// ```
+#[derive(Debug)]
+pub struct TenancyRejection(pub TenancyError);
+
+impl From<TenancyError> for TenancyRejection {
+    fn from(e: TenancyError) -> Self {
+        Self(e)
+    }
+}
+
+impl std::fmt::Display for TenancyRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TenancyRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl IntoResponse for TenancyRejection {
+    fn into_response(self) -> Response {
+        problem_response(&self.0)
+    }
+}
+
+/// The problem response for `err`.
+pub(crate) fn problem_response(err: &TenancyError) -> Response {
+    if err.status().is_server_error() {
+        tracing::error!(error = %err, "request failed inside tenancy");
+    }
+    err.to_response().map(Body::from)
+}

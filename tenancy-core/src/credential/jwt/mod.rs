@@ -1,0 +1,610 @@
+//! JWT verification over the configured realms: [`JwtVerifier`],
+//! [`VerifiedToken`], and [`JwtClaims`] with [`encode_hs256`] for issuing
+//! development tokens.
+
+mod cache;
+mod claims;
+mod keys;
+mod remote;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+pub use claims::{JwtClaims, encode_hs256};
+
+use self::cache::TokenCache;
+use self::claims::{ParseFailure, RawClaims, RawHeader, parse_object, unix_now};
+use self::keys::{KeyMiss, KeySet, VerifyKey, parse_algorithm, parse_jwks};
+use self::remote::{JwksTiming, JwksUrl, RefreshReason, RemoteKeys, RemoteSource};
+use crate::config::{ConfigError, JwtAlgorithm, RealmKeyConfig, TenancyConfig};
+use crate::error::{ErrorKind, TenancyError, TokenRejection};
+use crate::rbac::{Role, RoleAliases};
+use crate::store::StoreError;
+use crate::tenant::TenantId;
+
+/// Longest token accepted, in bytes.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Decoded headers up to this size are decoded on the stack.
+const HEADER_STACK: usize = 256;
+/// Decoded payloads up to this size are decoded on the stack.
+const PAYLOAD_STACK: usize = 1024;
+
+/// What a verified token says: who, for which tenant, with which role, from
+/// which realm, until when.
+///
+/// Cloning bumps reference counts only.
+///
+/// ```
+/// # use std::sync::Arc;
+/// use tenancy_core::credential::VerifiedToken;
+/// use tenancy_core::rbac::Role;
+/// use tenancy_core::tenant::TenantId;
+///
+/// let token = VerifiedToken {
+///     realm: Arc::from("staff"),
+///     subject: Arc::from("alice"),
+///     tenant: TenantId::new("acme")?,
+///     role: Role::Operator,
+///     expires_at: 1_900_000_000,
+///     services: false,
+/// };
+/// assert!(token.role >= Role::Viewer);
+/// # Ok::<(), tenancy_core::tenant::InvalidTenantId>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// The realm's name.
+    pub realm: Arc<str>,
+    /// The `sub` claim.
+    pub subject: Arc<str>,
+    /// The tenant: the `tenant_id` claim, or a dedicated realm's tenant.
+    pub tenant: TenantId,
+    /// The role, after alias mapping.
+    pub role: Role,
+    /// The `exp` claim, in seconds since the Unix epoch.
+    pub expires_at: i64,
+    /// Whether the realm is marked for services.
+    pub services: bool,
+}
+
+/// Verifies bearer tokens against the configured realms.
+///
+/// Cheap to clone (one reference count), `Send + Sync`; its `Debug` names
+/// realms, issuers, key ids and algorithms, never a secret.
+///
+/// A verifier holds every realm of a [`TenancyConfig`]: its issuer,
+/// its keys, whether it is shared by many tenants or dedicated to one, and
+/// whether it may speak for services. [`verify`](Self::verify) turns a bearer
+/// token into a [`VerifiedToken`] or refuses it with `invalid_token` or
+/// `token_expired`. `jsonwebtoken` (aws-lc-rs backend) does the
+/// cryptography.
+///
+/// The rules, in the order they apply:
+///
+/// 1. Longer than 8 KiB, not three segments, not base64url, not JSON
+///    objects, or a `crit` header: `Malformed`, before any cryptography.
+/// 2. The header's `alg` must be one of HS256/384/512, RS256/384/512,
+///    ES256/384 or EdDSA (`none` and the rest: `Algorithm`).
+/// 3. The `iss` claim picks the realm (`Issuer` when no realm has it); the
+///    token is verified with that realm's keys only, so a token from one
+///    realm is never valid in another.
+/// 4. The key: with a `kid` that a key has, that key, and `alg` must be its
+///    algorithm; otherwise the keys whose algorithm is `alg` (`Algorithm`
+///    when there are none). Each key is fixed to one algorithm; a JWK must
+///    name its `alg`. A wrong signature is `Signature`.
+/// 5. `exp` is required (`Claims`); past `exp` + leeway, or before `nbf` −
+///    leeway: `token_expired`.
+/// 6. When the realm lists audiences, `aud` must hold one (`Audience`).
+/// 7. `sub` and `role` are required; `role` goes through the role aliases
+///    (`Claims` when unknown); `system` only from a services realm
+///    (`Realm`).
+/// 8. Shared realm: `tenant_id` is required and must be a valid tenant id
+///    (`Claims`). Dedicated realm: `tenant_id` may be left out, and must
+///    otherwise be the realm's tenant (`Realm`).
+///
+/// JWK sets behind a URL are fetched on the first token of their realm,
+/// refreshed when a token names an unknown `kid` or the set is older than
+/// 15 minutes, at most once per 30 seconds per realm, one fetch in flight at
+/// a time. Plain `http` works out of the box; `https` needs the
+/// `jwks-https` feature. When a realm's keys were never fetched, its tokens
+/// are refused with `store_unavailable` (fail closed).
+///
+/// Verified tokens are cached (`auth.token_cache_capacity`, 0 turns the
+/// cache off) until `exp` + leeway, matched on the whole token, so repeats of
+/// an RS256 or ES256 token cost about what a cache lookup costs. A cached
+/// token stays accepted until then even if its key leaves a JWK set.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tenancy_core::config::TenancyConfig;
+/// use tenancy_core::credential::{JwtClaims, JwtVerifier, encode_hs256};
+/// use tenancy_core::rbac::Role;
+/// use tenancy_core::secret::Secret;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let secret = "0123456789abcdef0123456789abcdef";
+/// let config = TenancyConfig::builder().jwt_hs256("tenancy-dev", secret).build()?;
+/// let verifier = JwtVerifier::from_config(&config)?;
+///
+/// let claims = JwtClaims::new("tenancy-dev", "alice", "tenant-admin", Duration::from_secs(600))
+///     .with_tenant("acme");
+/// let token = encode_hs256(&Secret::new(secret), &claims)?;
+///
+/// let verified = verifier.verify(&token).await?;
+/// assert_eq!(verified.tenant.as_str(), "acme");
+/// assert_eq!(verified.role, Role::Admin); // through the default alias
+/// assert_eq!(&*verified.subject, "alice");
+///
+/// let refused = verifier.verify("not.a.token").await.unwrap_err();
+/// assert_eq!(refused.code(), "invalid_token");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct JwtVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    realms: Vec<Realm>,
+    by_issuer: HashMap<Box<str>, usize>,
+    aliases: RoleAliases,
+    leeway: i64,
+    cache: Option<TokenCache>,
+}
+
+struct Realm {
+    name: Arc<str>,
+    issuer: Box<str>,
+    audience: Box<[Box<str>]>,
+    tenant: Option<TenantId>,
+    services: bool,
+    keys: RealmKeys,
+}
+
+impl fmt::Debug for Realm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Realm")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("tenant", &self.tenant)
+            .field("services", &self.services)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+enum RealmKeys {
+    /// Secrets, PEM keys and JWK set files, read at start.
+    Fixed(KeySet),
+    /// At least one JWK set URL.
+    Remote(Box<RemoteKeys>),
+}
+
+/// Why [`Inner::check`] stopped.
+enum Fail {
+    Refused(TenancyError),
+    /// The realm's keys must be fetched first.
+    NeedKeys(usize, RefreshReason),
+}
+
+impl From<TokenRejection> for Fail {
+    fn from(r: TokenRejection) -> Self {
+        Fail::Refused(invalid(r))
+    }
+}
+
+impl From<TenancyError> for Fail {
+    fn from(e: TenancyError) -> Self {
+        Fail::Refused(e)
+    }
+}
+
+fn invalid(r: TokenRejection) -> TenancyError {
+    TenancyError::new(ErrorKind::InvalidToken(r))
+}
+
+impl fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("realms", &self.inner.realms)
+            .field("leeway_secs", &self.inner.leeway)
+            .field("cache", &self.inner.cache)
+            .finish()
+    }
+}
+
+impl JwtVerifier {
+    /// Builds the realms of `config` (`realms`, `role_aliases`,
+    /// `auth.leeway_secs`, `auth.token_cache_capacity`).
+    ///
+    /// PEM files and JWK set files are read now; a refusal names the key,
+    /// e.g. `realms[0].keys[1].public_key_file`. JWK set URLs are checked
+    /// now and fetched on the first token of their realm.
+    ///
+    /// ```
+    /// use tenancy_core::config::{JwtAlgorithm, RealmConfig, RealmKeyConfig, TenancyConfig};
+    /// use tenancy_core::credential::JwtVerifier;
+    ///
+    /// let mut realm = RealmConfig::hs256("staff", "https://id.example.com", "0123456789abcdef0123456789abcdef");
+    /// realm.keys.push(RealmKeyConfig {
+    ///     algorithm: Some(JwtAlgorithm::RS256),
+    ///     public_key_file: Some("/no/such/key.pem".into()),
+    ///     ..RealmKeyConfig::default()
+    /// });
+    /// let config = TenancyConfig::builder().realm(realm).build()?;
+    /// let err = JwtVerifier::from_config(&config).unwrap_err();
+    /// assert_eq!(err.key(), "realms[0].keys[1].public_key_file");
+    /// # Ok::<(), tenancy_core::config::ConfigError>(())
+    /// ```
+    pub fn from_config(config: &TenancyConfig) -> Result<Self, ConfigError> {
+        Self::build(config, JwksTiming::default())
+    }
+
+    fn build(config: &TenancyConfig, timing: JwksTiming) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut realms = Vec::with_capacity(config.realms.len());
+        let mut by_issuer = HashMap::with_capacity(config.realms.len());
+        for (i, realm) in config.realms.iter().enumerate() {
+            let mut fixed = Vec::new();
+            let mut sources = Vec::new();
+            for (j, key) in realm.keys.iter().enumerate() {
+                load_key(
+                    key,
+                    &format!("realms[{i}].keys[{j}]"),
+                    &mut fixed,
+                    &mut sources,
+                )?;
+            }
+            let keys = if sources.is_empty() {
+                RealmKeys::Fixed(KeySet::new(fixed))
+            } else {
+                RealmKeys::Remote(Box::new(RemoteKeys::new(fixed, sources, timing)))
+            };
+            by_issuer.insert(realm.issuer.as_str().into(), realms.len());
+            realms.push(Realm {
+                name: Arc::from(realm.name.as_str()),
+                issuer: realm.issuer.as_str().into(),
+                audience: realm.audience.iter().map(|a| a.as_str().into()).collect(),
+                tenant: realm.tenant.clone(),
+                services: realm.services,
+                keys,
+            });
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                realms,
+                by_issuer,
+                aliases: config.role_aliases.clone(),
+                leeway: i64::try_from(config.auth.leeway_secs).unwrap_or(i64::MAX),
+                cache: TokenCache::new(config.auth.token_cache_capacity),
+            }),
+        })
+    }
+
+    /// Whether no realm is configured (every token would be refused).
+    ///
+    /// ```
+    /// use tenancy_core::config::TenancyConfig;
+    /// use tenancy_core::credential::JwtVerifier;
+    ///
+    /// let verifier = JwtVerifier::from_config(&TenancyConfig::default())?;
+    /// assert!(verifier.is_empty());
+    /// # Ok::<(), tenancy_core::config::ConfigError>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.inner.realms.is_empty()
+    }
+
+    /// Verifies a compact JWT (without the `Bearer ` prefix).
+    ///
+    /// Refusals are `invalid_token` (with the [`TokenRejection`] reason in
+    /// [`ErrorKind::InvalidToken`]) or `token_expired`; `store_unavailable`
+    /// when the realm's JWK set could never be fetched. The only wait is a
+    /// JWK set fetch; everything else runs without yielding.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tenancy_core::config::{RealmConfig, TenancyConfig};
+    /// use tenancy_core::credential::{JwtClaims, JwtVerifier, encode_hs256};
+    /// use tenancy_core::error::{ErrorKind, TokenRejection};
+    /// use tenancy_core::secret::Secret;
+    /// use tenancy_core::tenant::TenantId;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let secret = "0123456789abcdef0123456789abcdef";
+    /// let acme = TenantId::new("acme")?;
+    /// let realm = RealmConfig::hs256("acme", "https://id.acme.example", secret).dedicated_to(acme);
+    /// let verifier = JwtVerifier::from_config(&TenancyConfig::builder().realm(realm).build()?)?;
+    ///
+    /// // A dedicated realm's tokens may leave the tenant out…
+    /// let claims = JwtClaims::new("https://id.acme.example", "bob", "viewer", Duration::from_secs(60));
+    /// let token = encode_hs256(&Secret::new(secret), &claims)?;
+    /// assert_eq!(verifier.verify(&token).await?.tenant.as_str(), "acme");
+    ///
+    /// // …but never name another one.
+    /// let token = encode_hs256(&Secret::new(secret), &claims.with_tenant("globex"))?;
+    /// let err = verifier.verify(&token).await.unwrap_err();
+    /// assert!(matches!(err.kind(), ErrorKind::InvalidToken(TokenRejection::Realm)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, TenancyError> {
+        let (index, reason) = match self.inner.check(token, unix_now(), true) {
+            Ok(verified) => return Ok(verified),
+            Err(Fail::Refused(e)) => return Err(e),
+            Err(Fail::NeedKeys(index, reason)) => (index, reason),
+        };
+        let realm = &self.inner.realms[index];
+        if let RealmKeys::Remote(remote) = &realm.keys {
+            // Boxed: the fetch is rare and its state would otherwise make
+            // every `verify` future large.
+            Box::pin(remote.refresh(&realm.name, reason)).await;
+        }
+        match self.inner.check(token, unix_now(), false) {
+            Ok(verified) => Ok(verified),
+            Err(Fail::Refused(e)) => Err(e),
+            Err(Fail::NeedKeys(..)) => Err(invalid(TokenRejection::Signature)),
+        }
+    }
+}
+
+fn load_key(
+    config: &RealmKeyConfig,
+    path: &str,
+    fixed: &mut Vec<Arc<VerifyKey>>,
+    sources: &mut Vec<RemoteSource>,
+) -> Result<(), ConfigError> {
+    let kid = config.kid.as_deref();
+    let algorithm = || {
+        config.algorithm.ok_or_else(|| {
+            ConfigError::new(
+                format!("{path}.algorithm"),
+                "required: each key is fixed to one algorithm",
+            )
+        })
+    };
+    let read = |field: &str, file: &std::path::Path| {
+        std::fs::read(file).map_err(|e| {
+            ConfigError::new(
+                format!("{path}.{field}"),
+                format!("cannot read {}: {e}", file.display()),
+            )
+        })
+    };
+    if let Some(secret) = &config.secret {
+        fixed.push(Arc::new(VerifyKey::hmac(
+            kid,
+            algorithm()?,
+            secret.expose().as_bytes(),
+        )));
+    } else if let Some(pem) = &config.public_key_pem {
+        let key = VerifyKey::from_pem(kid, algorithm()?, pem.as_bytes())
+            .map_err(|m| ConfigError::new(format!("{path}.public_key_pem"), m))?;
+        fixed.push(Arc::new(key));
+    } else if let Some(file) = &config.public_key_file {
+        let pem = read("public_key_file", file)?;
+        let key = VerifyKey::from_pem(kid, algorithm()?, &pem).map_err(|m| {
+            ConfigError::new(
+                format!("{path}.public_key_file"),
+                format!("{}: {m}", file.display()),
+            )
+        })?;
+        fixed.push(Arc::new(key));
+    } else if let Some(file) = &config.jwks_file {
+        let json = read("jwks_file", file)?;
+        let keys = parse_jwks(&json, config.algorithm, kid).map_err(|m| {
+            ConfigError::new(
+                format!("{path}.jwks_file"),
+                format!("{}: {m}", file.display()),
+            )
+        })?;
+        fixed.extend(keys);
+    } else if let Some(url) = &config.jwks_url {
+        let url =
+            JwksUrl::parse(url).map_err(|m| ConfigError::new(format!("{path}.jwks_url"), m))?;
+        sources.push(RemoteSource {
+            url,
+            only_alg: config.algorithm,
+            only_kid: config.kid.clone(),
+        });
+    } else {
+        return Err(ConfigError::new(
+            path,
+            "set exactly one of secret, public_key_pem, public_key_file, jwks_file, jwks_url",
+        ));
+    }
+    Ok(())
+}
+
+/// A realm's keys for one verification: borrowed when fixed, a snapshot
+/// when fetched.
+enum KeysNow<'a> {
+    Fixed(&'a KeySet),
+    Fetched(Arc<KeySet>),
+}
+
+impl std::ops::Deref for KeysNow<'_> {
+    type Target = KeySet;
+    fn deref(&self) -> &KeySet {
+        match self {
+            KeysNow::Fixed(keys) => keys,
+            KeysNow::Fetched(keys) => keys,
+        }
+    }
+}
+
+impl Inner {
+    /// Verifies `token` at `now` without waiting; asks for a key fetch when
+    /// `may_fetch` and the realm needs one.
+    fn check(&self, token: &str, now: i64, may_fetch: bool) -> Result<VerifiedToken, Fail> {
+        use TokenRejection::{Algorithm, Claims, Issuer, Malformed, Signature};
+
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Malformed.into());
+        }
+        let (signed, signature) = token.rsplit_once('.').ok_or(Malformed)?;
+        if let Some(cache) = &self.cache
+            && let Some(hit) = cache.get(token, signature, now)
+        {
+            return Ok(hit);
+        }
+        let (header64, payload64) = signed.split_once('.').ok_or(Malformed)?;
+        if payload64.contains('.') {
+            return Err(Malformed.into());
+        }
+
+        let mut stack = [0u8; HEADER_STACK];
+        let mut heap = Vec::new();
+        let header_json = decode_segment(header64, &mut stack, &mut heap).ok_or(Malformed)?;
+        let header: RawHeader<'_> = parse_object(header_json).map_err(|_| Malformed)?;
+        if header.crit.is_some() {
+            return Err(Malformed.into());
+        }
+        let alg: JwtAlgorithm = parse_algorithm(&header.alg.0).ok_or(Algorithm)?;
+
+        let mut stack = [0u8; PAYLOAD_STACK];
+        let mut heap = Vec::new();
+        let payload_json = decode_segment(payload64, &mut stack, &mut heap).ok_or(Malformed)?;
+        let claims: RawClaims<'_> = parse_object(payload_json).map_err(|e| match e {
+            ParseFailure::NotJson => Malformed,
+            ParseFailure::BadFields => Claims,
+        })?;
+        if !is_base64url(signature) {
+            return Err(Malformed.into());
+        }
+
+        let issuer = claims.iss.as_ref().ok_or(Issuer)?;
+        let index = *self.by_issuer.get(&*issuer.0).ok_or(Issuer)?;
+        let realm = &self.realms[index];
+        let keys = match &realm.keys {
+            RealmKeys::Fixed(keys) => KeysNow::Fixed(keys),
+            RealmKeys::Remote(remote) => {
+                if may_fetch && !remote.is_loaded() {
+                    return Err(Fail::NeedKeys(index, RefreshReason::Unloaded));
+                }
+                if may_fetch && remote.is_stale() {
+                    return Err(Fail::NeedKeys(index, RefreshReason::Stale));
+                }
+                KeysNow::Fetched(remote.snapshot())
+            }
+        };
+        let kid = header.kid.as_ref().map(|k| &*k.0);
+        if let Err(miss) = keys.verify(alg, kid, signed.as_bytes(), signature) {
+            return Err(match (&realm.keys, miss) {
+                (_, KeyMiss::Rejected(Malformed)) => Malformed.into(),
+                // The fetched keys are missing: fail closed, but not as a
+                // refusal of the token.
+                (RealmKeys::Remote(remote), _) if !remote.is_loaded() => {
+                    Fail::Refused(TenancyError::from(StoreError::unavailable(format!(
+                        "the JWK set of realm {} could not be fetched",
+                        realm.name
+                    ))))
+                }
+                (RealmKeys::Remote(_), KeyMiss::UnknownKid) if may_fetch => {
+                    Fail::NeedKeys(index, RefreshReason::UnknownKid)
+                }
+                (_, KeyMiss::UnknownKid) => Signature.into(),
+                (_, KeyMiss::Rejected(r)) => r.into(),
+            });
+        }
+
+        let verified = self.check_claims(realm, &claims, now)?;
+        if let Some(cache) = &self.cache {
+            let valid_until = verified.expires_at.saturating_add(self.leeway);
+            cache.insert(token, signature, &verified, valid_until, now);
+        }
+        Ok(verified)
+    }
+
+    /// The claim rules, after the signature verified.
+    fn check_claims(
+        &self,
+        realm: &Realm,
+        claims: &RawClaims<'_>,
+        now: i64,
+    ) -> Result<VerifiedToken, TenancyError> {
+        use TokenRejection::{Audience, Claims};
+
+        let exp = claims.exp.ok_or_else(|| invalid(Claims))?;
+        if exp < now.saturating_sub(self.leeway) {
+            return Err(TenancyError::new(ErrorKind::TokenExpired));
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+        {
+            return Err(TenancyError::new(ErrorKind::TokenExpired));
+        }
+        if !realm.audience.is_empty()
+            && !claims
+                .aud
+                .as_ref()
+                .is_some_and(|aud| aud.contains_any(&realm.audience))
+        {
+            return Err(invalid(Audience));
+        }
+        let subject = claims
+            .sub
+            .as_ref()
+            .map(|s| &*s.0)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid(Claims))?;
+        let role = claims
+            .role
+            .as_ref()
+            .and_then(|r| self.aliases.resolve(&r.0))
+            .ok_or_else(|| invalid(Claims))?;
+        if role == Role::System && !realm.services {
+            return Err(invalid(TokenRejection::Realm));
+        }
+        let claimed = claims.tenant_id.as_ref().map(|t| &*t.0);
+        let tenant = match (&realm.tenant, claimed) {
+            (Some(own), None) => own.clone(),
+            (Some(own), Some(claimed)) if own.as_str() == claimed => own.clone(),
+            (Some(_), Some(_)) => return Err(invalid(TokenRejection::Realm)),
+            (None, Some(claimed)) => TenantId::new(claimed).map_err(|_| invalid(Claims))?,
+            (None, None) => return Err(invalid(Claims)),
+        };
+        Ok(VerifiedToken {
+            realm: Arc::clone(&realm.name),
+            subject: Arc::from(subject),
+            tenant,
+            role,
+            expires_at: exp,
+            services: realm.services,
+        })
+    }
+}
+
+/// Whether `s` is a non-empty unpadded base64url string of a possible length.
+fn is_base64url(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() % 4 != 1
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Decodes one base64url segment, on the stack when it fits.
+fn decode_segment<'b>(
+    segment: &str,
+    stack: &'b mut [u8],
+    heap: &'b mut Vec<u8>,
+) -> Option<&'b [u8]> {
+    use base64::Engine as _;
+    let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    if base64::decoded_len_estimate(segment.len()) <= stack.len() {
+        let n = engine.decode_slice(segment, stack).ok()?;
+        Some(&stack[..n])
+    } else {
+        engine.decode_vec(segment, heap).ok()?;
+        Some(heap)
+    }
+}

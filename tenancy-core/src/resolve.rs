@@ -1,0 +1,502 @@
+//! Tenant resolution: where a request's tenant comes from, in which order,
+//! and what happens when sources disagree.
+//!
+//! Sources: the credential's tenant, a header, a query parameter, the host
+//! (through a template such as `{tenant}.example.com`), a path prefix
+//! (`/t/{tenant}/…`), closures of your own, and the default tenant.
+//!
+//! Rules, in order:
+//! 1. Every value a source yields must be a valid [`TenantId`], else
+//!    `invalid_tenant_id`. All the request's sources must agree with each
+//!    other, else `tenant_mismatch`.
+//! 2. With a credential, its tenant wins. A request naming another tenant is
+//!    refused with `tenant_mismatch`, unless the role is super_admin or
+//!    system: those select the named tenant, and the context is marked
+//!    cross-tenant (and audited).
+//! 3. Without a credential, the first source that names a tenant decides.
+//! 4. Nothing named: the default tenant if set; else `tenant_required` when a
+//!    tenant is required, or no tenant at all.
+//! 5. `allowed_tenants` (when not empty) filters the result:
+//!    `tenant_not_allowed`.
+//!
+//! With tenancy disabled every request maps to the default tenant, and the
+//! request's own sources are not read (single-tenant mode).
+//!
+//! ```
+//! use tenancy_core::config::TenancyConfig;
+//! use tenancy_core::rbac::Role;
+//! use tenancy_core::resolve::{Resolved, TenantResolver};
+//! use tenancy_core::tenant::TenantId;
+//!
+//! let config = TenancyConfig::default();
+//! let resolver = TenantResolver::from_config(&config.resolution)?;
+//! let (parts, _) = http::Request::get("/x").header("x-tenant-id", "globex").body(()).unwrap().into_parts();
+//! let acme = TenantId::new("acme")?;
+//!
+//! // An operator of acme naming globex is refused…
+//! let err = resolver.resolve(&parts, Some((&acme, Role::Operator))).unwrap_err();
+//! assert_eq!(err.code(), "tenant_mismatch");
+//! // …a super_admin selects it.
+//! let ok = resolver.resolve(&parts, Some((&acme, Role::SuperAdmin)))?;
+//! assert_eq!(ok, Resolved::Tenant { id: TenantId::new("globex")?, cross_tenant: true });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderName;
+use http::request::Parts;
+
+use crate::config::{ConfigError, ResolutionConfig, TenantSource};
+use crate::error::{ErrorKind, TenancyError};
+use crate::rbac::Role;
+use crate::tenant::{InvalidTenantId, TenantId};
+
+/// A tenant source of your own: returns the raw tenant id the request names,
+/// if any. The value is validated like every other source's.
+///
+/// ```
+/// use tenancy_core::resolve::CustomSource;
+/// let from_cookie: CustomSource = std::sync::Arc::new(|parts: &http::request::Parts| {
+///     parts.headers.get("cookie")?.to_str().ok()?.strip_prefix("tenant=").map(str::to_owned)
+/// });
+/// # let _ = from_cookie;
+/// ```
+pub type CustomSource = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+#[derive(Clone)]
+enum Source {
+    Header(HeaderName),
+    Query(String),
+    Host { prefix: String, suffix: String },
+    Path(String),
+    Custom(CustomSource),
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Header(h) => write!(f, "Header({h})"),
+            Source::Query(q) => write!(f, "Query({q})"),
+            Source::Host { prefix, suffix } => write!(f, "Host({prefix}{{tenant}}{suffix})"),
+            Source::Path(p) => write!(f, "Path({p}/{{tenant}})"),
+            Source::Custom(_) => f.write_str("Custom"),
+        }
+    }
+}
+
+/// What resolution decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// The request acts on this tenant.
+    Tenant {
+        /// The tenant.
+        id: TenantId,
+        /// Whether a super_admin or system caller selected a tenant other
+        /// than its credential's.
+        cross_tenant: bool,
+    },
+    /// No tenant named and none required.
+    NoTenant,
+}
+
+/// The ordered chain of tenant sources, built from [`ResolutionConfig`].
+#[derive(Debug, Clone)]
+pub struct TenantResolver {
+    sources: Vec<Source>,
+    default: Option<TenantId>,
+    use_default: bool,
+    enabled: bool,
+    required: bool,
+    allowed: HashSet<TenantId>,
+    header_name: String,
+    query_name: String,
+}
+
+impl TenantResolver {
+    /// Builds the chain from `config`.
+    pub fn from_config(config: &ResolutionConfig) -> Result<Self, ConfigError> {
+        let mut sources = Vec::new();
+        for source in &config.sources {
+            match source {
+                TenantSource::Credential | TenantSource::Default => {}
+                TenantSource::Header => {
+                    let name =
+                        HeaderName::from_bytes(config.tenant_header.as_bytes()).map_err(|_| {
+                            ConfigError::new("resolution.tenant_header", "not a header name")
+                        })?;
+                    sources.push(Source::Header(name));
+                }
+                TenantSource::Query => sources.push(Source::Query(config.query_param.clone())),
+                TenantSource::Host => {
+                    let template = config.host_template.as_deref().unwrap_or_default();
+                    let (prefix, suffix) = template.split_once("{tenant}").ok_or_else(|| {
+                        ConfigError::new("resolution.host_template", "needs {tenant}")
+                    })?;
+                    sources.push(Source::Host {
+                        prefix: prefix.to_ascii_lowercase(),
+                        suffix: suffix.to_ascii_lowercase(),
+                    });
+                }
+                TenantSource::Path => {
+                    let prefix = config.path_prefix.clone().ok_or_else(|| {
+                        ConfigError::new("resolution.path_prefix", "needed by the path source")
+                    })?;
+                    sources.push(Source::Path(prefix));
+                }
+            }
+        }
+        Ok(Self {
+            sources,
+            default: config.default_tenant.clone(),
+            use_default: config.sources.contains(&TenantSource::Default),
+            enabled: config.enabled,
+            required: config.required,
+            allowed: config.allowed_tenants.iter().cloned().collect(),
+            header_name: config.tenant_header.clone(),
+            query_name: config.query_param.clone(),
+        })
+    }
+
+    /// Adds a custom source after the configured ones.
+    pub fn with_source(mut self, source: CustomSource) -> Self {
+        self.sources.push(Source::Custom(source));
+        self
+    }
+
+    /// Resolves the tenant of `parts`, given the credential's tenant and role.
+    pub fn resolve(
+        &self,
+        parts: &Parts,
+        credential: Option<(&TenantId, Role)>,
+    ) -> Result<Resolved, TenancyError> {
+        if !self.enabled {
+            // Validated at start: tenancy off means a default tenant is set.
+            let Some(default) = self.default.clone() else {
+                return Err(TenancyError::internal(
+                    "tenancy disabled without a default tenant",
+                ));
+            };
+            let cross = match credential {
+                Some((own, role)) if *own != default => {
+                    if !role.may_cross_tenants() {
+                        return Err(ErrorKind::TenantMismatch.into());
+                    }
+                    true
+                }
+                _ => false,
+            };
+            return Ok(Resolved::Tenant {
+                id: default,
+                cross_tenant: cross,
+            });
+        }
+
+        let requested = self.requested(parts)?;
+        let (id, cross_tenant) = match (credential, requested) {
+            (Some((own, role)), Some(named)) if named != *own => {
+                if role.may_cross_tenants() {
+                    (named, true)
+                } else {
+                    return Err(ErrorKind::TenantMismatch.into());
+                }
+            }
+            (Some((own, _)), _) => (own.clone(), false),
+            (None, Some(named)) => (named, false),
+            (None, None) => match &self.default {
+                Some(default) if self.use_default => (default.clone(), false),
+                _ if self.required => {
+                    return Err(TenancyError::tenant_required(
+                        self.header_name.clone(),
+                        self.query_name.clone(),
+                    ));
+                }
+                _ => return Ok(Resolved::NoTenant),
+            },
+        };
+        if !self.allowed.is_empty() && !self.allowed.contains(&id) {
+            return Err(ErrorKind::TenantNotAllowed.into());
+        }
+        Ok(Resolved::Tenant { id, cross_tenant })
+    }
+
+    /// The tenant the request itself names (header, query, host, path,
+    /// custom), if every source that names one agrees.
+    pub fn requested(&self, parts: &Parts) -> Result<Option<TenantId>, TenancyError> {
+        let mut found: Option<TenantId> = None;
+        for source in &self.sources {
+            for raw in extract(source, parts)? {
+                let id = TenantId::new(raw.as_ref()).map_err(TenancyError::from)?;
+                match &found {
+                    None => found = Some(id),
+                    Some(prev) if *prev != id => return Err(ErrorKind::TenantMismatch.into()),
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The raw values a source finds in `parts` (several only for repeated
+/// headers or query parameters).
+fn extract<'a>(
+    source: &Source,
+    parts: &'a Parts,
+) -> Result<Vec<std::borrow::Cow<'a, str>>, TenancyError> {
+    let invalid = || TenancyError::from(InvalidTenantId::InvalidCharacter);
+    let mut out = Vec::new();
+    match source {
+        Source::Header(name) => {
+            for value in parts.headers.get_all(name) {
+                out.push(value.to_str().map_err(|_| invalid())?.into());
+            }
+        }
+        Source::Query(name) => {
+            if let Some(query) = parts.uri.query() {
+                for pair in query.split('&') {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    if k == name {
+                        out.push(v.into());
+                    }
+                }
+            }
+        }
+        Source::Host { prefix, suffix } => {
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| parts.uri.host());
+            if let Some(host) = host {
+                let host = strip_port(host).to_ascii_lowercase();
+                if let Some(middle) = host
+                    .strip_prefix(prefix.as_str())
+                    .and_then(|rest| rest.strip_suffix(suffix.as_str()))
+                    && !middle.is_empty()
+                    && !middle.contains('.')
+                {
+                    out.push(middle.to_owned().into());
+                }
+            }
+        }
+        Source::Path(prefix) => {
+            let path = parts.uri.path();
+            if let Some(rest) = path
+                .strip_prefix(prefix.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                let segment = rest.split('/').next().unwrap_or_default();
+                if !segment.is_empty() {
+                    out.push(segment.into());
+                }
+            }
+        }
+        Source::Custom(f) => {
+            if let Some(v) = f(parts) {
+                out.push(v.into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, port)) if !h.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TenancyConfig;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::get(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn t(s: &str) -> TenantId {
+        TenantId::new(s).unwrap()
+    }
+
+    fn all_sources() -> TenantResolver {
+        let c = TenancyConfig::from_vars([
+            (
+                "TENANCY_TENANT_SOURCES",
+                "credential,header,query,host,path,default",
+            ),
+            ("TENANCY_HOST_TEMPLATE", "{tenant}.example.com"),
+            ("TENANCY_PATH_PREFIX", "/t"),
+        ])
+        .unwrap();
+        TenantResolver::from_config(&c.resolution).unwrap()
+    }
+
+    fn tenant_of(r: Result<Resolved, TenancyError>) -> String {
+        match r.unwrap() {
+            Resolved::Tenant { id, .. } => id.to_string(),
+            Resolved::NoTenant => "-".into(),
+        }
+    }
+
+    #[test]
+    fn each_source_names_a_tenant() {
+        let r = all_sources();
+        assert_eq!(
+            tenant_of(r.resolve(&parts("/", &[("x-tenant-id", "acme")]), None)),
+            "acme"
+        );
+        assert_eq!(
+            tenant_of(r.resolve(&parts("/?a=1&tenant=acme", &[]), None)),
+            "acme"
+        );
+        assert_eq!(
+            tenant_of(r.resolve(&parts("/", &[("host", "acme.example.com:8080")]), None)),
+            "acme"
+        );
+        assert_eq!(
+            tenant_of(r.resolve(&parts("/t/acme/things", &[]), None)),
+            "acme"
+        );
+        let custom = r.clone().with_source(Arc::new(|p: &Parts| {
+            p.headers
+                .get("x-org")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        }));
+        assert_eq!(
+            tenant_of(custom.resolve(&parts("/", &[("x-org", "acme")]), None)),
+            "acme"
+        );
+    }
+
+    #[test]
+    fn unrelated_hosts_and_paths_name_nothing() {
+        let r = all_sources();
+        for p in [
+            parts("/", &[("host", "example.com")]),
+            parts("/", &[("host", "a.b.example.com")]),
+            parts("/tx/acme", &[]),
+            parts("/t/", &[]),
+        ] {
+            let err = r.resolve(&p, None).unwrap_err();
+            assert_eq!(err.code(), "tenant_required");
+        }
+    }
+
+    #[test]
+    fn sources_must_agree() {
+        let r = all_sources();
+        let p = parts("/?tenant=globex", &[("x-tenant-id", "acme")]);
+        assert_eq!(r.resolve(&p, None).unwrap_err().code(), "tenant_mismatch");
+        let dup = parts("/", &[("x-tenant-id", "acme"), ("x-tenant-id", "globex")]);
+        assert_eq!(r.resolve(&dup, None).unwrap_err().code(), "tenant_mismatch");
+        let same = parts("/t/acme?tenant=acme", &[("x-tenant-id", "acme")]);
+        assert_eq!(tenant_of(r.resolve(&same, None)), "acme");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let r = all_sources();
+        for p in [
+            parts("/", &[("x-tenant-id", "Acme")]),
+            parts("/?tenant=a%3Ab", &[]),
+            parts("/?tenant=", &[]),
+            parts("/t/{x}/y", &[]),
+        ] {
+            assert_eq!(r.resolve(&p, None).unwrap_err().code(), "invalid_tenant_id");
+        }
+        let mut p = parts("/", &[]);
+        p.headers.insert(
+            "x-tenant-id",
+            http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        );
+        assert_eq!(r.resolve(&p, None).unwrap_err().code(), "invalid_tenant_id");
+    }
+
+    #[test]
+    fn credential_wins_and_crossers_are_marked() {
+        let r = all_sources();
+        let acme = t("acme");
+        let plain = parts("/", &[]);
+        assert_eq!(
+            r.resolve(&plain, Some((&acme, Role::Viewer))).unwrap(),
+            Resolved::Tenant {
+                id: acme.clone(),
+                cross_tenant: false
+            }
+        );
+        let same = parts("/", &[("x-tenant-id", "acme")]);
+        assert_eq!(
+            tenant_of(r.resolve(&same, Some((&acme, Role::Admin)))),
+            "acme"
+        );
+        let other = parts("/", &[("x-tenant-id", "globex")]);
+        for role in [Role::Viewer, Role::Operator, Role::Admin] {
+            assert_eq!(
+                r.resolve(&other, Some((&acme, role))).unwrap_err().code(),
+                "tenant_mismatch"
+            );
+        }
+        for role in [Role::SuperAdmin, Role::System] {
+            assert_eq!(
+                r.resolve(&other, Some((&acme, role))).unwrap(),
+                Resolved::Tenant {
+                    id: t("globex"),
+                    cross_tenant: true
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn default_required_and_allowed() {
+        let c = TenancyConfig::from_vars([("TENANCY_DEFAULT_TENANT", "acme")]).unwrap();
+        let r = TenantResolver::from_config(&c.resolution).unwrap();
+        assert_eq!(tenant_of(r.resolve(&parts("/", &[]), None)), "acme");
+
+        let c = TenancyConfig::from_vars([("TENANCY_TENANT_REQUIRED", "false")]).unwrap();
+        let r = TenantResolver::from_config(&c.resolution).unwrap();
+        assert_eq!(
+            r.resolve(&parts("/", &[]), None).unwrap(),
+            Resolved::NoTenant
+        );
+
+        let c = TenancyConfig::from_vars([("TENANCY_ALLOWED_TENANTS", "acme")]).unwrap();
+        let r = TenantResolver::from_config(&c.resolution).unwrap();
+        let err = r
+            .resolve(&parts("/", &[("x-tenant-id", "globex")]), None)
+            .unwrap_err();
+        assert_eq!(err.code(), "tenant_not_allowed");
+        let err = r
+            .resolve(&parts("/", &[]), Some((&t("globex"), Role::Admin)))
+            .unwrap_err();
+        assert_eq!(err.code(), "tenant_not_allowed");
+    }
+
+    #[test]
+    fn disabled_maps_everything_to_the_default() {
+        let c = TenancyConfig::from_vars([
+            ("TENANCY_ENABLED", "false"),
+            ("TENANCY_DEFAULT_TENANT", "solo"),
+        ])
+        .unwrap();
+        let r = TenantResolver::from_config(&c.resolution).unwrap();
+        let p = parts("/?tenant=other", &[("x-tenant-id", "Bad Id")]);
+        assert_eq!(tenant_of(r.resolve(&p, None)), "solo");
+        assert_eq!(
+            r.resolve(&p, Some((&t("other"), Role::Admin)))
+                .unwrap_err()
+                .code(),
+            "tenant_mismatch"
+        );
+    }
+}

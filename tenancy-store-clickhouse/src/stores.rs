@@ -1,0 +1,187 @@
+//! [`ClickHouseStores`]: one handle on a ClickHouse database, from which the
+//! stores, writers and tenant-bound queries of this crate are made.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clickhouse::Client;
+use tenancy_core::store::StoreError;
+use tenancy_core::tenant::TenantId;
+
+use crate::audit::{ClickHouseAuditQuery, ClickHouseAuditSink};
+use crate::error::store_error;
+use crate::retention;
+use crate::schema::{self, Migration, ServerVersion, is_plain_identifier};
+use crate::tenant_query::TenantQuery;
+use crate::usage::ClickHouseUsageMeter;
+use crate::writer::{AuditWriter, BatchConfig, UsageWriter};
+
+/// The tables of this crate in one ClickHouse database.
+///
+/// Cheap to clone: clones share the client's connection pool.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use tenancy_store_clickhouse::{ClickHouseStores, clickhouse::Client};
+///
+/// let client = Client::default()
+///     .with_url("http://127.0.0.1:8123")
+///     .with_user("tenancy")
+///     .with_password("secret");
+/// let stores = ClickHouseStores::new(client, "tenancy")?;
+/// stores.migrate().await?;
+/// stores.health().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ClickHouseStores {
+    /// Bound to the stores' database.
+    client: Client,
+    /// Bound to `system`, which always exists: for `CREATE DATABASE` and
+    /// `system.mutations`.
+    admin: Client,
+    database: Arc<str>,
+}
+
+/// A database name that is not a plain identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidDatabaseName;
+
+impl fmt::Display for InvalidDatabaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a database name must be 1 to 64 characters of A-Z, a-z, 0-9 and '_', not starting with a digit")
+    }
+}
+
+impl std::error::Error for InvalidDatabaseName {}
+
+impl ClickHouseStores {
+    /// The stores in `database` over `client` (URL, user, password,
+    /// compression and settings as configured on it).
+    ///
+    /// Row validation is switched off on the client: it needs the
+    /// `RowBinaryWithNamesAndTypes` format, which servers before 23.x lack,
+    /// and the rows of this crate match the tables its own
+    /// [`migrate`](Self::migrate) creates.
+    pub fn new(client: Client, database: &str) -> Result<Self, InvalidDatabaseName> {
+        if !is_plain_identifier(database) {
+            return Err(InvalidDatabaseName);
+        }
+        let client = client.with_validation(false);
+        Ok(Self {
+            admin: client.clone().with_database("system"),
+            client: client.with_database(database),
+            database: Arc::from(database),
+        })
+    }
+
+    /// The database holding the tables.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Creates the database and both tables if they do not exist; safe to
+    /// run from many instances at once, and on every start. See
+    /// [`schema`](crate::schema) for the tables.
+    pub async fn migrate(&self) -> Result<Migration, StoreError> {
+        schema::migrate(&self.admin, &self.database).await
+    }
+
+    /// The server's version.
+    pub async fn server_version(&self) -> Result<ServerVersion, StoreError> {
+        schema::server_version(&self.admin).await
+    }
+
+    /// Whether the server answers `SELECT 1`.
+    pub async fn health(&self) -> Result<(), StoreError> {
+        health(&self.client).await
+    }
+
+    /// The audit sink: one `INSERT` per call.
+    pub fn audit_sink(&self) -> ClickHouseAuditSink {
+        ClickHouseAuditSink::new(self.client.clone())
+    }
+
+    /// The audit query: one tenant's events, newest first.
+    pub fn audit_query(&self) -> ClickHouseAuditQuery {
+        ClickHouseAuditQuery::new(self.client.clone())
+    }
+
+    /// The usage meter: one `INSERT` per call, sums on read.
+    pub fn usage_meter(&self) -> ClickHouseUsageMeter {
+        ClickHouseUsageMeter::new(self.client.clone())
+    }
+
+    /// A batched, non-blocking writer into [`audit_sink`](Self::audit_sink).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn audit_writer(&self, config: BatchConfig) -> AuditWriter {
+        AuditWriter::audit(self.audit_sink(), config)
+    }
+
+    /// A batched, non-blocking writer into [`usage_meter`](Self::usage_meter).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn usage_writer(&self, config: BatchConfig) -> UsageWriter {
+        UsageWriter::usage(self.usage_meter(), config)
+    }
+
+    /// Queries bound to `tenant`; see [`TenantQuery`].
+    pub fn tenant_query(&self, tenant: &TenantId) -> TenantQuery {
+        TenantQuery::new(&self.client, tenant)
+    }
+
+    /// Deletes `tenant`'s audit events older than `older_than` (a
+    /// mutation: see [`wait_for_mutations`](Self::wait_for_mutations)).
+    /// The per-tenant retention of a plan, and the only retention on
+    /// servers without table `TTL`.
+    pub async fn purge_audit(
+        &self,
+        tenant: &TenantId,
+        older_than: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        retention::purge_audit(&self.client, tenant, older_than).await
+    }
+
+    /// Deletes every audit event and usage count of `tenant` (mutations:
+    /// see [`wait_for_mutations`](Self::wait_for_mutations)).
+    pub async fn delete_tenant(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        retention::delete_tenant(&self.client, tenant).await
+    }
+
+    /// How many mutations of the database are still running.
+    pub async fn pending_mutations(&self) -> Result<u64, StoreError> {
+        retention::pending_mutations(&self.admin, &self.database).await
+    }
+
+    /// Waits until every mutation of the database is done, polling
+    /// `system.mutations`; [`StoreError::Timeout`] after `timeout`.
+    pub async fn wait_for_mutations(&self, timeout: Duration) -> Result<(), StoreError> {
+        retention::wait_for_mutations(&self.admin, &self.database, timeout).await
+    }
+}
+
+impl fmt::Debug for ClickHouseStores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The client is left out: it may hold credentials.
+        f.debug_struct("ClickHouseStores")
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `SELECT 1` over `client`.
+pub(crate) async fn health(client: &Client) -> Result<(), StoreError> {
+    client
+        .query("SELECT 1")
+        .fetch_one::<u8>()
+        .await
+        .map(drop)
+        .map_err(store_error)
+}

@@ -1,0 +1,124 @@
+//! Hourly usage counts in ClickHouse: [`ClickHouseUsageMeter`].
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use clickhouse::Client;
+use tenancy_core::metering::UsageRecord;
+use tenancy_core::store::{StoreError, UsageMeter};
+use tenancy_core::tenant::TenantId;
+
+use crate::error::store_error;
+use crate::rows::{UsageRowRef, UsageSumRow, ceil_secs};
+use crate::schema::USAGE_TABLE;
+use crate::stores::health;
+use crate::tenant_query::TenantQuery;
+use crate::tenant_sql;
+
+/// Hourly usage counts in `usage_hourly`, a `SummingMergeTree`.
+///
+/// [`record`](UsageMeter::record) writes the records it is given in one
+/// `INSERT`; [`usage`](UsageMeter::usage) sums per hour and event type, as
+/// ClickHouse merges rows of the same key only eventually. Request paths
+/// enqueue into a [`UsageWriter`](crate::UsageWriter) instead, which adds up
+/// records of the same tenant, hour and type before writing.
+#[derive(Clone)]
+pub struct ClickHouseUsageMeter {
+    client: Client,
+}
+
+impl ClickHouseUsageMeter {
+    /// A meter over `client`, which names the database.
+    pub(crate) fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    async fn insert(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows = records
+            .iter()
+            .map(UsageRowRef::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut insert = self
+            .client
+            .insert::<UsageRowRef<'_>>(USAGE_TABLE)
+            .await
+            .map_err(store_error)?;
+        for row in &rows {
+            insert.write(row).await.map_err(store_error)?;
+        }
+        insert.end().await.map_err(store_error)
+    }
+}
+
+#[async_trait]
+impl UsageMeter for ClickHouseUsageMeter {
+    async fn record(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        self.insert(records).await
+    }
+
+    async fn usage(
+        &self,
+        tenant: &TenantId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        // Hours are whole seconds, so `hour >= from` is `hour >= ceil(from)`
+        // and `hour < to` is `hour < ceil(to)`.
+        let rows = TenantQuery::new(&self.client, tenant)
+            .sql(tenant_sql!(
+                "SELECT hour, event_type, sum(count) AS count FROM usage_hourly \
+                 WHERE {tenant} AND hour >= toDateTime(?) AND hour < toDateTime(?) \
+                 GROUP BY hour, event_type \
+                 ORDER BY hour, event_type"
+            ))
+            .bind(ceil_secs(from))
+            .bind(ceil_secs(to))
+            .fetch_all::<UsageSumRow>()
+            .await
+            .map_err(store_error)?;
+        rows.into_iter().map(|r| r.into_record(tenant)).collect()
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        health(&self.client).await
+    }
+}
+
+#[async_trait]
+impl crate::BatchFlush<UsageRecord> for ClickHouseUsageMeter {
+    /// Adds up the records of the same tenant, hour and event type, then
+    /// writes one row for each.
+    async fn flush(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
+        let mut sums: HashMap<(&TenantId, DateTime<Utc>, &str), u64> = HashMap::new();
+        for r in batch {
+            let sum = sums
+                .entry((&r.tenant_id, r.hour, r.event_type.as_str()))
+                .or_insert(0);
+            *sum = sum.saturating_add(r.count);
+        }
+        if sums.len() == batch.len() {
+            return self.insert(batch).await;
+        }
+        let summed: Vec<UsageRecord> = batch
+            .iter()
+            .filter_map(|r| {
+                let key = (&r.tenant_id, r.hour, r.event_type.as_str());
+                sums.remove(&key)
+                    .map(|count| UsageRecord { count, ..r.clone() })
+            })
+            .collect();
+        self.insert(&summed).await
+    }
+}
+
+impl std::fmt::Debug for ClickHouseUsageMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseUsageMeter")
+            .field("database", &self.client.database())
+            .finish_non_exhaustive()
+    }
+}

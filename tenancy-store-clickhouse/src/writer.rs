@@ -1,0 +1,710 @@
+//! The batched writer: request paths hand events to a bounded in-process
+//! buffer without waiting; a background task writes them in batches.
+//!
+//! [`BatchWriter::try_enqueue`] never waits and never fails loudly: an item
+//! either fits in the buffer or is dropped and counted. The buffer holds at
+//! most [`BatchConfig::capacity`] items, counting the batch being written, so
+//! a writer's memory is bounded whatever happens to the server.
+//!
+//! The background task writes a batch when it holds
+//! [`max_batch`](BatchConfig::max_batch) items or when the oldest has waited
+//! [`max_delay`](BatchConfig::max_delay). A failed write is retried with
+//! exponential backoff (and jitter) while the buffer keeps accepting items
+//! until it is full:
+//!
+//! - while the server is unreachable or slow ([`StoreError::Unavailable`],
+//!   [`StoreError::Timeout`]) the batch is retried until it is written;
+//! - any other failure (the server refuses the rows) is retried
+//!   [`max_attempts`](BatchConfig::max_attempts) times, then the batch is
+//!   dropped and counted.
+//!
+//! [`BatchWriter::shutdown`] stops accepting items and writes everything
+//! still held, giving up (and counting) what cannot be written within
+//! [`shutdown_timeout`](BatchConfig::shutdown_timeout).
+//!
+//! Everything dropped is counted in [`BatchWriter::dropped`] and in a
+//! [`metrics`] counter ([`AUDIT_DROPPED_METRIC`] for audit writers,
+//! [`USAGE_DROPPED_METRIC`] for usage writers). Once a writer is idle, every
+//! item offered to it was either written or dropped:
+//! `offered == stats.written + stats.dropped`.
+//!
+//! Delivery is at least once: when a connection breaks after the server
+//! stored a batch but before it answered, the retry stores it again.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tenancy_core::audit::AuditEvent;
+use tenancy_core::metering::UsageRecord;
+use tenancy_core::store::{AuditSink, StoreError, UsageMeter};
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// The [`metrics`] counter of audit events an [`AuditWriter`] dropped.
+pub const AUDIT_DROPPED_METRIC: &str = "tenancy_audit_dropped_total";
+/// The [`metrics`] counter of usage records a [`UsageWriter`] dropped.
+pub const USAGE_DROPPED_METRIC: &str = "tenancy_usage_dropped_total";
+
+/// Where a [`BatchWriter`] writes its batches.
+///
+/// Implemented by [`ClickHouseAuditSink`](crate::ClickHouseAuditSink) and
+/// [`ClickHouseUsageMeter`](crate::ClickHouseUsageMeter), and by any
+/// `Arc<dyn AuditSink>` or `Arc<dyn UsageMeter>`.
+#[async_trait]
+pub trait BatchFlush<T>: Send + Sync + 'static {
+    /// Writes `batch` in one go. [`StoreError::Unavailable`] and
+    /// [`StoreError::Timeout`] mean "try again later"; other errors are
+    /// retried a few times only.
+    async fn flush(&self, batch: &[T]) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl BatchFlush<AuditEvent> for Arc<dyn AuditSink> {
+    async fn flush(&self, batch: &[AuditEvent]) -> Result<(), StoreError> {
+        self.record(batch).await
+    }
+}
+
+#[async_trait]
+impl BatchFlush<UsageRecord> for Arc<dyn UsageMeter> {
+    async fn flush(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
+        self.record(batch).await
+    }
+}
+
+/// Sizes and times of a [`BatchWriter`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tenancy_store_clickhouse::BatchConfig;
+///
+/// let config = BatchConfig::default()
+///     .capacity(50_000)
+///     .max_batch(5_000)
+///     .max_delay(Duration::from_millis(500));
+/// assert_eq!(config.get_capacity(), 50_000);
+/// ```
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    capacity: usize,
+    max_batch: usize,
+    max_delay: Duration,
+    write_timeout: Duration,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    max_attempts: u32,
+    shutdown_timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    /// 100,000 items held, batches of up to 10,000 or 1 s, 30 s per write,
+    /// backoff from 100 ms to 10 s, 5 attempts for refused batches, 30 s to
+    /// shut down.
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            max_batch: 10_000,
+            max_delay: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(30),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            max_attempts: 5,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl BatchConfig {
+    /// Most items held at once, the batch being written included (at
+    /// least 1). Items offered beyond it are dropped.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Most items per write (at least 1): the size trigger.
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch.max(1);
+        self
+    }
+
+    /// Longest an item waits for its batch to fill: the time trigger.
+    pub fn max_delay(mut self, max_delay: Duration) -> Self {
+        self.max_delay = max_delay;
+        self
+    }
+
+    /// Longest one write may take before it counts as a timeout.
+    pub fn write_timeout(mut self, write_timeout: Duration) -> Self {
+        self.write_timeout = write_timeout;
+        self
+    }
+
+    /// First and largest pause between retries; the pause doubles after
+    /// each failure.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff_initial = initial;
+        self.backoff_max = max.max(initial);
+        self
+    }
+
+    /// Attempts at a batch the server refuses before it is dropped (at
+    /// least 1). Batches that fail because the server is unreachable are
+    /// retried until shutdown.
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self
+    }
+
+    /// Longest [`BatchWriter::shutdown`] keeps trying to write what is held.
+    pub fn shutdown_timeout(mut self, shutdown_timeout: Duration) -> Self {
+        self.shutdown_timeout = shutdown_timeout;
+        self
+    }
+
+    /// The configured [`capacity`](Self::capacity).
+    pub fn get_capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The configured [`max_batch`](Self::max_batch).
+    pub fn get_max_batch(&self) -> usize {
+        self.max_batch
+    }
+}
+
+/// Counts of a [`BatchWriter`], read with [`BatchWriter::stats`].
+///
+/// The counters are read one after the other, so a snapshot taken while
+/// items flow may be off by what moved in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct WriterStats {
+    /// Items written.
+    pub written: u64,
+    /// Items dropped: offered to a full or closed buffer, or in a batch that
+    /// was given up.
+    pub dropped: u64,
+    /// Items held: buffered or being written.
+    pub pending: usize,
+    /// Write attempts that failed (each retry of a batch counts).
+    pub failed_writes: u64,
+}
+
+/// A bounded, non-blocking, batching writer; see the [module docs](self).
+///
+/// Cloning shares the buffer and the background task.
+///
+/// ```no_run
+/// # async fn run(stores: tenancy_store_clickhouse::ClickHouseStores) {
+/// use tenancy_core::audit::{ActorKind, AuditEvent};
+/// use tenancy_core::tenant::TenantId;
+/// use tenancy_store_clickhouse::BatchConfig;
+///
+/// let writer = stores.audit_writer(BatchConfig::default());
+/// let acme = TenantId::new("acme").unwrap();
+/// // On the request path: never waits.
+/// writer.try_enqueue(AuditEvent::new(acme, "alice", ActorKind::User, "incident.ack"));
+/// // On the way out: writes what is left.
+/// let stats = writer.shutdown().await;
+/// assert_eq!(stats.pending, 0);
+/// # }
+/// ```
+pub struct BatchWriter<T> {
+    handle: Arc<Handle<T>>,
+}
+
+/// Audit events, batched into an audit sink.
+pub type AuditWriter = BatchWriter<AuditEvent>;
+/// Usage records, batched into a usage meter.
+pub type UsageWriter = BatchWriter<UsageRecord>;
+
+struct Handle<T> {
+    tx: mpsc::UnboundedSender<T>,
+    counters: Arc<Counters>,
+    closing: watch::Sender<Option<Instant>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    shutdown_timeout: Duration,
+}
+
+struct Counters {
+    capacity: usize,
+    held: AtomicUsize,
+    rejected: AtomicU64,
+    abandoned: AtomicU64,
+    written: AtomicU64,
+    failed_writes: AtomicU64,
+    dropped_metric: &'static str,
+}
+
+impl Counters {
+    fn drop_items(&self, counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!(self.dropped_metric).increment(n);
+    }
+
+    /// Takes `n` items off the held count once they are written or dropped.
+    fn release(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+impl<T> Clone for BatchWriter<T> {
+    fn clone(&self) -> Self {
+        Self {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl BatchWriter<AuditEvent> {
+    /// An audit writer into `target`, counting drops in
+    /// [`AUDIT_DROPPED_METRIC`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn audit(target: impl BatchFlush<AuditEvent>, config: BatchConfig) -> Self {
+        Self::spawn(target, config, AUDIT_DROPPED_METRIC)
+    }
+}
+
+impl BatchWriter<UsageRecord> {
+    /// A usage writer into `target`, counting drops in
+    /// [`USAGE_DROPPED_METRIC`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn usage(target: impl BatchFlush<UsageRecord>, config: BatchConfig) -> Self {
+        Self::spawn(target, config, USAGE_DROPPED_METRIC)
+    }
+}
+
+impl<T: Send + Sync + 'static> BatchWriter<T> {
+    /// A writer into `target` whose background task runs on the current
+    /// Tokio runtime; drops are counted in the [`metrics`] counter
+    /// `dropped_metric`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn spawn(
+        target: impl BatchFlush<T>,
+        config: BatchConfig,
+        dropped_metric: &'static str,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (closing, closing_rx) = watch::channel(None);
+        let counters = Arc::new(Counters {
+            capacity: config.capacity,
+            held: AtomicUsize::new(0),
+            rejected: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            failed_writes: AtomicU64::new(0),
+            dropped_metric,
+        });
+        let shutdown_timeout = config.shutdown_timeout;
+        let flusher = Flusher {
+            rx,
+            target,
+            counters: counters.clone(),
+            config,
+            closing: closing_rx,
+            deadline: None,
+            rng: seed(),
+        };
+        let task = tokio::spawn(flusher.run());
+        Self {
+            handle: Arc::new(Handle {
+                tx,
+                counters,
+                closing,
+                task: Mutex::new(Some(task)),
+                shutdown_timeout,
+            }),
+        }
+    }
+
+    /// Hands `item` to the writer without waiting: `true` when it was
+    /// buffered, `false` when it was dropped (the buffer is full or the
+    /// writer shut down) and counted.
+    pub fn try_enqueue(&self, item: T) -> bool {
+        let counters = &self.handle.counters;
+        let mut held = counters.held.load(Ordering::Relaxed);
+        loop {
+            if held >= counters.capacity {
+                counters.drop_items(&counters.rejected, 1);
+                return false;
+            }
+            match counters.held.compare_exchange_weak(
+                held,
+                held + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => held = now,
+            }
+        }
+        if self.handle.tx.send(item).is_err() {
+            counters.release(1);
+            counters.drop_items(&counters.rejected, 1);
+            return false;
+        }
+        true
+    }
+
+    /// Items dropped so far.
+    pub fn dropped(&self) -> u64 {
+        let c = &self.handle.counters;
+        c.rejected.load(Ordering::Relaxed) + c.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// Items held: buffered or being written.
+    pub fn pending(&self) -> usize {
+        self.handle.counters.held.load(Ordering::Relaxed)
+    }
+
+    /// Most items held at once.
+    pub fn capacity(&self) -> usize {
+        self.handle.counters.capacity
+    }
+
+    /// All counters.
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.handle.counters;
+        WriterStats {
+            written: c.written.load(Ordering::Relaxed),
+            dropped: self.dropped(),
+            pending: c.held.load(Ordering::Relaxed),
+            failed_writes: c.failed_writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops accepting items, writes everything held and waits for the
+    /// background task to end. What cannot be written within the
+    /// [`shutdown_timeout`](BatchConfig::shutdown_timeout) is dropped and
+    /// counted. Later calls (and calls on clones) wait for the same end.
+    pub async fn shutdown(&self) -> WriterStats {
+        let mut task = self.handle.task.lock().await;
+        if let Some(running) = task.take() {
+            let deadline = Instant::now() + self.handle.shutdown_timeout;
+            self.handle.closing.send_replace(Some(deadline));
+            if let Err(e) = running.await {
+                tracing::error!(error = %e, "batch writer task failed");
+            }
+        }
+        drop(task);
+        self.stats()
+    }
+}
+
+#[async_trait]
+impl AuditSink for BatchWriter<AuditEvent> {
+    /// Enqueues copies of `events` without waiting; what does not fit is
+    /// dropped and counted, never reported as an error.
+    async fn record(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        for event in events {
+            self.try_enqueue(event.clone());
+        }
+        Ok(())
+    }
+}
+
+impl<T: Send + Sync + 'static> fmt::Debug for BatchWriter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchWriter")
+            .field("capacity", &self.capacity())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The background task of a [`BatchWriter`].
+struct Flusher<T, F> {
+    rx: mpsc::UnboundedReceiver<T>,
+    target: F,
+    counters: Arc<Counters>,
+    config: BatchConfig,
+    closing: watch::Receiver<Option<Instant>>,
+    /// Set once the writer shuts down (or every handle is gone): stop
+    /// waiting for batches to fill, and give up on what is not written by
+    /// then.
+    deadline: Option<Instant>,
+    rng: u64,
+}
+
+impl<T: Send + Sync + 'static, F: BatchFlush<T>> Flusher<T, F> {
+    async fn run(mut self) {
+        let max_batch = self.config.max_batch;
+        let mut batch = Vec::with_capacity(max_batch.min(16_384));
+        loop {
+            if batch.is_empty() {
+                let received = tokio::select! {
+                    n = self.rx.recv_many(&mut batch, max_batch) => n,
+                    d = closing(&mut self.closing, self.config.shutdown_timeout),
+                        if self.deadline.is_none() => {
+                        self.begin_closing(d);
+                        continue;
+                    }
+                };
+                if received == 0 {
+                    // Closed and drained.
+                    break;
+                }
+            }
+            self.fill(&mut batch).await;
+            self.write(&batch).await;
+            batch.clear();
+        }
+    }
+
+    /// Stops accepting items and sets the time to give up by.
+    fn begin_closing(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+        self.rx.close();
+    }
+
+    /// Adds to `batch` until it is full, `max_delay` has passed, or the
+    /// writer shuts down (then only what is already buffered).
+    async fn fill(&mut self, batch: &mut Vec<T>) {
+        let max_batch = self.config.max_batch;
+        let flush_at = Instant::now() + self.config.max_delay;
+        while batch.len() < max_batch && self.deadline.is_none() {
+            let room = max_batch - batch.len();
+            tokio::select! {
+                n = self.rx.recv_many(batch, room) => if n == 0 { return },
+                () = tokio::time::sleep_until(flush_at) => return,
+                d = closing(&mut self.closing, self.config.shutdown_timeout) => self.begin_closing(d),
+            }
+        }
+        while batch.len() < max_batch {
+            match self.rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Writes `batch`, retrying with backoff; counts it as written or
+    /// dropped and releases its room in the buffer.
+    async fn write(&mut self, batch: &[T]) {
+        let n = batch.len();
+        let mut attempts = 0u32;
+        let mut pause = self.config.backoff_initial;
+        loop {
+            let budget = match self.deadline {
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .min(self.config.write_timeout),
+                None => self.config.write_timeout,
+            };
+            let result = if budget.is_zero() {
+                Err(StoreError::Timeout)
+            } else {
+                tokio::time::timeout(budget, self.target.flush(batch))
+                    .await
+                    .unwrap_or(Err(StoreError::Timeout))
+            };
+            let error = match result {
+                Ok(()) => {
+                    self.counters.written.fetch_add(n as u64, Ordering::Relaxed);
+                    self.counters.release(n);
+                    return;
+                }
+                Err(e) => e,
+            };
+            attempts += 1;
+            self.counters.failed_writes.fetch_add(1, Ordering::Relaxed);
+            let transient = matches!(error, StoreError::Unavailable(_) | StoreError::Timeout);
+            let past_deadline = self.deadline.is_some_and(|d| Instant::now() >= d);
+            if past_deadline || (!transient && attempts >= self.config.max_attempts) {
+                tracing::error!(
+                    error = %error, rows = n, attempts,
+                    "batch writer gave up on a batch; its rows are dropped"
+                );
+                self.counters.drop_items(&self.counters.abandoned, n as u64);
+                self.counters.release(n);
+                return;
+            }
+            if attempts == 1 {
+                tracing::warn!(error = %error, rows = n, "batch write failed; retrying with backoff");
+            } else {
+                tracing::debug!(error = %error, rows = n, attempts, "batch write failed again");
+            }
+            let mut wake = Instant::now() + self.jitter(pause);
+            if let Some(d) = self.deadline {
+                wake = wake.min(d);
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                d = closing(&mut self.closing, self.config.shutdown_timeout),
+                    if self.deadline.is_none() => self.begin_closing(d),
+            }
+            pause = pause.saturating_mul(2).min(self.config.backoff_max);
+        }
+    }
+
+    /// `pause` scaled by a random factor in [0.5, 1).
+    fn jitter(&mut self, pause: Duration) -> Duration {
+        // xorshift64: plenty for spreading retries of many instances.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let fraction = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+        pause.mul_f64(0.5 + fraction / 2.0)
+    }
+}
+
+/// Resolves, with the time to give up by, when the writer starts shutting
+/// down or every handle is gone.
+async fn closing(
+    signal: &mut watch::Receiver<Option<Instant>>,
+    shutdown_timeout: Duration,
+) -> Instant {
+    let asked = match signal.wait_for(Option::is_some).await {
+        Ok(value) => *value,
+        // Every handle is gone: nobody can call shutdown any more.
+        Err(_) => None,
+    };
+    asked.unwrap_or_else(|| Instant::now() + shutdown_timeout)
+}
+
+/// A non-zero seed for the jitter, different per writer and per process.
+fn seed() -> u64 {
+    static WRITERS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = WRITERS.fetch_add(1, Ordering::Relaxed);
+    (nanos ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(std::process::id())) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tenancy_core::audit::{ActorKind, AuditFilter};
+    use tenancy_core::store::AuditQuery;
+    use tenancy_core::store::memory::MemoryAuditLog;
+    use tenancy_core::tenant::TenantId;
+
+    fn event(tenant: &TenantId, n: usize) -> AuditEvent {
+        AuditEvent::new(
+            tenant.clone(),
+            format!("actor-{n}"),
+            ActorKind::User,
+            "test.write",
+        )
+    }
+
+    fn memory() -> (Arc<MemoryAuditLog>, Arc<dyn AuditSink>) {
+        let log = Arc::new(MemoryAuditLog::with_capacity_per_tenant(1_000_000));
+        let sink: Arc<dyn AuditSink> = log.clone();
+        (log, sink)
+    }
+
+    async fn until(mut done: impl FnMut() -> bool) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("condition reached in time");
+    }
+
+    #[tokio::test]
+    async fn size_trigger_then_shutdown_writes_the_rest() {
+        let (log, sink) = memory();
+        let tenant = TenantId::new("acme").expect("valid");
+        let writer = AuditWriter::audit(
+            sink,
+            BatchConfig::default()
+                .max_batch(10)
+                .max_delay(Duration::from_secs(3600)),
+        );
+        for n in 0..25 {
+            assert!(writer.try_enqueue(event(&tenant, n)));
+        }
+        // Two full batches go out at once; five wait for the time trigger.
+        until(|| log.len() == 20).await;
+        assert_eq!(writer.pending(), 5);
+        let stats = writer.shutdown().await;
+        assert_eq!((stats.written, stats.dropped, stats.pending), (25, 0, 0));
+        let kept = log
+            .query(&tenant, &AuditFilter::default().limit(100))
+            .await
+            .expect("query");
+        assert_eq!(kept.len(), 25);
+        assert!(
+            !writer.try_enqueue(event(&tenant, 99)),
+            "closed after shutdown"
+        );
+        assert_eq!(writer.dropped(), 1);
+        assert_eq!(writer.shutdown().await.written, 25, "shutdown twice");
+    }
+
+    #[tokio::test]
+    async fn time_trigger() {
+        let (log, sink) = memory();
+        let writer = AuditWriter::audit(
+            sink,
+            BatchConfig::default().max_delay(Duration::from_millis(20)),
+        );
+        writer.try_enqueue(event(&TenantId::new("acme").expect("valid"), 1));
+        until(|| log.len() == 1).await;
+        until(|| writer.pending() == 0).await;
+        assert_eq!(writer.stats().written, 1);
+    }
+
+    #[tokio::test]
+    async fn the_buffer_is_bounded() {
+        let (_log, sink) = memory();
+        // The background task cannot run before this test yields, so
+        // everything beyond the capacity is refused.
+        let writer = AuditWriter::audit(sink, BatchConfig::default().capacity(100));
+        let tenant = TenantId::new("acme").expect("valid");
+        let accepted = (0..250)
+            .filter(|&n| writer.try_enqueue(event(&tenant, n)))
+            .count();
+        assert_eq!(accepted, 100);
+        assert_eq!(writer.dropped(), 150);
+        let stats = writer.shutdown().await;
+        assert_eq!((stats.written, stats.dropped), (100, 150));
+    }
+
+    #[tokio::test]
+    async fn dropping_every_handle_still_writes() {
+        let (log, sink) = memory();
+        let writer = AuditWriter::audit(
+            sink,
+            BatchConfig::default().max_delay(Duration::from_secs(3600)),
+        );
+        let tenant = TenantId::new("acme").expect("valid");
+        writer.try_enqueue(event(&tenant, 1));
+        writer.clone().try_enqueue(event(&tenant, 2));
+        drop(writer);
+        until(|| log.len() == 2).await;
+    }
+
+    #[tokio::test]
+    async fn a_writer_is_an_audit_sink() {
+        let (log, sink) = memory();
+        let writer: Arc<dyn AuditSink> = Arc::new(AuditWriter::audit(
+            sink,
+            BatchConfig::default().max_delay(Duration::from_millis(10)),
+        ));
+        let tenant = TenantId::new("acme").expect("valid");
+        writer
+            .record(&[event(&tenant, 1), event(&tenant, 2)])
+            .await
+            .expect("never fails");
+        until(|| log.len() == 2).await;
+    }
+}

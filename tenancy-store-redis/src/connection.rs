@@ -1,0 +1,292 @@
+//! The shared connection: [`RedisOptions`] and [`RedisStores`].
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncConnectionConfig, Client};
+use tenancy_core::store::StoreError;
+
+use crate::error::RedisStoreError;
+use crate::keyspace::Keyspace;
+use crate::{RedisApiKeyStore, RedisQuotaStore, RedisRateLimiter, RedisTenantStore};
+
+/// The default key prefix.
+pub const DEFAULT_KEY_PREFIX: &str = "tenancy";
+/// The default deadline of one store call.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
+/// The default deadline of connecting.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The first wait between two reconnection attempts; it doubles (with
+/// jitter) up to [`RECONNECT_MAX_DELAY`].
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+/// The longest wait between two reconnection attempts, so a server that
+/// comes back is found again within about a second.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// How [`RedisStores`] connects and names its keys.
+///
+/// ```
+/// use std::time::Duration;
+/// use tenancy_store_redis::RedisOptions;
+///
+/// let options = RedisOptions::default()
+///     .with_key_prefix("myapp")
+///     .with_command_timeout(Duration::from_millis(100));
+/// assert_eq!(options.key_prefix, "myapp");
+/// assert_eq!(options.connect_timeout, Duration::from_secs(1));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// The first segment of every key (default `tenancy`), so several
+    /// deployments (or test runs) can share one Redis without seeing each
+    /// other's data.
+    pub key_prefix: String,
+    /// The deadline of every store call, including any wait for a
+    /// reconnection (default 250 ms). Past it the call fails with
+    /// [`StoreError::Timeout`].
+    pub command_timeout: Duration,
+    /// The deadline of connecting, for [`RedisStores::connect`] and for
+    /// each reconnection attempt (default 1 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+impl RedisOptions {
+    /// Another key prefix: 1 to 64 printable ASCII characters without
+    /// spaces, `{` or `}` (braces would change the Redis Cluster hash tag of
+    /// every key). Checked when connecting.
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Another deadline for every store call.
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Another deadline for connecting.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    fn validate(&self) -> Result<(), RedisStoreError> {
+        let p = &self.key_prefix;
+        if p.is_empty() || p.len() > 64 {
+            return Err(RedisStoreError::InvalidOptions(
+                "it must have 1 to 64 characters",
+            ));
+        }
+        if !p
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
+        {
+            return Err(RedisStoreError::InvalidOptions(
+                "it must be printable ASCII without spaces, '{' or '}'",
+            ));
+        }
+        if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(RedisStoreError::InvalidOptions(
+                "timeouts must be longer than zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One Redis connection shared by the four stores of this crate.
+///
+/// It wraps a [`ConnectionManager`]: one multiplexed connection that
+/// pipelines concurrent calls and reconnects by itself after the server
+/// went away. Cloning is cheap (an [`Arc`]); every store made from it (and
+/// every clone) shares the same connection.
+///
+/// Every store call runs under [`RedisOptions::command_timeout`]: it returns
+/// [`StoreError::Timeout`] past it (also while a reconnection is under
+/// way), [`StoreError::Unavailable`] when the connection fails, and never
+/// hangs.
+///
+/// `Debug` shows the server's address and database, never the password.
+///
+/// ```no_run
+/// use tenancy_store_redis::{RedisOptions, RedisStores};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let redis = RedisStores::connect("redis://127.0.0.1:6379/", RedisOptions::default()).await?;
+/// redis.health().await?;
+/// let limiter = redis.rate_limiter();
+/// # let _ = limiter;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStores {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    manager: ConnectionManager,
+    keys: Keyspace,
+    command_timeout: Duration,
+    /// `host:port/db`, for `Debug`: never the password.
+    target: String,
+}
+
+impl fmt::Debug for RedisStores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStores")
+            .field("target", &self.inner.target)
+            .field("key_prefix", &self.inner.keys.prefix())
+            .field("command_timeout", &self.inner.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStores {
+    /// Connects to the Redis server at `url` (`redis://[user:password@]host[:port][/db]`)
+    /// and checks that it answers `PING`, all within
+    /// [`RedisOptions::connect_timeout`].
+    ///
+    /// Fails with [`RedisStoreError::InvalidUrl`] or
+    /// [`RedisStoreError::InvalidOptions`] for bad settings, and with an
+    /// error that converts to [`StoreError::Unavailable`] or
+    /// [`StoreError::Timeout`] when the server cannot be reached. To start
+    /// while the server is still down, use [`connect_lazy`](Self::connect_lazy).
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, RedisStoreError> {
+        options.validate()?;
+        let client = open(url)?;
+        let connect_timeout = options.connect_timeout;
+        let connecting = async {
+            // One direct attempt first: unlike the manager, which keeps
+            // retrying in the background, it reports why the server cannot
+            // be reached.
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(connect_timeout));
+            let mut probe = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("PING").query_async::<()>(&mut probe).await?;
+            drop(probe);
+            // Then establish the manager's own connection.
+            let stores = Self::with_client(client.clone(), options)?;
+            let mut manager = stores.conn();
+            redis::cmd("PING").query_async::<()>(&mut manager).await?;
+            Ok::<Self, RedisStoreError>(stores)
+        };
+        match tokio::time::timeout(connect_timeout, connecting).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisStoreError::Timeout(connect_timeout)),
+        }
+    }
+
+    /// The stores for the server at `url`, without connecting: the first
+    /// call connects, and until the server answers every call fails within
+    /// its deadline. Must be called inside a Tokio runtime.
+    ///
+    /// Fails only for a bad URL or bad options.
+    pub fn connect_lazy(url: &str, options: RedisOptions) -> Result<Self, RedisStoreError> {
+        options.validate()?;
+        Self::with_client(open(url)?, options)
+    }
+
+    fn with_client(client: Client, options: RedisOptions) -> Result<Self, RedisStoreError> {
+        let info = client.get_connection_info();
+        let target = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let config = ConnectionManagerConfig::new()
+            .set_min_delay(RECONNECT_MIN_DELAY)
+            .set_max_delay(RECONNECT_MAX_DELAY)
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.command_timeout));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                manager,
+                keys: Keyspace::new(options.key_prefix),
+                command_timeout: options.command_timeout,
+                target,
+            }),
+        })
+    }
+
+    /// The [`TenantStore`](tenancy_core::store::TenantStore) on this connection.
+    pub fn tenant_store(&self) -> RedisTenantStore {
+        RedisTenantStore::new(self.clone())
+    }
+
+    /// The [`ApiKeyStore`](tenancy_core::store::ApiKeyStore) on this connection.
+    pub fn api_key_store(&self) -> RedisApiKeyStore {
+        RedisApiKeyStore::new(self.clone())
+    }
+
+    /// The [`QuotaStore`](tenancy_core::store::QuotaStore) on this connection.
+    pub fn quota_store(&self) -> RedisQuotaStore {
+        RedisQuotaStore::new(self.clone())
+    }
+
+    /// The [`RateLimiter`](tenancy_core::store::RateLimiter) on this connection.
+    pub fn rate_limiter(&self) -> RedisRateLimiter {
+        RedisRateLimiter::new(self.clone())
+    }
+
+    /// The key prefix every key starts with.
+    pub fn key_prefix(&self) -> &str {
+        self.inner.keys.prefix()
+    }
+
+    /// The deadline of every store call.
+    pub fn command_timeout(&self) -> Duration {
+        self.inner.command_timeout
+    }
+
+    /// Whether the server answers `PING` within the call deadline.
+    pub async fn health(&self) -> Result<(), StoreError> {
+        self.run(async {
+            let mut conn = self.conn();
+            redis::cmd("PING").query_async::<()>(&mut conn).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A handle on the shared connection (cheap: the manager is an `Arc`).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.manager.clone()
+    }
+
+    pub(crate) fn keys(&self) -> &Keyspace {
+        &self.inner.keys
+    }
+
+    /// Runs one store call under the call deadline.
+    pub(crate) async fn run<T>(
+        &self,
+        call: impl Future<Output = Result<T, RedisStoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.command_timeout, call).await {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+}
+
+/// Parses `url` without ever repeating it (it may hold a password).
+fn open(url: &str) -> Result<Client, RedisStoreError> {
+    Client::open(url).map_err(RedisStoreError::InvalidUrl)
+}
