@@ -14,6 +14,8 @@ use tenancy_core::secret::Secret;
 use tenancy_core::tenant::{Tenant, TenantId};
 use tenancy_core::{Tenancy, TenancyConfig};
 
+use tenancy_store_redis::{RedisOptions, RedisStores};
+
 use crate::app::App;
 
 /// The tenant created at start, home of the platform's super_admins.
@@ -89,14 +91,12 @@ pub async fn prepare(
             );
         }
     };
-    for var in ["TENANCY_REDIS_URL", "TENANCY_CLICKHOUSE_URL"] {
-        if get(var).is_some() {
-            return Err(ConfigError::new(
-                var,
-                "this build of the reference server runs on the in-memory stores only",
-            )
-            .into());
-        }
+    if get("TENANCY_CLICKHOUSE_URL").is_some() {
+        return Err(ConfigError::new(
+            "TENANCY_CLICKHOUSE_URL",
+            "the ClickHouse audit log is not wired into this build of the reference server",
+        )
+        .into());
     }
 
     let generated = if get("TENANCY_JWT_SECRET").is_none() {
@@ -108,7 +108,20 @@ pub async fn prepare(
         None
     };
     let config = TenancyConfig::load_from(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let tenancy = Tenancy::builder(config.clone()).build()?;
+    let mut builder = Tenancy::builder(config.clone());
+    if let Some(url) = get("TENANCY_REDIS_URL") {
+        let prefix = get("TENANCY_REDIS_PREFIX").unwrap_or_else(|| "tenancy".to_owned());
+        let redis = RedisStores::connect(&url, RedisOptions::default().with_key_prefix(prefix))
+            .await
+            .map_err(|e| ConfigError::new("TENANCY_REDIS_URL", e.to_string()))?;
+        builder = builder
+            .tenant_store(Arc::new(redis.tenant_store()))
+            .api_key_store(Arc::new(redis.api_key_store()))
+            .rate_limiter(Arc::new(redis.rate_limiter()))
+            .quota_store(Arc::new(redis.quota_store()));
+        tracing::info!(redis = ?redis, "tenants, API keys, rate limits and quotas in Redis");
+    }
+    let tenancy = builder.build()?;
     let platform =
         TenantId::new(PLATFORM_TENANT).map_err(|e| ConfigError::new("platform", e.to_string()))?;
     if tenancy

@@ -820,3 +820,55 @@ fn token_command_mints_tokens_the_server_accepts() {
         assert_eq!(bad.status.code(), Some(2), "{name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_on_one_redis_share_keys_and_revocations() {
+    let Some(url) = tenancy_core::testkit::services::redis_url() else {
+        return;
+    };
+    let prefix = format!(
+        "e2e-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    let env = [
+        ("TENANCY_REDIS_URL", url.as_str()),
+        ("TENANCY_REDIS_PREFIX", prefix.as_str()),
+    ];
+    let bins = binaries();
+    let a = Server::start(bins[0].0, bins[0].1, &env);
+    let b = Server::start(bins[1].0, bins[1].1, &env);
+    create_tenant(&a, "acme", "pro").await;
+    let (key, key_id) = issue_key(&a, "acme", "full", "").await;
+    assert_eq!(
+        b.call("GET", "/api/v1/metrics/query", &[("x-api-key", &key)], None)
+            .await
+            .status,
+        200,
+        "the key issued on {} works on {}",
+        a.name,
+        b.name
+    );
+    let listed = b.get("/api/v1/tenants", &root()).await;
+    assert!(listed.raw.contains("\"acme\""), "tenants are shared");
+    let admin = format!("Bearer {}", token("acme", "admin", "admin@acme"));
+    assert_eq!(
+        a.call(
+            "DELETE",
+            &format!("/api/v1/apikeys/{key_id}"),
+            &[("authorization", &admin)],
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    let refused = b
+        .call("GET", "/api/v1/metrics/query", &[("x-api-key", &key)], None)
+        .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (401, "invalid_api_key"),
+        "revoked on one, refused on the other"
+    );
+}

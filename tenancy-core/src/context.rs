@@ -91,6 +91,7 @@ struct ContextInner {
     auth: AuthMethod,
     request_id: Arc<str>,
     cross_tenant: bool,
+    client_addr: Option<std::net::IpAddr>,
 }
 
 impl TenantContext {
@@ -114,6 +115,7 @@ impl TenantContext {
                 auth,
                 request_id: request_id.into(),
                 cross_tenant: false,
+                client_addr: None,
             }),
         }
     }
@@ -125,6 +127,19 @@ impl TenantContext {
             inner.cross_tenant = cross;
         }
         self
+    }
+
+    /// Records the client's address, for audit events.
+    pub fn with_client_addr(mut self, addr: Option<std::net::IpAddr>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.client_addr = addr;
+        }
+        self
+    }
+
+    /// The client's address, when the adapter knew it.
+    pub fn client_addr(&self) -> Option<std::net::IpAddr> {
+        self.inner.client_addr
     }
 
     /// The tenant's id.

@@ -605,7 +605,8 @@ impl Tenancy {
             caller.auth.clone(),
             admission.request_id.clone(),
         )
-        .with_cross_tenant(cross_tenant);
+        .with_cross_tenant(cross_tenant)
+        .with_client_addr(admission.client_addr);
 
         if self.inner.config.limits.enabled {
             match self
@@ -841,6 +842,7 @@ impl Tenancy {
             action,
         );
         event.request_id = Some(ctx.request_id().to_owned());
+        event.client_addr = ctx.client_addr();
         event
     }
 
