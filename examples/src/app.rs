@@ -23,6 +23,7 @@ use tenancy_core::context::TenantContext;
 use tenancy_core::credential::{ApiKeyRecord, KeyId};
 use tenancy_core::engine::{CountQuota, NewApiKey};
 use tenancy_core::error::{ErrorKind, TenancyError};
+use tenancy_core::guard::require_role;
 use tenancy_core::label::Label;
 use tenancy_core::rbac::{ApiKeyScope, Permission, Role};
 use tenancy_core::tenant::{Tenant, TenantId, TenantSettings, TenantStatus};
@@ -247,13 +248,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn require(ctx: &TenantContext, role: Role) -> Result<()> {
-    if ctx.role() < role {
-        return Err(ErrorKind::InsufficientRole { required: role }.into());
-    }
-    Ok(())
-}
-
 fn label(value: &str, what: &str) -> Result<Label> {
     Label::new(value).map_err(|e| TenancyError::invalid_request(format!("{what}: {e}")))
 }
@@ -328,7 +322,7 @@ impl App {
 
     /// `POST /api/v1/tenants` (super_admin).
     pub async fn create_tenant(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
-        require(ctx, Role::SuperAdmin)?;
+        require_role(ctx, Role::SuperAdmin)?;
         let req: CreateTenant = parse_body(body)?;
         let id = TenantId::new(&req.tenant_id)?;
         let plan = req
@@ -353,7 +347,7 @@ impl App {
 
     /// `GET /api/v1/tenants` (super_admin).
     pub async fn list_tenants(&self, ctx: &TenantContext) -> Result<Reply> {
-        require(ctx, Role::SuperAdmin)?;
+        require_role(ctx, Role::SuperAdmin)?;
         let tenants = self
             .tenancy
             .tenant_store()
@@ -374,7 +368,7 @@ impl App {
             if !own {
                 return Err(not_found());
             }
-            require(ctx, Role::Admin)?;
+            require_role(ctx, Role::Admin)?;
         }
         self.tenancy
             .tenant_store()
@@ -392,7 +386,7 @@ impl App {
 
     /// `PATCH /api/v1/tenants/{id}` (super_admin).
     pub async fn patch_tenant(&self, ctx: &TenantContext, id: &str, body: &[u8]) -> Result<Reply> {
-        require(ctx, Role::SuperAdmin)?;
+        require_role(ctx, Role::SuperAdmin)?;
         let patch: PatchTenant = parse_body(body)?;
         let mut tenant = self.visible_tenant(ctx, id).await?;
         if let Some(plan) = &patch.plan
@@ -454,7 +448,7 @@ impl App {
 
     /// `POST /api/v1/apikeys` (admin+). The secret is in this answer only.
     pub async fn create_api_key(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
-        require(ctx, Role::Admin)?;
+        require_role(ctx, Role::Admin)?;
         let req: CreateApiKey = parse_body(body)?;
         if req.name.is_empty() || req.name.len() > 128 {
             return Err(TenancyError::invalid_request(
@@ -517,7 +511,7 @@ impl App {
 
     /// `GET /api/v1/apikeys` (admin+): the tenant's keys, never a secret.
     pub async fn list_api_keys(&self, ctx: &TenantContext) -> Result<Reply> {
-        require(ctx, Role::Admin)?;
+        require_role(ctx, Role::Admin)?;
         let keys = self
             .tenancy
             .api_key_store()
@@ -532,7 +526,7 @@ impl App {
     /// `DELETE /api/v1/apikeys/{key_id}` (admin+): 204; `not_found` for
     /// another tenant's key.
     pub async fn revoke_api_key(&self, ctx: &TenantContext, key_id: &str) -> Result<Reply> {
-        require(ctx, Role::Admin)?;
+        require_role(ctx, Role::Admin)?;
         let key_id = KeyId::new(key_id).map_err(|_| not_found())?;
         self.tenancy
             .revoke_api_key(ctx.tenant_id(), &key_id)
@@ -614,7 +608,7 @@ impl App {
     /// `GET /api/v1/metrics/query` (viewer+ / readonly keys): the caller's
     /// tenant's telemetry, newest first; filters `name`, `type`, `limit`.
     pub fn query_metrics(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        require(ctx, Role::Viewer)?;
+        require_role(ctx, Role::Viewer)?;
         let name = query_param(query, "name");
         let event_type = query_param(query, "type");
         let limit = parse_limit(query, 100, 1000)?;
@@ -634,7 +628,7 @@ impl App {
 
     /// `POST /api/v1/runbooks/{id}/trigger` (operator+): an audited action.
     pub fn trigger_runbook(&self, ctx: &TenantContext, id: &str) -> Result<Reply> {
-        require(ctx, Role::Operator)?;
+        require_role(ctx, Role::Operator)?;
         let id = label(id, "runbook id")?;
         let execution_id = new_id("exec");
         self.tenancy.record_audit(
@@ -652,7 +646,7 @@ impl App {
 
     /// `POST /api/v1/incidents/{id}/ack` (operator+): an audited action.
     pub fn ack_incident(&self, ctx: &TenantContext, id: &str) -> Result<Reply> {
-        require(ctx, Role::Operator)?;
+        require_role(ctx, Role::Operator)?;
         let id = label(id, "incident id")?;
         self.tenancy.record_audit(
             self.tenancy
@@ -669,7 +663,7 @@ impl App {
     /// `POST /api/v1/users` (admin+): the plan's user count is enforced; no
     /// one grants a role above their own.
     pub async fn create_user(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
-        require(ctx, Role::Admin)?;
+        require_role(ctx, Role::Admin)?;
         let req: CreateUser = parse_body(body)?;
         if !req.email.contains('@') || req.email.len() > 254 {
             return Err(TenancyError::invalid_request(
@@ -713,13 +707,13 @@ impl App {
 
     /// `GET /api/v1/users` (admin+).
     pub fn list_users(&self, ctx: &TenantContext) -> Result<Reply> {
-        require(ctx, Role::Admin)?;
+        require_role(ctx, Role::Admin)?;
         Ok(Reply::ok(json!({"users": self.users.all(ctx.tenant_id())})))
     }
 
     /// `POST /api/v1/teams` (admin+).
     pub fn create_team(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
-        require(ctx, Role::Admin)?;
+        require_role(ctx, Role::Admin)?;
         let req: CreateTeam = parse_body(body)?;
         if req.name.is_empty() || req.name.len() > 128 {
             return Err(TenancyError::invalid_request(
@@ -749,14 +743,14 @@ impl App {
 
     /// `GET /api/v1/teams` (admin+).
     pub fn list_teams(&self, ctx: &TenantContext) -> Result<Reply> {
-        require(ctx, Role::Admin)?;
+        require_role(ctx, Role::Admin)?;
         Ok(Reply::ok(json!({"teams": self.teams.all(ctx.tenant_id())})))
     }
 
     /// `GET /api/v1/audit` (admin+): newest first; filters `actor`,
     /// `action`, `since` (RFC 3339), `limit`.
     pub async fn audit(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        require(ctx, Role::Admin)?;
+        require_role(ctx, Role::Admin)?;
         let mut filter = AuditFilter::default().limit(parse_limit(query, 100, 1000)?);
         filter.actor = query_param(query, "actor");
         filter.action = query_param(query, "action");
@@ -777,7 +771,7 @@ impl App {
     /// `GET /api/v1/usage` (admin+): hourly counts by event type; `from` and
     /// `to` (RFC 3339) default to the last 24 hours.
     pub async fn usage(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        require(ctx, Role::Admin)?;
+        require_role(ctx, Role::Admin)?;
         let to =
             parse_time(query, "to")?.unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
         let from = parse_time(query, "from")?.unwrap_or(to - chrono::Duration::hours(25));

@@ -288,3 +288,24 @@ pub fn token_command(
     )
     .map_err(|e| e.to_string())
 }
+
+/// When `args` (without the program name) are a `token` command, runs it:
+/// prints the token on stdout, or the error on stderr; returns the exit code.
+/// `None` for any other arguments.
+// Printing the token is the command's purpose.
+#[allow(clippy::print_stdout)]
+pub fn run_token_command(program: &str, args: &[String]) -> Option<std::process::ExitCode> {
+    if args.first().map(String::as_str) != Some("token") {
+        return None;
+    }
+    Some(match token_command(&args[1..], std::env::vars()) {
+        Ok(token) => {
+            println!("{token}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{program} token: {e}");
+            std::process::ExitCode::from(2)
+        }
+    })
+}

@@ -45,9 +45,8 @@ use std::marker::PhantomData;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use tenancy_core::audit::AuditEvent;
-use tenancy_core::error::ErrorKind;
+use tenancy_core::guard;
 use tenancy_core::limit::QuotaCharge;
-use tenancy_core::rbac::{ApiKeyScope, Role};
 use tenancy_core::{Tenancy, TenancyError, TenantContext};
 
 use crate::TenancyRejection;
@@ -64,16 +63,10 @@ pub struct Tenant(pub TenantContext);
 
 fn context(req: &HttpRequest) -> Result<TenantContext, TenancyError> {
     let extensions = req.extensions();
-    if let Some(ctx) = extensions.get::<TenantContext>() {
-        return Ok(ctx.clone());
-    }
-    Err(match extensions.get::<Tenancy>() {
-        Some(tenancy) => {
-            let r = &tenancy.config().resolution;
-            TenancyError::tenant_required(r.tenant_header.clone(), r.query_param.clone())
-        }
-        None => TenancyError::internal(NOT_INSTALLED),
-    })
+    extensions
+        .get::<TenantContext>()
+        .cloned()
+        .ok_or_else(|| guard::missing_context(extensions.get::<Tenancy>()))
 }
 
 fn engine(req: &HttpRequest) -> Result<Tenancy, TenancyError> {
@@ -96,40 +89,7 @@ impl FromRequest for Tenant {
     }
 }
 
-/// A role as a type, for [`RequireRole`].
-pub trait RoleMarker: Send + Sync + 'static {
-    /// The role.
-    const ROLE: Role;
-}
-
-/// Role markers for [`RequireRole`].
-pub mod role {
-    use super::{Role, RoleMarker};
-
-    macro_rules! markers {
-        ($($(#[$doc:meta])* $name:ident => $role:expr;)*) => {$(
-            $(#[$doc])*
-            #[derive(Debug, Clone, Copy)]
-            pub struct $name;
-            impl RoleMarker for $name {
-                const ROLE: Role = $role;
-            }
-        )*};
-    }
-
-    markers! {
-        /// `viewer` or higher.
-        Viewer => Role::Viewer;
-        /// `operator` or higher.
-        Operator => Role::Operator;
-        /// `admin` or higher.
-        Admin => Role::Admin;
-        /// `super_admin` or higher.
-        SuperAdmin => Role::SuperAdmin;
-        /// `system` only.
-        System => Role::System;
-    }
-}
+pub use tenancy_core::guard::{RoleMarker, ScopeMarker, role, scope};
 
 /// The tenant context of a caller whose role is `R::ROLE` or higher;
 /// `insufficient_role` otherwise.
@@ -142,44 +102,9 @@ impl<R: RoleMarker> FromRequest for RequireRole<R> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         extracted(context(req).and_then(|ctx| {
-            if ctx.role() < R::ROLE {
-                return Err(TenancyError::new(ErrorKind::InsufficientRole {
-                    required: R::ROLE,
-                }));
-            }
+            guard::require_role(&ctx, R::ROLE)?;
             Ok(RequireRole(ctx, PhantomData))
         }))
-    }
-}
-
-/// An API key scope as a type, for [`RequireScope`].
-pub trait ScopeMarker: Send + Sync + 'static {
-    /// The scope.
-    const SCOPE: ApiKeyScope;
-}
-
-/// Scope markers for [`RequireScope`].
-pub mod scope {
-    use super::{ApiKeyScope, ScopeMarker};
-
-    macro_rules! markers {
-        ($($(#[$doc:meta])* $name:ident => $scope:expr;)*) => {$(
-            $(#[$doc])*
-            #[derive(Debug, Clone, Copy)]
-            pub struct $name;
-            impl ScopeMarker for $name {
-                const SCOPE: ApiKeyScope = $scope;
-            }
-        )*};
-    }
-
-    markers! {
-        /// Ingestion keys (and full keys).
-        Ingestion => ApiKeyScope::Ingestion;
-        /// Read-only keys (and full keys).
-        Readonly => ApiKeyScope::Readonly;
-        /// Full keys only.
-        Full => ApiKeyScope::Full;
     }
 }
 
@@ -194,11 +119,9 @@ impl<S: ScopeMarker> FromRequest for RequireScope<S> {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        extracted(context(req).and_then(|ctx| match ctx.scope() {
-            Some(scope) if scope != S::SCOPE && scope != ApiKeyScope::Full => {
-                Err(TenancyError::new(ErrorKind::ScopeDenied { scope }))
-            }
-            _ => Ok(RequireScope(ctx, PhantomData)),
+        extracted(context(req).and_then(|ctx| {
+            guard::require_scope(&ctx, S::SCOPE)?;
+            Ok(RequireScope(ctx, PhantomData))
         }))
     }
 }

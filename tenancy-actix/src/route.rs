@@ -37,7 +37,7 @@ use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
 use pin_project_lite::pin_project;
-use tenancy_core::error::ErrorKind;
+use tenancy_core::guard;
 use tenancy_core::rbac::Role;
 use tenancy_core::{Tenancy, TenancyError, TenantContext};
 
@@ -87,19 +87,8 @@ impl<S> RequireRoleService<S> {
     fn refusal(&self, req: &ServiceRequest) -> Option<TenancyError> {
         let extensions = req.extensions();
         match extensions.get::<TenantContext>() {
-            Some(ctx) if ctx.role() >= self.role => None,
-            Some(_) => Some(TenancyError::new(ErrorKind::InsufficientRole {
-                required: self.role,
-            })),
-            None => Some(match extensions.get::<Tenancy>() {
-                Some(t) => TenancyError::tenant_required(
-                    t.config().resolution.tenant_header.clone(),
-                    t.config().resolution.query_param.clone(),
-                ),
-                None => TenancyError::internal(
-                    "RequireRoleMiddleware needs TenancyMiddleware outside it",
-                ),
-            }),
+            Some(ctx) => guard::require_role(ctx, self.role).err(),
+            None => Some(guard::missing_context(extensions.get::<Tenancy>())),
         }
     }
 }

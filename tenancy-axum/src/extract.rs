@@ -40,9 +40,8 @@ use std::marker::PhantomData;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use tenancy_core::audit::AuditEvent;
-use tenancy_core::error::ErrorKind;
+use tenancy_core::guard;
 use tenancy_core::limit::QuotaCharge;
-use tenancy_core::rbac::{ApiKeyScope, Role};
 use tenancy_core::{Tenancy, TenancyError, TenantContext};
 
 use crate::TenancyRejection;
@@ -56,16 +55,11 @@ use crate::TenancyRejection;
 pub struct Tenant(pub TenantContext);
 
 fn context(parts: &Parts) -> Result<TenantContext, TenancyError> {
-    if let Some(ctx) = parts.extensions.get::<TenantContext>() {
-        return Ok(ctx.clone());
-    }
-    Err(match parts.extensions.get::<Tenancy>() {
-        Some(tenancy) => {
-            let r = &tenancy.config().resolution;
-            TenancyError::tenant_required(r.tenant_header.clone(), r.query_param.clone())
-        }
-        None => TenancyError::internal("TenancyLayer is not installed on this route"),
-    })
+    parts
+        .extensions
+        .get::<TenantContext>()
+        .cloned()
+        .ok_or_else(|| guard::missing_context(parts.extensions.get::<Tenancy>()))
 }
 
 fn engine(parts: &Parts) -> Result<Tenancy, TenancyError> {
@@ -95,40 +89,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Tenant {
     }
 }
 
-/// A role as a type, for [`RequireRole`].
-pub trait RoleMarker: Send + Sync + 'static {
-    /// The role.
-    const ROLE: Role;
-}
-
-/// Role markers for [`RequireRole`].
-pub mod role {
-    use super::{Role, RoleMarker};
-
-    macro_rules! markers {
-        ($($(#[$doc:meta])* $name:ident => $role:expr;)*) => {$(
-            $(#[$doc])*
-            #[derive(Debug, Clone, Copy)]
-            pub struct $name;
-            impl RoleMarker for $name {
-                const ROLE: Role = $role;
-            }
-        )*};
-    }
-
-    markers! {
-        /// `viewer` or higher.
-        Viewer => Role::Viewer;
-        /// `operator` or higher.
-        Operator => Role::Operator;
-        /// `admin` or higher.
-        Admin => Role::Admin;
-        /// `super_admin` or higher.
-        SuperAdmin => Role::SuperAdmin;
-        /// `system` only.
-        System => Role::System;
-    }
-}
+pub use tenancy_core::guard::{RoleMarker, ScopeMarker, role, scope};
 
 /// The tenant context of a caller whose role is `R::ROLE` or higher;
 /// `insufficient_role` otherwise.
@@ -140,43 +101,8 @@ impl<S: Send + Sync, R: RoleMarker> FromRequestParts<S> for RequireRole<R> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let ctx = context(parts)?;
-        if ctx.role() < R::ROLE {
-            return Err(
-                TenancyError::new(ErrorKind::InsufficientRole { required: R::ROLE }).into(),
-            );
-        }
+        guard::require_role(&ctx, R::ROLE)?;
         Ok(RequireRole(ctx, PhantomData))
-    }
-}
-
-/// An API key scope as a type, for [`RequireScope`].
-pub trait ScopeMarker: Send + Sync + 'static {
-    /// The scope.
-    const SCOPE: ApiKeyScope;
-}
-
-/// Scope markers for [`RequireScope`].
-pub mod scope {
-    use super::{ApiKeyScope, ScopeMarker};
-
-    macro_rules! markers {
-        ($($(#[$doc:meta])* $name:ident => $scope:expr;)*) => {$(
-            $(#[$doc])*
-            #[derive(Debug, Clone, Copy)]
-            pub struct $name;
-            impl ScopeMarker for $name {
-                const SCOPE: ApiKeyScope = $scope;
-            }
-        )*};
-    }
-
-    markers! {
-        /// Ingestion keys (and full keys).
-        Ingestion => ApiKeyScope::Ingestion;
-        /// Read-only keys (and full keys).
-        Readonly => ApiKeyScope::Readonly;
-        /// Full keys only.
-        Full => ApiKeyScope::Full;
     }
 }
 
@@ -191,12 +117,8 @@ impl<St: Send + Sync, S: ScopeMarker> FromRequestParts<St> for RequireScope<S> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, Self::Rejection> {
         let ctx = context(parts)?;
-        match ctx.scope() {
-            Some(scope) if scope != S::SCOPE && scope != ApiKeyScope::Full => {
-                Err(TenancyError::new(ErrorKind::ScopeDenied { scope }).into())
-            }
-            _ => Ok(RequireScope(ctx, PhantomData)),
-        }
+        guard::require_scope(&ctx, S::SCOPE)?;
+        Ok(RequireScope(ctx, PhantomData))
     }
 }
 

@@ -32,7 +32,7 @@ use std::task::{Context, Poll};
 use axum::extract::Request;
 use axum::response::Response;
 use pin_project_lite::pin_project;
-use tenancy_core::error::ErrorKind;
+use tenancy_core::guard;
 use tenancy_core::rbac::Role;
 use tenancy_core::{Tenancy, TenancyError, TenantContext};
 use tower_layer::Layer;
@@ -85,17 +85,8 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let refusal = match req.extensions().get::<TenantContext>() {
-            Some(ctx) if ctx.role() >= self.role => None,
-            Some(_) => Some(TenancyError::new(ErrorKind::InsufficientRole {
-                required: self.role,
-            })),
-            None => Some(match req.extensions().get::<Tenancy>() {
-                Some(t) => TenancyError::tenant_required(
-                    t.config().resolution.tenant_header.clone(),
-                    t.config().resolution.query_param.clone(),
-                ),
-                None => TenancyError::internal("RequireRoleLayer needs TenancyLayer outside it"),
-            }),
+            Some(ctx) => guard::require_role(ctx, self.role).err(),
+            None => Some(guard::missing_context(req.extensions().get::<Tenancy>())),
         };
         match refusal {
             None => RequireRoleFuture {

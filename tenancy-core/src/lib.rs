@@ -81,6 +81,7 @@ pub mod context;
 pub mod credential;
 pub mod engine;
 pub mod error;
+pub mod guard;
 pub mod label;
 pub mod limit;
 pub mod metering;

@@ -11,17 +11,8 @@ use tenancy_examples::{DRAIN_TIMEOUT, actix_front, init_logging, startup};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("token") {
-        return match startup::token_command(&args[1..], std::env::vars()) {
-            Ok(token) => {
-                println!("{token}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("tenancy-server-actix token: {e}");
-                ExitCode::from(2)
-            }
-        };
+    if let Some(code) = startup::run_token_command("tenancy-server-actix", &args) {
+        return code;
     }
     init_logging();
     actix_web::rt::System::new().block_on(run())
