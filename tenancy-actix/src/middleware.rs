@@ -41,6 +41,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::{Error, HttpMessage};
 use pin_project_lite::pin_project;
 use tenancy_core::{Admission, Tenancy, TenancyError, TenantContext};
+use tracing::Instrument;
 
 use crate::TenancyRejection;
 use crate::convert::{insert_headers, request_parts, status_from_actix};
@@ -174,7 +175,7 @@ pin_project! {
         },
         Calling {
             #[pin]
-            fut: S::Future,
+            fut: tracing::instrument::Instrumented<S::Future>,
             admission: Option<Admission>,
             tenancy: Tenancy,
             started: Instant,
@@ -218,7 +219,7 @@ where
                         }
                         extensions.insert(tenancy.clone());
                     }
-                    let fut = inner.call(req);
+                    let fut = inner.call(req).instrument(admission.span());
                     let started = *started;
                     this.state.set(State::Calling {
                         fut,

@@ -40,6 +40,7 @@ use tenancy_core::engine::ClientAddr;
 use tenancy_core::{Admission, Tenancy, TenancyError, TenantContext};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::rejection::problem_response;
 
@@ -170,7 +171,7 @@ pin_project! {
         },
         Calling {
             #[pin]
-            fut: S::Future,
+            fut: tracing::instrument::Instrumented<S::Future>,
             admission: Option<Admission>,
             tenancy: Tenancy,
             started: Instant,
@@ -212,7 +213,9 @@ where
                             "response future polled after completion",
                         ))));
                     };
-                    let fut = service.call(Request::from_parts(parts, body));
+                    let fut = service
+                        .call(Request::from_parts(parts, body))
+                        .instrument(admission.span());
                     let (tenancy, started) = (tenancy.clone(), *started);
                     this.state.set(State::Calling {
                         fut,

@@ -196,6 +196,11 @@ impl TenantContext {
         self.inner.cross_tenant
     }
 
+    /// Store keys scoped to this tenant.
+    pub fn keyspace(&self) -> crate::keyspace::TenantKeyspace {
+        crate::keyspace::TenantKeyspace::new(self.tenant_id().clone())
+    }
+
     /// Whether the caller's role holds `permission`.
     pub fn can(&self, permission: Permission) -> bool {
         self.inner.role.can(permission)

@@ -82,6 +82,7 @@ pub mod credential;
 pub mod engine;
 pub mod error;
 pub mod guard;
+pub mod keyspace;
 pub mod label;
 pub mod limit;
 pub mod metering;
