@@ -25,8 +25,8 @@ const SWEEP_EVERY: u64 = 1 << 16;
 /// GCRA rate limiting with [`governor`]'s keyed limiter, one per distinct
 /// quota, evicting idle keys.
 ///
-/// A key is idle once its bucket is full again: it then holds nothing a fresh
-/// key would not, and is dropped. Sweeps run every 65,536 checks and on
+/// A key is idle once its bucket has been full again for one emission
+/// interval: it then holds nothing a fresh key would not, and is dropped. Sweeps run every 65,536 checks and on
 /// [`evict_idle`](Self::evict_idle), so memory follows the number of recently
 /// active keys, not the number ever seen.
 ///
