@@ -343,7 +343,7 @@ mod api_key_not_found_vs_revoked {
 
     /// Fails unless `parts` is refused as `invalid_api_key` for `why`.
     fn assert_refused(rt: &Runtime, tenancy: &Tenancy, parts: &Parts, why: ApiKeyRejection) {
-        let err = rt.block_on(tenancy.admit(parts)).err().expect("refused");
+        let err = rt.block_on(tenancy.admit(parts)).expect_err("refused");
         assert_eq!(err.code(), "invalid_api_key");
         assert!(
             matches!(err.kind(), ErrorKind::InvalidApiKey(r) if *r == why),

@@ -5,8 +5,8 @@
 //!   to its baseline: the same events written directly with
 //!   `ClickHouseAuditSink::record`, one `INSERT` per batch of the same size;
 //! - with criterion, the per-request cost of `try_enqueue` of one event,
-//!   accepted and refused (full buffer), next to its baseline: a push onto a
-//!   `Vec` of the same events.
+//!   accepted and refused (full buffer), next to their baselines: a push
+//!   onto a `Vec`, and dropping the event (which a refusal does).
 //!
 //! ```text
 //! cargo bench -p tenancy-benches --bench clickhouse_audit
@@ -162,6 +162,11 @@ fn enqueue_cost(c: &mut Criterion, rt: &Runtime, stores: &ClickHouseStores, tena
             rt.block_on(writer.shutdown());
             elapsed
         });
+    });
+
+    // Baseline of the refused path: what dropping the event costs.
+    group.bench_function("drop_event", |b| {
+        b.iter_batched(|| event(tenant, 1), drop, BatchSize::SmallInput);
     });
 
     // Refused: the buffer is full (the server is gone), the event is

@@ -8,7 +8,7 @@ use tenancy_core::store::{AuditQuery, AuditSink, StoreError};
 use tenancy_core::tenant::TenantId;
 
 use crate::error::store_error;
-use crate::rows::{AuditRow, AuditRowRef, ceil_millis};
+use crate::rows::{AuditBatchText, AuditRow, AuditRowRef, ceil_millis};
 use crate::schema::AUDIT_TABLE;
 use crate::stores::health;
 use crate::tenant_query::TenantQuery;
@@ -41,10 +41,8 @@ impl ClickHouseAuditSink {
         }
         // Convert everything first: a bad event fails the batch before any
         // byte is sent.
-        let rows = events
-            .iter()
-            .map(AuditRowRef::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let text = AuditBatchText::new(events)?;
+        let rows = text.rows(events)?;
         let mut insert = self
             .client
             .insert::<AuditRowRef<'_>>(AUDIT_TABLE)

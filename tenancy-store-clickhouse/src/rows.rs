@@ -1,7 +1,9 @@
 //! Rows of the two tables and their conversions to and from the core types.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::IpAddr;
+use std::ops::Range;
 
 use chrono::{DateTime, TimeZone, Utc};
 use clickhouse::Row;
@@ -14,7 +16,8 @@ use tenancy_core::tenant::TenantId;
 
 use crate::error::{backend, corrupt};
 
-/// One `audit_log` row, borrowing from its event, for inserts.
+/// One `audit_log` row, borrowing from its event and its batch's
+/// [`AuditBatchText`], for inserts.
 #[derive(Debug, Row, Serialize)]
 pub(crate) struct AuditRowRef<'a> {
     timestamp: u32,
@@ -26,35 +29,69 @@ pub(crate) struct AuditRowRef<'a> {
     resource: Option<&'a str>,
     outcome: u16,
     request_id: Option<&'a str>,
-    client_addr: Option<String>,
-    details: String,
+    client_addr: Option<&'a str>,
+    details: &'a str,
 }
 
-impl<'a> AuditRowRef<'a> {
-    /// The row of `event`; [`StoreError::Backend`] when its time does not fit
-    /// a `DateTime` (1970 to 2106).
-    pub(crate) fn new(event: &'a AuditEvent) -> Result<Self, StoreError> {
-        let (timestamp, millis) = split_millis(event.timestamp)
-            .ok_or_else(|| backend("audit event time outside 1970-2106"))?;
-        let details = if event.details.is_empty() {
-            String::from("{}")
-        } else {
-            serde_json::to_string(&event.details)
-                .map_err(|e| backend(format!("audit details: {e}")))?
-        };
-        Ok(Self {
-            timestamp,
-            millis,
-            tenant_id: event.tenant_id.as_str(),
-            actor: &event.actor,
-            actor_kind: event.actor_kind.as_str(),
-            action: &event.action,
-            resource: event.resource.as_deref(),
-            outcome: event.outcome,
-            request_id: event.request_id.as_deref(),
-            client_addr: event.client_addr.map(|a| a.to_string()),
-            details,
-        })
+/// The text of a batch's rows that its events do not hold as text (client
+/// addresses, details as JSON), written one after the other into one buffer:
+/// a batch costs one allocation for them instead of two per event.
+pub(crate) struct AuditBatchText {
+    text: String,
+    /// Per event: where its client address and its details are in `text`.
+    spans: Vec<(Option<Range<usize>>, Range<usize>)>,
+}
+
+impl AuditBatchText {
+    /// The text of `events`.
+    pub(crate) fn new(events: &[AuditEvent]) -> Result<Self, StoreError> {
+        let mut buf = Vec::with_capacity(events.len() * 48);
+        let mut spans = Vec::with_capacity(events.len());
+        for event in events {
+            let addr = event.client_addr.map(|a| {
+                let start = buf.len();
+                // Writing into a Vec cannot fail.
+                let _ = write!(buf, "{a}");
+                start..buf.len()
+            });
+            let start = buf.len();
+            serde_json::to_writer(&mut buf, &event.details)
+                .map_err(|e| backend(format!("audit details: {e}")))?;
+            spans.push((addr, start..buf.len()));
+        }
+        let text = String::from_utf8(buf).map_err(|_| backend("audit details are not UTF-8"))?;
+        Ok(Self { text, spans })
+    }
+
+    /// The rows of `events`, which must be the events this text was made
+    /// of; [`StoreError::Backend`] when an event's time does not fit a
+    /// `DateTime` (1970 to 2106).
+    pub(crate) fn rows<'a>(
+        &'a self,
+        events: &'a [AuditEvent],
+    ) -> Result<Vec<AuditRowRef<'a>>, StoreError> {
+        debug_assert_eq!(events.len(), self.spans.len());
+        events
+            .iter()
+            .zip(&self.spans)
+            .map(|(event, (addr, details))| {
+                let (timestamp, millis) = split_millis(event.timestamp)
+                    .ok_or_else(|| backend("audit event time outside 1970-2106"))?;
+                Ok(AuditRowRef {
+                    timestamp,
+                    millis,
+                    tenant_id: event.tenant_id.as_str(),
+                    actor: &event.actor,
+                    actor_kind: event.actor_kind.as_str(),
+                    action: &event.action,
+                    resource: event.resource.as_deref(),
+                    outcome: event.outcome,
+                    request_id: event.request_id.as_deref(),
+                    client_addr: addr.clone().map(|r| &self.text[r]),
+                    details: &self.text[details.clone()],
+                })
+            })
+            .collect()
     }
 }
 
@@ -244,7 +281,9 @@ mod tests {
             .detail("method", "POST")
             .detail("quote", "it's \"fine\"");
         event.client_addr = Some("2001:db8::1".parse().expect("ip"));
-        let r = AuditRowRef::new(&event).expect("row");
+        let text = AuditBatchText::new(std::slice::from_ref(&event)).expect("text");
+        let rows = text.rows(std::slice::from_ref(&event)).expect("row");
+        let r = &rows[0];
         let back = AuditRow {
             timestamp: r.timestamp,
             millis: r.millis,
@@ -255,8 +294,8 @@ mod tests {
             resource: r.resource.map(str::to_owned),
             outcome: r.outcome,
             request_id: r.request_id.map(str::to_owned),
-            client_addr: r.client_addr.clone(),
-            details: r.details.clone(),
+            client_addr: r.client_addr.map(str::to_owned),
+            details: r.details.to_owned(),
         }
         .into_event()
         .expect("event");

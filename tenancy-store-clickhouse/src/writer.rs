@@ -3,12 +3,15 @@
 //!
 //! [`BatchWriter::try_enqueue`] never waits and never fails loudly: an item
 //! either fits in the buffer or is dropped and counted. The buffer holds at
-//! most [`BatchConfig::capacity`] items, counting the batch being written, so
-//! a writer's memory is bounded whatever happens to the server.
+//! most [`BatchConfig::capacity`] items, counting the batches being written,
+//! so a writer's memory is bounded whatever happens to the server.
 //!
 //! The background task writes a batch when it holds
 //! [`max_batch`](BatchConfig::max_batch) items or when the oldest has waited
-//! [`max_delay`](BatchConfig::max_delay). A failed write is retried with
+//! [`max_delay`](BatchConfig::max_delay), with up to
+//! [`max_in_flight`](BatchConfig::max_in_flight) writes at once (so one
+//! batch is prepared and sent while the server stores another; batches may
+//! land out of order). A failed write is retried with
 //! exponential backoff (and jitter) while the buffer keeps accepting items
 //! until it is full:
 //!
@@ -29,19 +32,21 @@
 //! `offered == stats.written + stats.dropped`.
 //!
 //! Delivery is at least once: when a connection breaks after the server
-//! stored a batch but before it answered, the retry stores it again.
+//! stored a batch but before it answered, the retry stores it again (at
+//! most the batches in flight at the break).
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tenancy_core::audit::AuditEvent;
 use tenancy_core::metering::UsageRecord;
 use tenancy_core::store::{AuditSink, StoreError, UsageMeter};
-use tokio::sync::{Mutex, mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 /// The [`metrics`] counter of audit events an [`AuditWriter`] dropped.
@@ -97,13 +102,14 @@ pub struct BatchConfig {
     backoff_initial: Duration,
     backoff_max: Duration,
     max_attempts: u32,
+    max_in_flight: usize,
     shutdown_timeout: Duration,
 }
 
 impl Default for BatchConfig {
-    /// 100,000 items held, batches of up to 10,000 or 1 s, 30 s per write,
-    /// backoff from 100 ms to 10 s, 5 attempts for refused batches, 30 s to
-    /// shut down.
+    /// 100,000 items held, batches of up to 10,000 or 1 s, 2 writes at a
+    /// time, 30 s per write, backoff from 100 ms to 10 s, 5 attempts for
+    /// refused batches, 30 s to shut down.
     fn default() -> Self {
         Self {
             capacity: 100_000,
@@ -113,6 +119,7 @@ impl Default for BatchConfig {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             max_attempts: 5,
+            max_in_flight: 2,
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -157,6 +164,13 @@ impl BatchConfig {
     /// retried until shutdown.
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = max_attempts.max(1);
+        self
+    }
+
+    /// Most batches written at once (at least 1). With 2, the next batch is
+    /// prepared and sent while the server stores the previous one.
+    pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.max_in_flight = max_in_flight.max(1);
         self
     }
 
@@ -223,17 +237,21 @@ pub type AuditWriter = BatchWriter<AuditEvent>;
 /// Usage records, batched into a usage meter.
 pub type UsageWriter = BatchWriter<UsageRecord>;
 
+/// What the handles own: dropping the last one tells the background task
+/// (through `closing`) to write what is left and stop.
 struct Handle<T> {
-    tx: mpsc::UnboundedSender<T>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared<T>>,
     closing: watch::Sender<Option<Instant>>,
     task: Mutex<Option<JoinHandle<()>>>,
     shutdown_timeout: Duration,
 }
 
-struct Counters {
+/// What the handles, the background task and its writes share.
+struct Shared<T> {
+    queue: StdMutex<Queue<T>>,
+    /// Wakes the background task: first item, or enough for a batch.
+    wake: Notify,
     capacity: usize,
-    held: AtomicUsize,
     rejected: AtomicU64,
     abandoned: AtomicU64,
     written: AtomicU64,
@@ -241,15 +259,57 @@ struct Counters {
     dropped_metric: &'static str,
 }
 
-impl Counters {
+/// The buffer. One short lock per item; no task is woken per item.
+struct Queue<T> {
+    items: VecDeque<T>,
+    /// Items the background task took and has not written or dropped yet.
+    taken: usize,
+    /// No more items are accepted.
+    closed: bool,
+    /// Wake the background task when `items` reaches this length.
+    wake_at: usize,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, Queue<T>> {
+        // The queue holds no invariant a panic elsewhere could break.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn drop_items(&self, counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
         metrics::counter!(self.dropped_metric).increment(n);
     }
 
-    /// Takes `n` items off the held count once they are written or dropped.
+    /// Moves every buffered item into `staging` (empty), in constant time so
+    /// producers never wait behind a big batch, and sets when to wake the
+    /// background task: at the next item when it waits for the first of a
+    /// batch, once the `room` left in its batch is buffered otherwise.
+    /// `false` when nothing was buffered and the buffer is closed.
+    fn take_all(&self, staging: &mut VecDeque<T>, room: usize, first: bool) -> bool {
+        debug_assert!(staging.is_empty());
+        let mut queue = self.lock();
+        if queue.items.is_empty() && queue.closed {
+            return false;
+        }
+        std::mem::swap(&mut queue.items, staging);
+        let got = staging.len();
+        queue.taken += got;
+        queue.wake_at = match room.checked_sub(got) {
+            Some(0) | None => usize::MAX,
+            Some(_) if got == 0 && first => 1,
+            Some(rest) => rest,
+        };
+        true
+    }
+
+    /// Takes `n` written or dropped items off the held count.
     fn release(&self, n: usize) {
-        self.held.fetch_sub(n, Ordering::Relaxed);
+        self.lock().taken -= n;
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
     }
 }
 
@@ -298,11 +358,16 @@ impl<T: Send + Sync + 'static> BatchWriter<T> {
         config: BatchConfig,
         dropped_metric: &'static str,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
         let (closing, closing_rx) = watch::channel(None);
-        let counters = Arc::new(Counters {
+        let shared = Arc::new(Shared {
+            queue: StdMutex::new(Queue {
+                items: VecDeque::new(),
+                taken: 0,
+                closed: false,
+                wake_at: 1,
+            }),
+            wake: Notify::new(),
             capacity: config.capacity,
-            held: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             written: AtomicU64::new(0),
@@ -311,19 +376,18 @@ impl<T: Send + Sync + 'static> BatchWriter<T> {
         });
         let shutdown_timeout = config.shutdown_timeout;
         let flusher = Flusher {
-            rx,
-            target,
-            counters: counters.clone(),
-            config,
+            shared: shared.clone(),
+            staging: VecDeque::new(),
+            target: Arc::new(target),
+            config: Arc::new(config),
             closing: closing_rx,
             deadline: None,
-            rng: seed(),
+            in_flight: JoinSet::new(),
         };
         let task = tokio::spawn(flusher.run());
         Self {
             handle: Arc::new(Handle {
-                tx,
-                counters,
+                shared,
                 closing,
                 task: Mutex::new(Some(task)),
                 shutdown_timeout,
@@ -331,59 +395,52 @@ impl<T: Send + Sync + 'static> BatchWriter<T> {
         }
     }
 
-    /// Hands `item` to the writer without waiting: `true` when it was
+    /// Hands `item` to the writer without waiting for the server or the
+    /// background task (one short lock, no `await`): `true` when it was
     /// buffered, `false` when it was dropped (the buffer is full or the
     /// writer shut down) and counted.
     pub fn try_enqueue(&self, item: T) -> bool {
-        let counters = &self.handle.counters;
-        let mut held = counters.held.load(Ordering::Relaxed);
-        loop {
-            if held >= counters.capacity {
-                counters.drop_items(&counters.rejected, 1);
-                return false;
-            }
-            match counters.held.compare_exchange_weak(
-                held,
-                held + 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => held = now,
-            }
-        }
-        if self.handle.tx.send(item).is_err() {
-            counters.release(1);
-            counters.drop_items(&counters.rejected, 1);
+        let shared = &*self.handle.shared;
+        let mut queue = shared.lock();
+        if queue.closed || queue.items.len() + queue.taken >= shared.capacity {
+            drop(queue);
+            shared.drop_items(&shared.rejected, 1);
             return false;
+        }
+        queue.items.push_back(item);
+        let wake = queue.items.len() == queue.wake_at;
+        drop(queue);
+        if wake {
+            shared.wake.notify_one();
         }
         true
     }
 
     /// Items dropped so far.
     pub fn dropped(&self) -> u64 {
-        let c = &self.handle.counters;
-        c.rejected.load(Ordering::Relaxed) + c.abandoned.load(Ordering::Relaxed)
+        let shared = &self.handle.shared;
+        shared.rejected.load(Ordering::Relaxed) + shared.abandoned.load(Ordering::Relaxed)
     }
 
     /// Items held: buffered or being written.
     pub fn pending(&self) -> usize {
-        self.handle.counters.held.load(Ordering::Relaxed)
+        let queue = self.handle.shared.lock();
+        queue.items.len() + queue.taken
     }
 
     /// Most items held at once.
     pub fn capacity(&self) -> usize {
-        self.handle.counters.capacity
+        self.handle.shared.capacity
     }
 
     /// All counters.
     pub fn stats(&self) -> WriterStats {
-        let c = &self.handle.counters;
+        let shared = &self.handle.shared;
         WriterStats {
-            written: c.written.load(Ordering::Relaxed),
+            written: shared.written.load(Ordering::Relaxed),
             dropped: self.dropped(),
-            pending: c.held.load(Ordering::Relaxed),
-            failed_writes: c.failed_writes.load(Ordering::Relaxed),
+            pending: self.pending(),
+            failed_writes: shared.failed_writes.load(Ordering::Relaxed),
         }
     }
 
@@ -395,6 +452,8 @@ impl<T: Send + Sync + 'static> BatchWriter<T> {
         let mut task = self.handle.task.lock().await;
         if let Some(running) = task.take() {
             let deadline = Instant::now() + self.handle.shutdown_timeout;
+            // Refuse new items at once, not when the task gets to it.
+            self.handle.shared.close();
             self.handle.closing.send_replace(Some(deadline));
             if let Err(e) = running.await {
                 tracing::error!(error = %e, "batch writer task failed");
@@ -426,75 +485,148 @@ impl<T: Send + Sync + 'static> fmt::Debug for BatchWriter<T> {
     }
 }
 
-/// The background task of a [`BatchWriter`].
+/// The background task of a [`BatchWriter`]: forms batches and hands each
+/// to a [`BatchWrite`] task, at most
+/// [`max_in_flight`](BatchConfig::max_in_flight) at a time.
 struct Flusher<T, F> {
-    rx: mpsc::UnboundedReceiver<T>,
-    target: F,
-    counters: Arc<Counters>,
-    config: BatchConfig,
+    shared: Arc<Shared<T>>,
+    /// Items taken from the buffer, not yet in a batch.
+    staging: VecDeque<T>,
+    target: Arc<F>,
+    config: Arc<BatchConfig>,
     closing: watch::Receiver<Option<Instant>>,
     /// Set once the writer shuts down (or every handle is gone): stop
     /// waiting for batches to fill, and give up on what is not written by
     /// then.
     deadline: Option<Instant>,
-    rng: u64,
+    in_flight: JoinSet<()>,
 }
 
 impl<T: Send + Sync + 'static, F: BatchFlush<T>> Flusher<T, F> {
     async fn run(mut self) {
-        let max_batch = self.config.max_batch;
-        let mut batch = Vec::with_capacity(max_batch.min(16_384));
         loop {
-            if batch.is_empty() {
-                let received = tokio::select! {
-                    n = self.rx.recv_many(&mut batch, max_batch) => n,
-                    d = closing(&mut self.closing, self.config.shutdown_timeout),
-                        if self.deadline.is_none() => {
-                        self.begin_closing(d);
-                        continue;
-                    }
-                };
-                if received == 0 {
-                    // Closed and drained.
-                    break;
-                }
+            let mut batch = Vec::with_capacity(self.config.max_batch.min(16_384));
+            if !self.first(&mut batch).await {
+                break;
             }
             self.fill(&mut batch).await;
-            self.write(&batch).await;
-            batch.clear();
+            self.free_slot().await;
+            let write = BatchWrite {
+                shared: self.shared.clone(),
+                target: self.target.clone(),
+                config: self.config.clone(),
+                closing: self.closing.clone(),
+                deadline: self.deadline,
+                rng: seed(),
+            };
+            self.in_flight.spawn(write.run(batch));
+        }
+        while let Some(done) = self.in_flight.join_next().await {
+            log_join(done);
         }
     }
 
     /// Stops accepting items and sets the time to give up by.
     fn begin_closing(&mut self, deadline: Instant) {
         self.deadline = Some(deadline);
-        self.rx.close();
+        self.shared.close();
+        // Whatever the task waits for now, the buffer is final.
+        self.shared.wake.notify_one();
+    }
+
+    /// Moves buffered items into `batch` until it is full or nothing is
+    /// buffered, then sets when to be woken for more. `false` once the
+    /// buffer is closed and nothing is left.
+    fn draw(&mut self, batch: &mut Vec<T>) -> bool {
+        loop {
+            let room = self.config.max_batch - batch.len();
+            if room == 0 {
+                return true;
+            }
+            if self.staging.is_empty() {
+                if !self
+                    .shared
+                    .take_all(&mut self.staging, room, batch.is_empty())
+                {
+                    return false;
+                }
+                if self.staging.is_empty() {
+                    return true;
+                }
+            }
+            let n = room.min(self.staging.len());
+            batch.extend(self.staging.drain(..n));
+        }
+    }
+
+    /// Waits for the first items of a batch; `false` once the buffer is
+    /// closed and empty.
+    async fn first(&mut self, batch: &mut Vec<T>) -> bool {
+        loop {
+            if !self.draw(batch) {
+                return !batch.is_empty();
+            }
+            if !batch.is_empty() {
+                return true;
+            }
+            tokio::select! {
+                () = self.shared.wake.notified() => {}
+                d = closing(&mut self.closing, self.config.shutdown_timeout),
+                    if self.deadline.is_none() => self.begin_closing(d),
+            }
+        }
     }
 
     /// Adds to `batch` until it is full, `max_delay` has passed, or the
     /// writer shuts down (then only what is already buffered).
     async fn fill(&mut self, batch: &mut Vec<T>) {
-        let max_batch = self.config.max_batch;
         let flush_at = Instant::now() + self.config.max_delay;
-        while batch.len() < max_batch && self.deadline.is_none() {
-            let room = max_batch - batch.len();
+        while self.draw(batch) && batch.len() < self.config.max_batch && self.deadline.is_none() {
             tokio::select! {
-                n = self.rx.recv_many(batch, room) => if n == 0 { return },
-                () = tokio::time::sleep_until(flush_at) => return,
+                () = self.shared.wake.notified() => {}
+                () = tokio::time::sleep_until(flush_at) => {
+                    self.draw(batch);
+                    break;
+                }
                 d = closing(&mut self.closing, self.config.shutdown_timeout) => self.begin_closing(d),
             }
         }
-        while batch.len() < max_batch {
-            match self.rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
+        // Until the next batch starts, items need not wake anybody.
+        self.shared.lock().wake_at = usize::MAX;
+    }
+
+    /// Waits until fewer than `max_in_flight` writes run.
+    async fn free_slot(&mut self) {
+        while self.in_flight.len() >= self.config.max_in_flight {
+            tokio::select! {
+                Some(done) = self.in_flight.join_next() => log_join(done),
+                d = closing(&mut self.closing, self.config.shutdown_timeout),
+                    if self.deadline.is_none() => self.begin_closing(d),
             }
         }
     }
+}
 
+fn log_join(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "batch write task failed");
+    }
+}
+
+/// One batch being written, retried with backoff.
+struct BatchWrite<T, F> {
+    shared: Arc<Shared<T>>,
+    target: Arc<F>,
+    config: Arc<BatchConfig>,
+    closing: watch::Receiver<Option<Instant>>,
+    deadline: Option<Instant>,
+    rng: u64,
+}
+
+impl<T: Send + Sync + 'static, F: BatchFlush<T>> BatchWrite<T, F> {
     /// Writes `batch`, retrying with backoff; counts it as written or
     /// dropped and releases its room in the buffer.
-    async fn write(&mut self, batch: &[T]) {
+    async fn run(mut self, batch: Vec<T>) {
         let n = batch.len();
         let mut attempts = 0u32;
         let mut pause = self.config.backoff_initial;
@@ -508,20 +640,19 @@ impl<T: Send + Sync + 'static, F: BatchFlush<T>> Flusher<T, F> {
             let result = if budget.is_zero() {
                 Err(StoreError::Timeout)
             } else {
-                tokio::time::timeout(budget, self.target.flush(batch))
+                tokio::time::timeout(budget, self.target.flush(&batch))
                     .await
                     .unwrap_or(Err(StoreError::Timeout))
             };
             let error = match result {
                 Ok(()) => {
-                    self.counters.written.fetch_add(n as u64, Ordering::Relaxed);
-                    self.counters.release(n);
-                    return;
+                    self.shared.written.fetch_add(n as u64, Ordering::Relaxed);
+                    break;
                 }
                 Err(e) => e,
             };
             attempts += 1;
-            self.counters.failed_writes.fetch_add(1, Ordering::Relaxed);
+            self.shared.failed_writes.fetch_add(1, Ordering::Relaxed);
             let transient = matches!(error, StoreError::Unavailable(_) | StoreError::Timeout);
             let past_deadline = self.deadline.is_some_and(|d| Instant::now() >= d);
             if past_deadline || (!transient && attempts >= self.config.max_attempts) {
@@ -529,9 +660,8 @@ impl<T: Send + Sync + 'static, F: BatchFlush<T>> Flusher<T, F> {
                     error = %error, rows = n, attempts,
                     "batch writer gave up on a batch; its rows are dropped"
                 );
-                self.counters.drop_items(&self.counters.abandoned, n as u64);
-                self.counters.release(n);
-                return;
+                self.shared.drop_items(&self.shared.abandoned, n as u64);
+                break;
             }
             if attempts == 1 {
                 tracing::warn!(error = %error, rows = n, "batch write failed; retrying with backoff");
@@ -544,11 +674,16 @@ impl<T: Send + Sync + 'static, F: BatchFlush<T>> Flusher<T, F> {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
+                // Shutting down: try again at once, then until the deadline.
                 d = closing(&mut self.closing, self.config.shutdown_timeout),
-                    if self.deadline.is_none() => self.begin_closing(d),
+                    if self.deadline.is_none() => self.deadline = Some(d),
             }
             pause = pause.saturating_mul(2).min(self.config.backoff_max);
         }
+        // The items leave the buffer only now, so they count against the
+        // capacity while they are retried.
+        drop(batch);
+        self.shared.release(n);
     }
 
     /// `pause` scaled by a random factor in [0.5, 1).
