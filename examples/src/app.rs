@@ -27,6 +27,7 @@ use tenancy_core::guard::require_role;
 use tenancy_core::label::Label;
 use tenancy_core::rbac::{ApiKeyScope, Permission, Role};
 use tenancy_core::tenant::{Tenant, TenantId, TenantSettings, TenantStatus};
+use tenancy_store_clickhouse::AuditWriter;
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -293,16 +294,19 @@ fn key_json(k: &ApiKeyRecord) -> Value {
 /// The application: the tenancy engine plus the domain data of the API.
 pub struct App {
     tenancy: Tenancy,
+    audit_writer: Option<AuditWriter>,
     users: Scoped<User>,
     teams: Scoped<Team>,
     telemetry: Scoped<TelemetryEvent>,
 }
 
 impl App {
-    /// An application over `tenancy`.
-    pub fn new(tenancy: Tenancy) -> Arc<Self> {
+    /// An application over `tenancy`; `audit_writer` is the ClickHouse
+    /// writer behind the engine's audit sink, when there is one.
+    pub fn new(tenancy: Tenancy, audit_writer: Option<AuditWriter>) -> Arc<Self> {
         Arc::new(Self {
             tenancy,
+            audit_writer,
             users: Scoped::new(),
             teams: Scoped::new(),
             telemetry: Scoped::new(),
@@ -312,6 +316,29 @@ impl App {
     /// The engine.
     pub fn tenancy(&self) -> &Tenancy {
         &self.tenancy
+    }
+
+    /// Writes everything buffered: the engine's audit, usage and key
+    /// last-use buffers, then the ClickHouse writer behind them.
+    pub async fn shutdown(&self) {
+        self.tenancy.shutdown().await;
+        if let Some(writer) = &self.audit_writer {
+            let stats = writer.shutdown().await;
+            tracing::info!(
+                written = stats.written,
+                dropped = stats.dropped,
+                "audit writer flushed"
+            );
+        }
+    }
+
+    /// Writes what the engine has buffered and what the ClickHouse writer
+    /// holds, so reads see it.
+    async fn flush(&self) {
+        self.tenancy.flush().await;
+        if let Some(writer) = &self.audit_writer {
+            writer.flush(std::time::Duration::from_secs(5)).await;
+        }
     }
 
     /// `GET /readyz`: every configured store answers.
@@ -758,7 +785,7 @@ impl App {
         let Some(log) = self.tenancy.audit_query() else {
             return Err(TenancyError::internal("the audit sink cannot be queried"));
         };
-        self.tenancy.flush().await;
+        self.flush().await;
         let events = log
             .query(ctx.tenant_id(), &filter)
             .await
@@ -775,7 +802,7 @@ impl App {
         let to =
             parse_time(query, "to")?.unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
         let from = parse_time(query, "from")?.unwrap_or(to - chrono::Duration::hours(25));
-        self.tenancy.flush().await;
+        self.flush().await;
         let rows = self
             .tenancy
             .usage_meter()

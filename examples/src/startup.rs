@@ -14,6 +14,7 @@ use tenancy_core::secret::Secret;
 use tenancy_core::tenant::{Tenant, TenantId};
 use tenancy_core::{Tenancy, TenancyConfig};
 
+use tenancy_store_clickhouse::{BatchConfig, ClickHouseStores};
 use tenancy_store_redis::{RedisOptions, RedisStores};
 
 use crate::app::App;
@@ -91,14 +92,6 @@ pub async fn prepare(
             );
         }
     };
-    if get("TENANCY_CLICKHOUSE_URL").is_some() {
-        return Err(ConfigError::new(
-            "TENANCY_CLICKHOUSE_URL",
-            "the ClickHouse audit log is not wired into this build of the reference server",
-        )
-        .into());
-    }
-
     let generated = if get("TENANCY_JWT_SECRET").is_none() {
         let secret = generate_secret()?;
         vars.retain(|(k, _)| k != "TENANCY_JWT_SECRET");
@@ -120,6 +113,34 @@ pub async fn prepare(
             .rate_limiter(Arc::new(redis.rate_limiter()))
             .quota_store(Arc::new(redis.quota_store()));
         tracing::info!(redis = ?redis, "tenants, API keys, rate limits and quotas in Redis");
+    }
+    let mut audit_writer = None;
+    if let Some(url) = get("TENANCY_CLICKHOUSE_URL") {
+        let database = get("TENANCY_CLICKHOUSE_DATABASE").unwrap_or_else(|| "tenancy".to_owned());
+        let mut client = tenancy_store_clickhouse::clickhouse::Client::default().with_url(url);
+        if let Some(user) = get("TENANCY_CLICKHOUSE_USER") {
+            client = client.with_user(user);
+        }
+        if let Some(password) = get("TENANCY_CLICKHOUSE_PASSWORD") {
+            client = client.with_password(password);
+        }
+        let clickhouse = ClickHouseStores::new(client, &database)
+            .map_err(|e| ConfigError::new("TENANCY_CLICKHOUSE_DATABASE", e.to_string()))?;
+        clickhouse
+            .migrate()
+            .await
+            .map_err(|e| ConfigError::new("TENANCY_CLICKHOUSE_URL", e.to_string()))?;
+        // The engine batches and enqueues; the writer holds events through a
+        // ClickHouse outage and writes them in the background.
+        let writer = clickhouse.audit_writer(BatchConfig::default());
+        builder = builder
+            .audit(
+                Arc::new(writer.clone()),
+                Some(Arc::new(clickhouse.audit_query())),
+            )
+            .usage_meter(Arc::new(clickhouse.usage_meter()));
+        audit_writer = Some(writer);
+        tracing::info!(database = %database, "audit log and usage in ClickHouse");
     }
     let tenancy = builder.build()?;
     let platform =
@@ -161,7 +182,7 @@ pub async fn prepare(
         None => None,
     };
     Ok(Prepared {
-        app: App::new(tenancy),
+        app: App::new(tenancy, audit_writer),
         settings: ServerSettings { bind, tls },
         banner,
     })

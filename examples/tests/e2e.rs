@@ -872,3 +872,49 @@ async fn instances_on_one_redis_share_keys_and_revocations() {
         "revoked on one, refused on the other"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_and_usage_in_clickhouse() {
+    let Some(url) = tenancy_core::testkit::services::clickhouse_url() else {
+        return;
+    };
+    for (name, bin) in binaries() {
+        let database = format!("tenancy_e2e_{name}_{}", std::process::id());
+        let env = [
+            ("TENANCY_CLICKHOUSE_URL", url.as_str()),
+            ("TENANCY_CLICKHOUSE_DATABASE", database.as_str()),
+        ];
+        let mut s = Server::start(name, bin, &env);
+        create_tenant(&s, "acme", "pro").await;
+        let op = token("acme", "operator", "op@acme");
+        assert_eq!(
+            s.post("/api/v1/runbooks/rb-ch/trigger", &op, "")
+                .await
+                .status,
+            202,
+            "{name}"
+        );
+        let events = r#"{"events":[{"type":"metric","name":"cpu","value":1},{"type":"trace","name":"span","value":2}]}"#;
+        assert_eq!(
+            s.post("/api/v1/telemetry", &op, events).await.status,
+            202,
+            "{name}"
+        );
+        let admin = token("acme", "admin", "admin@acme");
+        let audit = s.get("/api/v1/audit?action=runbook.trigger", &admin).await;
+        let rows = audit.body["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {}", audit.raw));
+        assert_eq!(rows.len(), 1, "{name}: {}", audit.raw);
+        assert_eq!(rows[0]["resource"], "rb-ch", "{name}");
+        assert_eq!(rows[0]["actor"], "op@acme", "{name}");
+        let usage = s.get("/api/v1/usage", &admin).await;
+        assert!(usage.raw.contains("\"trace\""), "{name}: {}", usage.raw);
+        assert_eq!(
+            s.call("GET", "/readyz", &[], None).await.status,
+            200,
+            "{name}"
+        );
+        assert_eq!(s.terminate(), Some(0), "{name}");
+    }
+}

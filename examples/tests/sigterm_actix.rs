@@ -40,7 +40,7 @@ async fn sigterm_during_load_loses_no_audit_event() {
         .unwrap()
         .unwrap()
         .unwrap();
-    app.tenancy().shutdown().await;
+    app.shutdown().await;
     for task in load {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }

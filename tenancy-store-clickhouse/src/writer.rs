@@ -444,6 +444,23 @@ impl<T: Send + Sync + 'static> BatchWriter<T> {
         }
     }
 
+    /// Waits until everything held when called has been written or
+    /// dropped, or `timeout` passes; `true` when nothing is held any more.
+    /// The background task is woken, so it does not wait for its delay.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.pending() == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            self.handle.shared.wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Stops accepting items, writes everything held and waits for the
     /// background task to end. What cannot be written within the
     /// [`shutdown_timeout`](BatchConfig::shutdown_timeout) is dropped and

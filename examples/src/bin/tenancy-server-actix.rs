@@ -75,7 +75,7 @@ async fn run() -> ExitCode {
     }
     let served = server.await;
     tracing::info!("shutting down: requests drained, flushing audit and usage");
-    app.tenancy().shutdown().await;
+    app.shutdown().await;
     tracing::info!(
         audit_dropped = app.tenancy().audit_dropped(),
         "stopped; audit and usage flushed"

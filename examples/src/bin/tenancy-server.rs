@@ -91,7 +91,7 @@ async fn run() -> ExitCode {
             }
         }
     };
-    app.tenancy().shutdown().await;
+    app.shutdown().await;
     tracing::info!(
         audit_dropped = app.tenancy().audit_dropped(),
         "stopped; audit and usage flushed"
