@@ -10,6 +10,10 @@
 #   key    GET /api/v1/rbac/permissions  X-API-Key (full scope)
 #   hs256  GET /api/v1/rbac/permissions  Bearer HS256 (shared realm)
 #   es256  GET /api/v1/rbac/permissions  Bearer ES256 (own realm, public_key_file)
+#   write  POST /api/v1/incidents/…/ack  Bearer HS256; a state-changing, audited call
+#
+# The front end `axum-audit-off` is the axum server with TENANCY_AUDIT=off:
+# its `write` row against axum's gives what enabling the audit log costs.
 #
 # It prints, per front end and route, the median req/s and the median p99
 # latency over the rounds, and req/s relative to bare, as a markdown table.
@@ -20,7 +24,7 @@
 #   CONNECTIONS  wrk connections (default 32; one wrk thread)
 #   SERVER_CPU   core of the server (default 0)
 #   WRK_CPU      core of wrk (default 1)
-#   FRONTS       front ends to run (default "axum actix")
+#   FRONTS       front ends to run (default "axum actix axum-audit-off")
 #   RESULTS_DIR  when set, the report is also written to
 #                $RESULTS_DIR/load-<date>.md
 #
@@ -36,7 +40,7 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
-FRONTS=${FRONTS:-axum actix}
+FRONTS=${FRONTS:-axum actix axum-audit-off}
 RESULTS_DIR=${RESULTS_DIR:-}
 
 case $DURATION in
@@ -218,6 +222,7 @@ set_up() {
 route_path() {
     case $1 in
     bare) echo /healthz ;;
+    write) echo /api/v1/incidents/inc-1/ack ;;
     *) echo /api/v1/rbac/permissions ;;
     esac
 }
@@ -226,24 +231,37 @@ route_header() {
     case $1 in
     bare) echo "Accept: application/json" ;;
     key) echo "X-API-Key: $api_key" ;;
-    hs256) echo "Authorization: Bearer $hs256_token" ;;
+    hs256 | write) echo "Authorization: Bearer $hs256_token" ;;
     es256) echo "Authorization: Bearer $es256_token" ;;
     esac
 }
 
 check_routes() {
     local r code
-    for r in bare key hs256 es256; do
-        code=$(curl -sS -o "$work/check.body" -w '%{http_code}' -H "$(route_header "$r")" \
-            "$base_url$(route_path "$r")")
+    for r in $ROUTES; do
+        code=$(curl -sS -o "$work/check.body" -w '%{http_code}' -X "$(route_method "$r")" \
+            -H "$(route_header "$r")" "$base_url$(route_path "$r")")
         [ "$code" = 200 ] || die "route $r answered $code: $(cat "$work/check.body")"
     done
 }
 
+route_method() {
+    case $1 in
+    write) echo POST ;;
+    *) echo GET ;;
+    esac
+}
+
+ROUTES="bare key hs256 es256 write"
+printf 'wrk.method = "POST"\n' >"$work/post.lua"
+
 # run_wrk ROUTE DURATION OUT: one wrk run, bounded by a timeout.
 run_wrk() {
+    local script=()
+    [ "$(route_method "$1")" = POST ] && script=(-s "$work/post.lua")
     timeout $(($(seconds "$2") + 30)) taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d"$2" \
-        --timeout 5s --latency -H "$(route_header "$1")" "$base_url$(route_path "$1")" >"$3"
+        --timeout 5s --latency "${script[@]}" -H "$(route_header "$1")" \
+        "$base_url$(route_path "$1")" >"$3"
 }
 
 # parse_wrk FILE: prints "req_per_sec p99_microseconds non_2xx".
@@ -274,19 +292,21 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 for front in $FRONTS; do
     case $front in
-    axum) exe="$bin/tenancy-server" ;;
-    actix) exe="$bin/tenancy-server-actix" ;;
-    *) die "unknown front end $front (expected axum or actix)" ;;
+    axum) exe="$bin/tenancy-server" audit=on ;;
+    actix) exe="$bin/tenancy-server-actix" audit=on ;;
+    axum-audit-off) exe="$bin/tenancy-server" audit=off ;;
+    *) die "unknown front end $front (expected axum, actix or axum-audit-off)" ;;
     esac
+    export TENANCY_AUDIT=$audit
     log "$front: starting $(basename "$exe") on core $SERVER_CPU"
     start_server "$front" "$exe"
     set_up
     check_routes
-    for r in bare key hs256 es256; do # warm-up: connections, caches
+    for r in $ROUTES; do # warm-up: connections, caches
         run_wrk "$r" 1s "$work/warm.out"
     done
     for round in $(seq 1 "$ROUNDS"); do
-        for r in bare key hs256 es256; do
+        for r in $ROUTES; do
             out="$work/$front-$r-$round.out"
             run_wrk "$r" "$DURATION" "$out"
             line=$(parse_wrk "$out") || {
@@ -337,11 +357,12 @@ report=$(
             if (!seen[$1]++) fronts[++nf] = $1
         }
         END {
-            nr = split("bare key hs256 es256", routes, " ")
+            nr = split("bare key hs256 es256 write", routes, " ")
             names["bare"] = "bare (`/healthz`, no tenancy)"
             names["key"] = "API key"
             names["hs256"] = "HS256 bearer"
             names["es256"] = "ES256 bearer"
+            names["write"] = "audited write (POST, HS256)"
             for (f = 1; f <= nf; f++) {
                 base = median(rps[fronts[f] SUBSEP "bare"])
                 for (r = 1; r <= nr; r++) {

@@ -73,6 +73,7 @@
 //! | `TENANCY_RATE_LIMITS` | `limits.enabled` | bool |
 //! | `TENANCY_LIMITS_ON_STORE_FAILURE` | `limits.on_store_failure` | `open` or `closed` |
 //! | `TENANCY_INGESTION_ROUTES` | `limits.ingestion_routes` | comma list of `METHOD /path` |
+//! | `TENANCY_AUDIT` | `audit.enabled` | bool |
 //! | `TENANCY_AUDIT_BUFFER` | `audit.buffer_capacity` | count |
 //!
 //! ```
@@ -508,10 +509,12 @@ impl Default for LimitsConfig {
     }
 }
 
-/// The audit and metering buffers.
+/// The audit log and the audit and metering buffers.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
+    /// Whether audit events are recorded at all (default on).
+    pub enabled: bool,
     /// Events held in memory before new ones are dropped (and counted).
     pub buffer_capacity: usize,
     /// Events written per batch.
@@ -523,6 +526,7 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             buffer_capacity: 65_536,
             batch_size: 1_000,
             flush_interval_ms: 1_000,
@@ -761,6 +765,9 @@ impl TenancyConfig {
                     self.limits.ingestion_routes = comma_list(value)
                         .map(|r| RouteSpec::parse(r).ok_or_else(|| err("expected a comma list of \"METHOD /path\"")))
                         .collect::<Result<_, _>>()?
+                }
+                "TENANCY_AUDIT" => {
+                    self.audit.enabled = parse_bool(value).ok_or_else(|| err(BOOL))?
                 }
                 "TENANCY_AUDIT_BUFFER" => {
                     self.audit.buffer_capacity = value.parse().map_err(|_| err("expected a count"))?

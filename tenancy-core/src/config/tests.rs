@@ -43,6 +43,7 @@ fn every_variable_parses() {
         ("TENANCY_LIMITS_ON_STORE_FAILURE", "closed"),
         ("TENANCY_INGESTION_ROUTES", "POST /ingest, PUT /v2/events"),
         ("TENANCY_AUDIT_BUFFER", "128"),
+        ("TENANCY_AUDIT", "off"),
         ("TENANCY_BIND", "ignored: not a library variable"),
         ("PATH", "/usr/bin"),
     ];
@@ -80,6 +81,7 @@ fn every_variable_parses() {
     assert_eq!(c.limits.ingestion_routes.len(), 2);
     assert!(c.limits.ingestion_routes[1].matches(&http::Method::PUT, "/v2/events"));
     assert_eq!(c.audit.buffer_capacity, 128);
+    assert!(!c.audit.enabled);
 }
 
 #[test]
@@ -182,6 +184,7 @@ fn bad_variables_name_themselves() {
             "TENANCY_INGESTION_ROUTES",
         ),
         ("TENANCY_AUDIT_BUFFER", "lots", "TENANCY_AUDIT_BUFFER"),
+        ("TENANCY_AUDIT", "sometimes", "TENANCY_AUDIT"),
         (
             "TENANCY_AUDIT_BUFFER",
             "0",
@@ -300,6 +303,7 @@ on_store_failure = "closed"
 ingestion_routes = ["POST /ingest"]
 
 [audit]
+enabled = false
 buffer_capacity = 10
 batch_size = 5
 flush_interval_ms = 250
@@ -332,6 +336,7 @@ fn every_toml_key_parses() {
     assert!(!c.limits.enabled);
     assert_eq!(c.audit.batch_size, 5);
     assert_eq!(c.audit.flush_interval_ms, 250);
+    assert!(!c.audit.enabled);
 }
 
 #[test]
@@ -467,7 +472,7 @@ mod props {
                 "TENANCY_JWT_LEEWAY_SECS", "TENANCY_API_KEY_HEADER", "TENANCY_API_KEY_PREFIX",
                 "TENANCY_API_KEY_PEPPER", "TENANCY_ANONYMOUS_ROLE", "TENANCY_ROLE_ALIASES",
                 "TENANCY_DEFAULT_PLAN", "TENANCY_RATE_LIMITS", "TENANCY_LIMITS_ON_STORE_FAILURE",
-                "TENANCY_INGESTION_ROUTES", "TENANCY_AUDIT_BUFFER",
+                "TENANCY_INGESTION_ROUTES", "TENANCY_AUDIT_BUFFER", "TENANCY_AUDIT",
             ]),
             value in any::<String>(),
         ) {

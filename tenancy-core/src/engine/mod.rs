@@ -781,7 +781,7 @@ impl Tenancy {
         err: &TenancyError,
     ) {
         let auth_refused = err.status() == StatusCode::UNAUTHORIZED;
-        if !auth_refused && is_safe_method(&parts.method) {
+        if !self.inner.config.audit.enabled || (!auth_refused && is_safe_method(&parts.method)) {
             return;
         }
         // The tenant the request named, else the credential's: only valid
@@ -820,7 +820,11 @@ impl Tenancy {
         self.inner
             .recorder
             .meter(ctx.tenant_id(), &self.inner.requests_event, now, 1);
-        if let Some(path) = &admission.path {
+        if let Some(path) = admission
+            .path
+            .as_ref()
+            .filter(|_| self.inner.config.audit.enabled)
+        {
             let mut event = self
                 .audit_event(ctx, http_action(&admission.method))
                 .resource(path.as_ref())
@@ -848,8 +852,11 @@ impl Tenancy {
 
     /// Queues an audit event without waiting. If the buffer is full the
     /// event is dropped and counted ([`audit_dropped`](Self::audit_dropped)).
+    /// With audit turned off (`audit.enabled = false`) it does nothing.
     pub fn record_audit(&self, event: AuditEvent) {
-        self.inner.recorder.audit(event);
+        if self.inner.config.audit.enabled {
+            self.inner.recorder.audit(event);
+        }
     }
 
     /// Meters `count` events of `event_type` for `ctx`'s tenant, this hour.

@@ -793,3 +793,41 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn audit_can_be_turned_off() {
+    let mut config = base_config().build().unwrap();
+    config.audit.enabled = false;
+    let t = tenancy_with(config).await;
+    let admission = t
+        .admit(&post(
+            "/api/v1/runbooks/r1/trigger",
+            &[bearer("acme", "operator")],
+        ))
+        .await
+        .unwrap();
+    t.complete(&admission, StatusCode::ACCEPTED, Duration::from_millis(1));
+    let ctx = admission.context().unwrap();
+    t.record_audit(t.audit_event(ctx, "runbook.trigger"));
+    refusal(
+        &t,
+        post(
+            "/x",
+            &[
+                ("authorization", "Bearer junk".into()),
+                ("x-tenant-id", "acme".into()),
+            ],
+        ),
+    )
+    .await;
+    t.flush().await;
+    let events = t
+        .audit_query()
+        .unwrap()
+        .query(&tid("acme"), &AuditFilter::default())
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(t.audit_dropped(), 0);
+    t.shutdown().await;
+}
