@@ -62,6 +62,12 @@ fn collect(
     std::thread::spawn(move || {
         let reader = BufReader::new(stream);
         for line in reader.lines().map_while(Result::ok) {
+            {
+                let mut out = into.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+            // Announce the address only once the line is in the output.
             if let Some(tx) = &found
                 && let Some(addr) = line
                     .split("listening on ")
@@ -70,8 +76,6 @@ fn collect(
             {
                 let _ = tx.send(addr.trim().to_owned());
             }
-            into.lock().unwrap().push_str(&line);
-            into.lock().unwrap().push('\n');
         }
     });
 }

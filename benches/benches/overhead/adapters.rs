@@ -42,7 +42,7 @@
 //! (see `fixture::timed`). Each entry is checked to answer 200 before it is
 //! measured, and each peer to refuse what it should refuse.
 
-mod fixture;
+use crate::fixture;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -521,11 +521,8 @@ mod actix_app {
     }
 }
 
-fn main() {
-    if !fixture::under_cargo_bench() {
-        eprintln!("adapters: run with `cargo bench`; skipped");
-        return;
-    }
+/// Runs the `adapters` groups.
+pub(crate) fn run() {
     let mut criterion = fixture::criterion();
     axum_router::bench(&mut criterion);
     actix_app::bench(&mut criterion);

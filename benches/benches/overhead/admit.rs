@@ -29,7 +29,7 @@
 //! no loop reaches, so no request is refused; each path is checked once
 //! before it is measured.
 
-mod fixture;
+use crate::fixture;
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -195,13 +195,13 @@ mod jwt {
     use super::*;
 
     const RSA_PRIVATE: &str =
-        include_str!("../../tenancy-core/src/credential/jwt/testdata/rsa_private.pem");
+        include_str!("../../../tenancy-core/src/credential/jwt/testdata/rsa_private.pem");
     const RSA_PUBLIC: &str =
-        include_str!("../../tenancy-core/src/credential/jwt/testdata/rsa_public.pem");
+        include_str!("../../../tenancy-core/src/credential/jwt/testdata/rsa_public.pem");
     const EC_PRIVATE: &str =
-        include_str!("../../tenancy-core/src/credential/jwt/testdata/ec_private.pem");
+        include_str!("../../../tenancy-core/src/credential/jwt/testdata/ec_private.pem");
     const EC_PUBLIC: &str =
-        include_str!("../../tenancy-core/src/credential/jwt/testdata/ec_public.pem");
+        include_str!("../../../tenancy-core/src/credential/jwt/testdata/ec_public.pem");
 
     const RS256_ISSUER: &str = "https://id.example.com/realms/rs256";
     const ES256_ISSUER: &str = "https://id.example.com/realms/es256";
@@ -388,11 +388,8 @@ mod api_key_not_found_vs_revoked {
     }
 }
 
-fn main() {
-    if !fixture::under_cargo_bench() {
-        eprintln!("admit: run with `cargo bench`; skipped");
-        return;
-    }
+/// Runs the `admit` groups.
+pub(crate) fn run() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
