@@ -50,7 +50,9 @@ impl Principal {
 
     /// The anonymous principal.
     pub fn anonymous() -> Self {
-        Self::new("anonymous", ActorKind::Anonymous)
+        static ANONYMOUS: std::sync::LazyLock<Arc<str>> =
+            std::sync::LazyLock::new(|| Arc::from("anonymous"));
+        Self::new(ANONYMOUS.clone(), ActorKind::Anonymous)
     }
 }
 

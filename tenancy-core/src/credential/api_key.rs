@@ -43,6 +43,11 @@ impl KeyId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id as a shared string (a reference-count bump).
+    pub fn to_arc(&self) -> Arc<str> {
+        self.0.clone()
+    }
 }
 
 impl std::str::FromStr for KeyId {

@@ -155,13 +155,9 @@ impl ApiKeyHasher {
             return Err(ApiKeyRejection::Malformed);
         }
         let (signed, check) = bytes.split_at(bytes.len() - CHECKSUM_CHARS);
-        let mut expected = String::with_capacity(CHECKSUM_CHARS);
-        push_base62(
-            &mut expected,
-            &checksum(signed).to_be_bytes(),
-            CHECKSUM_CHARS,
-        );
-        if expected.as_bytes() != check {
+        let mut expected = [0u8; CHECKSUM_CHARS];
+        write_base62(&checksum(signed).to_be_bytes(), &mut expected);
+        if expected != check {
             return Err(ApiKeyRejection::Malformed);
         }
         Ok(())
@@ -201,10 +197,21 @@ fn checksum(bytes: &[u8]) -> u32 {
 }
 
 /// Appends `bytes`, read as a big-endian number, in exactly `width` base62
-/// digits (most significant first).
+/// digits (most significant first). `bytes` is at most 32 long and `width`
+/// at most 64.
 fn push_base62(out: &mut String, bytes: &[u8], width: usize) {
-    let mut n: Vec<u8> = bytes.to_vec();
-    let mut digits = vec![b'0'; width];
+    let mut digits = [0u8; 64];
+    let digits = &mut digits[..width.min(64)];
+    write_base62(bytes, digits);
+    out.extend(digits.iter().map(|d| *d as char));
+}
+
+/// Writes `bytes`, read as a big-endian number, as base62 digits filling
+/// `digits` (most significant first), without allocating.
+fn write_base62(bytes: &[u8], digits: &mut [u8]) {
+    let mut n = [0u8; 32];
+    let n = &mut n[..bytes.len().min(32)];
+    n.copy_from_slice(&bytes[..n.len()]);
     for slot in digits.iter_mut().rev() {
         // Long division of n by 62.
         let mut rem: u32 = 0;
@@ -215,7 +222,6 @@ fn push_base62(out: &mut String, bytes: &[u8], width: usize) {
         }
         *slot = BASE62[rem as usize];
     }
-    out.extend(digits.iter().map(|d| *d as char));
 }
 
 #[cfg(test)]

@@ -702,7 +702,7 @@ impl Tenancy {
             .recorder
             .touch(&record.tenant_id, &record.key_id, now);
         Ok(Caller {
-            principal: Principal::new(record.key_id.as_str(), ActorKind::ApiKey),
+            principal: Principal::new(record.key_id.to_arc(), ActorKind::ApiKey),
             role: record.scope.role(),
             auth: AuthMethod::ApiKey {
                 key_id: record.key_id.clone(),
@@ -720,31 +720,35 @@ impl Tenancy {
         policy: Option<&RoutePolicy>,
     ) -> Result<Option<RateLimitStatus>, TenancyError> {
         let tenant = ctx.tenant_id();
-        let mut checks: Vec<RateCheck> = Vec::with_capacity(3);
-        if let Some((key_id, rps)) = key_rps
-            && let Some(quota) = RateQuota::per_second(*rps)
-        {
-            checks.push(RateCheck {
+        let key_check = key_rps.and_then(|(key_id, rps)| {
+            RateQuota::per_second(*rps).map(|quota| RateCheck {
                 key: RateLimitKey::api_key(tenant.clone(), key_id.clone()),
                 quota,
-            });
-        }
-        if let Some((route, quota)) = policy.and_then(|p| p.rate_limit.as_ref()) {
-            checks.push(RateCheck {
+            })
+        });
+        let route_check = policy
+            .and_then(|p| p.rate_limit.as_ref())
+            .map(|(route, quota)| RateCheck {
                 key: RateLimitKey::route(tenant.clone(), route.clone()),
                 quota: *quota,
             });
-        }
-        if let Some(quota) = RateQuota::per_second(ctx.quotas().rps) {
-            checks.push(RateCheck {
-                key: RateLimitKey::tenant(tenant.clone()),
-                quota,
-            });
-        }
-        if checks.is_empty() {
-            return Ok(None);
-        }
-        match self.inner.stores.limiter.check(&checks).await {
+        let tenant_check = RateQuota::per_second(ctx.quotas().rps).map(|quota| RateCheck {
+            key: RateLimitKey::tenant(tenant.clone()),
+            quota,
+        });
+        // The checks live on the stack: no allocation per request.
+        let limiter = &self.inner.stores.limiter;
+        let result = match (key_check, route_check, tenant_check) {
+            (None, None, None) => return Ok(None),
+            (Some(a), None, None) | (None, Some(a), None) | (None, None, Some(a)) => {
+                limiter.check(&[a]).await
+            }
+            (Some(a), Some(b), None) | (Some(a), None, Some(b)) | (None, Some(a), Some(b)) => {
+                limiter.check(&[a, b]).await
+            }
+            (Some(a), Some(b), Some(c)) => limiter.check(&[a, b, c]).await,
+        };
+        match result {
             Ok(decision) if decision.allowed => Ok(Some(decision.status)),
             Ok(decision) => Err(ErrorKind::RateLimited(decision.status).into()),
             Err(e) => match self.inner.config.limits.on_store_failure {
@@ -1123,7 +1127,12 @@ impl RequestIds {
             return Arc::from(id);
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        Arc::from(format!("{:08x}-{n:x}", self.prefix))
+        // `{prefix:08x}-{n:x}` formatted on the stack: one allocation.
+        let mut buf = [0u8; 8 + 1 + 16];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{:08x}-{n:x}", self.prefix));
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        Arc::from(std::str::from_utf8(&buf[..len]).unwrap_or("request"))
     }
 }
 

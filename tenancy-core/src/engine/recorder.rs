@@ -100,7 +100,9 @@ impl Recorder {
     }
 
     pub(crate) fn meter(&self, tenant: &TenantId, event_type: &Label, at: DateTime<Utc>, n: u64) {
-        let hour = crate::plan::Period::Hour.window(at).start;
+        // The UTC hour by arithmetic: no calendar work on the request path.
+        let ts = at.timestamp();
+        let hour = DateTime::from_timestamp(ts - ts.rem_euclid(3600), 0).unwrap_or(at);
         let key = (tenant.clone(), hour, event_type.clone());
         if let Some(mut count) = self.shared.usage.get_mut(&key) {
             *count = count.saturating_add(n);
