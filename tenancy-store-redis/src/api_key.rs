@@ -225,7 +225,7 @@ impl ApiKeyStore for RedisApiKeyStore {
     async fn find_by_digest(
         &self,
         digest: &ApiKeyDigest,
-    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+    ) -> Result<Option<std::sync::Arc<ApiKeyRecord>>, StoreError> {
         self.redis
             .run(async {
                 let mut conn = self.redis.conn();
@@ -234,6 +234,7 @@ impl ApiKeyStore for RedisApiKeyStore {
                 decode(digest, fields)
             })
             .await
+            .map(|found| found.map(std::sync::Arc::new))
     }
 
     async fn get(

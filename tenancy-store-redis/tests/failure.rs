@@ -74,7 +74,10 @@ async fn exercise(redis: &RedisStores, tenant: &TenantId, round: u8) -> Result<(
     let keys = redis.api_key_store();
     let key = key_record(tenant, round);
     keys.insert(key.clone()).await?;
-    assert_eq!(keys.find_by_digest(&key.digest).await?, Some(key));
+    assert_eq!(
+        keys.find_by_digest(&key.digest).await?.as_deref(),
+        Some(&key)
+    );
     let budget = QuotaKey::new(
         tenant.clone(),
         Label::new("events").expect("valid"),

@@ -174,8 +174,8 @@ pub struct ApiKeyRecord {
     pub key_id: KeyId,
     /// The key's tenant.
     pub tenant_id: TenantId,
-    /// Display name.
-    pub name: String,
+    /// Display name (shared, so copies of the record allocate nothing).
+    pub name: Arc<str>,
     /// What the key may do.
     pub scope: ApiKeyScope,
     /// Digest of the secret.
@@ -201,7 +201,7 @@ impl ApiKeyRecord {
     pub fn new(
         key_id: KeyId,
         tenant_id: TenantId,
-        name: impl Into<String>,
+        name: impl Into<Arc<str>>,
         scope: ApiKeyScope,
         digest: ApiKeyDigest,
         created_at: DateTime<Utc>,

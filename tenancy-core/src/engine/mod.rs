@@ -685,6 +685,9 @@ impl Tenancy {
     async fn authenticate_api_key(&self, presented: &str) -> Result<Caller, TenancyError> {
         let reject = |r| TenancyError::from(ErrorKind::InvalidApiKey(r));
         let digest = self.inner.hasher.digest(presented).map_err(reject)?;
+        // Read the clock before the lookup, so a key that is found and one
+        // that is not cost the same up to the answer.
+        let now = Utc::now();
         let record = self
             .inner
             .stores
@@ -696,7 +699,6 @@ impl Tenancy {
                 TenancyError::from(e)
             })?
             .ok_or_else(|| reject(ApiKeyRejection::Unknown))?;
-        let now = Utc::now();
         record.check_usable(now).map_err(reject)?;
         self.inner
             .recorder
@@ -708,8 +710,10 @@ impl Tenancy {
                 key_id: record.key_id.clone(),
                 scope: record.scope,
             },
-            key_rps: record.rate_limit_rps.map(|rps| (record.key_id, rps)),
-            tenant: Some(record.tenant_id),
+            key_rps: record
+                .rate_limit_rps
+                .map(|rps| (record.key_id.clone(), rps)),
+            tenant: Some(record.tenant_id.clone()),
         })
     }
 
@@ -1023,7 +1027,7 @@ impl Tenancy {
             .issue_api_key(
                 tenant,
                 NewApiKey {
-                    name: old.name.clone(),
+                    name: old.name.to_string(),
                     scope: old.scope,
                     rate_limit_rps: old.rate_limit_rps,
                     expires_at: old.expires_at,

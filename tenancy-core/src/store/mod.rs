@@ -25,6 +25,8 @@
 
 pub mod memory;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -101,11 +103,13 @@ pub trait ApiKeyStore: Send + Sync + 'static {
     /// Adds a key; [`StoreError::AlreadyExists`] if its id or digest is taken.
     async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError>;
     /// The key whose secret has `digest`, whatever its tenant: the
-    /// verification path. The caller checks revocation and expiry.
+    /// verification path. The caller checks revocation and expiry. Shared,
+    /// so a store that keeps records in memory hands them out without
+    /// copying.
     async fn find_by_digest(
         &self,
         digest: &ApiKeyDigest,
-    ) -> Result<Option<ApiKeyRecord>, StoreError>;
+    ) -> Result<Option<Arc<ApiKeyRecord>>, StoreError>;
     /// The key `key_id` of `tenant`; `None` for another tenant's key.
     async fn get(
         &self,

@@ -79,7 +79,10 @@ impl ApiKeyStore for FailingStore {
     async fn insert(&self, _: ApiKeyRecord) -> Result<(), StoreError> {
         self.fail()
     }
-    async fn find_by_digest(&self, _: &ApiKeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
+    async fn find_by_digest(
+        &self,
+        _: &ApiKeyDigest,
+    ) -> Result<Option<std::sync::Arc<ApiKeyRecord>>, StoreError> {
         self.fail()
     }
     async fn get(&self, _: &TenantId, _: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {

@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,7 +23,7 @@ use crate::tenant::TenantId;
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryApiKeyStore {
-    by_digest: DashMap<ApiKeyDigest, ApiKeyRecord>,
+    by_digest: DashMap<ApiKeyDigest, Arc<ApiKeyRecord>>,
     by_tenant: DashMap<TenantId, BTreeMap<KeyId, ApiKeyDigest>>,
 }
 
@@ -59,7 +60,7 @@ impl MemoryApiKeyStore {
         };
         match self.by_digest.get_mut(&digest) {
             Some(mut record) if record.tenant_id == *tenant => {
-                change(&mut record);
+                change(Arc::make_mut(&mut record));
                 true
             }
             _ => false,
@@ -79,7 +80,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
             Entry::Occupied(_) => Err(StoreError::AlreadyExists),
             Entry::Vacant(slot) => {
                 index.insert(key.key_id.clone(), key.digest);
-                slot.insert(key);
+                slot.insert(Arc::new(key));
                 Ok(())
             }
         }
@@ -88,8 +89,8 @@ impl ApiKeyStore for MemoryApiKeyStore {
     async fn find_by_digest(
         &self,
         digest: &ApiKeyDigest,
-    ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        Ok(self.by_digest.get(digest).map(|r| r.clone()))
+    ) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
+        Ok(self.by_digest.get(digest).map(|r| Arc::clone(&r)))
     }
 
     async fn get(
@@ -104,7 +105,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
             .by_digest
             .get(&digest)
             .filter(|r| r.tenant_id == *tenant)
-            .map(|r| r.clone()))
+            .map(|r| ApiKeyRecord::clone(&r)))
     }
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -115,7 +116,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
             .unwrap_or_default();
         let mut keys: Vec<ApiKeyRecord> = digests
             .iter()
-            .filter_map(|d| self.by_digest.get(d).map(|r| r.clone()))
+            .filter_map(|d| self.by_digest.get(d).map(|r| ApiKeyRecord::clone(&r)))
             .filter(|r| r.tenant_id == *tenant)
             .collect();
         keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
