@@ -32,7 +32,6 @@
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -40,6 +39,7 @@ use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
 use pin_project_lite::pin_project;
+use tenancy_core::engine::ExcludedPaths;
 use tenancy_core::{Admission, Tenancy, TenancyError, TenantContext};
 use tracing::Instrument;
 
@@ -52,7 +52,7 @@ use crate::rejection::problem_response;
 #[derive(Debug, Clone)]
 pub struct TenancyMiddleware {
     tenancy: Tenancy,
-    excluded: Arc<[Box<str>]>,
+    excluded: ExcludedPaths,
 }
 
 impl TenancyMiddleware {
@@ -60,16 +60,14 @@ impl TenancyMiddleware {
     pub fn new(tenancy: Tenancy) -> Self {
         Self {
             tenancy,
-            excluded: Arc::from(Vec::new()),
+            excluded: ExcludedPaths::default(),
         }
     }
 
     /// Skips tenancy entirely for `path` and everything below it (e.g.
     /// `/healthz`, `/metrics`): no resolution, no store call.
     pub fn exclude(mut self, path: impl Into<String>) -> Self {
-        let mut paths: Vec<Box<str>> = self.excluded.iter().cloned().collect();
-        paths.push(path.into().trim_end_matches('/').into());
-        self.excluded = Arc::from(paths);
+        self.excluded = self.excluded.with(path);
         self
     }
 }
@@ -99,16 +97,7 @@ where
 pub struct TenancyService<S> {
     inner: Rc<S>,
     tenancy: Tenancy,
-    excluded: Arc<[Box<str>]>,
-}
-
-impl<S> TenancyService<S> {
-    fn is_excluded(&self, path: &str) -> bool {
-        self.excluded.iter().any(|p| {
-            path.strip_prefix(p.as_ref())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
-    }
+    excluded: ExcludedPaths,
 }
 
 type AdmitFuture = Pin<Box<dyn Future<Output = (Result<Admission, TenancyError>, Tenancy)>>>;
@@ -125,7 +114,7 @@ where
     forward_ready!(inner);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        if self.is_excluded(req.path()) {
+        if self.excluded.contains(req.path()) {
             return ResponseFuture {
                 state: State::Passthrough {
                     fut: self.inner.call(req),

@@ -27,7 +27,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -36,7 +35,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use http::request::Parts;
 use pin_project_lite::pin_project;
-use tenancy_core::engine::ClientAddr;
+use tenancy_core::engine::{ClientAddr, ExcludedPaths};
 use tenancy_core::{Admission, Tenancy, TenancyError, TenantContext};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -48,7 +47,7 @@ use crate::rejection::problem_response;
 #[derive(Debug, Clone)]
 pub struct TenancyLayer {
     tenancy: Tenancy,
-    excluded: Arc<[Box<str>]>,
+    excluded: ExcludedPaths,
 }
 
 impl TenancyLayer {
@@ -56,16 +55,14 @@ impl TenancyLayer {
     pub fn new(tenancy: Tenancy) -> Self {
         Self {
             tenancy,
-            excluded: Arc::from(Vec::new()),
+            excluded: ExcludedPaths::default(),
         }
     }
 
     /// Skips tenancy entirely for `path` and everything below it (e.g.
     /// `/healthz`, `/metrics`): no resolution, no store call.
     pub fn exclude(mut self, path: impl Into<String>) -> Self {
-        let mut paths: Vec<Box<str>> = self.excluded.iter().cloned().collect();
-        paths.push(path.into().trim_end_matches('/').into());
-        self.excluded = Arc::from(paths);
+        self.excluded = self.excluded.with(path);
         self
     }
 }
@@ -87,16 +84,7 @@ impl<S> Layer<S> for TenancyLayer {
 pub struct TenancyService<S> {
     inner: S,
     tenancy: Tenancy,
-    excluded: Arc<[Box<str>]>,
-}
-
-impl<S> TenancyService<S> {
-    fn is_excluded(&self, path: &str) -> bool {
-        self.excluded.iter().any(|p| {
-            path.strip_prefix(p.as_ref())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
-    }
+    excluded: ExcludedPaths,
 }
 
 type AdmitFuture = Pin<Box<dyn Future<Output = (Result<Admission, TenancyError>, Parts)> + Send>>;
@@ -115,7 +103,7 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if self.is_excluded(req.uri().path()) {
+        if self.excluded.contains(req.uri().path()) {
             return ResponseFuture {
                 state: State::Passthrough {
                     fut: self.inner.call(req),

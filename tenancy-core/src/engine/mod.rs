@@ -95,6 +95,37 @@ pub const REQUESTS_EVENT: &str = "requests";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
+/// Paths the web adapters exempt from tenancy (health, metrics): a path
+/// matches when it is one of them or lies below one. Cheap to clone.
+///
+/// ```
+/// use tenancy_core::engine::ExcludedPaths;
+/// let paths = ExcludedPaths::default().with("/healthz").with("/metrics/");
+/// assert!(paths.contains("/healthz"));
+/// assert!(paths.contains("/metrics/tenants"));
+/// assert!(!paths.contains("/healthzz"));
+/// assert!(!paths.contains("/api/v1/tenants"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ExcludedPaths(Arc<[Box<str>]>);
+
+impl ExcludedPaths {
+    /// These paths and `path` (a trailing `/` is ignored).
+    pub fn with(self, path: impl Into<String>) -> Self {
+        let mut paths: Vec<Box<str>> = self.0.iter().cloned().collect();
+        paths.push(path.into().trim_end_matches('/').into());
+        Self(Arc::from(paths))
+    }
+
+    /// Whether `path` is excluded.
+    pub fn contains(&self, path: &str) -> bool {
+        self.0.iter().any(|p| {
+            path.strip_prefix(p.as_ref())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+}
+
 /// What a route demands beyond the tenancy defaults. Adapters attach it as a
 /// request extension; [`Tenancy::admit`] reads it.
 ///
