@@ -6,11 +6,11 @@ use std::sync::Arc;
 use actix_web::http::StatusCode as ActixStatus;
 use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse, Resource};
-use metrics_exporter_prometheus::PrometheusHandle;
 use tenancy_actix::{TenancyMiddleware, TenancyRejection, Tenant};
 use tenancy_core::error::{ErrorKind, TenancyError};
 
 use crate::app::{App, MAX_BODY_BYTES, Reply};
+use crate::metrics::MetricsEndpoint;
 
 type Answer = Result<HttpResponse, TenancyRejection>;
 type AppData = Data<Arc<App>>;
@@ -117,22 +117,27 @@ async fn healthz() -> Answer {
 async fn readyz(app: AppData) -> Answer {
     respond(app.ready().await)
 }
-async fn metrics(handle: Data<PrometheusHandle>, req: HttpRequest) -> Answer {
-    if !req.peer_addr().is_some_and(|p| p.ip().is_loopback()) {
-        return not_found().await;
-    }
+async fn metrics(endpoint: Data<MetricsEndpoint>, req: HttpRequest) -> Answer {
+    let auth = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let text = endpoint.render(req.peer_addr().map(|p| p.ip()), auth)?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(handle.render()))
+        .body(text))
+}
+async fn security_refusals(app: AppData, Tenant(ctx): Tenant) -> Answer {
+    respond(app.security_refusals(&ctx))
 }
 
 /// Registers the API on an actix `App` (call inside `HttpServer::new`).
 pub fn configure(
     app: Arc<App>,
-    handle: PrometheusHandle,
+    endpoint: MetricsEndpoint,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone {
     let data = Data::new(app);
-    let handle = Data::new(handle);
+    let handle = Data::new(endpoint);
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(data.clone())
             .app_data(handle.clone())
@@ -153,6 +158,7 @@ pub fn configure(
             )
             .service(resource("/api/v1/apikeys/{key_id}").delete(revoke_api_key))
             .service(resource("/api/v1/rbac/permissions").get(permissions))
+            .service(resource("/api/v1/security/refusals").get(security_refusals))
             .service(resource("/api/v1/telemetry").post(ingest))
             .service(resource("/api/v1/metrics/query").get(query_metrics))
             .service(resource("/api/v1/runbooks/{id}/trigger").post(trigger_runbook))

@@ -33,6 +33,8 @@ use tenancy_store_clickhouse::AuditWriter;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Telemetry events kept per tenant.
 const TELEMETRY_PER_TENANT: usize = 10_000;
+/// Longest wait for the stores' health on `/readyz`.
+pub const READY_DEADLINE: std::time::Duration = std::time::Duration::from_millis(800);
 /// Events accepted in one telemetry call.
 const MAX_EVENTS_PER_CALL: usize = 10_000;
 
@@ -341,9 +343,19 @@ impl App {
         }
     }
 
-    /// `GET /readyz`: every configured store answers.
+    /// `GET /readyz`: every configured store answers, within
+    /// [`READY_DEADLINE`] (a store that hangs is not ready).
     pub async fn ready(&self) -> Result<Reply> {
-        self.tenancy.health().await?;
+        match tokio::time::timeout(READY_DEADLINE, self.tenancy.health()).await {
+            Ok(health) => health?,
+            Err(_) => {
+                tracing::error!(deadline = ?READY_DEADLINE, "a store did not answer the readiness check in time");
+                return Err(tenancy_core::store::StoreError::unavailable(
+                    "the readiness check timed out",
+                )
+                .into());
+            }
+        }
         Ok(Reply::ok(json!({"status": "ready"})))
     }
 
@@ -505,7 +517,8 @@ impl App {
         )?;
         let issued = self
             .tenancy
-            .issue_api_key(
+            .issue_api_key_as(
+                ctx,
                 &tenant.id,
                 NewApiKey {
                     name: req.name,
@@ -521,6 +534,9 @@ impl App {
             .resource(issued.record.key_id.as_str())
             .outcome(201)
             .detail("scope", issued.record.scope.as_str());
+        if let Some(parent) = &issued.record.parent_key_id {
+            event = event.detail("parent_key_id", parent.as_str());
+        }
         event.tenant_id = tenant.id.clone();
         self.tenancy.record_audit(event);
         Ok(Reply::json(
@@ -555,7 +571,8 @@ impl App {
     pub async fn revoke_api_key(&self, ctx: &TenantContext, key_id: &str) -> Result<Reply> {
         require_role(ctx, Role::Admin)?;
         let key_id = KeyId::new(key_id).map_err(|_| not_found())?;
-        self.tenancy
+        let cascaded = self
+            .tenancy
             .revoke_api_key(ctx.tenant_id(), &key_id)
             .await?;
         self.tenancy.record_audit(
@@ -564,7 +581,25 @@ impl App {
                 .resource(key_id.as_str())
                 .outcome(204),
         );
+        // Keys the revoked key issued end with it, each on the record.
+        for child in cascaded {
+            self.tenancy.record_audit(
+                self.tenancy
+                    .audit_event(ctx, "apikey.revoke")
+                    .resource(child.as_str())
+                    .outcome(204)
+                    .detail("revoked_with", key_id.as_str()),
+            );
+        }
         Ok(Reply::no_content())
+    }
+
+    /// `GET /api/v1/security/refusals` (super_admin): the platform security
+    /// log, refusals of callers without a verified credential per client
+    /// address and reason, most refused first.
+    pub fn security_refusals(&self, ctx: &TenantContext) -> Result<Reply> {
+        require_role(ctx, Role::SuperAdmin)?;
+        Ok(Reply::ok(json!({"refusals": self.tenancy.security_log()})))
     }
 
     /// `GET /api/v1/rbac/permissions` (any authenticated caller).

@@ -11,11 +11,11 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};
-use metrics_exporter_prometheus::PrometheusHandle;
 use tenancy_axum::{TenancyLayer, TenancyRejection, Tenant};
 use tenancy_core::error::{ErrorKind, TenancyError};
 
 use crate::app::{App, MAX_BODY_BYTES, Reply};
+use crate::metrics::MetricsEndpoint;
 
 type Answer = Result<Response, TenancyRejection>;
 
@@ -44,9 +44,10 @@ async fn read_body(body: Body) -> Result<Bytes, TenancyError> {
         })
 }
 
-/// The API router over `app`; `/metrics` serves `metrics` to loopback
-/// callers. Serve it with connect info (`into_make_service_with_connect_info`).
-pub fn router(app: Arc<App>, metrics: PrometheusHandle) -> Router {
+/// The API router over `app`; `/metrics` serves `metrics` (see
+/// [`MetricsEndpoint`] for who may read it). Serve it with connect info
+/// (`into_make_service_with_connect_info`).
+pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
     let tenancy = app.tenancy().clone();
     let api = Router::new()
         .route(
@@ -85,6 +86,10 @@ pub fn router(app: Arc<App>, metrics: PrometheusHandle) -> Router {
                     respond(app.revoke_api_key(&ctx, &key_id).await)
                 },
             ),
+        )
+        .route(
+            "/api/v1/security/refusals",
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant| async move { respond(app.security_refusals(&ctx)) }),
         )
         .route(
             "/api/v1/rbac/permissions",
@@ -145,12 +150,14 @@ pub fn router(app: Arc<App>, metrics: PrometheusHandle) -> Router {
         .route(
             "/metrics",
             get(
-                |Extension(handle): Extension<PrometheusHandle>,
-                 ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
-                    if !peer.ip().is_loopback() {
-                        return TenancyRejection(ErrorKind::NotFound.into()).into_response();
+                |Extension(metrics): Extension<MetricsEndpoint>,
+                 ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                 headers: http::HeaderMap| async move {
+                    let auth = headers.get(http::header::AUTHORIZATION).map(HeaderValue::as_bytes);
+                    match metrics.render(Some(peer.ip()), auth) {
+                        Ok(text) => ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+                        Err(e) => TenancyRejection(e).into_response(),
                     }
-                    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
                 },
             ),
         )

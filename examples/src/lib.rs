@@ -14,6 +14,7 @@
 pub mod actix_front;
 pub mod app;
 pub mod axum_front;
+pub mod metrics;
 pub mod startup;
 
 use std::time::Duration;
@@ -53,3 +54,8 @@ pub async fn shutdown_signal() {
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a client may take to send a request's headers, and how long an
+/// idle keep-alive connection waits for the next request, on both front ends.
+/// A client trickling its headers is cut off after this.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);

@@ -51,6 +51,9 @@ pub struct ServerSettings {
     /// TLS from `TENANCY_TLS_CERT` and `TENANCY_TLS_KEY` (both or neither),
     /// loaded and checked at start.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `TENANCY_METRICS_TOKEN`: when set, `/metrics` needs it as a bearer
+    /// token from every caller (at least 16 bytes).
+    pub metrics_token: Option<Secret>,
 }
 
 /// A prepared server: the application, its settings, and the banner to
@@ -92,6 +95,10 @@ pub async fn prepare(
             );
         }
     };
+    let metrics_token = get("TENANCY_METRICS_TOKEN").map(Secret::new);
+    if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+        return Err(ConfigError::new("TENANCY_METRICS_TOKEN", "must be at least 16 bytes").into());
+    }
     let generated = if get("TENANCY_JWT_SECRET").is_none() {
         let secret = generate_secret()?;
         vars.retain(|(k, _)| k != "TENANCY_JWT_SECRET");
@@ -183,7 +190,11 @@ pub async fn prepare(
     };
     Ok(Prepared {
         app: App::new(tenancy, audit_writer),
-        settings: ServerSettings { bind, tls },
+        settings: ServerSettings {
+            bind,
+            tls,
+            metrics_token,
+        },
         banner,
     })
 }

@@ -12,9 +12,12 @@ use tenancy_examples::{axum_front, shutdown_signal};
 async fn sigterm_during_load_loses_no_audit_event() {
     let prepared = support::prepared_app().await;
     let app = prepared.app.clone();
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .build_recorder()
-        .handle();
+    let metrics = tenancy_examples::metrics::MetricsEndpoint::new(
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle(),
+        None,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = axum_front::router(app.clone(), metrics);

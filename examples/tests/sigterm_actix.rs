@@ -12,9 +12,12 @@ use tenancy_examples::actix_front;
 async fn sigterm_during_load_loses_no_audit_event() {
     let prepared = support::prepared_app().await;
     let app = prepared.app.clone();
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .build_recorder()
-        .handle();
+    let metrics = tenancy_examples::metrics::MetricsEndpoint::new(
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle(),
+        None,
+    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let configure = actix_front::configure(app.clone(), metrics);

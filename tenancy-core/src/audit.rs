@@ -1,5 +1,19 @@
 //! The audit log: [`AuditEvent`] (who did what to which resource of which
 //! tenant, and how it ended) and [`AuditFilter`] for reading it back.
+//!
+//! # Field sizes
+//!
+//! Events are cut to these sizes when they are recorded
+//! ([`AuditEvent::bounded`]), so no request can make one event large: a
+//! longer value is cut at a character boundary and ends in `…`.
+//!
+//! | field | at most |
+//! |---|---|
+//! | `actor` | [`MAX_ACTOR_BYTES`] bytes |
+//! | `action` | [`MAX_ACTION_BYTES`] bytes |
+//! | `resource` | [`MAX_RESOURCE_BYTES`] bytes |
+//! | `request_id` | [`MAX_ACTION_BYTES`] bytes |
+//! | `details` | [`MAX_DETAILS`] entries, keys of [`MAX_DETAIL_KEY_BYTES`] and values of [`MAX_DETAIL_VALUE_BYTES`] bytes |
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -125,6 +139,78 @@ impl AuditEvent {
     }
 }
 
+/// Longest `actor` of a recorded event, in bytes.
+pub const MAX_ACTOR_BYTES: usize = 256;
+/// Longest `action` (and `request_id`) of a recorded event, in bytes.
+pub const MAX_ACTION_BYTES: usize = 128;
+/// Longest `resource` of a recorded event, in bytes.
+pub const MAX_RESOURCE_BYTES: usize = 512;
+/// Most `details` entries of a recorded event (the first ones by key).
+pub const MAX_DETAILS: usize = 16;
+/// Longest detail key, in bytes.
+pub const MAX_DETAIL_KEY_BYTES: usize = 64;
+/// Longest detail value, in bytes.
+pub const MAX_DETAIL_VALUE_BYTES: usize = 512;
+
+impl AuditEvent {
+    /// The event with every field cut to its documented size (see the
+    /// [module docs](self)); what fits is left as it is.
+    ///
+    /// ```
+    /// use tenancy_core::audit::{ActorKind, AuditEvent, MAX_RESOURCE_BYTES};
+    /// use tenancy_core::tenant::TenantId;
+    ///
+    /// let event = AuditEvent::new(TenantId::new("acme")?, "alice", ActorKind::User, "http.post")
+    ///     .resource("/x/".repeat(3000))
+    ///     .bounded();
+    /// let resource = event.resource.unwrap();
+    /// assert!(resource.len() <= MAX_RESOURCE_BYTES && resource.ends_with('…'));
+    /// assert_eq!(event.actor, "alice");
+    /// # Ok::<(), tenancy_core::tenant::InvalidTenantId>(())
+    /// ```
+    pub fn bounded(mut self) -> Self {
+        cut(&mut self.actor, MAX_ACTOR_BYTES);
+        cut(&mut self.action, MAX_ACTION_BYTES);
+        if let Some(resource) = &mut self.resource {
+            cut(resource, MAX_RESOURCE_BYTES);
+        }
+        if let Some(id) = &mut self.request_id {
+            cut(id, MAX_ACTION_BYTES);
+        }
+        let oversized = self.details.len() > MAX_DETAILS
+            || self
+                .details
+                .iter()
+                .any(|(k, v)| k.len() > MAX_DETAIL_KEY_BYTES || v.len() > MAX_DETAIL_VALUE_BYTES);
+        if oversized {
+            self.details = std::mem::take(&mut self.details)
+                .into_iter()
+                .take(MAX_DETAILS)
+                .map(|(mut k, mut v)| {
+                    cut(&mut k, MAX_DETAIL_KEY_BYTES);
+                    cut(&mut v, MAX_DETAIL_VALUE_BYTES);
+                    (k, v)
+                })
+                .collect();
+        }
+        self
+    }
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary, ending in `…`.
+fn cut(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    const ELLIPSIS: &str = "…";
+    let mut end = max.saturating_sub(ELLIPSIS.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(ELLIPSIS);
+}
+
 /// Which events of one tenant to read, newest first.
 ///
 /// ```
@@ -201,5 +287,36 @@ impl AuditFilter {
             && self.action.as_ref().is_none_or(|a| *a == event.action)
             && self.since.is_none_or(|s| event.timestamp >= s)
             && self.until.is_none_or(|u| event.timestamp < u)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn bounded_events_fit_their_caps(
+            actor in ".{0,400}",
+            resource in ".{0,800}",
+            details in prop::collection::btree_map(".{0,100}", ".{0,700}", 0..40),
+        ) {
+            let mut event = AuditEvent::new(TenantId::new("acme").unwrap(), actor.clone(), ActorKind::User, "a")
+                .resource(resource.clone());
+            event.details = details;
+            let event = event.bounded();
+            prop_assert!(event.actor.len() <= MAX_ACTOR_BYTES);
+            prop_assert!(event.resource.as_ref().unwrap().len() <= MAX_RESOURCE_BYTES);
+            prop_assert!(event.details.len() <= MAX_DETAILS);
+            for (k, v) in &event.details {
+                prop_assert!(k.len() <= MAX_DETAIL_KEY_BYTES && v.len() <= MAX_DETAIL_VALUE_BYTES);
+            }
+            if actor.len() <= MAX_ACTOR_BYTES {
+                prop_assert_eq!(&event.actor, &actor);
+            } else {
+                prop_assert!(actor.starts_with(event.actor.trim_end_matches('…')));
+            }
+        }
     }
 }

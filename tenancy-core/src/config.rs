@@ -60,7 +60,7 @@
 //! | `TENANCY_TENANT_SOURCES` | `resolution.sources` | comma list of sources |
 //! | `TENANCY_HOST_TEMPLATE` | `resolution.host_template` | e.g. `{tenant}.example.com` |
 //! | `TENANCY_PATH_PREFIX` | `resolution.path_prefix` | e.g. `/t` |
-//! | `TENANCY_JWT_SECRET` | realm `default` (shared, HS256) | at least 32 bytes |
+//! | `TENANCY_JWT_SECRET` | realm `default` (shared, HS256, the platform's own: may issue `super_admin`) | at least 32 bytes |
 //! | `TENANCY_JWT_ISSUER` | its issuer (default `tenancy-dev`) | string |
 //! | `TENANCY_JWT_AUDIENCE` | its audiences | comma list |
 //! | `TENANCY_JWT_LEEWAY_SECS` | `auth.leeway_secs` | seconds |
@@ -68,6 +68,9 @@
 //! | `TENANCY_API_KEY_PREFIX` | `auth.api_key_prefix` | `[a-z0-9]{1,16}` |
 //! | `TENANCY_API_KEY_PEPPER` | `auth.api_key_pepper` | secret |
 //! | `TENANCY_ANONYMOUS_ROLE` | `auth.anonymous_role` | `viewer`, `operator` or `admin` |
+//! | `TENANCY_AUTH_THROTTLE` | `auth.failure_throttle.enabled` | bool |
+//! | `TENANCY_AUTH_FAILURES_PER_SEC` | `auth.failure_throttle.per_second` | count |
+//! | `TENANCY_AUTH_FAILURE_BURST` | `auth.failure_throttle.burst` | count |
 //! | `TENANCY_ROLE_ALIASES` | `role_aliases` | `alias=role,…` |
 //! | `TENANCY_DEFAULT_PLAN` | `default_plan` | plan name |
 //! | `TENANCY_RATE_LIMITS` | `limits.enabled` | bool |
@@ -231,6 +234,41 @@ pub struct AuthConfig {
     /// When set, requests without a credential are admitted with this role;
     /// when unset (the default), they are refused with `unauthenticated`.
     pub anonymous_role: Option<Role>,
+    /// Throttling of failed authentications per client address.
+    pub failure_throttle: FailureThrottleConfig,
+}
+
+/// Failed authentications per client address (GCRA), counted before any
+/// credential is looked up: over the allowance, requests from the address
+/// are answered `429 rate_limited` with `Retry-After` until it is back
+/// within it. The default (10 failures per second with a burst of 50) is
+/// never met by a person mistyping a key.
+///
+/// The address is the one the adapter passes (the peer of the connection);
+/// behind a proxy, pass the client's address instead, or every caller shares
+/// the proxy's allowance.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailureThrottleConfig {
+    /// Whether failures are throttled (default on).
+    pub enabled: bool,
+    /// Failures per second an address may sustain (default 10).
+    pub per_second: u32,
+    /// Failures an address may make at once (default 50).
+    pub burst: u32,
+    /// Most addresses holding state (default 100,000; idle ones are swept).
+    pub max_addresses: usize,
+}
+
+impl Default for FailureThrottleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_second: 10,
+            burst: 50,
+            max_addresses: 100_000,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -243,6 +281,7 @@ impl Default for AuthConfig {
             leeway_secs: 30,
             token_cache_capacity: 10_000,
             anonymous_role: None,
+            failure_throttle: FailureThrottleConfig::default(),
         }
     }
 }
@@ -392,6 +431,14 @@ pub struct RealmConfig {
     /// Whether tokens of this realm may carry the `system` role.
     #[serde(default)]
     pub services: bool,
+    /// Whether this is the platform's own realm, the only kind that may
+    /// issue `super_admin`.
+    #[serde(default)]
+    pub platform: bool,
+    /// The highest role its tokens may carry; see
+    /// [`role_ceiling`](Self::role_ceiling) for the default.
+    #[serde(default)]
+    pub max_role: Option<Role>,
     /// Its verification keys.
     pub keys: Vec<RealmKeyConfig>,
 }
@@ -415,6 +462,8 @@ impl RealmConfig {
             audience: Vec::new(),
             tenant: None,
             services: false,
+            platform: false,
+            max_role: None,
             keys: vec![RealmKeyConfig::hmac(JwtAlgorithm::HS256, secret)],
         }
     }
@@ -429,6 +478,55 @@ impl RealmConfig {
     pub fn for_services(mut self) -> Self {
         self.services = true;
         self
+    }
+
+    /// Marks the realm as the platform's own: its tokens may carry
+    /// `super_admin`.
+    pub fn for_platform(mut self) -> Self {
+        self.platform = true;
+        self
+    }
+
+    /// Caps the roles its tokens may carry at `role`.
+    pub fn max_role(mut self, role: Role) -> Self {
+        self.max_role = Some(role);
+        self
+    }
+
+    /// The highest role a token of this realm may carry: `max_role` when
+    /// set, else `system` for a services realm, `super_admin` for the
+    /// platform's realm and `admin` for every other (a tenant's identity
+    /// provider never mints platform power). Whatever the ceiling,
+    /// `super_admin` needs a platform realm and `system` a services realm.
+    ///
+    /// ```
+    /// use tenancy_core::config::RealmConfig;
+    /// use tenancy_core::rbac::Role;
+    ///
+    /// let secret = "0123456789abcdef0123456789abcdef";
+    /// let tenant_realm = RealmConfig::hs256("bigcorp", "https://id.bigcorp.example", secret);
+    /// assert_eq!(tenant_realm.role_ceiling(), Role::Admin);
+    /// let platform = RealmConfig::hs256("staff", "https://id.example.com", secret).for_platform();
+    /// assert_eq!(platform.role_ceiling(), Role::SuperAdmin);
+    /// assert!(!tenant_realm.may_issue(Role::SuperAdmin));
+    /// assert!(platform.may_issue(Role::SuperAdmin));
+    /// assert!(!platform.may_issue(Role::System));
+    /// ```
+    pub fn role_ceiling(&self) -> Role {
+        self.max_role.unwrap_or(if self.services {
+            Role::System
+        } else if self.platform {
+            Role::SuperAdmin
+        } else {
+            Role::Admin
+        })
+    }
+
+    /// Whether a token of this realm may carry `role`.
+    pub fn may_issue(&self, role: Role) -> bool {
+        role <= self.role_ceiling()
+            && (role != Role::SuperAdmin || self.platform)
+            && (role != Role::System || self.services)
     }
 }
 
@@ -769,6 +867,17 @@ impl TenancyConfig {
                 "TENANCY_AUDIT" => {
                     self.audit.enabled = parse_bool(value).ok_or_else(|| err(BOOL))?
                 }
+                "TENANCY_AUTH_THROTTLE" => {
+                    self.auth.failure_throttle.enabled = parse_bool(value).ok_or_else(|| err(BOOL))?
+                }
+                "TENANCY_AUTH_FAILURES_PER_SEC" => {
+                    self.auth.failure_throttle.per_second =
+                        value.parse().map_err(|_| err("expected a count"))?
+                }
+                "TENANCY_AUTH_FAILURE_BURST" => {
+                    self.auth.failure_throttle.burst =
+                        value.parse().map_err(|_| err("expected a count"))?
+                }
                 "TENANCY_AUDIT_BUFFER" => {
                     self.audit.buffer_capacity = value.parse().map_err(|_| err("expected a count"))?
                 }
@@ -777,7 +886,7 @@ impl TenancyConfig {
         }
         if let Some(secret) = jwt_secret {
             let issuer = jwt_issuer.unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
-            let mut realm = RealmConfig::hs256(ENV_REALM, issuer, secret);
+            let mut realm = RealmConfig::hs256(ENV_REALM, issuer, secret).for_platform();
             realm.audience = jwt_audience.unwrap_or_default();
             self.realms.retain(|r| r.name != ENV_REALM);
             self.realms.push(realm);
@@ -901,6 +1010,13 @@ impl TenancyConfig {
                 "must be at most 600 seconds",
             ));
         }
+        let t = &a.failure_throttle;
+        if t.enabled && (t.per_second == 0 || t.burst == 0 || t.max_addresses == 0) {
+            return Err(ConfigError::new(
+                "auth.failure_throttle",
+                "per_second, burst and max_addresses must be at least 1 (or set enabled = false)",
+            ));
+        }
         if a.anonymous_role.is_some_and(|role| role > Role::Admin) {
             return Err(ConfigError::new(
                 "auth.anonymous_role / TENANCY_ANONYMOUS_ROLE",
@@ -944,6 +1060,21 @@ impl TenancyConfig {
             }
             for (j, k) in realm.keys.iter().enumerate() {
                 k.validate(&format!("{key}.keys[{j}]"))?;
+            }
+            match realm.max_role {
+                Some(Role::SuperAdmin) if !realm.platform => {
+                    return Err(ConfigError::new(
+                        format!("{key}.max_role"),
+                        "super_admin needs a platform realm (platform = true)",
+                    ));
+                }
+                Some(Role::System) if !realm.services => {
+                    return Err(ConfigError::new(
+                        format!("{key}.max_role"),
+                        "system needs a services realm (services = true)",
+                    ));
+                }
+                _ => {}
             }
         }
 
@@ -1097,9 +1228,10 @@ impl TenancyConfigBuilder {
         self
     }
 
-    /// Adds the shared HS256 realm `default` with `issuer` and `secret`.
+    /// Adds the platform's shared HS256 realm `default` with `issuer` and
+    /// `secret` (its tokens may carry up to `super_admin`).
     pub fn jwt_hs256(self, issuer: impl Into<String>, secret: impl Into<String>) -> Self {
-        self.realm(RealmConfig::hs256(ENV_REALM, issuer, secret))
+        self.realm(RealmConfig::hs256(ENV_REALM, issuer, secret).for_platform())
     }
 
     /// Maps a role alias.

@@ -99,13 +99,11 @@ pub enum ApiKeyRejection {
 }
 
 impl ApiKeyRejection {
+    /// The detail on the wire: one sentence for every reason, so a caller
+    /// cannot tell an unknown key from a revoked or expired one. The reason
+    /// goes to the log and the audit event only.
     fn detail(self) -> &'static str {
-        match self {
-            ApiKeyRejection::Malformed => "the API key is malformed",
-            ApiKeyRejection::Unknown => "the API key is not valid",
-            ApiKeyRejection::Revoked => "the API key has been revoked",
-            ApiKeyRejection::Expired => "the API key has expired",
-        }
+        "the API key is not valid"
     }
 }
 

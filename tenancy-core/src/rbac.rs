@@ -352,6 +352,19 @@ impl ApiKeyScope {
         }
     }
 
+    /// Whether a key of this scope may grant `other` to a key it issues:
+    /// `full` grants any scope, the others only themselves.
+    ///
+    /// ```
+    /// use tenancy_core::rbac::ApiKeyScope;
+    /// assert!(ApiKeyScope::Full.covers(ApiKeyScope::Readonly));
+    /// assert!(!ApiKeyScope::Readonly.covers(ApiKeyScope::Full));
+    /// assert!(!ApiKeyScope::Ingestion.covers(ApiKeyScope::Readonly));
+    /// ```
+    pub fn covers(self, other: ApiKeyScope) -> bool {
+        self == ApiKeyScope::Full || self == other
+    }
+
     /// The role a key of this scope acts as.
     pub fn role(self) -> Role {
         match self {

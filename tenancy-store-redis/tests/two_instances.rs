@@ -102,7 +102,12 @@ async fn revocation_and_tenant_rps_hold_across_instances() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let err = second.admit(&get(&key)).await.unwrap_err();
     assert_eq!(err.code(), "invalid_api_key");
-    assert!(err.detail().contains("revoked"));
+    assert!(matches!(
+        err.kind(),
+        tenancy_core::error::ErrorKind::InvalidApiKey(
+            tenancy_core::error::ApiKeyRejection::Revoked
+        )
+    ));
 
     first.shutdown().await;
     second.shutdown().await;

@@ -214,6 +214,8 @@ mod jwt {
             audience: Vec::new(),
             tenant: None,
             services: false,
+            platform: false,
+            max_role: None,
             keys: vec![RealmKeyConfig::pem(algorithm, pem)],
         }
     }

@@ -6,8 +6,8 @@
 use std::process::ExitCode;
 
 use actix_web::{App, HttpServer};
-use metrics_exporter_prometheus::PrometheusBuilder;
-use tenancy_examples::{DRAIN_TIMEOUT, actix_front, init_logging, startup};
+use tenancy_examples::metrics::MetricsEndpoint;
+use tenancy_examples::{DRAIN_TIMEOUT, HEADER_READ_TIMEOUT, actix_front, init_logging, startup};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
-    let metrics = match PrometheusBuilder::new().install_recorder() {
+    let metrics = match MetricsEndpoint::install() {
         Ok(handle) => handle,
         Err(e) => {
             eprintln!("tenancy-server-actix: cannot install the metrics recorder: {e}");
@@ -45,6 +45,7 @@ async fn run() -> ExitCode {
     };
     let addr = listener.local_addr().unwrap_or(prepared.settings.bind);
     let app = prepared.app.clone();
+    let metrics = MetricsEndpoint::new(metrics, prepared.settings.metrics_token.clone());
     let configure = actix_front::configure(app.clone(), metrics);
     let middleware_app = app.clone();
     let server = HttpServer::new(move || {
@@ -52,7 +53,9 @@ async fn run() -> ExitCode {
             .wrap(actix_front::middleware(&middleware_app))
             .configure(configure.clone())
     })
-    .shutdown_timeout(DRAIN_TIMEOUT.as_secs());
+    .shutdown_timeout(DRAIN_TIMEOUT.as_secs())
+    .client_request_timeout(HEADER_READ_TIMEOUT)
+    .keep_alive(HEADER_READ_TIMEOUT);
     let scheme = if prepared.settings.tls.is_some() {
         "https"
     } else {

@@ -6,8 +6,11 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
-use tenancy_examples::{DRAIN_TIMEOUT, axum_front, init_logging, shutdown_signal, startup};
+use hyper_util::rt::TokioTimer;
+use tenancy_examples::metrics::MetricsEndpoint;
+use tenancy_examples::{
+    DRAIN_TIMEOUT, HEADER_READ_TIMEOUT, axum_front, init_logging, shutdown_signal, startup,
+};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,7 +32,7 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
-    let metrics = match PrometheusBuilder::new().install_recorder() {
+    let metrics = match MetricsEndpoint::install() {
         Ok(handle) => handle,
         Err(e) => {
             eprintln!("tenancy-server: cannot install the metrics recorder: {e}");
@@ -66,27 +69,40 @@ async fn run() -> ExitCode {
         println!("\n{banner}");
     }
     let app = prepared.app.clone();
+    let metrics = MetricsEndpoint::new(metrics, prepared.settings.metrics_token.clone());
     let service = axum_front::router(app.clone(), metrics)
         .into_make_service_with_connect_info::<SocketAddr>();
+    // One server for plain and TLS: axum-server, whose hyper builder takes
+    // the header-read timeout (which also ends idle keep-alive connections).
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stopper.graceful_shutdown(Some(DRAIN_TIMEOUT));
+    });
     let served = match prepared.settings.tls.clone() {
-        None => match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => {
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(shutdown_signal())
-                    .await
+        None => match axum_server::from_tcp(listener) {
+            Ok(mut server) => {
+                server
+                    .http_builder()
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                server.handle(handle).serve(service).await
             }
             Err(e) => Err(e),
         },
         Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                stopper.graceful_shutdown(Some(DRAIN_TIMEOUT));
-            });
             let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
             match axum_server::from_tcp_rustls(listener, config) {
-                Ok(server) => server.handle(handle).serve(service).await,
+                Ok(mut server) => {
+                    server
+                        .http_builder()
+                        .http1()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT);
+                    server.handle(handle).serve(service).await
+                }
                 Err(e) => Err(e),
             }
         }

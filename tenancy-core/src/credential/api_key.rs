@@ -194,6 +194,10 @@ pub struct ApiKeyRecord {
     /// When the key was last used (updated lazily).
     #[serde(default)]
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The key that issued this one, when a key did: this key never has
+    /// more scope or a later expiry than it, and is revoked with it.
+    #[serde(default)]
+    pub parent_key_id: Option<KeyId>,
 }
 
 impl ApiKeyRecord {
@@ -217,6 +221,7 @@ impl ApiKeyRecord {
             revoked_at: None,
             created_at,
             last_used_at: None,
+            parent_key_id: None,
         }
     }
 

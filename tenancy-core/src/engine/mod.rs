@@ -46,8 +46,10 @@
 //! # }).unwrap();
 //! ```
 
+mod auth_throttle;
 pub(crate) mod metrics;
 mod recorder;
+mod security_log;
 mod tenant_cache;
 
 use std::fmt;
@@ -60,12 +62,18 @@ use chrono::{DateTime, Utc};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
+pub use self::auth_throttle::AUTH_THROTTLE_UNTRACKED_TOTAL;
+use self::auth_throttle::AuthThrottle;
 use self::metrics::TenantMetrics;
 pub use self::metrics::{
     AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION, REQUESTS_TOTAL,
     USAGE_DROPPED_TOTAL,
 };
 use self::recorder::{Recorder, Sinks};
+use self::security_log::SecurityLog;
+pub use self::security_log::{
+    SECURITY_LOG_CAPACITY, SECURITY_LOG_RETENTION, SECURITY_REFUSALS_TOTAL, SecurityLogEntry,
+};
 use self::tenant_cache::TenantCache;
 use crate::audit::{ActorKind, AuditEvent};
 use crate::config::{ConfigError, FailurePolicy, RouteSpec, TenancyConfig};
@@ -284,6 +292,8 @@ struct Inner {
     metrics: TenantMetrics,
     requests_event: Label,
     request_ids: RequestIds,
+    throttle: Option<AuthThrottle>,
+    security_log: SecurityLog,
 }
 
 /// The multi-tenancy engine. Cheap to clone: one reference count.
@@ -480,6 +490,8 @@ impl TenancyBuilder {
                     ConfigError::new("engine", "the requests event type is not a label")
                 })?,
                 request_ids: RequestIds::new(),
+                throttle: AuthThrottle::new(&config.auth.failure_throttle),
+                security_log: SecurityLog::default(),
                 config,
             }),
         })
@@ -570,14 +582,49 @@ impl Tenancy {
         if policy.is_some_and(|p| p.exempt) {
             return Ok(admission);
         }
+        if let Some(err) = self.throttled(client_addr) {
+            TenantMetrics::refused(err.code());
+            self.inner
+                .security_log
+                .record(client_addr, err.code(), Utc::now());
+            return Err(err);
+        }
         match self.decide(parts, policy, &mut admission).await {
             Ok(()) => Ok(admission),
             Err((err, caller)) => {
                 TenantMetrics::refused(err.code());
-                self.audit_refusal(parts, &admission, caller.as_ref(), &err);
+                if err.status() == StatusCode::UNAUTHORIZED
+                    && let (Some(throttle), Some(addr)) = (&self.inner.throttle, client_addr)
+                {
+                    throttle.failed(addr);
+                }
+                self.log_refusal(parts, &admission, caller.as_ref(), &err);
                 Err(err)
             }
         }
+    }
+
+    /// `rate_limited` when the client's address is over its allowance of
+    /// failed authentications.
+    fn throttled(&self, client_addr: Option<IpAddr>) -> Option<TenancyError> {
+        let throttle = self.inner.throttle.as_ref()?;
+        let wait = throttle.check(client_addr?)?;
+        Some(
+            ErrorKind::RateLimited(RateLimitStatus {
+                limit: self.inner.config.auth.failure_throttle.burst,
+                remaining: 0,
+                reset: wait,
+                retry_after: wait,
+            })
+            .into(),
+        )
+    }
+
+    /// The platform security log: refusals of callers without a verified
+    /// credential, per client address and reason, most refused first. They
+    /// never go to a tenant's audit log.
+    pub fn security_log(&self) -> Vec<SecurityLogEntry> {
+        self.inner.security_log.entries()
     }
 
     async fn decide(
@@ -606,6 +653,11 @@ impl Tenancy {
                 return fail(ErrorKind::TenantSuspended.into(), caller);
             }
             _ => {}
+        }
+        // Acting on another tenant needs a home tenant in good standing:
+        // archiving or suspending it stops its identities everywhere.
+        if cross_tenant && let Err(e) = self.check_home_active(caller.tenant.as_ref()).await {
+            return fail(e, caller);
         }
         if let AuthMethod::ApiKey { scope, .. } = &caller.auth {
             let ingestion = self.is_ingestion_route(&parts.method, parts.uri.path());
@@ -664,6 +716,21 @@ impl Tenancy {
         }
         admission.context = Some(context);
         Ok(())
+    }
+
+    async fn check_home_active(&self, home: Option<&TenantId>) -> Result<(), TenancyError> {
+        let Some(home) = home else {
+            return Err(ErrorKind::TenantMismatch.into());
+        };
+        match self.inner.stores.tenants.get(home).await {
+            Ok(Some(t)) => match t.status {
+                TenantStatus::Active => Ok(()),
+                TenantStatus::Suspended => Err(ErrorKind::TenantSuspended.into()),
+                TenantStatus::Archived => Err(ErrorKind::TenantArchived.into()),
+            },
+            Ok(None) => Err(ErrorKind::UnknownTenant.into()),
+            Err(e) => Err(self.store_failure("tenant store", e)),
+        }
     }
 
     async fn authenticate(&self, parts: &Parts) -> Result<Caller, TenancyError> {
@@ -810,38 +877,49 @@ impl Tenancy {
             .any(|r: &RouteSpec| r.matches(method, path))
     }
 
-    /// Audits refused authentications, and refused state-changing requests
-    /// whose tenant is known.
-    fn audit_refusal(
+    /// Where a refusal is written down. Without a verified credential: the
+    /// platform security log only, never a tenant's audit log. With one: an
+    /// audit event in the caller's home tenant (never in the tenant it
+    /// asked for) for refused writes and for refusals at a tenant boundary.
+    fn log_refusal(
         &self,
         parts: &Parts,
         admission: &Admission,
         caller: Option<&Caller>,
         err: &TenancyError,
     ) {
-        let auth_refused = err.status() == StatusCode::UNAUTHORIZED;
-        if !self.inner.config.audit.enabled || (!auth_refused && is_safe_method(&parts.method)) {
+        let verified = caller.filter(|c| !matches!(c.auth, AuthMethod::Anonymous));
+        let Some(caller) = verified else {
+            self.inner
+                .security_log
+                .record(admission.client_addr, err.code(), Utc::now());
+            return;
+        };
+        let at_boundary = matches!(
+            err.kind(),
+            ErrorKind::TenantMismatch | ErrorKind::TenantNotAllowed | ErrorKind::UnknownTenant
+        );
+        if !self.inner.config.audit.enabled || (is_safe_method(&parts.method) && !at_boundary) {
             return;
         }
-        // The tenant the request named, else the credential's: only valid
-        // ids ever reach the log.
-        let requested = self.inner.resolver.requested(parts).ok().flatten();
-        let Some(tenant) = requested.or_else(|| caller.and_then(|c| c.tenant.clone())) else {
+        let Some(home) = caller.tenant.clone() else {
             return;
         };
-        let (actor, kind) = match caller {
-            Some(c) => (c.principal.subject.to_string(), c.principal.kind),
-            None => ("anonymous".to_owned(), ActorKind::Anonymous),
-        };
-        let action = if auth_refused {
-            "auth.refused".to_owned()
-        } else {
-            http_action(&parts.method)
-        };
-        let mut event = AuditEvent::new(tenant, actor, kind, action)
-            .resource(parts.uri.path())
-            .outcome(err.status().as_u16())
-            .detail("code", err.code());
+        let mut event = AuditEvent::new(
+            home.clone(),
+            caller.principal.subject.as_ref(),
+            caller.principal.kind,
+            "access.refused",
+        )
+        .resource(parts.uri.path())
+        .outcome(err.status().as_u16())
+        .detail("code", err.code())
+        .detail("method", parts.method.as_str());
+        if let Ok(Some(requested)) = self.inner.resolver.requested(parts)
+            && requested != home
+        {
+            event = event.detail("requested_tenant", requested.as_str());
+        }
         event.request_id = Some(admission.request_id.to_string());
         self.record_audit(with_addr(event, admission.client_addr));
     }
@@ -889,12 +967,13 @@ impl Tenancy {
         event
     }
 
-    /// Queues an audit event without waiting. If the buffer is full the
+    /// Queues an audit event without waiting, its fields cut to the
+    /// documented sizes ([`AuditEvent::bounded`]). If the buffer is full the
     /// event is dropped and counted ([`audit_dropped`](Self::audit_dropped)).
     /// With audit turned off (`audit.enabled = false`) it does nothing.
     pub fn record_audit(&self, event: AuditEvent) {
         if self.inner.config.audit.enabled {
-            self.inner.recorder.audit(event);
+            self.inner.recorder.audit(event.bounded());
         }
     }
 
@@ -1007,10 +1086,97 @@ impl Tenancy {
     }
 
     /// Issues an API key for `tenant`. The secret is in the result, once.
+    ///
+    /// This issues exactly what `new` asks for; handlers that issue keys for
+    /// a caller use [`issue_api_key_as`](Self::issue_api_key_as), which keeps
+    /// a key issued by a key within its parent's grant.
     pub async fn issue_api_key(
         &self,
         tenant: &TenantId,
         new: NewApiKey,
+    ) -> Result<IssuedApiKey, TenancyError> {
+        self.insert_api_key(tenant, new, None).await
+    }
+
+    /// Issues an API key for `tenant` on behalf of `caller`. When the caller
+    /// is itself an API key, the new key gets at most its parent's scope
+    /// (`scope_denied` otherwise), expiry and own rate limit, records the
+    /// parent, and is revoked with it ([`revoke_api_key`](Self::revoke_api_key)).
+    ///
+    /// ```
+    /// use tenancy_core::config::TenancyConfig;
+    /// use tenancy_core::engine::{NewApiKey, Tenancy};
+    /// use tenancy_core::rbac::ApiKeyScope;
+    /// use tenancy_core::tenant::{Tenant, TenantId};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let tenancy = Tenancy::builder(TenancyConfig::default()).build()?;
+    /// let acme = TenantId::new("acme")?;
+    /// tenancy.create_tenant(Tenant::new(acme.clone(), "Acme", "pro")).await?;
+    /// let expires_at = Some(chrono::Utc::now() + chrono::Duration::minutes(1));
+    /// let new = |scope| NewApiKey { name: "ci".into(), scope, rate_limit_rps: None, expires_at: None };
+    /// let mut parent = new(ApiKeyScope::Full);
+    /// parent.expires_at = expires_at;
+    /// let parent = tenancy.issue_api_key(&acme, parent).await?;
+    ///
+    /// // The parent key calls in; its child expires with it.
+    /// let (parts, _) = http::Request::post("/keys")
+    ///     .header("x-api-key", parent.secret.expose())
+    ///     .body(())?
+    ///     .into_parts();
+    /// let admission = tenancy.admit(&parts).await?;
+    /// let ctx = admission.context().unwrap();
+    /// let child = tenancy.issue_api_key_as(ctx, &acme, new(ApiKeyScope::Full)).await?;
+    /// assert_eq!(child.record.expires_at, expires_at);
+    /// assert_eq!(child.record.parent_key_id.as_ref(), Some(&parent.record.key_id));
+    ///
+    /// // Revoking the parent revokes the child.
+    /// let cascaded = tenancy.revoke_api_key(&acme, &parent.record.key_id).await?;
+    /// assert_eq!(cascaded, vec![child.record.key_id.clone()]);
+    /// # tenancy.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn issue_api_key_as(
+        &self,
+        caller: &TenantContext,
+        tenant: &TenantId,
+        mut new: NewApiKey,
+    ) -> Result<IssuedApiKey, TenancyError> {
+        let AuthMethod::ApiKey { key_id, scope } = caller.auth_method() else {
+            return self.insert_api_key(tenant, new, None).await;
+        };
+        if !scope.covers(new.scope) {
+            return Err(ErrorKind::ScopeDenied { scope: *scope }.into());
+        }
+        let parent = self
+            .inner
+            .stores
+            .api_keys
+            .get(caller.tenant_id(), key_id)
+            .await
+            .map_err(|e| self.store_failure("API key store", e))?
+            .ok_or_else(|| {
+                TenancyError::from(ErrorKind::InvalidApiKey(ApiKeyRejection::Revoked))
+            })?;
+        parent
+            .check_usable(Utc::now())
+            .map_err(|r| TenancyError::from(ErrorKind::InvalidApiKey(r)))?;
+        if let Some(limit) = parent.expires_at {
+            new.expires_at = Some(new.expires_at.map_or(limit, |e| e.min(limit)));
+        }
+        if let Some(rps) = parent.rate_limit_rps {
+            new.rate_limit_rps = Some(new.rate_limit_rps.map_or(rps, |r| r.min(rps)));
+        }
+        self.insert_api_key(tenant, new, Some(parent.key_id.clone()))
+            .await
+    }
+
+    async fn insert_api_key(
+        &self,
+        tenant: &TenantId,
+        new: NewApiKey,
+        parent: Option<KeyId>,
     ) -> Result<IssuedApiKey, TenancyError> {
         let key_id = new_key_id().ok_or_else(|| TenancyError::internal("no OS randomness"))?;
         let secret = ApiKeySecret::generate(&self.inner.config.auth.api_key_prefix, key_id.clone())
@@ -1030,6 +1196,7 @@ impl Tenancy {
         );
         record.rate_limit_rps = new.rate_limit_rps;
         record.expires_at = new.expires_at;
+        record.parent_key_id = parent;
         self.inner
             .stores
             .api_keys
@@ -1039,9 +1206,11 @@ impl Tenancy {
         Ok(IssuedApiKey { record, secret })
     }
 
-    /// Issues a new key with the old one's name, scope, limit and expiry.
-    /// The old key keeps working for `grace` (revoked at once when `None`).
-    /// `not_found` when `tenant` has no such key.
+    /// Issues a new key with the old one's name, scope, limit, expiry and
+    /// parent. The old key keeps working for `grace` (revoked at once when
+    /// `None`); keys it issued end with it. `not_found` when `tenant` has no
+    /// such key, `conflict` when it is revoked or expired (a dead key is
+    /// never brought back).
     pub async fn rotate_api_key(
         &self,
         tenant: &TenantId,
@@ -1054,8 +1223,15 @@ impl Tenancy {
             .await
             .map_err(|e| self.store_failure("API key store", e))?
             .ok_or_else(|| TenancyError::from(ErrorKind::NotFound))?;
+        let now = Utc::now();
+        if old.check_usable(now).is_err() {
+            return Err(ErrorKind::Conflict(format!(
+                "key {key_id} is revoked or expired and cannot be rotated; issue a new key"
+            ))
+            .into());
+        }
         let issued = self
-            .issue_api_key(
+            .insert_api_key(
                 tenant,
                 NewApiKey {
                     name: old.name.to_string(),
@@ -1063,38 +1239,87 @@ impl Tenancy {
                     rate_limit_rps: old.rate_limit_rps,
                     expires_at: old.expires_at,
                 },
+                old.parent_key_id.clone(),
             )
             .await?;
-        let now = Utc::now();
-        let result = match grace.and_then(|g| chrono::Duration::from_std(g).ok()) {
+        match grace.and_then(|g| chrono::Duration::from_std(g).ok()) {
             Some(g) => {
                 let until = now + g;
                 let until = old.expires_at.map_or(until, |e| e.min(until));
-                store.set_expiry(tenant, key_id, Some(until)).await
+                store
+                    .set_expiry(tenant, key_id, Some(until))
+                    .await
+                    .map_err(|e| self.store_failure("API key store", e))?;
+                for child in self.descendants(tenant, key_id).await? {
+                    if child.expires_at.is_none_or(|e| e > until) {
+                        store
+                            .set_expiry(tenant, &child.key_id, Some(until))
+                            .await
+                            .map_err(|e| self.store_failure("API key store", e))?;
+                    }
+                }
             }
-            None => store.revoke(tenant, key_id, now).await,
-        };
-        result.map_err(|e| self.store_failure("API key store", e))?;
+            None => {
+                self.revoke_api_key(tenant, key_id).await?;
+            }
+        }
         Ok(issued)
     }
 
-    /// Revokes `key_id` of `tenant`; `not_found` for another tenant's key.
+    /// Revokes `key_id` of `tenant` and every live key it issued, directly
+    /// or through other keys; returns the ids of those revoked along with it
+    /// (for the audit log). `not_found` for another tenant's key.
     pub async fn revoke_api_key(
         &self,
         tenant: &TenantId,
         key_id: &KeyId,
-    ) -> Result<(), TenancyError> {
-        match self
+    ) -> Result<Vec<KeyId>, TenancyError> {
+        let store = &self.inner.stores.api_keys;
+        let now = Utc::now();
+        match store.revoke(tenant, key_id, now).await {
+            Ok(true) => {}
+            Ok(false) => return Err(ErrorKind::NotFound.into()),
+            Err(e) => return Err(self.store_failure("API key store", e)),
+        }
+        let mut cascaded = Vec::new();
+        for child in self.descendants(tenant, key_id).await? {
+            if child.revoked_at.is_none() {
+                store
+                    .revoke(tenant, &child.key_id, now)
+                    .await
+                    .map_err(|e| self.store_failure("API key store", e))?;
+                cascaded.push(child.key_id);
+            }
+        }
+        Ok(cascaded)
+    }
+
+    /// The keys `key_id` issued, directly or through other keys.
+    async fn descendants(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+    ) -> Result<Vec<ApiKeyRecord>, TenancyError> {
+        let keys = self
             .inner
             .stores
             .api_keys
-            .revoke(tenant, key_id, Utc::now())
+            .list(tenant)
             .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ErrorKind::NotFound.into()),
-            Err(e) => Err(self.store_failure("API key store", e)),
+            .map_err(|e| self.store_failure("API key store", e))?;
+        let mut found: Vec<ApiKeyRecord> = Vec::new();
+        let mut parents = vec![key_id.clone()];
+        while let Some(parent) = parents.pop() {
+            for key in &keys {
+                if key.parent_key_id.as_ref() == Some(&parent)
+                    && !found.iter().any(|f| f.key_id == key.key_id)
+                {
+                    parents.push(key.key_id.clone());
+                    found.push(key.clone());
+                }
+            }
         }
+        Ok(found)
     }
 
     /// Checks every store's health.

@@ -251,7 +251,10 @@ async fn revoked_expired_and_rotated_keys() {
         .unwrap();
     let err = refusal(&t, get("/x", &[("x-api-key", secret)])).await;
     assert_eq!(err.code(), "invalid_api_key");
-    assert!(err.detail().contains("revoked"));
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::InvalidApiKey(ApiKeyRejection::Revoked)
+    ));
 
     let past = t
         .issue_api_key(
@@ -270,7 +273,10 @@ async fn revoked_expired_and_rotated_keys() {
         get("/x", &[("x-api-key", past.secret.expose().to_owned())]),
     )
     .await;
-    assert!(err.detail().contains("expired"));
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::InvalidApiKey(ApiKeyRejection::Expired)
+    ));
 
     // Rotation with a grace period: both work; without: the old one stops.
     let first = t
@@ -570,7 +576,8 @@ async fn completion_audits_writes_and_meters_requests() {
         .await
         .unwrap();
     t.complete(&read, StatusCode::OK, Duration::from_millis(1));
-    // A refused authentication is audited under the tenant it named.
+    // A refused authentication never reaches the tenant it named: it goes
+    // to the platform security log.
     refusal(
         &t,
         get(
@@ -592,16 +599,15 @@ async fn completion_audits_writes_and_meters_requests() {
         .unwrap();
     assert_eq!(
         events.len(),
-        2,
-        "the write and the refused authentication; reads are not audited"
+        1,
+        "the write only; reads and unverified refusals are not audited"
     );
-    let refused = &events[0];
-    assert_eq!(
-        (refused.action.as_str(), refused.outcome),
-        ("auth.refused", 401)
+    assert!(
+        t.security_log()
+            .iter()
+            .any(|e| e.reason == "invalid_token" && e.count == 1)
     );
-    assert_eq!(refused.actor_kind, ActorKind::Anonymous);
-    let write = &events[1];
+    let write = &events[0];
     assert_eq!(write.action, "http.post");
     assert_eq!(write.actor, "user-of-acme");
     assert_eq!(
@@ -830,4 +836,439 @@ async fn audit_can_be_turned_off() {
     assert!(events.is_empty(), "{events:?}");
     assert_eq!(t.audit_dropped(), 0);
     t.shutdown().await;
+}
+
+async fn audit_of(t: &Tenancy, tenant: &str) -> Vec<AuditEvent> {
+    t.flush().await;
+    t.audit_query()
+        .unwrap()
+        .query(&tid(tenant), &AuditFilter::default().limit(1000))
+        .await
+        .unwrap()
+}
+
+fn from(addr: &str, mut parts: Parts) -> Parts {
+    parts.extensions.insert(ClientAddr(addr.parse().unwrap()));
+    parts
+}
+
+/// Finding 1: a tenant's own identity provider cannot mint platform power,
+/// and cross-tenant selection needs an active home tenant.
+#[tokio::test]
+async fn tenant_realms_cannot_reach_other_tenants() {
+    const BIGCORP_ISS: &str = "https://id.bigcorp.example";
+    let realm = crate::config::RealmConfig::hs256("bigcorp", BIGCORP_ISS, SECRET)
+        .dedicated_to(tid("bigcorp"));
+    let t = tenancy_with(base_config().realm(realm).build().unwrap()).await;
+    t.create_tenant(Tenant::new(tid("bigcorp"), "Bigcorp", "pro"))
+        .await
+        .unwrap();
+    let bigcorp_token = |role: &str| {
+        let now = Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "sub": "it@bigcorp", "role": role, "iss": BIGCORP_ISS, "iat": now, "exp": now + 600,
+        });
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        ("authorization", format!("Bearer {token}"))
+    };
+    for role in ["super_admin", "cpi-admin", "system"] {
+        let err = refusal(
+            &t,
+            get("/x", &[bigcorp_token(role), ("x-tenant-id", "acme".into())]),
+        )
+        .await;
+        assert_eq!(err.code(), "invalid_token", "{role}");
+    }
+    // Its admin stays home.
+    let err = refusal(
+        &t,
+        get(
+            "/x",
+            &[bigcorp_token("admin"), ("x-tenant-id", "acme".into())],
+        ),
+    )
+    .await;
+    assert_eq!(err.code(), "tenant_mismatch");
+    assert_eq!(
+        admitted(&t, get("/x", &[bigcorp_token("admin")]))
+            .await
+            .tenant_id()
+            .as_str(),
+        "bigcorp"
+    );
+
+    // The platform's super_admin crosses only while its home is active.
+    let cross = || {
+        get(
+            "/x",
+            &[
+                bearer("platform", "super_admin"),
+                ("x-tenant-id", "acme".into()),
+            ],
+        )
+    };
+    assert!(admitted(&t, cross()).await.is_cross_tenant());
+    for (status, code) in [
+        (TenantStatus::Suspended, "tenant_suspended"),
+        (TenantStatus::Archived, "tenant_archived"),
+    ] {
+        let mut platform = t
+            .tenant_store()
+            .get(&tid("platform"))
+            .await
+            .unwrap()
+            .unwrap();
+        platform.status = status;
+        t.update_tenant(platform).await.unwrap();
+        assert_eq!(refusal(&t, cross()).await.code(), code);
+    }
+    t.shutdown().await;
+}
+
+/// Finding 2: nobody without a verified credential writes into a tenant's
+/// audit log; verified refusals land in the caller's home tenant.
+#[tokio::test]
+async fn refusals_go_where_they_belong() {
+    let t = tenancy().await;
+    let long_path = format!("/{}", "a".repeat(8 * 1024));
+    for i in 0..200 {
+        let tenant = if i % 2 == 0 {
+            "acme".to_owned()
+        } else {
+            format!("rnd{i}")
+        };
+        let err = refusal(
+            &t,
+            from("192.0.2.7", post(&long_path, &[("x-tenant-id", tenant)])),
+        )
+        .await;
+        assert!(
+            matches!(err.code(), "unauthenticated" | "rate_limited"),
+            "{}",
+            err.code()
+        );
+    }
+    let junk_key = "tnk_0000000000000000000000000000000000";
+    refusal(
+        &t,
+        post(
+            "/x",
+            &[
+                ("x-api-key", junk_key.into()),
+                ("x-tenant-id", "acme".into()),
+            ],
+        ),
+    )
+    .await;
+    assert!(
+        audit_of(&t, "acme").await.is_empty(),
+        "no unverified refusal reaches acme"
+    );
+    let log = t.security_log();
+    let row = log
+        .iter()
+        .find(|e| {
+            e.client_addr == Some("192.0.2.7".parse().unwrap()) && e.reason == "unauthenticated"
+        })
+        .unwrap();
+    assert_eq!(row.count, 50, "the first 50 failures, then the throttle");
+    assert!(
+        log.iter()
+            .any(|e| e.reason == "rate_limited" && e.count == 150)
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.client_addr.is_none() && e.reason == "invalid_api_key")
+    );
+
+    // A verified caller asking for another tenant: logged at home only.
+    let err = refusal(
+        &t,
+        get(
+            &long_path,
+            &[bearer("globex", "admin"), ("x-tenant-id", "acme".into())],
+        ),
+    )
+    .await;
+    assert_eq!(err.code(), "tenant_mismatch");
+    assert!(
+        audit_of(&t, "acme").await.is_empty(),
+        "globex's identity never shows in acme's log"
+    );
+    let home = audit_of(&t, "globex").await;
+    assert_eq!(home.len(), 1);
+    let event = &home[0];
+    assert_eq!(
+        (event.action.as_str(), event.actor.as_str(), event.outcome),
+        ("access.refused", "user-of-globex", 403)
+    );
+    assert_eq!(
+        event.details.get("requested_tenant").map(String::as_str),
+        Some("acme")
+    );
+    assert_eq!(
+        event.details.get("code").map(String::as_str),
+        Some("tenant_mismatch")
+    );
+    assert!(event.resource.as_ref().unwrap().len() <= crate::audit::MAX_RESOURCE_BYTES);
+    t.shutdown().await;
+}
+
+/// Finding 3 (keys): over the failure allowance an address is refused
+/// before its key costs a store lookup.
+#[tokio::test]
+async fn failed_authentications_are_throttled_before_any_lookup() {
+    let store = Arc::new(CountingKeys::default());
+    let t = Tenancy::builder(base_config().build().unwrap())
+        .api_key_store(store.clone())
+        .build()
+        .unwrap();
+    let random_key = |_: u32| {
+        ApiKeySecret::generate("tnk", new_key_id().unwrap())
+            .unwrap()
+            .expose()
+            .to_owned()
+    };
+    for i in 0..50 {
+        let err = refusal(
+            &t,
+            from("198.51.100.1", get("/x", &[("x-api-key", random_key(i))])),
+        )
+        .await;
+        assert_eq!(err.code(), "invalid_api_key");
+    }
+    let lookups = store.calls();
+    assert_eq!(lookups, 50);
+    for i in 0..1000 {
+        let err = refusal(
+            &t,
+            from("198.51.100.1", get("/x", &[("x-api-key", random_key(i))])),
+        )
+        .await;
+        assert_eq!(err.code(), "rate_limited");
+        assert!(err.headers().contains_key("retry-after"));
+    }
+    assert_eq!(store.calls(), lookups, "no lookup once over the allowance");
+    // Another address is not affected.
+    let err = refusal(
+        &t,
+        from("198.51.100.2", get("/x", &[("x-api-key", random_key(0))])),
+    )
+    .await;
+    assert_eq!(err.code(), "invalid_api_key");
+    t.shutdown().await;
+}
+
+/// Finding 5: a key never outgrows its parent; dead keys stay dead.
+#[tokio::test]
+async fn keys_never_outgrow_their_parent() {
+    let t = tenancy().await;
+    let acme = tid("acme");
+    let new = |scope, expires_at| NewApiKey {
+        name: "k".into(),
+        scope,
+        rate_limit_rps: None,
+        expires_at,
+    };
+    let soon = Utc::now() + chrono::Duration::seconds(60);
+    let parent = t
+        .issue_api_key(
+            &acme,
+            NewApiKey {
+                rate_limit_rps: Some(5),
+                ..new(ApiKeyScope::Full, Some(soon))
+            },
+        )
+        .await
+        .unwrap();
+    let ctx = admitted(
+        &t,
+        post("/keys", &[("x-api-key", parent.secret.expose().to_owned())]),
+    )
+    .await;
+    let child = t
+        .issue_api_key_as(&ctx, &acme, new(ApiKeyScope::Full, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        child.record.expires_at,
+        Some(soon),
+        "no expiry asked: the parent's"
+    );
+    assert_eq!(child.record.rate_limit_rps, Some(5));
+    let later = t
+        .issue_api_key_as(
+            &ctx,
+            &acme,
+            new(ApiKeyScope::Full, Some(soon + chrono::Duration::days(9))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        later.record.expires_at,
+        Some(soon),
+        "a later expiry is cut to the parent's"
+    );
+    // A grandchild, through the child.
+    let child_ctx = admitted(
+        &t,
+        post("/keys", &[("x-api-key", child.secret.expose().to_owned())]),
+    )
+    .await;
+    let grandchild = t
+        .issue_api_key_as(&child_ctx, &acme, new(ApiKeyScope::Readonly, None))
+        .await
+        .unwrap();
+    // A readonly key cannot grant more than readonly.
+    let ro_ctx = admitted(
+        &t,
+        get(
+            "/keys",
+            &[("x-api-key", grandchild.secret.expose().to_owned())],
+        ),
+    )
+    .await;
+    let err = t
+        .issue_api_key_as(&ro_ctx, &acme, new(ApiKeyScope::Full, None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "scope_denied");
+
+    // Revoking the parent revokes the whole line.
+    let mut cascaded = t
+        .revoke_api_key(&acme, &parent.record.key_id)
+        .await
+        .unwrap();
+    cascaded.sort();
+    let mut expected = vec![
+        child.record.key_id.clone(),
+        later.record.key_id.clone(),
+        grandchild.record.key_id.clone(),
+    ];
+    expected.sort();
+    assert_eq!(cascaded, expected);
+    for secret in [&child.secret, &grandchild.secret] {
+        let err = refusal(&t, get("/x", &[("x-api-key", secret.expose().to_owned())])).await;
+        assert_eq!(err.code(), "invalid_api_key");
+    }
+    // A revoked key is never rotated back to life.
+    let err = t
+        .rotate_api_key(&acme, &parent.record.key_id, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "conflict");
+    t.shutdown().await;
+}
+
+/// One answer for every bad key: unknown, revoked and expired look alike.
+#[tokio::test]
+async fn every_bad_key_gets_the_same_problem_body() {
+    let t = tenancy().await;
+    let acme = tid("acme");
+    let unknown = ApiKeySecret::generate("tnk", new_key_id().unwrap()).unwrap();
+    let revoked = t
+        .issue_api_key(
+            &acme,
+            NewApiKey {
+                name: "r".into(),
+                scope: ApiKeyScope::Full,
+                rate_limit_rps: None,
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    t.revoke_api_key(&acme, &revoked.record.key_id)
+        .await
+        .unwrap();
+    let expired = t
+        .issue_api_key(
+            &acme,
+            NewApiKey {
+                name: "e".into(),
+                scope: ApiKeyScope::Full,
+                rate_limit_rps: None,
+                expires_at: Some(Utc::now() - chrono::Duration::seconds(1)),
+            },
+        )
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    for secret in [
+        unknown.expose(),
+        revoked.secret.expose(),
+        expired.secret.expose(),
+    ] {
+        let err = refusal(&t, get("/x", &[("x-api-key", secret.to_owned())])).await;
+        bodies.push((err.status(), err.problem().to_json()));
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    assert_eq!(bodies[1], bodies[2]);
+    t.shutdown().await;
+}
+
+/// The in-memory key store, counting digest lookups.
+#[derive(Default)]
+struct CountingKeys {
+    inner: MemoryApiKeyStore,
+    lookups: std::sync::atomic::AtomicU64,
+}
+
+impl CountingKeys {
+    fn calls(&self) -> u64 {
+        self.lookups.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl ApiKeyStore for CountingKeys {
+    async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
+        self.inner.insert(key).await
+    }
+    async fn find_by_digest(
+        &self,
+        digest: &crate::credential::ApiKeyDigest,
+    ) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.find_by_digest(digest).await
+    }
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.inner.get(tenant, key_id).await
+    }
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.inner.list(tenant).await
+    }
+    async fn revoke(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.revoke(tenant, key_id, at).await
+    }
+    async fn set_expiry(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_expiry(tenant, key_id, at).await
+    }
+    async fn touch(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.touch(tenant, key_id, at).await
+    }
 }

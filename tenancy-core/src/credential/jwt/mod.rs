@@ -99,8 +99,11 @@ pub struct VerifiedToken {
 ///    leeway: `token_expired`.
 /// 6. When the realm lists audiences, `aud` must hold one (`Audience`).
 /// 7. `sub` and `role` are required; `role` goes through the role aliases
-///    (`Claims` when unknown); `system` only from a services realm
-///    (`Realm`).
+///    (`Claims` when unknown); a role above the realm's ceiling
+///    ([`RealmConfig::role_ceiling`](crate::config::RealmConfig::role_ceiling):
+///    `admin` unless the realm is the platform's or a services realm),
+///    `super_admin` from a realm not marked `platform`, and `system` from a
+///    realm not marked `services` are refused (`Realm`).
 /// 8. Shared realm: `tenant_id` is required and must be a valid tenant id
 ///    (`Claims`). Dedicated realm: `tenant_id` may be left out, and must
 ///    otherwise be the realm's tenant (`Realm`).
@@ -164,6 +167,8 @@ struct Realm {
     audience: Box<[Box<str>]>,
     tenant: Option<TenantId>,
     services: bool,
+    platform: bool,
+    ceiling: Role,
     keys: RealmKeys,
 }
 
@@ -175,6 +180,8 @@ impl fmt::Debug for Realm {
             .field("audience", &self.audience)
             .field("tenant", &self.tenant)
             .field("services", &self.services)
+            .field("platform", &self.platform)
+            .field("ceiling", &self.ceiling)
             .field("keys", &self.keys)
             .finish()
     }
@@ -275,6 +282,8 @@ impl JwtVerifier {
                 audience: realm.audience.iter().map(|a| a.as_str().into()).collect(),
                 tenant: realm.tenant.clone(),
                 services: realm.services,
+                platform: realm.platform,
+                ceiling: realm.role_ceiling(),
                 keys,
             });
         }
@@ -562,7 +571,12 @@ impl Inner {
             .as_ref()
             .and_then(|r| self.aliases.resolve(&r.0))
             .ok_or_else(|| invalid(Claims))?;
-        if role == Role::System && !realm.services {
+        // The realm's ceiling, whatever alias the role came through: a
+        // tenant's identity provider never mints platform power.
+        if role > realm.ceiling
+            || (role == Role::SuperAdmin && !realm.platform)
+            || (role == Role::System && !realm.services)
+        {
             return Err(invalid(TokenRejection::Realm));
         }
         let claimed = claims.tenant_id.as_ref().map(|t| &*t.0);

@@ -370,9 +370,77 @@ async fn system_role_only_from_a_services_realm() {
 }
 
 #[tokio::test]
+async fn realms_cap_roles_whatever_alias_carries_them() {
+    let dedicated = || shared().dedicated_to(TenantId::new("bigcorp").unwrap());
+    // A tenant's own identity provider (dedicated or shared) stops at admin.
+    for realm in [dedicated(), shared()] {
+        let v = verifier([realm]);
+        for role in ["super_admin", "cpi-admin", "system"] {
+            let token = hs(&with(
+                with(claims(), "role", json!(role)),
+                "tenant_id",
+                json!("bigcorp"),
+            ));
+            assert_eq!(
+                rejection(v.verify(&token).await),
+                TokenRejection::Realm,
+                "{role}"
+            );
+        }
+        let token = hs(&with(
+            with(claims(), "role", json!("tenant-admin")),
+            "tenant_id",
+            json!("bigcorp"),
+        ));
+        assert_eq!(v.verify(&token).await.unwrap().role, Role::Admin);
+    }
+    // An explicit ceiling below admin.
+    let v = verifier([dedicated().max_role(Role::Operator)]);
+    let admin = hs(&without(claims(), "tenant_id"));
+    assert_eq!(rejection(v.verify(&admin).await), TokenRejection::Realm);
+    let operator = hs(&with(
+        without(claims(), "tenant_id"),
+        "role",
+        json!("devops"),
+    ));
+    assert_eq!(v.verify(&operator).await.unwrap().role, Role::Operator);
+    // Only the platform's realm issues super_admin; a services realm that is
+    // not the platform's issues system but never super_admin.
+    let token = hs(&with(claims(), "role", json!("super_admin")));
+    let v = verifier([shared().for_platform()]);
+    assert_eq!(v.verify(&token).await.unwrap().role, Role::SuperAdmin);
+    let v = verifier([shared().for_services()]);
+    assert_eq!(rejection(v.verify(&token).await), TokenRejection::Realm);
+    // A platform realm capped at admin.
+    let v = verifier([shared().for_platform().max_role(Role::Admin)]);
+    assert_eq!(rejection(v.verify(&token).await), TokenRejection::Realm);
+}
+
+#[test]
+fn a_ceiling_above_what_the_realm_is_marked_for_is_a_config_error() {
+    let err = TenancyConfig::builder()
+        .realm(shared().max_role(Role::SuperAdmin))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.key(), "realms[0].max_role");
+    let err = TenancyConfig::builder()
+        .realm(shared().for_platform().max_role(Role::System))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.key(), "realms[0].max_role");
+    let toml = format!(
+        "[[realms]]\nname = \"bigcorp\"\nissuer = \"{ISS}\"\ntenant = \"bigcorp\"\nmax_role = \"super_admin\"\n[[realms.keys]]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n"
+    );
+    assert_eq!(
+        TenancyConfig::from_toml_str(&toml).unwrap_err().key(),
+        "realms[0].max_role"
+    );
+}
+
+#[tokio::test]
 async fn role_aliases_map_onto_roles() {
     let config = TenancyConfig::builder()
-        .realm(shared())
+        .realm(shared().for_platform())
         .role_alias("sre", Role::Operator)
         .build()
         .unwrap();

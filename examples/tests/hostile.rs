@@ -1,0 +1,500 @@
+//! The reference server against hostile callers: each finding written as the
+//! attack that used to work, asserting it now fails safely, on both front
+//! ends.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Server, binaries, create_tenant, issue_key, root, token};
+use tenancy_core::credential::{ApiKeySecret, JwtClaims, encode_hs256, new_key_id};
+use tenancy_core::secret::Secret;
+
+const BIGCORP_ISSUER: &str = "https://id.bigcorp.example";
+const BIGCORP_SECRET: &str = "bigcorp-idp-secret-0123456789abcdef";
+
+/// A config file with a realm dedicated to `bigcorp`, its own identity
+/// provider.
+fn bigcorp_config() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "tenancy-hostile-{}-{}.toml",
+        std::process::id(),
+        new_key_id().unwrap()
+    ));
+    std::fs::write(
+        &path,
+        format!(
+            "[[realms]]\nname = \"bigcorp\"\nissuer = \"{BIGCORP_ISSUER}\"\ntenant = \"bigcorp\"\n\
+             [[realms.keys]]\nalgorithm = \"HS256\"\nsecret = \"{BIGCORP_SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn bigcorp_token(role: &str) -> String {
+    let claims = JwtClaims::new(BIGCORP_ISSUER, "it@bigcorp", role, Duration::from_secs(600));
+    encode_hs256(&Secret::new(BIGCORP_SECRET), &claims).unwrap()
+}
+
+async fn get_as(s: &Server, path: &str, token: &str, tenant: &str) -> support::Answer {
+    let auth = format!("Bearer {token}");
+    s.call(
+        "GET",
+        path,
+        &[("authorization", &auth), ("x-tenant-id", tenant)],
+        None,
+    )
+    .await
+}
+
+async fn patch(s: &Server, path: &str, token: &str, body: &str) -> support::Answer {
+    let auth = format!("Bearer {token}");
+    s.call("PATCH", path, &[("authorization", &auth)], Some(body))
+        .await
+}
+
+/// The failure allowance the throttle tests run with: the default burst
+/// (50) and one failure per second, so a block outlasts the test's next
+/// request.
+const SLOW_REFILL: (&str, &str) = ("TENANCY_AUTH_FAILURES_PER_SEC", "1");
+
+/// Waits until the address is within its failure allowance again.
+async fn let_throttle_recover() {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
+/// Finding 1: a tenant's identity provider minted super_admin and crossed
+/// into other tenants; cross-tenant calls skipped the caller's home status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_identity_provider_cannot_mint_platform_power() {
+    let config = bigcorp_config();
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[("TENANCY_CONFIG", config.to_str().unwrap())]);
+        for tenant in ["acme", "bigcorp", "ops"] {
+            create_tenant(&s, tenant, "pro").await;
+        }
+        for role in ["super_admin", "cpi-admin", "system"] {
+            let answer = get_as(&s, "/api/v1/rbac/permissions", &bigcorp_token(role), "acme").await;
+            assert_eq!(
+                (answer.status, answer.code()),
+                (401, "invalid_token"),
+                "{name}: {role}"
+            );
+            let answer = patch(
+                &s,
+                "/api/v1/tenants/acme",
+                &bigcorp_token(role),
+                r#"{"status":"archived"}"#,
+            )
+            .await;
+            assert_eq!(answer.status, 401, "{name}: {role}");
+        }
+        let answer = get_as(&s, "/api/v1/audit", &bigcorp_token("tenant-admin"), "acme").await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (403, "tenant_mismatch"),
+            "{name}"
+        );
+        let own = s
+            .get("/api/v1/rbac/permissions", &bigcorp_token("admin"))
+            .await;
+        assert_eq!(
+            (own.status, own.body["level"].as_u64()),
+            (200, Some(3)),
+            "{name}"
+        );
+
+        // The platform's super_admin, at home in `ops`, crosses while ops
+        // is active, and not once ops is archived.
+        let staff = token("ops", "super_admin", "staff@ops");
+        assert_eq!(
+            get_as(&s, "/api/v1/rbac/permissions", &staff, "acme")
+                .await
+                .status,
+            200,
+            "{name}"
+        );
+        assert_eq!(
+            patch(
+                &s,
+                "/api/v1/tenants/ops",
+                &root(),
+                r#"{"status":"archived"}"#
+            )
+            .await
+            .status,
+            200
+        );
+        let answer = get_as(&s, "/api/v1/rbac/permissions", &staff, "acme").await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (403, "tenant_archived"),
+            "{name}"
+        );
+    }
+    let _ = std::fs::remove_file(config);
+}
+
+/// Finding 2: anonymous requests naming a tenant wrote `auth.refused`
+/// events into its audit log and pushed its real history out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_floods_never_reach_a_tenants_audit_log() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[SLOW_REFILL]);
+        create_tenant(&s, "acme", "pro").await;
+        let (_, key_id) = issue_key(&s, "acme", "full", "").await;
+        let long_path = format!("/api/v1/{}", "x".repeat(8 * 1024));
+        let mut statuses = std::collections::BTreeMap::new();
+        for i in 0..300 {
+            let tenant = if i % 2 == 0 {
+                "acme".to_owned()
+            } else {
+                format!("t{i}")
+            };
+            let answer = s
+                .call("GET", &long_path, &[("x-tenant-id", &tenant)], None)
+                .await;
+            *statuses.entry(answer.status).or_insert(0) += 1;
+        }
+        // The burst of 50, plus one per second the flood lasted.
+        let refused = statuses.get(&401).copied().unwrap_or(0);
+        let throttled = statuses.get(&429).copied().unwrap_or(0);
+        assert!((50..60).contains(&refused), "{name}: {statuses:?}");
+        assert_eq!(refused + throttled, 300, "{name}: {statuses:?}");
+        let_throttle_recover().await;
+
+        let admin = token("acme", "admin", "admin@acme");
+        let audit = s.get("/api/v1/audit?limit=1000", &admin).await;
+        assert_eq!(audit.status, 200, "{name}: {}", audit.raw);
+        let events = audit.body["events"].as_array().unwrap();
+        assert!(
+            events
+                .iter()
+                .all(|e| e["actor"] != "anonymous" && e["action"] != "auth.refused"),
+            "{name}: {events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e["action"] == "apikey.create" && e["resource"] == key_id.as_str()),
+            "{name}: acme's history is intact"
+        );
+
+        let log = s.get("/api/v1/security/refusals", &root()).await;
+        let rows = log.body["refusals"].as_array().unwrap();
+        let count = |reason: &str| {
+            rows.iter()
+                .filter(|r| r["reason"] == reason && r["client_addr"] == "127.0.0.1")
+                .map(|r| r["count"].as_u64().unwrap())
+                .sum::<u64>()
+        };
+        assert_eq!(
+            (count("unauthenticated"), count("rate_limited")),
+            (refused, throttled),
+            "{name}: {rows:?}"
+        );
+        let forbidden = s.get("/api/v1/security/refusals", &admin).await;
+        assert_eq!(
+            forbidden.status, 403,
+            "{name}: tenant admins do not read it"
+        );
+    }
+}
+
+/// Finding 3 (keys): every random well-formed key cost a store lookup, with
+/// no throttle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessed_api_keys_are_throttled_per_address() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[SLOW_REFILL]);
+        create_tenant(&s, "acme", "pro").await;
+        let (good, _) = issue_key(&s, "acme", "readonly", "").await;
+        let mut answers = Vec::new();
+        for _ in 0..80 {
+            let guess = ApiKeySecret::generate("tnk", new_key_id().unwrap()).unwrap();
+            let a = s
+                .call(
+                    "GET",
+                    "/api/v1/metrics/query",
+                    &[("x-api-key", guess.expose())],
+                    None,
+                )
+                .await;
+            answers.push((
+                a.status,
+                a.code().to_owned(),
+                a.headers.contains_key("retry-after"),
+            ));
+        }
+        assert!(
+            answers[..50].iter().all(|a| a.1 == "invalid_api_key"),
+            "{name}"
+        );
+        let throttled = answers[50..]
+            .iter()
+            .filter(|a| a.0 == 429 && a.1 == "rate_limited" && a.2)
+            .count();
+        assert!(throttled >= 25, "{name}: {:?}", &answers[50..]);
+        assert!(
+            answers[50..]
+                .iter()
+                .all(|a| a.1 == "rate_limited" || a.1 == "invalid_api_key"),
+            "{name}"
+        );
+        // Over the allowance even a good key waits: the address is refused
+        // before any credential is looked at.
+        let a = s
+            .call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("x-api-key", &good)],
+                None,
+            )
+            .await;
+        assert_eq!(a.status, 429, "{name}");
+        let_throttle_recover().await;
+        let a = s
+            .call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("x-api-key", &good)],
+                None,
+            )
+            .await;
+        assert_eq!(a.status, 200, "{name}: {}", a.raw);
+    }
+}
+
+/// Finding 5: a full key minted full keys with no expiry that survived
+/// their parent; unknown, revoked and expired keys answered differently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_never_outgrow_their_parent_and_bad_keys_look_alike() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "acme", "pro").await;
+        let expires = (chrono::Utc::now() + chrono::Duration::seconds(60))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let (parent, parent_id) =
+            issue_key(&s, "acme", "full", &format!(r#","expires_at":"{expires}""#)).await;
+        let child = s
+            .call(
+                "POST",
+                "/api/v1/apikeys",
+                &[("x-api-key", &parent)],
+                Some(r#"{"name":"child","scope":"full"}"#),
+            )
+            .await;
+        assert_eq!(child.status, 201, "{name}: {}", child.raw);
+        let parse = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+        assert_eq!(
+            parse(&child.body["expires_at"]),
+            parse(&Value::from(expires.clone())),
+            "{name}"
+        );
+        let child_key = child.body["api_key"].as_str().unwrap().to_owned();
+        let child_id = child.body["key_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            s.call("GET", "/api/v1/apikeys", &[("x-api-key", &child_key)], None)
+                .await
+                .status,
+            200,
+            "{name}"
+        );
+
+        let admin = token("acme", "admin", "admin@acme");
+        let auth = format!("Bearer {admin}");
+        let revoked = s
+            .call(
+                "DELETE",
+                &format!("/api/v1/apikeys/{parent_id}"),
+                &[("authorization", &auth)],
+                None,
+            )
+            .await;
+        assert_eq!(revoked.status, 204, "{name}");
+        let refused = s
+            .call("GET", "/api/v1/apikeys", &[("x-api-key", &child_key)], None)
+            .await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (401, "invalid_api_key"),
+            "{name}"
+        );
+        let audit = s.get("/api/v1/audit?action=apikey.revoke", &admin).await;
+        assert!(
+            audit.body["events"].as_array().unwrap().iter().any(|e| {
+                e["resource"] == child_id.as_str()
+                    && e["details"]["revoked_with"] == parent_id.as_str()
+            }),
+            "{name}: {}",
+            audit.raw
+        );
+
+        // Unknown, revoked and expired: one body.
+        let past = (chrono::Utc::now() - chrono::Duration::seconds(5))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let (expired, _) =
+            issue_key(&s, "acme", "full", &format!(r#","expires_at":"{past}""#)).await;
+        let unknown = ApiKeySecret::generate("tnk", new_key_id().unwrap()).unwrap();
+        let mut bodies = Vec::new();
+        for key in [unknown.expose(), parent.as_str(), expired.as_str()] {
+            let a = s
+                .call("GET", "/api/v1/apikeys", &[("x-api-key", key)], None)
+                .await;
+            bodies.push((a.status, a.raw));
+        }
+        assert_eq!(bodies[0], bodies[1], "{name}");
+        assert_eq!(bodies[1], bodies[2], "{name}");
+    }
+}
+
+/// Finding 4 and server hygiene: `/metrics` behind a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_token_even_from_loopback() {
+    const SCRAPE: &str = "scrape-token-0123456789";
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[("TENANCY_METRICS_TOKEN", SCRAPE)]);
+        let open = s.call("GET", "/metrics", &[], None).await;
+        assert_eq!((open.status, open.code()), (404, "not_found"), "{name}");
+        let wrong = s
+            .call("GET", "/metrics", &[("authorization", "Bearer nope")], None)
+            .await;
+        assert_eq!(wrong.status, 404, "{name}");
+        let auth = format!("Bearer {SCRAPE}");
+        let ok = s
+            .call("GET", "/metrics", &[("authorization", &auth)], None)
+            .await;
+        assert_eq!(ok.status, 200, "{name}");
+    }
+}
+
+/// Server hygiene: a client trickling its headers, or idling on a
+/// keep-alive connection, is cut off within 10 seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_cut_off() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        let addr = s.base.trim_start_matches("http://").to_owned();
+        let trickle = {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut conn = TcpStream::connect(&addr).unwrap();
+                let started = Instant::now();
+                conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                    .unwrap();
+                for i in 0..30 {
+                    std::thread::sleep(Duration::from_millis(500));
+                    if conn
+                        .write_all(format!("X-Slow-{i}: a\r\n").as_bytes())
+                        .is_err()
+                    {
+                        break;
+                    }
+                    let mut buf = [0u8; 512];
+                    conn.set_read_timeout(Some(Duration::from_millis(1)))
+                        .unwrap();
+                    if matches!(conn.read(&mut buf), Ok(0)) {
+                        break;
+                    }
+                }
+                started.elapsed()
+            })
+        };
+        let idle = std::thread::spawn(move || {
+            let mut conn = TcpStream::connect(&addr).unwrap();
+            conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(15)))
+                .unwrap();
+            let started = Instant::now();
+            let mut buf = [0u8; 4096];
+            // The answer, then the end of the connection.
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+            started.elapsed()
+        });
+        let trickled = trickle.join().unwrap();
+        assert!(
+            trickled < Duration::from_secs(10),
+            "{name}: trickling went on for {trickled:?}"
+        );
+        let idled = idle.join().unwrap();
+        assert!(
+            idled < Duration::from_secs(10),
+            "{name}: an idle connection stayed {idled:?}"
+        );
+    }
+}
+
+/// The in-memory tenant store, whose health check never answers: a store
+/// frozen mid-flight (as with SIGSTOP).
+#[derive(Default)]
+struct FrozenTenants(tenancy_core::store::memory::MemoryTenantStore);
+
+#[async_trait::async_trait]
+impl tenancy_core::store::TenantStore for FrozenTenants {
+    async fn insert(
+        &self,
+        t: tenancy_core::tenant::Tenant,
+    ) -> Result<(), tenancy_core::store::StoreError> {
+        self.0.insert(t).await
+    }
+    async fn get(
+        &self,
+        id: &tenancy_core::tenant::TenantId,
+    ) -> Result<Option<tenancy_core::tenant::Tenant>, tenancy_core::store::StoreError> {
+        self.0.get(id).await
+    }
+    async fn update(
+        &self,
+        t: tenancy_core::tenant::Tenant,
+    ) -> Result<(), tenancy_core::store::StoreError> {
+        self.0.update(t).await
+    }
+    async fn list(
+        &self,
+        after: Option<&tenancy_core::tenant::TenantId>,
+        limit: usize,
+    ) -> Result<Vec<tenancy_core::tenant::Tenant>, tenancy_core::store::StoreError> {
+        self.0.list(after, limit).await
+    }
+    async fn delete(
+        &self,
+        id: &tenancy_core::tenant::TenantId,
+    ) -> Result<bool, tenancy_core::store::StoreError> {
+        self.0.delete(id).await
+    }
+    async fn health(&self) -> Result<(), tenancy_core::store::StoreError> {
+        std::future::pending().await
+    }
+}
+
+/// Server hygiene: `/readyz` answered nothing within 10 s while a store
+/// hung; now it says "not ready" within a second.
+#[tokio::test]
+async fn readiness_answers_within_a_second_when_a_store_hangs() {
+    let tenancy = tenancy_core::Tenancy::builder(tenancy_core::TenancyConfig::default())
+        .tenant_store(std::sync::Arc::new(FrozenTenants::default()))
+        .build()
+        .unwrap();
+    let app = tenancy_examples::app::App::new(tenancy, None);
+    let started = Instant::now();
+    let err = app.ready().await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (err.status().as_u16(), err.code()),
+        (503, "store_unavailable")
+    );
+    app.shutdown().await;
+}
