@@ -328,6 +328,9 @@ pub struct RealmKeyConfig {
     pub jwks_file: Option<PathBuf>,
     /// URL of a JWK set, fetched and cached.
     pub jwks_url: Option<String>,
+    /// Accept a plain-`http` `jwks_url` to a host that is not loopback
+    /// (default off: keys fetched in the clear can be swapped on the path).
+    pub allow_http: bool,
 }
 
 impl fmt::Debug for RealmKeyConfig {
@@ -340,6 +343,7 @@ impl fmt::Debug for RealmKeyConfig {
             .field("public_key_file", &self.public_key_file)
             .field("jwks_file", &self.jwks_file)
             .field("jwks_url", &self.jwks_url)
+            .field("allow_http", &self.allow_http)
             .finish()
     }
 }

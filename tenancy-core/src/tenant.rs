@@ -261,7 +261,69 @@ pub struct TenantSettings {
     pub notifications: NotificationSettings,
 }
 
+/// Most feature flags, notification e-mails and budget overrides a tenant's
+/// settings may hold.
+pub const MAX_SETTINGS_ENTRIES: usize = 64;
+/// Longest notification value (e-mail, webhook URL, channel), in bytes.
+pub const MAX_SETTING_BYTES: usize = 512;
+
 impl TenantSettings {
+    /// Checks what a caller may put into settings: quota overrides that
+    /// limit something (`rps` at least 1), budget and feature names that are
+    /// [`Label`](crate::label::Label)s, and at most [`MAX_SETTINGS_ENTRIES`]
+    /// entries of each kind, each value at most [`MAX_SETTING_BYTES`]. The
+    /// message names the field.
+    ///
+    /// ```
+    /// use tenancy_core::tenant::TenantSettings;
+    ///
+    /// let zero: TenantSettings = serde_json::from_str(r#"{"quota_overrides": {"rps": 0}}"#)?;
+    /// assert!(zero.validate().unwrap_err().contains("rps"));
+    /// let odd: TenantSettings = serde_json::from_str(
+    ///     r#"{"quota_overrides": {"budgets": {"a:{b}": {"limit": 1, "period": "day"}}}}"#,
+    /// )?;
+    /// assert!(odd.validate().is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn validate(&self) -> Result<(), String> {
+        let o = &self.quota_overrides;
+        if o.rps == Some(0) {
+            return Err("quota_overrides.rps must be at least 1".to_owned());
+        }
+        let n = &self.notifications;
+        if o.budgets.len() > MAX_SETTINGS_ENTRIES
+            || self.features.len() > MAX_SETTINGS_ENTRIES
+            || n.emails.len() > MAX_SETTINGS_ENTRIES
+        {
+            return Err(format!(
+                "settings hold at most {MAX_SETTINGS_ENTRIES} budgets, features and e-mails each"
+            ));
+        }
+        if let Some(name) = o.budgets.keys().find(|b| crate::label::Label::new(b).is_err()) {
+            return Err(format!(
+                "quota_overrides.budgets: {:?} is not a label",
+                name.chars().take(64).collect::<String>()
+            ));
+        }
+        if let Some(name) = self.features.keys().find(|f| crate::label::Label::new(f).is_err()) {
+            return Err(format!(
+                "features: {:?} is not a label",
+                name.chars().take(64).collect::<String>()
+            ));
+        }
+        let values = n
+            .emails
+            .iter()
+            .chain(&n.webhook_url)
+            .chain(&n.slack_channel);
+        if values.into_iter().any(|v| v.len() > MAX_SETTING_BYTES) {
+            return Err(format!(
+                "notifications: values are at most {MAX_SETTING_BYTES} bytes"
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the feature flag `name` is on (off when absent).
     pub fn feature(&self, name: &str) -> bool {
         self.features.get(name).copied().unwrap_or(false)

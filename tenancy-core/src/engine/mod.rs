@@ -1053,8 +1053,13 @@ impl Tenancy {
         plan.quotas.with_overrides(&tenant.settings.quota_overrides)
     }
 
-    /// Creates a tenant.
+    /// Creates a tenant; `invalid_request` when its settings do not pass
+    /// [`TenantSettings::validate`](crate::tenant::TenantSettings::validate).
     pub async fn create_tenant(&self, tenant: Tenant) -> Result<(), TenancyError> {
+        tenant
+            .settings
+            .validate()
+            .map_err(TenancyError::invalid_request)?;
         let id = tenant.id.clone();
         match self.tenant_store().insert(tenant).await {
             Ok(()) => {
@@ -1068,8 +1073,14 @@ impl Tenancy {
         }
     }
 
-    /// Replaces a tenant record and drops it from the cache.
+    /// Replaces a tenant record and drops it from the cache;
+    /// `invalid_request` when its settings do not pass
+    /// [`TenantSettings::validate`](crate::tenant::TenantSettings::validate).
     pub async fn update_tenant(&self, tenant: Tenant) -> Result<(), TenancyError> {
+        tenant
+            .settings
+            .validate()
+            .map_err(TenancyError::invalid_request)?;
         let id = tenant.id.clone();
         let result = self.tenant_store().update(tenant).await;
         self.inner.stores.tenants.invalidate(&id);

@@ -149,7 +149,11 @@ impl VerifyKey {
             (AlgorithmParameters::OctetKeyPair(p), JwtAlgorithm::EdDSA) => {
                 p.curve == EllipticCurve::Ed25519
             }
-            (AlgorithmParameters::OctetKey(_), a) => a.is_hmac(),
+            // A JWK set is published: a symmetric key in it is a secret
+            // anyone could read, and a token signed with it anyone could mint.
+            (AlgorithmParameters::OctetKey(_), _) => {
+                return Err("symmetric (oct) keys are never taken from a JWK set".to_owned());
+            }
             _ => false,
         };
         if !fits {

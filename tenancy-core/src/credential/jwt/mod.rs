@@ -111,8 +111,9 @@ pub struct VerifiedToken {
 /// JWK sets behind a URL are fetched on the first token of their realm,
 /// refreshed when a token names an unknown `kid` or the set is older than
 /// 15 minutes, at most once per 30 seconds per realm, one fetch in flight at
-/// a time. Plain `http` works out of the box; `https` needs the
-/// `jwks-https` feature. When a realm's keys were never fetched, its tokens
+/// a time. Plain `http` is accepted for loopback hosts only, unless the key
+/// sets `allow_http`; `https` needs the `jwks-https` feature. Symmetric
+/// (`oct`) keys are never taken from a JWK set. When a realm's keys were never fetched, its tokens
 /// are refused with `store_unavailable` (fail closed).
 ///
 /// Verified tokens are cached (`auth.token_cache_capacity`, 0 turns the
@@ -417,8 +418,8 @@ fn load_key(
         })?;
         fixed.extend(keys);
     } else if let Some(url) = &config.jwks_url {
-        let url =
-            JwksUrl::parse(url).map_err(|m| ConfigError::new(format!("{path}.jwks_url"), m))?;
+        let url = JwksUrl::parse(url, config.allow_http)
+            .map_err(|m| ConfigError::new(format!("{path}.jwks_url"), m))?;
         sources.push(RemoteSource {
             url,
             only_alg: config.algorithm,

@@ -64,9 +64,19 @@ impl fmt::Debug for JwksUrl {
     }
 }
 
+/// `localhost` or a loopback address.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl JwksUrl {
-    /// Parses `url`; the message says what is wrong.
-    pub(super) fn parse(url: &str) -> Result<Self, String> {
+    /// Parses `url`; the message says what is wrong. Plain `http` only to a
+    /// loopback host, or anywhere when `allow_http`: keys fetched in the
+    /// clear can be swapped by anyone on the path.
+    pub(super) fn parse(url: &str, allow_http: bool) -> Result<Self, String> {
         let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
@@ -88,6 +98,12 @@ impl JwksUrl {
             .trim_end_matches(']');
         if host.is_empty() {
             return Err("the URL has no host".to_owned());
+        }
+        if !https && !allow_http && !is_loopback_host(host) {
+            return Err(
+                "plain http is accepted only for a loopback host; use https, or set allow_http = true on this key"
+                    .to_owned(),
+            );
         }
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         Ok(Self {

@@ -1083,3 +1083,46 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn jwk_sets_never_supply_symmetric_keys() {
+    let oct = json!({"kty": "oct", "kid": "h1", "alg": "HS256", "k": b64(SECRET)});
+    let set = jwks(&[oct.clone()]);
+    let err = JwtVerifier::from_config(&config([jwks_file_realm(temp_file("oct.json", &set))]))
+        .unwrap_err();
+    assert!(err.message().contains("oct"), "{err}");
+    // Beside a public key, the oct key is skipped: a token signed with the
+    // published secret is refused.
+    let set = jwks(&[oct, jwk(Algorithm::RS256, RSA_PRIVATE, Some("r1"))]);
+    let v = verifier([jwks_file_realm(temp_file("oct-and-rsa.json", &set))]);
+    let forged = sign(Algorithm::HS256, SECRET, Some("h1"), &claims());
+    assert!(matches!(
+        rejection(v.verify(&forged).await),
+        TokenRejection::Signature | TokenRejection::Algorithm
+    ));
+}
+
+#[test]
+fn plain_http_key_urls_only_for_loopback_or_when_allowed() {
+    let realm = |url: &str, allow_http: bool| {
+        let mut realm = shared();
+        realm.keys = vec![RealmKeyConfig {
+            jwks_url: Some(url.into()),
+            allow_http,
+            ..RealmKeyConfig::default()
+        }];
+        realm
+    };
+    let err = JwtVerifier::from_config(&config([realm("http://id.example.com/certs", false)]))
+        .unwrap_err();
+    assert_eq!(err.key(), "realms[0].keys[0].jwks_url");
+    assert!(err.message().contains("loopback"), "{err}");
+    for url in [
+        "http://127.0.0.1:8080/certs",
+        "http://[::1]/certs",
+        "http://localhost/certs",
+    ] {
+        assert!(JwtVerifier::from_config(&config([realm(url, false)])).is_ok(), "{url}");
+    }
+    assert!(JwtVerifier::from_config(&config([realm("http://id.example.com/certs", true)])).is_ok());
+}
