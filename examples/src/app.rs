@@ -31,12 +31,27 @@ use tenancy_store_clickhouse::AuditWriter;
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
-/// Telemetry events kept per tenant.
-const TELEMETRY_PER_TENANT: usize = 10_000;
+/// Telemetry events kept per tenant (the oldest go first).
+pub const TELEMETRY_EVENTS_PER_TENANT: usize = 10_000;
+/// Telemetry kept per tenant, in bytes as counted by [`TelemetryEvent::size`]
+/// (the oldest go first).
+pub const TELEMETRY_BYTES_PER_TENANT: usize = 4 << 20;
+/// Longest event name, in bytes.
+pub const MAX_EVENT_NAME_BYTES: usize = 256;
+/// Most labels on one event.
+pub const MAX_EVENT_LABELS: usize = 32;
+/// Longest label value, in bytes (label names are [`Label`]s).
+pub const MAX_LABEL_VALUE_BYTES: usize = 256;
+/// Teams per tenant.
+pub const MAX_TEAMS: usize = 100;
+/// Members (and on-call entries) per team.
+pub const MAX_TEAM_MEMBERS: usize = 100;
+/// Longest member entry (user id or e-mail), in bytes.
+pub const MAX_MEMBER_BYTES: usize = 254;
 /// Longest wait for the stores' health on `/readyz`.
 pub const READY_DEADLINE: std::time::Duration = std::time::Duration::from_millis(800);
 /// Events accepted in one telemetry call.
-const MAX_EVENTS_PER_CALL: usize = 10_000;
+pub const MAX_EVENTS_PER_CALL: usize = 1_000;
 
 /// An answer: status and optional JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,9 +101,52 @@ impl<T: Clone> Scoped<T> {
         self.rows.get(tenant).map(|r| r.clone()).unwrap_or_default()
     }
 
-    fn len(&self, tenant: &TenantId) -> usize {
-        self.rows.get(tenant).map_or(0, |r| r.len())
+    /// Appends `row` to `tenant`'s rows unless `refuse` finds a reason in
+    /// them: the check and the insert happen under one lock, so concurrent
+    /// creates cannot pass a count together.
+    fn push_unless(
+        &self,
+        tenant: &TenantId,
+        row: T,
+        refuse: impl FnOnce(&[T]) -> Option<TenancyError>,
+    ) -> Result<()> {
+        let mut rows = self.rows.entry(tenant.clone()).or_default();
+        if let Some(err) = refuse(&rows) {
+            return Err(err);
+        }
+        rows.push(row);
+        Ok(())
     }
+}
+
+/// One tenant's stored telemetry, bounded by count and by bytes.
+#[derive(Default)]
+struct TelemetryLog {
+    events: std::collections::VecDeque<TelemetryEvent>,
+    bytes: usize,
+}
+
+impl TelemetryLog {
+    fn push(&mut self, event: TelemetryEvent) {
+        self.bytes += event.size();
+        self.events.push_back(event);
+        while self.events.len() > TELEMETRY_EVENTS_PER_TENANT
+            || self.bytes > TELEMETRY_BYTES_PER_TENANT
+        {
+            match self.events.pop_front() {
+                Some(old) => self.bytes -= old.size(),
+                None => break,
+            }
+        }
+    }
+}
+
+fn count_quota(name: &str) -> TenancyError {
+    ErrorKind::QuotaExceeded {
+        budget: name.to_owned(),
+        retry_after: None,
+    }
+    .into()
 }
 
 /// A user of a tenant.
@@ -138,6 +196,49 @@ pub struct TelemetryEvent {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+impl TelemetryEvent {
+    /// What the event counts against [`TELEMETRY_BYTES_PER_TENANT`]: its
+    /// strings plus a fixed overhead.
+    pub fn size(&self) -> usize {
+        64 + self.event_type.len()
+            + self.name.len()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| 32 + k.len() + v.len())
+                .sum::<usize>()
+    }
+
+    /// Refuses what no stored event may be: a type or label name that is not
+    /// a [`Label`], an over-long name or label value, too many labels, a
+    /// value that is not finite.
+    fn check(&self) -> Result<Label> {
+        let event_type = label(&self.event_type, "event type")?;
+        if self.name.is_empty() || self.name.len() > MAX_EVENT_NAME_BYTES {
+            return Err(TenancyError::invalid_request(format!(
+                "event names are 1 to {MAX_EVENT_NAME_BYTES} bytes"
+            )));
+        }
+        if self.labels.len() > MAX_EVENT_LABELS {
+            return Err(TenancyError::invalid_request(format!(
+                "events carry at most {MAX_EVENT_LABELS} labels"
+            )));
+        }
+        for (key, value) in &self.labels {
+            label(key, "label name")?;
+            if value.len() > MAX_LABEL_VALUE_BYTES {
+                return Err(TenancyError::invalid_request(format!(
+                    "label values are at most {MAX_LABEL_VALUE_BYTES} bytes"
+                )));
+            }
+        }
+        if !self.value.is_finite() {
+            return Err(TenancyError::invalid_request("event values must be finite"));
+        }
+        Ok(event_type)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,7 +400,7 @@ pub struct App {
     audit_writer: Option<AuditWriter>,
     users: Scoped<User>,
     teams: Scoped<Team>,
-    telemetry: Scoped<TelemetryEvent>,
+    telemetry: DashMap<TenantId, TelemetryLog>,
 }
 
 impl App {
@@ -311,7 +412,7 @@ impl App {
             audit_writer,
             users: Scoped::new(),
             teams: Scoped::new(),
-            telemetry: Scoped::new(),
+            telemetry: DashMap::new(),
         })
     }
 
@@ -331,15 +432,6 @@ impl App {
                 dropped = stats.dropped,
                 "audit writer flushed"
             );
-        }
-    }
-
-    /// Writes what the engine has buffered and what the ClickHouse writer
-    /// holds, so reads see it.
-    async fn flush(&self) {
-        self.tenancy.flush().await;
-        if let Some(writer) = &self.audit_writer {
-            writer.flush(std::time::Duration::from_secs(5)).await;
         }
     }
 
@@ -637,12 +729,7 @@ impl App {
         }
         let mut by_type: BTreeMap<Label, u64> = BTreeMap::new();
         for event in &req.events {
-            *by_type
-                .entry(label(&event.event_type, "event type")?)
-                .or_default() += 1;
-            if !event.value.is_finite() {
-                return Err(TenancyError::invalid_request("event values must be finite"));
-            }
+            *by_type.entry(event.check()?).or_default() += 1;
         }
         let accepted = req.events.len() as u64;
         self.tenancy.charge(ctx, "events", accepted).await?;
@@ -650,17 +737,11 @@ impl App {
             self.tenancy.meter(ctx, event_type, *count);
         }
         let now = Utc::now();
-        let mut rows = self
-            .telemetry
-            .rows
-            .entry(ctx.tenant_id().clone())
-            .or_default();
+        let mut log = self.telemetry.entry(ctx.tenant_id().clone()).or_default();
         for mut event in req.events {
             event.timestamp.get_or_insert(now);
-            rows.push(event);
+            log.push(event);
         }
-        let excess = rows.len().saturating_sub(TELEMETRY_PER_TENANT);
-        rows.drain(..excess);
         Ok(Reply::json(
             StatusCode::ACCEPTED,
             json!({"accepted": accepted}),
@@ -674,15 +755,21 @@ impl App {
         let name = query_param(query, "name");
         let event_type = query_param(query, "type");
         let limit = parse_limit(query, 100, 1000)?;
-        let mut events: Vec<TelemetryEvent> = self
+        // Only the page is copied, under the tenant's read lock.
+        let events: Vec<TelemetryEvent> = self
             .telemetry
-            .all(ctx.tenant_id())
-            .into_iter()
-            .rev()
-            .filter(|e| name.as_ref().is_none_or(|n| *n == e.name))
-            .filter(|e| event_type.as_ref().is_none_or(|t| *t == e.event_type))
-            .collect();
-        events.truncate(limit);
+            .get(ctx.tenant_id())
+            .map(|log| {
+                log.events
+                    .iter()
+                    .rev()
+                    .filter(|e| name.as_ref().is_none_or(|n| *n == e.name))
+                    .filter(|e| event_type.as_ref().is_none_or(|t| *t == e.event_type))
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Reply::ok(
             json!({"tenant_id": ctx.tenant_id(), "events": events}),
         ))
@@ -735,12 +822,6 @@ impl App {
         if req.role > ctx.role() {
             return Err(ErrorKind::InsufficientRole { required: req.role }.into());
         }
-        let tenant = ctx.tenant_id();
-        self.tenancy.check_count_quota(
-            ctx.quotas(),
-            CountQuota::Users,
-            self.users.len(tenant) as u64,
-        )?;
         let user = User {
             user_id: new_id("usr"),
             email: req.email,
@@ -748,15 +829,17 @@ impl App {
             role: req.role,
             created_at: Utc::now(),
         };
-        {
-            let mut users = self.users.rows.entry(tenant.clone()).or_default();
-            if users.iter().any(|u| u.email == user.email) {
-                return Err(
-                    ErrorKind::Conflict(format!("user {} already exists", user.email)).into(),
-                );
-            }
-            users.push(user.clone());
-        }
+        self.users
+            .push_unless(ctx.tenant_id(), user.clone(), |users| {
+                if users.iter().any(|u| u.email == user.email) {
+                    return Some(
+                        ErrorKind::Conflict(format!("user {} already exists", user.email)).into(),
+                    );
+                }
+                self.tenancy
+                    .check_count_quota(ctx.quotas(), CountQuota::Users, users.len() as u64)
+                    .err()
+            })?;
         self.tenancy.record_audit(
             self.tenancy
                 .audit_event(ctx, "user.create")
@@ -782,6 +865,17 @@ impl App {
                 "name must be 1 to 128 characters",
             ));
         }
+        let members = req.members.iter().chain(&req.on_call_rotation);
+        if req.members.len() > MAX_TEAM_MEMBERS
+            || req.on_call_rotation.len() > MAX_TEAM_MEMBERS
+            || members
+                .into_iter()
+                .any(|m| m.is_empty() || m.len() > MAX_MEMBER_BYTES)
+        {
+            return Err(TenancyError::invalid_request(format!(
+                "members and on_call_rotation hold at most {MAX_TEAM_MEMBERS} entries of 1 to {MAX_MEMBER_BYTES} bytes"
+            )));
+        }
         let team = Team {
             team_id: new_id("team"),
             name: req.name,
@@ -790,10 +884,9 @@ impl App {
             created_at: Utc::now(),
         };
         self.teams
-            .rows
-            .entry(ctx.tenant_id().clone())
-            .or_default()
-            .push(team.clone());
+            .push_unless(ctx.tenant_id(), team.clone(), |teams| {
+                (teams.len() >= MAX_TEAMS).then(|| count_quota("teams"))
+            })?;
         self.tenancy.record_audit(
             self.tenancy
                 .audit_event(ctx, "team.create")
@@ -810,7 +903,9 @@ impl App {
     }
 
     /// `GET /api/v1/audit` (admin+): newest first; filters `actor`,
-    /// `action`, `since` (RFC 3339), `limit`.
+    /// `action`, `since` (RFC 3339), `limit`. Reads what is written: events
+    /// reach the log within the buffers' flush interval (1 s by default),
+    /// and no read forces every tenant's buffers out.
     pub async fn audit(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         require_role(ctx, Role::Admin)?;
         let mut filter = AuditFilter::default().limit(parse_limit(query, 100, 1000)?);
@@ -820,7 +915,6 @@ impl App {
         let Some(log) = self.tenancy.audit_query() else {
             return Err(TenancyError::internal("the audit sink cannot be queried"));
         };
-        self.flush().await;
         let events = log
             .query(ctx.tenant_id(), &filter)
             .await
@@ -831,13 +925,13 @@ impl App {
     }
 
     /// `GET /api/v1/usage` (admin+): hourly counts by event type; `from` and
-    /// `to` (RFC 3339) default to the last 24 hours.
+    /// `to` (RFC 3339) default to the last 24 hours. Like the audit log, it
+    /// shows what the buffers have written.
     pub async fn usage(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         require_role(ctx, Role::Admin)?;
         let to =
             parse_time(query, "to")?.unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
         let from = parse_time(query, "from")?.unwrap_or(to - chrono::Duration::hours(25));
-        self.flush().await;
         let rows = self
             .tenancy
             .usage_meter()

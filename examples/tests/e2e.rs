@@ -408,11 +408,10 @@ async fn cross_tenant_attempts_are_refused() {
             .await;
         assert_eq!(as_sa.status, 200, "{name}");
         let audit = s
-            .call(
-                "GET",
+            .call_until(
                 "/api/v1/audit?action=tenant.cross_access",
                 &[("authorization", &sa), ("x-tenant-id", "globex")],
-                None,
+                |a| a.body["events"].as_array().is_some_and(|e| !e.is_empty()),
             )
             .await;
         assert!(
@@ -642,7 +641,11 @@ async fn audit_and_usage_show_what_happened() {
         assert_eq!(sent.body["accepted"], 3, "{name}");
 
         let admin = token("acme", "admin", "admin@acme");
-        let audit = s.get("/api/v1/audit?limit=100", &admin).await;
+        let audit = s
+            .get_until("/api/v1/audit?limit=100", &admin, |a| {
+                a.raw.contains("incident.ack") && a.raw.contains("/api/v1/telemetry")
+            })
+            .await;
         let rows = audit.body["events"].as_array().unwrap();
         let find = |action: &str| {
             rows.iter()
@@ -901,14 +904,20 @@ async fn audit_and_usage_in_clickhouse() {
             "{name}"
         );
         let admin = token("acme", "admin", "admin@acme");
-        let audit = s.get("/api/v1/audit?action=runbook.trigger", &admin).await;
+        let audit = s
+            .get_until("/api/v1/audit?action=runbook.trigger", &admin, |a| {
+                a.raw.contains("rb-ch")
+            })
+            .await;
         let rows = audit.body["events"]
             .as_array()
             .unwrap_or_else(|| panic!("{name}: {}", audit.raw));
         assert_eq!(rows.len(), 1, "{name}: {}", audit.raw);
         assert_eq!(rows[0]["resource"], "rb-ch", "{name}");
         assert_eq!(rows[0]["actor"], "op@acme", "{name}");
-        let usage = s.get("/api/v1/usage", &admin).await;
+        let usage = s
+            .get_until("/api/v1/usage", &admin, |a| a.raw.contains("\"trace\""))
+            .await;
         assert!(usage.raw.contains("\"trace\""), "{name}: {}", usage.raw);
         assert_eq!(
             s.call("GET", "/readyz", &[], None).await.status,

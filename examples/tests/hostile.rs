@@ -168,7 +168,11 @@ async fn anonymous_floods_never_reach_a_tenants_audit_log() {
         let_throttle_recover().await;
 
         let admin = token("acme", "admin", "admin@acme");
-        let audit = s.get("/api/v1/audit?limit=1000", &admin).await;
+        let audit = s
+            .get_until("/api/v1/audit?limit=1000", &admin, |a| {
+                a.raw.contains("apikey.create")
+            })
+            .await;
         assert_eq!(audit.status, 200, "{name}: {}", audit.raw);
         let events = audit.body["events"].as_array().unwrap();
         assert!(
@@ -324,7 +328,11 @@ async fn keys_never_outgrow_their_parent_and_bad_keys_look_alike() {
             (401, "invalid_api_key"),
             "{name}"
         );
-        let audit = s.get("/api/v1/audit?action=apikey.revoke", &admin).await;
+        let audit = s
+            .get_until("/api/v1/audit?action=apikey.revoke", &admin, |a| {
+                a.raw.contains("revoked_with")
+            })
+            .await;
         assert!(
             audit.body["events"].as_array().unwrap().iter().any(|e| {
                 e["resource"] == child_id.as_str()
@@ -497,4 +505,119 @@ async fn readiness_answers_within_a_second_when_a_store_hangs() {
         (503, "store_unavailable")
     );
     app.shutdown().await;
+}
+
+/// Finding 3 (reference server): one 900 kB event name counted as one
+/// event, teams had no limit, and tenant settings took any quota override.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_teams_users_and_settings_are_bounded() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "acme", "enterprise").await;
+        create_tenant(&s, "tiny", "starter").await;
+        let op = token("acme", "operator", "op@acme");
+        let event = |name: &str, labels: &str| {
+            format!(r#"{{"type":"metric","name":"{name}","value":1,"labels":{{{labels}}}}}"#)
+        };
+        let body = |events: Vec<String>| format!(r#"{{"events":[{}]}}"#, events.join(","));
+        let many_labels: Vec<String> = (0..33).map(|i| format!(r#""l{i}":"v""#)).collect();
+        for (what, events) in [
+            ("1,001 events", vec![event("cpu", ""); 1001]),
+            ("a 900 kB name", vec![event(&"n".repeat(900_000), "")]),
+            ("33 labels", vec![event("cpu", &many_labels.join(","))]),
+            (
+                "a long label value",
+                vec![event("cpu", &format!(r#""host":"{}""#, "h".repeat(300)))],
+            ),
+            (
+                "a label name with braces",
+                vec![event("cpu", r#""{x}":"v""#)],
+            ),
+        ] {
+            let a = s.post("/api/v1/telemetry", &op, &body(events)).await;
+            assert_eq!(
+                (a.status, a.code()),
+                (400, "invalid_request"),
+                "{name}: {what}"
+            );
+        }
+        let huge = body(vec![event(&"n".repeat(200), ""); 6000]);
+        let a = s.post("/api/v1/telemetry", &op, &huge).await;
+        assert_eq!((a.status, a.code()), (413, "payload_too_large"), "{name}");
+        let ok = s
+            .post(
+                "/api/v1/telemetry",
+                &op,
+                &body(vec![event("cpu", r#""host":"a""#)]),
+            )
+            .await;
+        assert_eq!(ok.status, 202, "{name}: {}", ok.raw);
+
+        let admin = token("acme", "admin", "admin@acme");
+        for i in 0..100 {
+            let a = s
+                .post("/api/v1/teams", &admin, &format!(r#"{{"name":"t{i}"}}"#))
+                .await;
+            assert_eq!(a.status, 201, "{name}: team {i}");
+        }
+        let a = s
+            .post("/api/v1/teams", &admin, r#"{"name":"one-too-many"}"#)
+            .await;
+        assert_eq!((a.status, a.code()), (429, "quota_exceeded"), "{name}");
+        let crowd: Vec<String> = (0..101).map(|i| format!(r#""u{i}""#)).collect();
+        let tiny_admin = token("tiny", "admin", "admin@tiny");
+        let a = s
+            .post(
+                "/api/v1/teams",
+                &tiny_admin,
+                &format!(r#"{{"name":"big","members":[{}]}}"#, crowd.join(",")),
+            )
+            .await;
+        assert_eq!((a.status, a.code()), (400, "invalid_request"), "{name}");
+
+        // 50 concurrent user creates on a plan of 10 users leave exactly 10.
+        let creates = (0..50).map(|i| {
+            let (s, t) = (&s, &tiny_admin);
+            async move {
+                s.post(
+                    "/api/v1/users",
+                    t,
+                    &format!(r#"{{"email":"u{i}@tiny.test","role":"viewer"}}"#),
+                )
+                .await
+                .status
+            }
+        });
+        let statuses = futures_util::future::join_all(creates).await;
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 201).count(),
+            10,
+            "{name}: {statuses:?}"
+        );
+        let users = s.get("/api/v1/users", &tiny_admin).await;
+        assert_eq!(
+            users.body["users"].as_array().map(Vec::len),
+            Some(10),
+            "{name}: {}",
+            users.raw
+        );
+
+        for settings in [
+            r#"{"quota_overrides":{"rps":0}}"#,
+            r#"{"quota_overrides":{"budgets":{"a:{b}":{"limit":1,"period":"day"}}}}"#,
+        ] {
+            let a = patch(
+                &s,
+                "/api/v1/tenants/acme",
+                &root(),
+                &format!(r#"{{"settings":{settings}}}"#),
+            )
+            .await;
+            assert_eq!(
+                (a.status, a.code()),
+                (400, "invalid_request"),
+                "{name}: {settings}"
+            );
+        }
+    }
 }

@@ -299,13 +299,21 @@ impl TenantSettings {
                 "settings hold at most {MAX_SETTINGS_ENTRIES} budgets, features and e-mails each"
             ));
         }
-        if let Some(name) = o.budgets.keys().find(|b| crate::label::Label::new(b).is_err()) {
+        if let Some(name) = o
+            .budgets
+            .keys()
+            .find(|b| crate::label::Label::new(b).is_err())
+        {
             return Err(format!(
                 "quota_overrides.budgets: {:?} is not a label",
                 name.chars().take(64).collect::<String>()
             ));
         }
-        if let Some(name) = self.features.keys().find(|f| crate::label::Label::new(f).is_err()) {
+        if let Some(name) = self
+            .features
+            .keys()
+            .find(|f| crate::label::Label::new(f).is_err())
+        {
             return Err(format!(
                 "features: {:?} is not a label",
                 name.chars().take(64).collect::<String>()

@@ -173,6 +173,38 @@ impl Server {
             .await
     }
 
+    /// Sends the request again until `done` holds for its answer (at most
+    /// 10 s): audit and usage reads show what the buffers have written,
+    /// which is within a second or two of the request.
+    pub async fn call_until(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        done: impl Fn(&Answer) -> bool,
+    ) -> Answer {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = self.call("GET", path, headers, None).await;
+            if done(&answer) || Instant::now() > deadline {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `GET` with a bearer token until `done` holds (see
+    /// [`call_until`](Self::call_until)).
+    pub async fn get_until(
+        &self,
+        path: &str,
+        token: &str,
+        done: impl Fn(&Answer) -> bool,
+    ) -> Answer {
+        let auth = format!("Bearer {token}");
+        self.call_until(path, &[("authorization", &auth)], done)
+            .await
+    }
+
     /// `POST` a JSON body with a bearer token.
     pub async fn post(&self, path: &str, token: &str, body: &str) -> Answer {
         let auth = format!("Bearer {token}");

@@ -598,7 +598,8 @@ impl Tenancy {
                 {
                     throttle.failed(addr);
                 }
-                self.log_refusal(parts, &admission, caller.as_ref(), &err);
+                self.log_refusal(parts, &admission, caller.as_ref(), &err)
+                    .await;
                 Err(err)
             }
         }
@@ -880,8 +881,10 @@ impl Tenancy {
     /// Where a refusal is written down. Without a verified credential: the
     /// platform security log only, never a tenant's audit log. With one: an
     /// audit event in the caller's home tenant (never in the tenant it
-    /// asked for) for refused writes and for refusals at a tenant boundary.
-    fn log_refusal(
+    /// asked for) for refused writes and for refusals at a tenant boundary,
+    /// when that home tenant exists (else the security log again, so no
+    /// token can open an audit log for a tenant nobody created).
+    async fn log_refusal(
         &self,
         parts: &Parts,
         admission: &Admission,
@@ -902,8 +905,16 @@ impl Tenancy {
         if !self.inner.config.audit.enabled || (is_safe_method(&parts.method) && !at_boundary) {
             return;
         }
-        let Some(home) = caller.tenant.clone() else {
-            return;
+        let home = match &caller.tenant {
+            Some(home) if matches!(self.inner.stores.tenants.get(home).await, Ok(Some(_))) => {
+                home.clone()
+            }
+            _ => {
+                self.inner
+                    .security_log
+                    .record(admission.client_addr, err.code(), Utc::now());
+                return;
+            }
         };
         let mut event = AuditEvent::new(
             home.clone(),

@@ -1087,7 +1087,7 @@ proptest! {
 #[tokio::test]
 async fn jwk_sets_never_supply_symmetric_keys() {
     let oct = json!({"kty": "oct", "kid": "h1", "alg": "HS256", "k": b64(SECRET)});
-    let set = jwks(&[oct.clone()]);
+    let set = jwks(std::slice::from_ref(&oct));
     let err = JwtVerifier::from_config(&config([jwks_file_realm(temp_file("oct.json", &set))]))
         .unwrap_err();
     assert!(err.message().contains("oct"), "{err}");
@@ -1122,7 +1122,12 @@ fn plain_http_key_urls_only_for_loopback_or_when_allowed() {
         "http://[::1]/certs",
         "http://localhost/certs",
     ] {
-        assert!(JwtVerifier::from_config(&config([realm(url, false)])).is_ok(), "{url}");
+        assert!(
+            JwtVerifier::from_config(&config([realm(url, false)])).is_ok(),
+            "{url}"
+        );
     }
-    assert!(JwtVerifier::from_config(&config([realm("http://id.example.com/certs", true)])).is_ok());
+    assert!(
+        JwtVerifier::from_config(&config([realm("http://id.example.com/certs", true)])).is_ok()
+    );
 }

@@ -91,12 +91,12 @@ impl AuditQuery for MemoryAuditLog {
         let Some(ring) = self.rings.get(tenant) else {
             return Ok(Vec::new());
         };
-        let mut events: Vec<AuditEvent> =
-            ring.iter().filter(|e| filter.matches(e)).cloned().collect();
+        // References first, so only the page is copied.
+        let mut events: Vec<&AuditEvent> = ring.iter().filter(|e| filter.matches(e)).collect();
         // Newest first; arrival order breaks ties.
         events.reverse();
         events.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
         events.truncate(filter.limit);
-        Ok(events)
+        Ok(events.into_iter().cloned().collect())
     }
 }
