@@ -82,26 +82,22 @@ async fn run() -> ExitCode {
     });
     let served = match prepared.settings.tls.clone() {
         None => match axum_server::from_tcp(listener) {
-            Ok(mut server) => {
-                server
-                    .http_builder()
-                    .http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT);
-                server.handle(handle).serve(service).await
+            Ok(server) => {
+                cut_off_slow_clients(server)
+                    .handle(handle)
+                    .serve(service)
+                    .await
             }
             Err(e) => Err(e),
         },
         Some(tls) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
             match axum_server::from_tcp_rustls(listener, config) {
-                Ok(mut server) => {
-                    server
-                        .http_builder()
-                        .http1()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(HEADER_READ_TIMEOUT);
-                    server.handle(handle).serve(service).await
+                Ok(server) => {
+                    cut_off_slow_clients(server)
+                        .handle(handle)
+                        .serve(service)
+                        .await
                 }
                 Err(e) => Err(e),
             }
@@ -119,4 +115,17 @@ async fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The header-read timeout on a server's hyper builder; it also ends idle
+/// keep-alive connections, which wait for the next request's headers.
+fn cut_off_slow_clients<A: axum_server::Address, Acc>(
+    mut server: axum_server::Server<A, Acc>,
+) -> axum_server::Server<A, Acc> {
+    server
+        .http_builder()
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    server
 }
