@@ -592,26 +592,11 @@ impl App {
             ));
         }
         let tenant = self.target_tenant(ctx, req.tenant_id.as_deref()).await?;
-        let now = Utc::now();
-        let live = self
-            .tenancy
-            .api_key_store()
-            .list(&tenant.id)
-            .await
-            .map_err(TenancyError::from)?
-            .iter()
-            .filter(|k| k.is_live(now))
-            .count() as u64;
-        self.tenancy.check_count_quota(
-            &self.tenancy.quotas_of(&tenant),
-            CountQuota::ApiKeys,
-            live,
-        )?;
         let issued = self
             .tenancy
             .issue_api_key_as(
                 ctx,
-                &tenant.id,
+                &tenant,
                 NewApiKey {
                     name: req.name,
                     scope: req.scope,

@@ -621,3 +621,65 @@ async fn telemetry_teams_users_and_settings_are_bounded() {
         }
     }
 }
+
+/// Sends 60 concurrent key creates for acme (pro plan: 20 keys), spread over
+/// `servers`; returns how many were created and the live keys listed after.
+async fn race_key_creates(servers: &[&Server]) -> (usize, usize) {
+    let admin = token("acme", "admin", "admin@acme");
+    let creates = (0..60).map(|i| {
+        let (s, admin) = (servers[i % servers.len()], &admin);
+        async move {
+            s.post(
+                "/api/v1/apikeys",
+                admin,
+                &format!(r#"{{"name":"k{i}","scope":"readonly"}}"#),
+            )
+            .await
+        }
+    });
+    let answers = futures_util::future::join_all(creates).await;
+    for a in &answers {
+        assert!(
+            a.status == 201 || (a.status, a.code()) == (429, "quota_exceeded"),
+            "{}",
+            a.raw
+        );
+    }
+    let created = answers.iter().filter(|a| a.status == 201).count();
+    let listed = servers[0].get("/api/v1/apikeys", &admin).await;
+    let live = listed.body["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["revoked_at"].is_null())
+        .count();
+    (created, live)
+}
+
+/// Finding 5 (counts): on Redis, 60 concurrent key creates on a pro tenant
+/// (20 keys) left 21.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_key_creates_never_pass_the_plan() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "acme", "pro").await;
+        assert_eq!(race_key_creates(&[&s]).await, (20, 20), "{name}");
+    }
+    let Some(url) = tenancy_core::testkit::services::redis_url() else {
+        return;
+    };
+    let prefix = format!("hostile-{}-{}", std::process::id(), new_key_id().unwrap());
+    let env = [
+        ("TENANCY_REDIS_URL", url.as_str()),
+        ("TENANCY_REDIS_PREFIX", prefix.as_str()),
+    ];
+    let bins = binaries();
+    let a = Server::start(bins[0].0, bins[0].1, &env);
+    let b = Server::start(bins[1].0, bins[1].1, &env);
+    create_tenant(&a, "acme", "pro").await;
+    assert_eq!(
+        race_key_creates(&[&a, &b]).await,
+        (20, 20),
+        "two instances on one Redis"
+    );
+}

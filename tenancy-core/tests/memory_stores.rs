@@ -19,6 +19,11 @@ async fn api_key_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_key_count_quota() {
+    stores::api_key_count_quota(&[Arc::new(MemoryApiKeyStore::new())]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quota_store() {
     stores::quota_store(Arc::new(MemoryQuotaStore::new())).await;
 }

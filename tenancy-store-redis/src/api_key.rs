@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use redis::{AsyncCommands, Script};
 use tenancy_core::credential::{ApiKeyDigest, ApiKeyRecord, KeyId};
+use tenancy_core::plan::Limit;
 use tenancy_core::store::{ApiKeyStore, StoreError};
 use tenancy_core::tenant::TenantId;
 
@@ -17,6 +18,10 @@ static INSERT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/api_key_insert.lua")));
 static UPDATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/api_key_update.lua")));
+static CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/api_key_claim.lua")));
+static LIVE_EXPIRY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/api_key_live_expiry.lua")));
 
 /// Hash fields of a key record.
 const F_TENANT: &str = "tenant";
@@ -33,6 +38,7 @@ const F_LAST_USED_US: &str = "last_used_us";
 /// |---|---|---|
 /// | `<prefix>:apikey:<digest hex>` | hash | the record |
 /// | `<prefix>:{<tenant>}:apikeys` | hash | key id → digest hex, the tenant's index |
+/// | `<prefix>:{<tenant>}:apikeys:live` | hash | key id → expiry (unix ms, 0 for none) of the tenant's live keys |
 ///
 /// A record hash has the fields `tenant`, `key_id`, `record` (the
 /// [`ApiKeyRecord`] as JSON at issue) and the fields that change after issue,
@@ -52,10 +58,18 @@ const F_LAST_USED_US: &str = "last_used_us";
 /// one transaction; it is ordered so that a failure never leaves a usable
 /// key that its tenant cannot see or revoke:
 ///
-/// 1. `HSETNX` the key id into the tenant's index: taken →
-///    [`StoreError::AlreadyExists`], nothing written;
+/// 1. claim the key id in the tenant's index and live-key set, by script:
+///    taken → [`StoreError::AlreadyExists`]; the tenant already has its
+///    limit of live keys → refused, nothing written
+///    ([`insert_within_limit`](ApiKeyStore::insert_within_limit): the count
+///    and the claim are one step on the tenant's slot, so concurrent issues
+///    from any number of instances never pass the limit);
 /// 2. create the record by script, only if the digest is free: taken → the
-///    index entry of step 1 is removed again, [`StoreError::AlreadyExists`].
+///    entries of step 1 are removed again, [`StoreError::AlreadyExists`].
+///
+/// Revocation removes the key from the live-key set after marking the
+/// record; should that second step fail, the key keeps counting against the
+/// quota (never the other way round).
 ///
 /// Should the connection fail between the steps, what is left is an index
 /// entry without a record, which every read skips.
@@ -177,18 +191,42 @@ fn decode(
 #[async_trait]
 impl ApiKeyStore for RedisApiKeyStore {
     async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
+        self.insert_within_limit(key, Limit::Unlimited, Utc::now())
+            .await
+            .map(|_| ())
+    }
+
+    async fn insert_within_limit(
+        &self,
+        key: ApiKeyRecord,
+        limit: Limit,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let keys = self.redis.keys();
         let json = serde_json::to_string(&key).map_err(StoreError::backend)?;
         let index = keys.api_key_index(&key.tenant_id);
+        let live = keys.api_key_live(&key.tenant_id);
         let opt_time = |t: Option<DateTime<Utc>>| t.map(timestamp).unwrap_or_default();
+        let limit = limit
+            .get()
+            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         self.redis
             .run(async {
                 let mut conn = self.redis.conn();
-                let indexed: bool = conn
-                    .hset_nx(&index, key.key_id.as_str(), key.digest.to_hex())
+                let claimed: i64 = CLAIM
+                    .key(&index)
+                    .key(&live)
+                    .arg(key.key_id.as_str())
+                    .arg(key.digest.to_hex())
+                    .arg(key.expires_at.map_or(0, |t| t.timestamp_millis()))
+                    .arg(now.timestamp_millis())
+                    .arg(limit)
+                    .invoke_async(&mut conn)
                     .await?;
-                if !indexed {
-                    return Ok(Err(StoreError::AlreadyExists));
+                match claimed {
+                    1 => {}
+                    0 => return Ok(Ok(false)),
+                    _ => return Ok(Err(StoreError::AlreadyExists)),
                 }
                 let created: i64 = INSERT
                     .key(keys.api_key(&key.digest))
@@ -213,10 +251,16 @@ impl ApiKeyStore for RedisApiKeyStore {
                     .invoke_async(&mut conn)
                     .await?;
                 if created == 1 {
-                    return Ok(Ok(()));
+                    return Ok(Ok(true));
                 }
                 // The digest belongs to another key: undo step 1.
-                let _: i64 = conn.hdel(&index, key.key_id.as_str()).await?;
+                let _: () = redis::pipe()
+                    .hdel(&index, key.key_id.as_str())
+                    .ignore()
+                    .hdel(&live, key.key_id.as_str())
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await?;
                 Ok(Err(StoreError::AlreadyExists))
             })
             .await?
@@ -299,7 +343,18 @@ impl ApiKeyStore for RedisApiKeyStore {
         key_id: &KeyId,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.update(tenant, key_id, "revoke", Some(at)).await
+        let revoked = self.update(tenant, key_id, "revoke", Some(at)).await?;
+        if revoked {
+            let live = self.redis.keys().api_key_live(tenant);
+            self.redis
+                .run(async {
+                    let mut conn = self.redis.conn();
+                    let _: i64 = conn.hdel(live, key_id.as_str()).await?;
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(revoked)
     }
 
     async fn set_expiry(
@@ -308,7 +363,23 @@ impl ApiKeyStore for RedisApiKeyStore {
         key_id: &KeyId,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
-        self.update(tenant, key_id, "expiry", expires_at).await
+        let changed = self.update(tenant, key_id, "expiry", expires_at).await?;
+        if changed {
+            let live = self.redis.keys().api_key_live(tenant);
+            self.redis
+                .run(async {
+                    let mut conn = self.redis.conn();
+                    let _: i64 = LIVE_EXPIRY
+                        .key(live)
+                        .arg(key_id.as_str())
+                        .arg(expires_at.map_or(0, |t| t.timestamp_millis()))
+                        .invoke_async(&mut conn)
+                        .await?;
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(changed)
     }
 
     async fn touch(

@@ -43,6 +43,13 @@ impl Keyspace {
         format!("{}:{{{tenant}}}:apikeys", self.prefix)
     }
 
+    /// `<prefix>:{<tenant>}:apikeys:live`: hash of the tenant's live key ids
+    /// to their expiry in unix milliseconds (0 for none), counted against
+    /// the plan's key quota.
+    pub(crate) fn api_key_live(&self, tenant: &TenantId) -> String {
+        format!("{}:{{{tenant}}}:apikeys:live", self.prefix)
+    }
+
     /// `<prefix>:rl:{<tenant>}:…`: a rate-limit bucket.
     pub(crate) fn rate(&self, key: &RateLimitKey) -> String {
         format!("{}:{}", self.prefix, key.to_key_string())

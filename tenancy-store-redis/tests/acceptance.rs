@@ -46,6 +46,22 @@ async fn api_key_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_key_count_quota_across_instances() {
+    let Some(url) = services::redis_url() else {
+        return;
+    };
+    // Two connections with one prefix: two instances of one deployment.
+    let prefix = unique_prefix("keyquota");
+    let first = connect(&url, &prefix).await;
+    let second = connect(&url, &prefix).await;
+    stores::api_key_count_quota(&[
+        Arc::new(first.api_key_store()),
+        Arc::new(second.api_key_store()),
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_store() {
     let Some(url) = services::redis_url() else {
         return;

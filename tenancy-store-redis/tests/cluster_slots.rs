@@ -79,6 +79,7 @@ async fn the_suite_passes_on_a_cluster_node() {
     let redis = connect().await.expect("connect");
     stores::tenant_store(&redis.tenant_store()).await;
     stores::api_key_store(&redis.api_key_store()).await;
+    stores::api_key_count_quota(&[Arc::new(redis.api_key_store())]).await;
     stores::quota_store(Arc::new(redis.quota_store())).await;
     stores::rate_limiter(Arc::new(redis.rate_limiter())).await;
     let second = connect().await.expect("connect");

@@ -1117,13 +1117,17 @@ impl Tenancy {
         tenant: &TenantId,
         new: NewApiKey,
     ) -> Result<IssuedApiKey, TenancyError> {
-        self.insert_api_key(tenant, new, None).await
+        self.insert_api_key(tenant, new, None, Limit::Unlimited)
+            .await
     }
 
-    /// Issues an API key for `tenant` on behalf of `caller`. When the caller
-    /// is itself an API key, the new key gets at most its parent's scope
-    /// (`scope_denied` otherwise), expiry and own rate limit, records the
-    /// parent, and is revoked with it ([`revoke_api_key`](Self::revoke_api_key)).
+    /// Issues an API key for `tenant` on behalf of `caller`, within the
+    /// plan's count of live keys (`quota_exceeded` at it; the count and the
+    /// insert are one atomic store step, so concurrent issues on any number
+    /// of instances never pass it). When the caller is itself an API key,
+    /// the new key gets at most its parent's scope (`scope_denied`
+    /// otherwise), expiry and own rate limit, records the parent, and is
+    /// revoked with it ([`revoke_api_key`](Self::revoke_api_key)).
     ///
     /// ```
     /// use tenancy_core::config::TenancyConfig;
@@ -1148,7 +1152,8 @@ impl Tenancy {
     ///     .into_parts();
     /// let admission = tenancy.admit(&parts).await?;
     /// let ctx = admission.context().unwrap();
-    /// let child = tenancy.issue_api_key_as(ctx, &acme, new(ApiKeyScope::Full)).await?;
+    /// let tenant = ctx.tenant().clone();
+    /// let child = tenancy.issue_api_key_as(ctx, &tenant, new(ApiKeyScope::Full)).await?;
     /// assert_eq!(child.record.expires_at, expires_at);
     /// assert_eq!(child.record.parent_key_id.as_ref(), Some(&parent.record.key_id));
     ///
@@ -1162,11 +1167,12 @@ impl Tenancy {
     pub async fn issue_api_key_as(
         &self,
         caller: &TenantContext,
-        tenant: &TenantId,
+        tenant: &Tenant,
         mut new: NewApiKey,
     ) -> Result<IssuedApiKey, TenancyError> {
+        let limit = self.quotas_of(tenant).api_keys;
         let AuthMethod::ApiKey { key_id, scope } = caller.auth_method() else {
-            return self.insert_api_key(tenant, new, None).await;
+            return self.insert_api_key(&tenant.id, new, None, limit).await;
         };
         if !scope.covers(new.scope) {
             return Err(ErrorKind::ScopeDenied { scope: *scope }.into());
@@ -1190,7 +1196,7 @@ impl Tenancy {
         if let Some(rps) = parent.rate_limit_rps {
             new.rate_limit_rps = Some(new.rate_limit_rps.map_or(rps, |r| r.min(rps)));
         }
-        self.insert_api_key(tenant, new, Some(parent.key_id.clone()))
+        self.insert_api_key(&tenant.id, new, Some(parent.key_id.clone()), limit)
             .await
     }
 
@@ -1199,6 +1205,7 @@ impl Tenancy {
         tenant: &TenantId,
         new: NewApiKey,
         parent: Option<KeyId>,
+        limit: Limit,
     ) -> Result<IssuedApiKey, TenancyError> {
         let key_id = new_key_id().ok_or_else(|| TenancyError::internal("no OS randomness"))?;
         let secret = ApiKeySecret::generate(&self.inner.config.auth.api_key_prefix, key_id.clone())
@@ -1219,12 +1226,20 @@ impl Tenancy {
         record.rate_limit_rps = new.rate_limit_rps;
         record.expires_at = new.expires_at;
         record.parent_key_id = parent;
-        self.inner
+        let inserted = self
+            .inner
             .stores
             .api_keys
-            .insert(record.clone())
+            .insert_within_limit(record.clone(), limit, record.created_at)
             .await
             .map_err(|e| self.store_failure("API key store", e))?;
+        if !inserted {
+            return Err(ErrorKind::QuotaExceeded {
+                budget: CountQuota::ApiKeys.name().to_owned(),
+                retry_after: None,
+            }
+            .into());
+        }
         Ok(IssuedApiKey { record, secret })
     }
 
@@ -1262,6 +1277,8 @@ impl Tenancy {
                     expires_at: old.expires_at,
                 },
                 old.parent_key_id.clone(),
+                // It takes the old key's place.
+                Limit::Unlimited,
             )
             .await?;
         match grace.and_then(|g| chrono::Duration::from_std(g).ok()) {

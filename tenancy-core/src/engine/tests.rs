@@ -1092,7 +1092,7 @@ async fn keys_never_outgrow_their_parent() {
     )
     .await;
     let child = t
-        .issue_api_key_as(&ctx, &acme, new(ApiKeyScope::Full, None))
+        .issue_api_key_as(&ctx, ctx.tenant(), new(ApiKeyScope::Full, None))
         .await
         .unwrap();
     assert_eq!(
@@ -1104,7 +1104,7 @@ async fn keys_never_outgrow_their_parent() {
     let later = t
         .issue_api_key_as(
             &ctx,
-            &acme,
+            ctx.tenant(),
             new(ApiKeyScope::Full, Some(soon + chrono::Duration::days(9))),
         )
         .await
@@ -1121,7 +1121,7 @@ async fn keys_never_outgrow_their_parent() {
     )
     .await;
     let grandchild = t
-        .issue_api_key_as(&child_ctx, &acme, new(ApiKeyScope::Readonly, None))
+        .issue_api_key_as(&child_ctx, ctx.tenant(), new(ApiKeyScope::Readonly, None))
         .await
         .unwrap();
     // A readonly key cannot grant more than readonly.
@@ -1134,7 +1134,7 @@ async fn keys_never_outgrow_their_parent() {
     )
     .await;
     let err = t
-        .issue_api_key_as(&ro_ctx, &acme, new(ApiKeyScope::Full, None))
+        .issue_api_key_as(&ro_ctx, ctx.tenant(), new(ApiKeyScope::Full, None))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "scope_denied");
@@ -1229,6 +1229,14 @@ impl CountingKeys {
 impl ApiKeyStore for CountingKeys {
     async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
         self.inner.insert(key).await
+    }
+    async fn insert_within_limit(
+        &self,
+        key: ApiKeyRecord,
+        limit: Limit,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.insert_within_limit(key, limit, now).await
     }
     async fn find_by_digest(
         &self,

@@ -102,6 +102,16 @@ pub trait TenantStore: Send + Sync + 'static {
 pub trait ApiKeyStore: Send + Sync + 'static {
     /// Adds a key; [`StoreError::AlreadyExists`] if its id or digest is taken.
     async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError>;
+    /// Adds a key unless its tenant already has `limit` live keys (neither
+    /// revoked nor expired at `now`); `Ok(false)` at the limit, nothing
+    /// written. The count and the insert are one atomic step: concurrent
+    /// inserts, from any number of instances, never pass the limit together.
+    async fn insert_within_limit(
+        &self,
+        key: ApiKeyRecord,
+        limit: Limit,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// The key whose secret has `digest`, whatever its tenant: the
     /// verification path. The caller checks revocation and expiry. Shared,
     /// so a store that keeps records in memory hands them out without

@@ -79,6 +79,14 @@ impl ApiKeyStore for FailingStore {
     async fn insert(&self, _: ApiKeyRecord) -> Result<(), StoreError> {
         self.fail()
     }
+    async fn insert_within_limit(
+        &self,
+        _: ApiKeyRecord,
+        _: Limit,
+        _: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.fail()
+    }
     async fn find_by_digest(
         &self,
         _: &ApiKeyDigest,

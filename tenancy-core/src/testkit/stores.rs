@@ -370,6 +370,145 @@ pub async fn api_key_store(store: &dyn ApiKeyStore) {
     );
 }
 
+/// The key-count contract of [`ApiKeyStore::insert_within_limit`]: 50
+/// concurrent inserts, spread over `stores` (one store, or several clients
+/// of one backend, as instances would be), leave exactly the limit of live
+/// keys; revoked and expired keys free their place; other tenants are
+/// untouched.
+pub async fn api_key_count_quota(stores: &[Arc<dyn ApiKeyStore>]) {
+    const LIMIT: u64 = 20;
+    let tenant = unique_tenant("quota-keys");
+    let other = unique_tenant("quota-keys");
+    let now = now_millis();
+    let key = |tenant: &TenantId, id: String, expires_at: Option<DateTime<Utc>>| {
+        let mut k = ApiKeyRecord::new(
+            KeyId::new(&id).expect("valid"),
+            tenant.clone(),
+            id.clone(),
+            crate::rbac::ApiKeyScope::Full,
+            digest(&format!("{tenant}/{id}")),
+            now,
+        );
+        k.expires_at = expires_at;
+        k
+    };
+    // An expired key does not count.
+    let stale = key(
+        &tenant,
+        "stale".into(),
+        Some(now - chrono::Duration::seconds(1)),
+    );
+    assert!(
+        stores[0]
+            .insert_within_limit(stale, crate::plan::Limit::Limited(LIMIT), now)
+            .await
+            .expect("insert")
+    );
+    let tasks = (0..50).map(|i| {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        let record = key(
+            &tenant,
+            format!("k{i}"),
+            Some(now + chrono::Duration::hours(1)),
+        );
+        tokio::spawn(async move {
+            store
+                .insert_within_limit(record, crate::plan::Limit::Limited(LIMIT), now)
+                .await
+                .expect("insert within limit")
+        })
+    });
+    let mut inserted = 0;
+    for task in tasks {
+        if task.await.expect("task") {
+            inserted += 1;
+        }
+    }
+    assert_eq!(inserted, LIMIT, "exactly the limit, never more");
+    let live = |keys: Vec<ApiKeyRecord>| keys.iter().filter(|k| k.is_live(now)).count() as u64;
+    assert_eq!(live(stores[0].list(&tenant).await.expect("list")), LIMIT);
+
+    // Full: one more is refused and nothing is written.
+    let refused = key(&tenant, "over".into(), None);
+    assert!(
+        !stores[0]
+            .insert_within_limit(refused.clone(), crate::plan::Limit::Limited(LIMIT), now)
+            .await
+            .expect("insert")
+    );
+    assert!(
+        stores[0]
+            .find_by_digest(&refused.digest)
+            .await
+            .expect("find")
+            .is_none()
+    );
+    // Another tenant has its own count.
+    assert!(
+        stores[0]
+            .insert_within_limit(
+                key(&other, "o1".into(), None),
+                crate::plan::Limit::Limited(1),
+                now
+            )
+            .await
+            .expect("insert")
+    );
+    // A revocation frees a place.
+    let first = stores[0].list(&tenant).await.expect("list");
+    let victim = first.iter().find(|k| k.is_live(now)).expect("a live key");
+    assert!(
+        stores[0]
+            .revoke(&tenant, &victim.key_id, now)
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        stores[stores.len() - 1]
+            .insert_within_limit(refused, crate::plan::Limit::Limited(LIMIT), now)
+            .await
+            .expect("insert")
+    );
+    // An expiry moved into the past frees a place too.
+    let victim = stores[0]
+        .list(&tenant)
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|k| k.is_live(now))
+        .expect("a live key");
+    assert!(
+        stores[0]
+            .set_expiry(
+                &tenant,
+                &victim.key_id,
+                Some(now - chrono::Duration::seconds(1))
+            )
+            .await
+            .expect("expiry")
+    );
+    assert!(
+        stores[0]
+            .insert_within_limit(
+                key(&tenant, "last".into(), None),
+                crate::plan::Limit::Limited(LIMIT),
+                now
+            )
+            .await
+            .expect("insert")
+    );
+    assert!(
+        !stores[0]
+            .insert_within_limit(
+                key(&tenant, "after".into(), None),
+                crate::plan::Limit::Limited(LIMIT),
+                now
+            )
+            .await
+            .expect("insert")
+    );
+}
+
 /// The [`QuotaStore`] contract: limits, isolation, period rollover, and no
 /// lost increment under 16 concurrent tasks.
 pub async fn quota_store(store: Arc<dyn QuotaStore>) {

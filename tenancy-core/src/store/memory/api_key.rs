@@ -7,6 +7,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use crate::credential::{ApiKeyDigest, ApiKeyRecord, KeyId};
+use crate::plan::Limit;
 use crate::store::{ApiKeyStore, StoreError};
 use crate::tenant::TenantId;
 
@@ -71,17 +72,42 @@ impl MemoryApiKeyStore {
 #[async_trait]
 impl ApiKeyStore for MemoryApiKeyStore {
     async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
+        self.insert_within_limit(key, Limit::Unlimited, Utc::now())
+            .await
+            .map(|_| ())
+    }
+
+    async fn insert_within_limit(
+        &self,
+        key: ApiKeyRecord,
+        limit: Limit,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         // Lock order: tenant index, then digest map (as everywhere here).
+        // The tenant's index stays locked from the count to the insert.
         let mut index = self.by_tenant.entry(key.tenant_id.clone()).or_default();
         if index.contains_key(&key.key_id) {
             return Err(StoreError::AlreadyExists);
+        }
+        if let Limit::Limited(max) = limit {
+            let live = index
+                .values()
+                .filter(|d| {
+                    self.by_digest
+                        .get(*d)
+                        .is_some_and(|r| r.tenant_id == key.tenant_id && r.is_live(now))
+                })
+                .count() as u64;
+            if live >= max {
+                return Ok(false);
+            }
         }
         match self.by_digest.entry(key.digest) {
             Entry::Occupied(_) => Err(StoreError::AlreadyExists),
             Entry::Vacant(slot) => {
                 index.insert(key.key_id.clone(), key.digest);
                 slot.insert(Arc::new(key));
-                Ok(())
+                Ok(true)
             }
         }
     }
