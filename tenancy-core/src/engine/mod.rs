@@ -69,6 +69,7 @@ pub use self::metrics::{
     AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION, REQUESTS_TOTAL,
     USAGE_DROPPED_TOTAL,
 };
+pub use self::recorder::{MAX_EVENT_TYPES_PER_HOUR, OVERFLOW_EVENT_TYPE};
 use self::recorder::{Recorder, Sinks};
 use self::security_log::SecurityLog;
 pub use self::security_log::{
@@ -451,6 +452,9 @@ impl TenancyBuilder {
         let recorder = Recorder::start(
             &config.audit,
             Sinks {
+                overflow_type: Label::new(OVERFLOW_EVENT_TYPE).map_err(|_| {
+                    ConfigError::new("engine", "the overflow event type is not a label")
+                })?,
                 audit: audit_sink.clone(),
                 usage: usage.clone(),
                 api_keys: api_keys.clone(),

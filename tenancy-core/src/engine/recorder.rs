@@ -4,7 +4,14 @@
 //! The request path only ever does a `try_send` or a map increment: nothing
 //! on it waits on a store. Anything that does not fit, or that a store
 //! refuses after retries, is dropped and counted.
+//!
+//! Metering is fair per tenant: a tenant meters at most
+//! [`MAX_EVENT_TYPES_PER_HOUR`] distinct event types per hour; later types
+//! of that hour are counted under [`OVERFLOW_EVENT_TYPE`], so no count is
+//! lost and one tenant's burst of types can never fill the buffer that
+//! every other tenant's usage goes through.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,6 +33,12 @@ use crate::tenant::TenantId;
 /// Attempts per batch before it is dropped.
 const WRITE_ATTEMPTS: u32 = 3;
 
+/// Most distinct event types one tenant meters in one hour.
+pub const MAX_EVENT_TYPES_PER_HOUR: usize = 100;
+/// The event type that counts a tenant's events past
+/// [`MAX_EVENT_TYPES_PER_HOUR`] types in an hour.
+pub const OVERFLOW_EVENT_TYPE: &str = "other_types";
+
 type UsageKey = (TenantId, DateTime<Utc>, Label);
 
 /// Counters of what the buffers dropped.
@@ -38,6 +51,10 @@ pub(crate) struct DropCounters {
 struct Shared {
     usage: DashMap<UsageKey, u64>,
     usage_cap: usize,
+    /// The event types each tenant metered in each hour (unix seconds of
+    /// its start), to cap them.
+    types_seen: DashMap<(TenantId, i64), HashSet<Label>>,
+    overflow: Label,
     touches: DashMap<(TenantId, KeyId), DateTime<Utc>>,
     drops: DropCounters,
 }
@@ -55,6 +72,8 @@ pub(crate) struct Recorder {
 }
 
 pub(crate) struct Sinks {
+    /// The [`OVERFLOW_EVENT_TYPE`] label.
+    pub(crate) overflow_type: Label,
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) usage: Arc<dyn UsageMeter>,
     pub(crate) api_keys: Arc<dyn ApiKeyStore>,
@@ -72,6 +91,8 @@ impl Recorder {
         let shared = Arc::new(Shared {
             usage: DashMap::new(),
             usage_cap: config.buffer_capacity,
+            types_seen: DashMap::new(),
+            overflow: sinks.overflow_type.clone(),
             touches: DashMap::new(),
             drops: DropCounters::default(),
         });
@@ -102,7 +123,16 @@ impl Recorder {
     pub(crate) fn meter(&self, tenant: &TenantId, event_type: &Label, at: DateTime<Utc>, n: u64) {
         // The UTC hour by arithmetic: no calendar work on the request path.
         let ts = at.timestamp();
-        let hour = DateTime::from_timestamp(ts - ts.rem_euclid(3600), 0).unwrap_or(at);
+        let hour_ts = ts - ts.rem_euclid(3600);
+        let hour = DateTime::from_timestamp(hour_ts, 0).unwrap_or(at);
+        let key = (tenant.clone(), hour, event_type.clone());
+        if let Some(mut count) = self.shared.usage.get_mut(&key) {
+            *count = count.saturating_add(n);
+            return;
+        }
+        // A type not in the buffer: within the tenant's types of the hour,
+        // or counted under the overflow type.
+        let event_type = self.admit_type(tenant, hour_ts, event_type);
         let key = (tenant.clone(), hour, event_type.clone());
         if let Some(mut count) = self.shared.usage.get_mut(&key) {
             *count = count.saturating_add(n);
@@ -114,6 +144,24 @@ impl Recorder {
             return;
         }
         *self.shared.usage.entry(key).or_insert(0) += n;
+    }
+
+    /// `event_type` when `tenant` metered it this hour or has room for
+    /// another type, else the overflow type.
+    fn admit_type<'a>(&'a self, tenant: &TenantId, hour: i64, event_type: &'a Label) -> &'a Label {
+        let mut seen = self
+            .shared
+            .types_seen
+            .entry((tenant.clone(), hour))
+            .or_default();
+        if seen.contains(event_type) {
+            return event_type;
+        }
+        if seen.len() < MAX_EVENT_TYPES_PER_HOUR {
+            seen.insert(event_type.clone());
+            return event_type;
+        }
+        &self.shared.overflow
     }
 
     pub(crate) fn touch(&self, tenant: &TenantId, key_id: &KeyId, at: DateTime<Utc>) {
@@ -236,6 +284,12 @@ impl Worker {
     }
 
     async fn write_usage(&self) {
+        // Hours that ended more than an hour ago take no new events.
+        let now = Utc::now().timestamp();
+        let horizon = now - now.rem_euclid(3600) - 3600;
+        self.shared
+            .types_seen
+            .retain(|(_, hour), _| *hour >= horizon);
         let keys: Vec<UsageKey> = self.shared.usage.iter().map(|e| e.key().clone()).collect();
         if keys.is_empty() {
             return;

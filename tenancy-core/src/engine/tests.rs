@@ -1280,3 +1280,46 @@ impl ApiKeyStore for CountingKeys {
         self.inner.touch(tenant, key_id, at).await
     }
 }
+
+/// Finding 3 (metering): a burst of 600,000 distinct event types from one
+/// tenant escaped metering and cost another tenant its counts.
+#[tokio::test]
+async fn metering_is_fair_per_tenant() {
+    let t = tenancy().await;
+    let acme = admitted(&t, post("/x", &[bearer("acme", "operator")])).await;
+    let globex = admitted(&t, post("/x", &[bearer("globex", "operator")])).await;
+    let burst = 70_000u64;
+    for i in 0..burst {
+        let event_type = Label::new(format!("t{i}")).unwrap();
+        t.meter(&acme, &event_type, 1);
+        if i % 3_500 == 0 {
+            t.meter(&globex, &Label::new("metric").unwrap(), 1);
+        }
+    }
+    t.flush().await;
+    assert_eq!(t.usage_dropped(), 0);
+    let from = Utc::now() - chrono::Duration::hours(2);
+    let to = Utc::now() + chrono::Duration::hours(2);
+    let rows = t.usage_meter().usage(&tid("acme"), from, to).await.unwrap();
+    let types: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r.event_type.as_str()).collect();
+    assert!(
+        types.len() <= MAX_EVENT_TYPES_PER_HOUR * 2 + 2,
+        "{} types",
+        types.len()
+    );
+    assert!(types.contains(OVERFLOW_EVENT_TYPE));
+    let total: u64 = rows.iter().map(|r| r.count).sum();
+    assert_eq!(total, burst, "every event counted, none escaped");
+    let theirs = t
+        .usage_meter()
+        .usage(&tid("globex"), from, to)
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs.iter().map(|r| r.count).sum::<u64>(),
+        20,
+        "globex lost nothing"
+    );
+    t.shutdown().await;
+}
