@@ -19,6 +19,27 @@
 //! charged by handlers through [`Tenancy::charge`], since only they know how
 //! much a request consumes.
 //!
+//! # Bounded state
+//!
+//! Every map or buffer whose keys come from requests has a cap and an
+//! eviction rule, and no rule ever evicts a real tenant's data to make room
+//! for an outsider's:
+//!
+//! | state | keyed by | cap | when full |
+//! |---|---|---|---|
+//! | failure throttle | client address (IPv6 per /64) | `auth.failure_throttle.max_addresses` (100,000) | idle addresses are swept (every 10 s and at the cap); past the cap new addresses go untracked (counted in [`AUTH_THROTTLE_UNTRACKED_TOTAL`]) rather than share a bucket that could lock out good callers |
+//! | security log | client address × refusal code | [`SECURITY_LOG_CAPACITY`] rows | rows idle for [`SECURITY_LOG_RETENTION`] go; then the code's row without an address counts the rest |
+//! | tenant cache: records | tenant id of an existing tenant | 100,000 | expired records, then all records (refetched on use) |
+//! | tenant cache: unknown ids | any valid tenant id a caller names | 10,000 | expired ids, then all unknown ids; never a record |
+//! | verified-token cache | a token whose signature verified | `auth.token_cache_capacity` (10,000) | expired tokens, then all |
+//! | JWK sets | configured realm | one set per realm, 1 MiB per fetch | replaced by the next fetch (at most one per 30 s per realm) |
+//! | rate-limit buckets (memory) | tenant, key id or route of admitted requests | idle buckets swept every 65,536 checks | — |
+//! | per-tenant metrics | tenant of an admitted request (it exists) | one handle set per tenant | refusal metrics are labelled by code, never by a caller's value |
+//! | usage buffer | tenant × hour × event type | [`MAX_EVENT_TYPES_PER_HOUR`] types per tenant and hour, `audit.buffer_capacity` entries | later types count under [`OVERFLOW_EVENT_TYPE`]; past the whole cap, dropped and counted |
+//! | audit buffer | — | `audit.buffer_capacity` events, each cut to the sizes of [`crate::audit`] | dropped and counted |
+//! | key last-use buffer | key found by digest | `audit.buffer_capacity` | skipped until the next flush |
+//! | in-memory audit log | tenant (only existing tenants' events are recorded) | 10,000 events per tenant | oldest first |
+//!
 //! ```
 //! use std::time::Duration;
 //! use tenancy_core::config::TenancyConfig;
