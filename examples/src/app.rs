@@ -316,6 +316,23 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
         .map_err(|e| TenancyError::invalid_request(format!("malformed JSON body: {e}")))
 }
 
+/// A telemetry body: its events, each checked, and their counts by event
+/// type. `payload_too_large` over [`MAX_BODY_BYTES`], `invalid_request` for
+/// anything else wrong, before anything is charged or stored.
+pub fn parse_telemetry(body: &[u8]) -> Result<(Vec<TelemetryEvent>, BTreeMap<Label, u64>)> {
+    let req: Ingest = parse_body(body)?;
+    if req.events.is_empty() || req.events.len() > MAX_EVENTS_PER_CALL {
+        return Err(TenancyError::invalid_request(format!(
+            "events must hold 1 to {MAX_EVENTS_PER_CALL} events"
+        )));
+    }
+    let mut by_type: BTreeMap<Label, u64> = BTreeMap::new();
+    for event in &req.events {
+        *by_type.entry(event.check()?).or_default() += 1;
+    }
+    Ok((req.events, by_type))
+}
+
 /// The value of query parameter `name`, percent-decoded.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
@@ -706,24 +723,15 @@ impl App {
             }
             .into());
         }
-        let req: Ingest = parse_body(body)?;
-        if req.events.is_empty() || req.events.len() > MAX_EVENTS_PER_CALL {
-            return Err(TenancyError::invalid_request(format!(
-                "events must hold 1 to {MAX_EVENTS_PER_CALL} events"
-            )));
-        }
-        let mut by_type: BTreeMap<Label, u64> = BTreeMap::new();
-        for event in &req.events {
-            *by_type.entry(event.check()?).or_default() += 1;
-        }
-        let accepted = req.events.len() as u64;
+        let (events, by_type) = parse_telemetry(body)?;
+        let accepted = events.len() as u64;
         self.tenancy.charge(ctx, "events", accepted).await?;
         for (event_type, count) in &by_type {
             self.tenancy.meter(ctx, event_type, *count);
         }
         let now = Utc::now();
         let mut log = self.telemetry.entry(ctx.tenant_id().clone()).or_default();
-        for mut event in req.events {
+        for mut event in events {
             event.timestamp.get_or_insert(now);
             log.push(event);
         }
@@ -933,7 +941,9 @@ impl App {
     }
 }
 
-fn parse_limit(query: &str, default: usize, max: usize) -> Result<usize> {
+/// The `limit` query parameter: `default` when absent, `invalid_request`
+/// outside 1 to `max`.
+pub fn parse_limit(query: &str, default: usize, max: usize) -> Result<usize> {
     match query_param(query, "limit") {
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
@@ -945,7 +955,9 @@ fn parse_limit(query: &str, default: usize, max: usize) -> Result<usize> {
     }
 }
 
-fn parse_time(query: &str, name: &str) -> Result<Option<DateTime<Utc>>> {
+/// The query parameter `name` as an RFC 3339 time; `invalid_request` when
+/// it is not one.
+pub fn parse_time(query: &str, name: &str) -> Result<Option<DateTime<Utc>>> {
     query_param(query, name)
         .map(|v| {
             DateTime::parse_from_rfc3339(&v)

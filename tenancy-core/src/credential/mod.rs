@@ -7,4 +7,7 @@ mod jwt;
 
 pub use api_key::{ApiKeyDigest, ApiKeyRecord, InvalidKeyId, KeyId};
 pub use api_key_secret::{ApiKeyHasher, ApiKeySecret, new_key_id};
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use jwt::parse_jwk_set_for_fuzzing;
 pub use jwt::{JwtClaims, JwtVerifier, VerifiedToken, encode_hs256};

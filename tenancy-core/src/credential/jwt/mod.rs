@@ -366,6 +366,14 @@ impl JwtVerifier {
     }
 }
 
+/// Parses a JWK set as a `jwks_file` or `jwks_url` would be: how many
+/// signing keys it yields. For the fuzz targets only.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn parse_jwk_set_for_fuzzing(bytes: &[u8]) -> Result<usize, String> {
+    parse_jwks(bytes, None, None).map(|keys| keys.len())
+}
+
 fn load_key(
     config: &RealmKeyConfig,
     path: &str,
