@@ -303,9 +303,17 @@ fn extract<'a>(
     Ok(out)
 }
 
+/// `host` without its `:port`: `name:port` and `[v6]:port` lose the port;
+/// a bare IPv6 address (colons, no brackets) has none to lose.
 fn strip_port(host: &str) -> &str {
     match host.rsplit_once(':') {
-        Some((h, port)) if !h.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        Some((h, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (h.ends_with(']') || !h.contains(':')) =>
+        {
+            h
+        }
         _ => host,
     }
 }
@@ -497,6 +505,69 @@ mod tests {
                 .unwrap_err()
                 .code(),
             "tenant_mismatch"
+        );
+        // The default tenant's own callers stay home, not marked crossing.
+        for role in [Role::Viewer, Role::Admin, Role::SuperAdmin] {
+            assert_eq!(
+                r.resolve(&p, Some((&t("solo"), role))).unwrap(),
+                Resolved::Tenant {
+                    id: t("solo"),
+                    cross_tenant: false
+                },
+                "{role}"
+            );
+        }
+        // A super_admin of another tenant reaches it, marked.
+        assert_eq!(
+            r.resolve(&p, Some((&t("other"), Role::SuperAdmin)))
+                .unwrap(),
+            Resolved::Tenant {
+                id: t("solo"),
+                cross_tenant: true
+            }
+        );
+    }
+
+    #[test]
+    fn debug_names_the_sources() {
+        let text = format!("{:?}", all_sources());
+        for part in [
+            "Header(x-tenant-id)",
+            "Host({tenant}.example.com)",
+            "Path(/t/{tenant})",
+        ] {
+            assert!(text.contains(part), "{text}");
+        }
+    }
+
+    #[test]
+    fn ports_are_stripped_from_hosts_and_nothing_else() {
+        for (host, bare) in [
+            ("acme.example.com:8080", "acme.example.com"),
+            ("acme.example.com", "acme.example.com"),
+            ("acme.example.com:", "acme.example.com:"),
+            ("acme.example.com:80a", "acme.example.com:80a"),
+            ("[::1]:8080", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("2001:db8::1", "2001:db8::1"),
+        ] {
+            assert_eq!(strip_port(host), bare, "{host}");
+        }
+    }
+
+    #[test]
+    fn the_default_tenant_only_when_its_source_is_listed() {
+        let c = TenancyConfig::from_vars([
+            ("TENANCY_DEFAULT_TENANT", "acme"),
+            ("TENANCY_TENANT_SOURCES", "credential,header"),
+        ])
+        .unwrap();
+        let r = TenantResolver::from_config(&c.resolution).unwrap();
+        let err = r.resolve(&parts("/", &[]), None).unwrap_err();
+        assert_eq!(err.code(), "tenant_required");
+        assert_eq!(
+            tenant_of(r.resolve(&parts("/", &[("x-tenant-id", "globex")]), None)),
+            "globex"
         );
     }
 }

@@ -1215,8 +1215,8 @@ impl Tenancy {
         parent
             .check_usable(Utc::now())
             .map_err(|r| TenancyError::from(ErrorKind::InvalidApiKey(r)))?;
-        if let Some(limit) = parent.expires_at {
-            new.expires_at = Some(new.expires_at.map_or(limit, |e| e.min(limit)));
+        if let Some(until) = parent.expires_at {
+            new.expires_at = Some(new.expires_at.map_or(until, |e| e.min(until)));
         }
         if let Some(rps) = parent.rate_limit_rps {
             new.rate_limit_rps = Some(new.rate_limit_rps.map_or(rps, |r| r.min(rps)));

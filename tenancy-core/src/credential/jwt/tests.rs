@@ -1131,3 +1131,107 @@ fn plain_http_key_urls_only_for_loopback_or_when_allowed() {
         JwtVerifier::from_config(&config([realm("http://id.example.com/certs", true)])).is_ok()
     );
 }
+
+/// What `check` makes of a token at a fixed `now`.
+fn outcome(v: &JwtVerifier, token: &str, now: i64) -> &'static str {
+    match v.inner.check(token, now, false) {
+        Ok(_) => "ok",
+        Err(Fail::Refused(e)) => e.code(),
+        Err(Fail::NeedKeys(..)) => "need_keys",
+    }
+}
+
+#[test]
+fn exp_and_nbf_boundaries_are_exact() {
+    let v = verifier([shared()]);
+    let leeway = 30;
+    let now = 2_000_000_000;
+    let token = |key: &str, at: i64| {
+        let claims = with(claims(), "exp", json!(now + 600));
+        hs(&with(claims, key, json!(at)))
+    };
+    // `exp` may lie up to the leeway in the past, not a second more.
+    assert_eq!(outcome(&v, &token("exp", now - leeway), now), "ok");
+    assert_eq!(
+        outcome(&v, &token("exp", now - leeway - 1), now),
+        "token_expired"
+    );
+    // `nbf` may lie up to the leeway in the future, not a second more.
+    assert_eq!(outcome(&v, &token("nbf", now + leeway), now), "ok");
+    assert_eq!(
+        outcome(&v, &token("nbf", now + leeway + 1), now),
+        "token_expired"
+    );
+    // A cached token is served until `exp` + leeway, not a second longer.
+    let cached = token("exp", now + 10);
+    assert_eq!(outcome(&v, &cached, now), "ok");
+    assert_eq!(outcome(&v, &cached, now + 10 + leeway), "ok");
+    assert_eq!(outcome(&v, &cached, now + 10 + leeway + 1), "token_expired");
+}
+
+#[test]
+fn a_token_of_exactly_the_longest_length_is_read() {
+    let now = 2_000_000_000;
+    let v = verifier([shared()]);
+    // Find a padding that makes the token exactly MAX_TOKEN_LEN long (an
+    // unpadded base64 length is never 1 modulo 4, so try two headers).
+    let exact = (0..MAX_TOKEN_LEN).find_map(|pad| {
+        let claims = with(
+            with(claims(), "exp", json!(now + 600)),
+            "pad",
+            json!("p".repeat(pad)),
+        );
+        [
+            json!({"alg": "HS256"}),
+            json!({"alg": "HS256", "typ": "JWT"}),
+        ]
+        .iter()
+        .map(|header| hmac_signed_raw(header, &claims, SECRET.as_bytes()))
+        .find(|t| t.len() == MAX_TOKEN_LEN)
+    });
+    let exact = exact.expect("a token of exactly the longest length");
+    assert_eq!(outcome(&v, &exact, now), "ok");
+    let longer = format!("{exact}A");
+    assert_eq!(
+        v.inner.check(&longer, now, false).err().map(|f| match f {
+            Fail::Refused(e) =>
+                matches!(e.kind(), ErrorKind::InvalidToken(TokenRejection::Malformed)),
+            Fail::NeedKeys(..) => false,
+        }),
+        Some(true)
+    );
+}
+
+#[tokio::test]
+async fn after_a_refresh_an_unknown_kid_is_a_refusal_not_another_fetch() {
+    let r1 = jwk(Algorithm::RS256, RSA_PRIVATE, Some("r1"));
+    let server = JwksServer::start(jwks(std::slice::from_ref(&r1)), Duration::ZERO).await;
+    let v = JwtVerifier::build(&jwks_url_config(&server.url), fast_timing()).unwrap();
+    assert!(v.verify(&rsa_token(RSA_PRIVATE, "r1", "a")).await.is_ok());
+    let unknown = rsa_token(RSA2_PRIVATE, "r9", "b");
+    let now = unix_now();
+    // The first look may ask for keys; the look after a refresh refuses.
+    assert_eq!(outcome(&v, &unknown, now), "invalid_token");
+    assert!(matches!(
+        v.inner.check(&unknown, now, true),
+        Err(Fail::NeedKeys(_, RefreshReason::UnknownKid))
+    ));
+}
+
+#[test]
+fn base64url_segments_of_an_impossible_length_are_malformed() {
+    for (segment, ok) in [
+        ("", false),
+        ("A", false),
+        ("AB", true),
+        ("ABC", true),
+        ("ABCD", true),
+        ("ABCDE", false),
+        ("ABCDEFGHI", false),
+        ("ABCDEFGH", true),
+        ("AB+/", false),
+        ("AB-_", true),
+    ] {
+        assert_eq!(is_base64url(segment), ok, "{segment:?}");
+    }
+}
