@@ -117,7 +117,7 @@ fn random_path() -> String {
 }
 
 fn random_tenant(i: usize) -> String {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         "platform".to_owned()
     } else {
         let bytes = random_bytes(8);
