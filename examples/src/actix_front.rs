@@ -49,8 +49,8 @@ fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(not_found))
 }
 
-async fn list_tenants(app: AppData, Tenant(ctx): Tenant) -> Answer {
-    respond(app.list_tenants(&ctx).await)
+async fn list_tenants(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
+    respond(app.list_tenants(&ctx, req.query_string()).await)
 }
 async fn create_tenant(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
     respond(app.create_tenant(&ctx, &read_body(body).await?).await)
@@ -66,8 +66,8 @@ async fn patch_tenant(
 ) -> Answer {
     respond(app.patch_tenant(&ctx, &id, &read_body(body).await?).await)
 }
-async fn list_api_keys(app: AppData, Tenant(ctx): Tenant) -> Answer {
-    respond(app.list_api_keys(&ctx).await)
+async fn list_api_keys(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
+    respond(app.list_api_keys(&ctx, req.query_string()).await)
 }
 async fn create_api_key(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
     respond(app.create_api_key(&ctx, &read_body(body).await?).await)
@@ -90,14 +90,14 @@ async fn trigger_runbook(app: AppData, Tenant(ctx): Tenant, id: web::Path<String
 async fn ack_incident(app: AppData, Tenant(ctx): Tenant, id: web::Path<String>) -> Answer {
     respond(app.ack_incident(&ctx, &id))
 }
-async fn list_users(app: AppData, Tenant(ctx): Tenant) -> Answer {
-    respond(app.list_users(&ctx))
+async fn list_users(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
+    respond(app.list_users(&ctx, req.query_string()))
 }
 async fn create_user(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
     respond(app.create_user(&ctx, &read_body(body).await?).await)
 }
-async fn list_teams(app: AppData, Tenant(ctx): Tenant) -> Answer {
-    respond(app.list_teams(&ctx))
+async fn list_teams(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
+    respond(app.list_teams(&ctx, req.query_string()))
 }
 async fn create_team(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
     respond(app.create_team(&ctx, &read_body(body).await?))

@@ -48,6 +48,10 @@ pub const MAX_TEAMS: usize = 100;
 pub const MAX_TEAM_MEMBERS: usize = 100;
 /// Longest member entry (user id or e-mail), in bytes.
 pub const MAX_MEMBER_BYTES: usize = 254;
+/// Rows a list endpoint answers when no `limit` is given.
+pub const LIST_DEFAULT_LIMIT: usize = 100;
+/// The largest `limit` a list or query endpoint takes.
+pub const LIST_MAX_LIMIT: usize = 1_000;
 /// Longest wait for the stores' health on `/readyz`.
 pub const READY_DEADLINE: std::time::Duration = std::time::Duration::from_millis(800);
 /// Events accepted in one telemetry call.
@@ -97,8 +101,12 @@ impl<T: Clone> Scoped<T> {
         }
     }
 
-    fn all(&self, tenant: &TenantId) -> Vec<T> {
-        self.rows.get(tenant).map(|r| r.clone()).unwrap_or_default()
+    /// The first `limit` rows of `tenant`, copying only those.
+    fn page(&self, tenant: &TenantId, limit: usize) -> Vec<T> {
+        self.rows
+            .get(tenant)
+            .map(|rows| rows.iter().take(limit).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Appends `row` to `tenant`'s rows unless `refuse` finds a reason in
@@ -493,13 +501,18 @@ impl App {
         Ok(Reply::json(StatusCode::CREATED, tenant_json(&tenant)))
     }
 
-    /// `GET /api/v1/tenants` (super_admin).
-    pub async fn list_tenants(&self, ctx: &TenantContext) -> Result<Reply> {
+    /// `GET /api/v1/tenants` (super_admin): by id, `limit` at a time (default
+    /// 100, at most 1,000), from after the id `after`.
+    pub async fn list_tenants(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         require_role(ctx, Role::SuperAdmin)?;
+        let limit = parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+        let after = query_param(query, "after")
+            .map(|a| TenantId::new(a).map_err(TenancyError::from))
+            .transpose()?;
         let tenants = self
             .tenancy
             .tenant_store()
-            .list(None, 10_000)
+            .list(after.as_ref(), limit)
             .await
             .map_err(TenancyError::from)?;
         Ok(Reply::ok(json!({
@@ -646,15 +659,18 @@ impl App {
         ))
     }
 
-    /// `GET /api/v1/apikeys` (admin+): the tenant's keys, never a secret.
-    pub async fn list_api_keys(&self, ctx: &TenantContext) -> Result<Reply> {
+    /// `GET /api/v1/apikeys` (admin+): the tenant's keys, oldest first,
+    /// `limit` at a time (default 100, at most 1,000), never a secret.
+    pub async fn list_api_keys(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         require_role(ctx, Role::Admin)?;
-        let keys = self
+        let limit = parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+        let mut keys = self
             .tenancy
             .api_key_store()
             .list(ctx.tenant_id())
             .await
             .map_err(TenancyError::from)?;
+        keys.truncate(limit);
         Ok(Reply::ok(json!({
             "api_keys": keys.iter().map(key_json).collect::<Vec<_>>(),
         })))
@@ -747,7 +763,7 @@ impl App {
         require_role(ctx, Role::Viewer)?;
         let name = query_param(query, "name");
         let event_type = query_param(query, "type");
-        let limit = parse_limit(query, 100, 1000)?;
+        let limit = parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
         // Only the page is copied, under the tenant's read lock.
         let events: Vec<TelemetryEvent> = self
             .telemetry
@@ -843,10 +859,14 @@ impl App {
         Ok(Reply::json(StatusCode::CREATED, json!(user)))
     }
 
-    /// `GET /api/v1/users` (admin+).
-    pub fn list_users(&self, ctx: &TenantContext) -> Result<Reply> {
+    /// `GET /api/v1/users` (admin+): oldest first, `limit` at a time
+    /// (default 100, at most 1,000).
+    pub fn list_users(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         require_role(ctx, Role::Admin)?;
-        Ok(Reply::ok(json!({"users": self.users.all(ctx.tenant_id())})))
+        let limit = parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+        Ok(Reply::ok(
+            json!({"users": self.users.page(ctx.tenant_id(), limit)}),
+        ))
     }
 
     /// `POST /api/v1/teams` (admin+).
@@ -889,10 +909,14 @@ impl App {
         Ok(Reply::json(StatusCode::CREATED, json!(team)))
     }
 
-    /// `GET /api/v1/teams` (admin+).
-    pub fn list_teams(&self, ctx: &TenantContext) -> Result<Reply> {
+    /// `GET /api/v1/teams` (admin+): oldest first, `limit` at a time
+    /// (default 100, at most 1,000).
+    pub fn list_teams(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         require_role(ctx, Role::Admin)?;
-        Ok(Reply::ok(json!({"teams": self.teams.all(ctx.tenant_id())})))
+        let limit = parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+        Ok(Reply::ok(
+            json!({"teams": self.teams.page(ctx.tenant_id(), limit)}),
+        ))
     }
 
     /// `GET /api/v1/audit` (admin+): newest first; filters `actor`,
@@ -901,7 +925,8 @@ impl App {
     /// and no read forces every tenant's buffers out.
     pub async fn audit(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         require_role(ctx, Role::Admin)?;
-        let mut filter = AuditFilter::default().limit(parse_limit(query, 100, 1000)?);
+        let mut filter =
+            AuditFilter::default().limit(parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?);
         filter.actor = query_param(query, "actor");
         filter.action = query_param(query, "action");
         filter.since = parse_time(query, "since")?;
@@ -982,6 +1007,36 @@ mod tests {
         );
         assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
         assert_eq!(percent_decode("%4"), "%4");
+    }
+
+    #[test]
+    fn stored_telemetry_is_bounded_by_bytes() {
+        let event = |name_bytes: usize, labels: usize| TelemetryEvent {
+            event_type: "metric".into(),
+            name: "n".repeat(name_bytes),
+            value: 1.0,
+            timestamp: None,
+            labels: (0..labels)
+                .map(|i| (format!("l{i}"), "v".repeat(MAX_LABEL_VALUE_BYTES)))
+                .collect(),
+        };
+        // Large events stop at the bytes.
+        let mut log = TelemetryLog::default();
+        for _ in 0..100_000 {
+            log.push(event(MAX_EVENT_NAME_BYTES, 8));
+        }
+        assert!(log.bytes <= TELEMETRY_BYTES_PER_TENANT, "{}", log.bytes);
+        assert_eq!(
+            log.bytes,
+            log.events.iter().map(TelemetryEvent::size).sum::<usize>()
+        );
+        assert!(log.events.len() < TELEMETRY_EVENTS_PER_TENANT);
+        // Small events stop at the count instead.
+        let mut log = TelemetryLog::default();
+        for _ in 0..(TELEMETRY_EVENTS_PER_TENANT + 10) {
+            log.push(event(1, 0));
+        }
+        assert_eq!(log.events.len(), TELEMETRY_EVENTS_PER_TENANT);
     }
 
     #[test]

@@ -52,8 +52,8 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
     let api = Router::new()
         .route(
             "/api/v1/tenants",
-            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant| async move {
-                respond(app.list_tenants(&ctx).await)
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
+                respond(app.list_tenants(&ctx, q.as_deref().unwrap_or_default()).await)
             })
             .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
                 respond(app.create_tenant(&ctx, &read_body(body).await?).await)
@@ -72,8 +72,8 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
         )
         .route(
             "/api/v1/apikeys",
-            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant| async move {
-                respond(app.list_api_keys(&ctx).await)
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
+                respond(app.list_api_keys(&ctx, q.as_deref().unwrap_or_default()).await)
             })
             .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
                 respond(app.create_api_key(&ctx, &read_body(body).await?).await)
@@ -121,14 +121,18 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
         )
         .route(
             "/api/v1/users",
-            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant| async move { respond(app.list_users(&ctx)) })
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
+                respond(app.list_users(&ctx, q.as_deref().unwrap_or_default()))
+            })
                 .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
                     respond(app.create_user(&ctx, &read_body(body).await?).await)
                 }),
         )
         .route(
             "/api/v1/teams",
-            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant| async move { respond(app.list_teams(&ctx)) })
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
+                respond(app.list_teams(&ctx, q.as_deref().unwrap_or_default()))
+            })
                 .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
                     respond(app.create_team(&ctx, &read_body(body).await?))
                 }),

@@ -1323,3 +1323,52 @@ async fn metering_is_fair_per_tenant() {
     );
     t.shutdown().await;
 }
+
+/// Which refusals of verified callers reach their home tenant's log:
+/// refused writes and boundary crossings, not refused reads.
+#[tokio::test]
+async fn verified_refusals_of_reads_stay_out_of_the_audit_log() {
+    let t = tenancy().await;
+    let mut read = get("/x", &[bearer("acme", "viewer")]);
+    read.extensions.insert(RoutePolicy::min_role(Role::Admin));
+    assert_eq!(refusal(&t, read).await.code(), "insufficient_role");
+    assert!(audit_of(&t, "acme").await.is_empty());
+    let mut write = post("/x", &[bearer("acme", "viewer")]);
+    write.extensions.insert(RoutePolicy::min_role(Role::Admin));
+    assert_eq!(refusal(&t, write).await.code(), "insufficient_role");
+    let events = audit_of(&t, "acme").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].details.get("code").map(String::as_str),
+        Some("insufficient_role")
+    );
+    t.shutdown().await;
+}
+
+/// A services realm's `system` token acts as a service, a user's as a user.
+#[tokio::test]
+async fn system_tokens_act_as_services() {
+    let services =
+        crate::config::RealmConfig::hs256("svc", "https://svc.example", SECRET).for_services();
+    let t = tenancy_with(base_config().realm(services).build().unwrap()).await;
+    let now = Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "sub": "billing", "tenant_id": "acme", "role": "system",
+        "iss": "https://svc.example", "exp": now + 600,
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let ctx = admitted(
+        &t,
+        get("/x", &[("authorization", format!("Bearer {token}"))]),
+    )
+    .await;
+    assert_eq!(ctx.principal().kind, ActorKind::Service);
+    let ctx = admitted(&t, get("/x", &[bearer("acme", "admin")])).await;
+    assert_eq!(ctx.principal().kind, ActorKind::User);
+    t.shutdown().await;
+}
