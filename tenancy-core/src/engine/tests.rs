@@ -1372,3 +1372,28 @@ async fn system_tokens_act_as_services() {
     assert_eq!(ctx.principal().kind, ActorKind::User);
     t.shutdown().await;
 }
+
+/// A verified token whose home tenant does not exist opens no audit log
+/// for it: its refusals go to the security log.
+#[tokio::test]
+async fn refusals_of_tokens_from_no_tenant_open_no_audit_log() {
+    let t = tenancy().await;
+    let err = refusal(
+        &t,
+        from(
+            "192.0.2.44",
+            post(
+                "/x",
+                &[bearer("ghost", "admin"), ("x-tenant-id", "acme".into())],
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(err.code(), "tenant_mismatch");
+    assert!(audit_of(&t, "ghost").await.is_empty());
+    assert!(audit_of(&t, "acme").await.is_empty());
+    assert!(t.security_log().iter().any(|e| {
+        e.client_addr == Some("192.0.2.44".parse().unwrap()) && e.reason == "tenant_mismatch"
+    }));
+    t.shutdown().await;
+}
