@@ -1397,3 +1397,69 @@ async fn refusals_of_tokens_from_no_tenant_open_no_audit_log() {
     }));
     t.shutdown().await;
 }
+
+/// Rotating a key with a grace period ends the keys it issued with it, and
+/// no later: an earlier expiry stays.
+#[tokio::test]
+async fn rotation_with_grace_ends_the_keys_a_key_issued() {
+    let t = tenancy().await;
+    let acme = tid("acme");
+    let new = |expires_at| NewApiKey {
+        name: "k".into(),
+        scope: ApiKeyScope::Full,
+        rate_limit_rps: None,
+        expires_at,
+    };
+    let parent = t.issue_api_key(&acme, new(None)).await.unwrap();
+    let ctx = admitted(
+        &t,
+        post("/keys", &[("x-api-key", parent.secret.expose().to_owned())]),
+    )
+    .await;
+    let soon = Utc::now() + chrono::Duration::seconds(10);
+    let late = Utc::now() + chrono::Duration::days(1);
+    let early_child = t
+        .issue_api_key_as(&ctx, ctx.tenant(), new(Some(soon)))
+        .await
+        .unwrap();
+    let late_child = t
+        .issue_api_key_as(&ctx, ctx.tenant(), new(Some(late)))
+        .await
+        .unwrap();
+    let open_child = t
+        .issue_api_key_as(&ctx, ctx.tenant(), new(None))
+        .await
+        .unwrap();
+    let before = Utc::now();
+    t.rotate_api_key(&acme, &parent.record.key_id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let expiry = |k: &IssuedApiKey| {
+        let t = t.clone();
+        let id = k.record.key_id.clone();
+        async move {
+            t.api_key_store()
+                .get(&tid("acme"), &id)
+                .await
+                .unwrap()
+                .unwrap()
+                .expires_at
+        }
+    };
+    let until = expiry(&parent)
+        .await
+        .expect("the old key ends after the grace");
+    assert!(until >= before + chrono::Duration::seconds(60));
+    assert_eq!(
+        expiry(&early_child).await,
+        Some(soon),
+        "an earlier expiry stays"
+    );
+    assert_eq!(expiry(&late_child).await, Some(until), "a later one is cut");
+    assert_eq!(
+        expiry(&open_child).await,
+        Some(until),
+        "none becomes the parent's"
+    );
+    t.shutdown().await;
+}
