@@ -190,12 +190,6 @@ fn decode(
 
 #[async_trait]
 impl ApiKeyStore for RedisApiKeyStore {
-    async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
-        self.insert_within_limit(key, Limit::Unlimited, Utc::now())
-            .await
-            .map(|_| ())
-    }
-
     async fn insert_within_limit(
         &self,
         key: ApiKeyRecord,

@@ -234,6 +234,15 @@ mod tests {
     }
 
     #[test]
+    fn keys_with_the_longest_prefix_are_read() {
+        let prefix = "p".repeat(16);
+        let hasher = ApiKeyHasher::new(prefix.clone(), None);
+        let longest = ApiKeySecret::generate(&prefix, KeyId::new("k1").unwrap()).unwrap();
+        assert_eq!(longest.expose().len(), MAX_KEY_LEN);
+        assert!(hasher.digest(longest.expose()).is_ok());
+    }
+
+    #[test]
     fn generated_keys_parse_and_differ() {
         let hasher = ApiKeyHasher::new("tnk", None);
         let (a, b) = (key(), key());

@@ -179,6 +179,53 @@ mod tests {
     }
 
     #[test]
+    fn an_ended_block_is_forgotten_on_the_next_check() {
+        let t = throttle(1000, 1, 100);
+        let a = ip("192.0.2.1");
+        t.failed(a);
+        t.failed(a);
+        assert!(t.check(a).is_some());
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(t.check(a), None);
+        assert_eq!(t.blocked.len(), 0);
+        assert_eq!(
+            t.blocked_len.load(Ordering::Relaxed),
+            0,
+            "back on the fast path"
+        );
+    }
+
+    #[test]
+    fn failures_while_blocked_do_not_lengthen_the_block() {
+        let t = throttle(10, 5, 100);
+        let a = ip("192.0.2.1");
+        for _ in 0..20 {
+            t.failed(a);
+        }
+        let wait = t.check(a).expect("blocked");
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(t.check(a), None);
+    }
+
+    #[test]
+    fn idle_addresses_make_room_for_new_ones() {
+        let t = throttle(100, 2, 64);
+        for i in 0..64u32 {
+            t.failed(IpAddr::from(i.to_be_bytes()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let newcomer = ip("198.51.100.9");
+        for _ in 0..3 {
+            t.failed(newcomer);
+        }
+        assert!(
+            t.check(newcomer).is_some(),
+            "tracked once idle ones are swept"
+        );
+    }
+
+    #[test]
     fn a_person_mistyping_never_meets_it() {
         let t = throttle(10, 50, 100);
         let a = ip("192.0.2.1");

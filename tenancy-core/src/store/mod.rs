@@ -101,7 +101,13 @@ pub trait TenantStore: Send + Sync + 'static {
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync + 'static {
     /// Adds a key; [`StoreError::AlreadyExists`] if its id or digest is taken.
-    async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError>;
+    /// By default, [`insert_within_limit`](Self::insert_within_limit) with no
+    /// limit.
+    async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
+        self.insert_within_limit(key, Limit::Unlimited, Utc::now())
+            .await
+            .map(|_| ())
+    }
     /// Adds a key unless its tenant already has `limit` live keys (neither
     /// revoked nor expired at `now`); `Ok(false)` at the limit, nothing
     /// written. The count and the insert are one atomic step: concurrent

@@ -71,12 +71,6 @@ impl MemoryApiKeyStore {
 
 #[async_trait]
 impl ApiKeyStore for MemoryApiKeyStore {
-    async fn insert(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
-        self.insert_within_limit(key, Limit::Unlimited, Utc::now())
-            .await
-            .map(|_| ())
-    }
-
     async fn insert_within_limit(
         &self,
         key: ApiKeyRecord,
