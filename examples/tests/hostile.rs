@@ -683,3 +683,66 @@ async fn concurrent_key_creates_never_pass_the_plan() {
         "two instances on one Redis"
     );
 }
+
+/// Finding 3 (metering): a burst of distinct event types from one tenant
+/// escaped metering and cost another tenant its counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_event_types_neither_escapes_metering_nor_costs_others() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "acme", "enterprise").await;
+        create_tenant(&s, "globex", "pro").await;
+        let acme = token("acme", "operator", "op@acme");
+        let globex = token("globex", "operator", "op@globex");
+        let calls = 70;
+        for call in 0..calls {
+            let events: Vec<String> = (0..1000)
+                .map(|i| format!(r#"{{"type":"t{call}x{i}","name":"n","value":1}}"#))
+                .collect();
+            let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+            let a = s.post("/api/v1/telemetry", &acme, &body).await;
+            assert_eq!(a.status, 202, "{name}: {}", a.raw);
+            if call % 7 == 0 {
+                let one = r#"{"events":[{"type":"metric","name":"cpu","value":1},{"type":"metric","name":"cpu","value":2}]}"#;
+                assert_eq!(
+                    s.post("/api/v1/telemetry", &globex, one).await.status,
+                    202,
+                    "{name}"
+                );
+            }
+        }
+        let total = |a: &support::Answer, skip_requests: bool| -> u64 {
+            a.body["usage"]
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .filter(|r| !skip_requests || r["event_type"] != "requests")
+                        .map(|r| r["count"].as_u64().unwrap_or(0))
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        let acme_admin = token("acme", "admin", "admin@acme");
+        let usage = s
+            .get_until("/api/v1/usage", &acme_admin, |a| {
+                total(a, true) >= calls * 1000
+            })
+            .await;
+        assert_eq!(
+            total(&usage, true),
+            calls * 1000,
+            "{name}: every event metered"
+        );
+        let rows = usage.body["usage"].as_array().unwrap();
+        assert!(rows.len() <= 2 * 101 + 2, "{name}: {} rows", rows.len());
+        assert!(
+            rows.iter().any(|r| r["event_type"] == "other_types"),
+            "{name}"
+        );
+        let globex_admin = token("globex", "admin", "admin@globex");
+        let theirs = s
+            .get_until("/api/v1/usage", &globex_admin, |a| total(a, true) >= 20)
+            .await;
+        assert_eq!(total(&theirs, true), 20, "{name}: globex lost nothing");
+    }
+}

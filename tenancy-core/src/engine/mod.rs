@@ -470,12 +470,15 @@ impl TenancyBuilder {
         let usage = self
             .usage
             .unwrap_or_else(|| Arc::new(MemoryUsageMeter::new()));
+        let requests_event = Label::new(REQUESTS_EVENT)
+            .map_err(|_| ConfigError::new("engine", "the requests event type is not a label"))?;
         let recorder = Recorder::start(
             &config.audit,
             Sinks {
                 overflow_type: Label::new(OVERFLOW_EVENT_TYPE).map_err(|_| {
                     ConfigError::new("engine", "the overflow event type is not a label")
                 })?,
+                requests_type: requests_event.clone(),
                 audit: audit_sink.clone(),
                 usage: usage.clone(),
                 api_keys: api_keys.clone(),
@@ -511,9 +514,7 @@ impl TenancyBuilder {
                 stores,
                 recorder,
                 metrics: TenantMetrics::default(),
-                requests_event: Label::new(REQUESTS_EVENT).map_err(|_| {
-                    ConfigError::new("engine", "the requests event type is not a label")
-                })?,
+                requests_event,
                 request_ids: RequestIds::new(),
                 throttle: AuthThrottle::new(&config.auth.failure_throttle),
                 security_log: SecurityLog::default(),

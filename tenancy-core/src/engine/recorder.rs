@@ -6,7 +6,8 @@
 //! refuses after retries, is dropped and counted.
 //!
 //! Metering is fair per tenant: a tenant meters at most
-//! [`MAX_EVENT_TYPES_PER_HOUR`] distinct event types per hour; later types
+//! [`MAX_EVENT_TYPES_PER_HOUR`] distinct event types per hour (besides the
+//! engine's own `requests`); later types
 //! of that hour are counted under [`OVERFLOW_EVENT_TYPE`], so no count is
 //! lost and one tenant's burst of types can never fill the buffer that
 //! every other tenant's usage goes through.
@@ -55,6 +56,8 @@ struct Shared {
     /// its start), to cap them.
     types_seen: DashMap<(TenantId, i64), HashSet<Label>>,
     overflow: Label,
+    /// The engine's own per-request type, always metered under its name.
+    requests: Label,
     touches: DashMap<(TenantId, KeyId), DateTime<Utc>>,
     drops: DropCounters,
 }
@@ -74,6 +77,8 @@ pub(crate) struct Recorder {
 pub(crate) struct Sinks {
     /// The [`OVERFLOW_EVENT_TYPE`] label.
     pub(crate) overflow_type: Label,
+    /// The engine's per-request event type, outside the cap.
+    pub(crate) requests_type: Label,
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) usage: Arc<dyn UsageMeter>,
     pub(crate) api_keys: Arc<dyn ApiKeyStore>,
@@ -93,6 +98,7 @@ impl Recorder {
             usage_cap: config.buffer_capacity,
             types_seen: DashMap::new(),
             overflow: sinks.overflow_type.clone(),
+            requests: sinks.requests_type.clone(),
             touches: DashMap::new(),
             drops: DropCounters::default(),
         });
@@ -149,6 +155,9 @@ impl Recorder {
     /// `event_type` when `tenant` metered it this hour or has room for
     /// another type, else the overflow type.
     fn admit_type<'a>(&'a self, tenant: &TenantId, hour: i64, event_type: &'a Label) -> &'a Label {
+        if *event_type == self.shared.requests {
+            return event_type;
+        }
         let mut seen = self
             .shared
             .types_seen
