@@ -251,24 +251,11 @@ async fn guessed_api_keys_are_throttled_per_address() {
         );
         // Over the allowance even a good key waits: the address is refused
         // before any credential is looked at.
-        let a = s
-            .call(
-                "GET",
-                "/api/v1/metrics/query",
-                &[("x-api-key", &good)],
-                None,
-            )
-            .await;
-        assert_eq!(a.status, 429, "{name}");
+        let good_key = [("x-api-key", good.as_str())];
+        let with_good_key = || s.call("GET", "/api/v1/metrics/query", &good_key, None);
+        assert_eq!(with_good_key().await.status, 429, "{name}");
         let_throttle_recover().await;
-        let a = s
-            .call(
-                "GET",
-                "/api/v1/metrics/query",
-                &[("x-api-key", &good)],
-                None,
-            )
-            .await;
+        let a = with_good_key().await;
         assert_eq!(a.status, 200, "{name}: {}", a.raw);
     }
 }
