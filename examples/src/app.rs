@@ -18,15 +18,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tenancy_core::Tenancy;
+use tenancy_core::admin::{CountQuota, NewApiKey};
 use tenancy_core::audit::AuditFilter;
 use tenancy_core::context::TenantContext;
 use tenancy_core::credential::{ApiKeyRecord, KeyId};
-use tenancy_core::engine::{CountQuota, NewApiKey};
 use tenancy_core::error::{ErrorKind, TenancyError};
 use tenancy_core::guard::require_role;
 use tenancy_core::label::Label;
 use tenancy_core::rbac::{ApiKeyScope, Permission, Role};
-use tenancy_core::tenant::{Tenant, TenantId, TenantSettings, TenantStatus};
+use tenancy_core::tenant::{TenantId, TenantRecord, TenantSettings, TenantStatus};
 use tenancy_store_clickhouse::AuditWriter;
 
 /// The largest request body accepted, in bytes.
@@ -392,7 +392,7 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{hex}")
 }
 
-fn tenant_json(t: &Tenant) -> Value {
+fn tenant_json(t: &TenantRecord) -> Value {
     json!({
         "tenant_id": t.id,
         "name": t.name,
@@ -489,9 +489,9 @@ impl App {
                 "unknown plan {plan:?}"
             )));
         }
-        let mut tenant = Tenant::new(id, req.name, plan);
+        let mut tenant = TenantRecord::new(id, req.name, plan);
         tenant.contact_email = req.contact_email;
-        self.tenancy.create_tenant(tenant.clone()).await?;
+        self.tenancy.admin().create_tenant(tenant.clone()).await?;
         self.tenancy.record_audit(
             self.tenancy
                 .audit_event(ctx, "tenant.create")
@@ -522,7 +522,7 @@ impl App {
 
     /// The tenant `id`, when `ctx` may see it: super_admin, or admin of it.
     /// Anything else is `not_found`, so callers cannot probe for tenants.
-    async fn visible_tenant(&self, ctx: &TenantContext, id: &str) -> Result<Tenant> {
+    async fn visible_tenant(&self, ctx: &TenantContext, id: &str) -> Result<TenantRecord> {
         let id = TenantId::new(id).map_err(|_| not_found())?;
         let own = *ctx.tenant_id() == id;
         if ctx.role() < Role::SuperAdmin {
@@ -575,7 +575,7 @@ impl App {
             changed.push("settings");
         }
         tenant.updated_at = Utc::now();
-        self.tenancy.update_tenant(tenant.clone()).await?;
+        self.tenancy.admin().update_tenant(tenant.clone()).await?;
         self.tenancy.record_audit(
             self.tenancy
                 .audit_event(ctx, "tenant.update")
@@ -588,7 +588,11 @@ impl App {
 
     /// The tenant a body names, or the caller's: another tenant only for
     /// super_admin (`tenant_mismatch` otherwise).
-    async fn target_tenant(&self, ctx: &TenantContext, named: Option<&str>) -> Result<Tenant> {
+    async fn target_tenant(
+        &self,
+        ctx: &TenantContext,
+        named: Option<&str>,
+    ) -> Result<TenantRecord> {
         let Some(named) = named else {
             return Ok(ctx.tenant().as_ref().clone());
         };
@@ -624,6 +628,7 @@ impl App {
         let tenant = self.target_tenant(ctx, req.tenant_id.as_deref()).await?;
         let issued = self
             .tenancy
+            .admin()
             .issue_api_key_as(
                 ctx,
                 &tenant,
@@ -683,6 +688,7 @@ impl App {
         let key_id = KeyId::new(key_id).map_err(|_| not_found())?;
         let cascaded = self
             .tenancy
+            .admin()
             .revoke_api_key(ctx.tenant_id(), &key_id)
             .await?;
         self.tenancy.record_audit(
@@ -846,6 +852,7 @@ impl App {
                     );
                 }
                 self.tenancy
+                    .admin()
                     .check_count_quota(ctx.quotas(), CountQuota::Users, users.len() as u64)
                     .err()
             })?;

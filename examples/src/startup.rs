@@ -11,7 +11,7 @@ use tenancy_core::config::{ConfigError, DEFAULT_ISSUER, ENV_REALM};
 use tenancy_core::credential::{JwtClaims, encode_hs256};
 use tenancy_core::rbac::Role;
 use tenancy_core::secret::Secret;
-use tenancy_core::tenant::{Tenant, TenantId};
+use tenancy_core::tenant::{TenantId, TenantRecord};
 use tenancy_core::{Tenancy, TenancyConfig};
 
 use tenancy_store_clickhouse::{BatchConfig, ClickHouseStores};
@@ -160,7 +160,8 @@ pub async fn prepare(
         .is_none()
     {
         tenancy
-            .create_tenant(Tenant::new(platform, "Platform", "enterprise"))
+            .admin()
+            .create_tenant(TenantRecord::new(platform, "Platform", "enterprise"))
             .await
             .map_err(|e| ConfigError::new("tenant store", e.to_string()))?;
     }

@@ -437,19 +437,19 @@ struct FrozenTenants(tenancy_core::store::memory::MemoryTenantStore);
 impl tenancy_core::store::TenantStore for FrozenTenants {
     async fn insert(
         &self,
-        t: tenancy_core::tenant::Tenant,
+        t: tenancy_core::tenant::TenantRecord,
     ) -> Result<(), tenancy_core::store::StoreError> {
         self.0.insert(t).await
     }
     async fn get(
         &self,
         id: &tenancy_core::tenant::TenantId,
-    ) -> Result<Option<tenancy_core::tenant::Tenant>, tenancy_core::store::StoreError> {
+    ) -> Result<Option<tenancy_core::tenant::TenantRecord>, tenancy_core::store::StoreError> {
         self.0.get(id).await
     }
     async fn update(
         &self,
-        t: tenancy_core::tenant::Tenant,
+        t: tenancy_core::tenant::TenantRecord,
     ) -> Result<(), tenancy_core::store::StoreError> {
         self.0.update(t).await
     }
@@ -457,7 +457,7 @@ impl tenancy_core::store::TenantStore for FrozenTenants {
         &self,
         after: Option<&tenancy_core::tenant::TenantId>,
         limit: usize,
-    ) -> Result<Vec<tenancy_core::tenant::Tenant>, tenancy_core::store::StoreError> {
+    ) -> Result<Vec<tenancy_core::tenant::TenantRecord>, tenancy_core::store::StoreError> {
         self.0.list(after, limit).await
     }
     async fn delete(

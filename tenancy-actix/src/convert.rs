@@ -2,29 +2,19 @@
 //! of [`tenancy_core`]. Names, values and URIs are carried over by bytes;
 //! both crates validate them with the same rules.
 
-use actix_web::HttpMessage;
 use actix_web::dev::ServiceRequest;
 use actix_web::http as actix_http;
 use actix_web::http::header as actix_header;
 use http::request::Parts;
 use tenancy_core::TenancyError;
-use tenancy_core::engine::{ClientAddr, RoutePolicy};
 
-/// The head of `req` as the engine reads it: method, URI, version, headers,
-/// the peer's address as [`ClientAddr`] and the [`RoutePolicy`] extension if
-/// one is set.
+/// The head of `req` in `http` 1 types: method, URI, version, headers.
 pub(crate) fn request_parts(req: &ServiceRequest) -> Result<Parts, TenancyError> {
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = method(req.method())?;
     parts.uri = uri(req.uri())?;
     parts.version = version(req.version());
     parts.headers = request_headers(req.headers())?;
-    if let Some(addr) = req.peer_addr() {
-        parts.extensions.insert(ClientAddr(addr.ip()));
-    }
-    if let Some(policy) = req.extensions().get::<RoutePolicy>() {
-        parts.extensions.insert(policy.clone());
-    }
     Ok(parts)
 }
 
@@ -72,19 +62,17 @@ fn request_headers(headers: &actix_header::HeaderMap) -> Result<http::HeaderMap,
     Ok(converted)
 }
 
-/// Sets every header of `from` on `to`, replacing what `to` had under the
-/// same name (as [`http::HeaderMap::insert`] does), keeping every value.
-pub(crate) fn insert_headers(from: &http::HeaderMap, to: &mut actix_header::HeaderMap) {
-    for name in from.keys() {
-        let Ok(actix_name) = actix_header::HeaderName::from_bytes(name.as_str().as_bytes()) else {
-            continue;
-        };
-        to.remove(&actix_name);
-        for value in from.get_all(name) {
-            if let Ok(value) = actix_header::HeaderValue::from_bytes(value.as_bytes()) {
-                to.append(actix_name.clone(), value);
-            }
-        }
+/// Sets `name: value` on `to`, replacing what it had under that name.
+pub(crate) fn set_header(
+    to: &mut actix_header::HeaderMap,
+    name: &http::HeaderName,
+    value: &http::HeaderValue,
+) {
+    if let (Ok(name), Ok(value)) = (
+        actix_header::HeaderName::from_bytes(name.as_str().as_bytes()),
+        actix_header::HeaderValue::from_bytes(value.as_bytes()),
+    ) {
+        to.insert(name, value);
     }
 }
 

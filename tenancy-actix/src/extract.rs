@@ -44,9 +44,7 @@ use std::marker::PhantomData;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use tenancy_core::audit::AuditEvent;
 use tenancy_core::guard;
-use tenancy_core::limit::QuotaCharge;
 use tenancy_core::{Tenancy, TenancyError, TenantContext};
 
 use crate::TenancyRejection;
@@ -126,32 +124,16 @@ impl<S: ScopeMarker> FromRequest for RequireScope<S> {
     }
 }
 
-/// Records domain events with the request's tenant, actor and request id
-/// filled in. Recording never waits and never fails the request; an event
-/// recorded before the handler refuses is kept.
+/// The request's [`Audit`](tenancy_core::handle::Audit) handle: records
+/// domain events with the tenant, actor and request id filled in.
 #[derive(Debug, Clone)]
-pub struct Audit {
-    tenancy: Tenancy,
-    ctx: TenantContext,
-}
+pub struct Audit(pub tenancy_core::handle::Audit);
 
-impl Audit {
-    /// An event for `action`, ready for more fields; pass it to
-    /// [`record_event`](Self::record_event).
-    pub fn event(&self, action: impl Into<String>) -> AuditEvent {
-        self.tenancy.audit_event(&self.ctx, action)
-    }
+impl std::ops::Deref for Audit {
+    type Target = tenancy_core::handle::Audit;
 
-    /// Records `action` on `resource`.
-    pub fn record(&self, action: impl Into<String>, resource: Option<&str>) {
-        let mut event = self.event(action);
-        event.resource = resource.map(str::to_owned);
-        self.record_event(event);
-    }
-
-    /// Records a prepared event.
-    pub fn record_event(&self, event: AuditEvent) {
-        self.tenancy.record_audit(event);
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -160,27 +142,26 @@ impl FromRequest for Audit {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        extracted(context(req).and_then(|ctx| {
-            Ok(Audit {
-                ctx,
-                tenancy: engine(req)?,
-            })
-        }))
+        let handle = || {
+            Ok(tenancy_core::handle::Audit::new(
+                engine(req)?,
+                context(req)?,
+            ))
+        };
+        extracted(handle().map(Audit))
     }
 }
 
-/// Charges the tenant's plan budgets from a handler.
+/// The request's [`Quota`](tenancy_core::handle::Quota) handle: charges the
+/// tenant's plan budgets.
 #[derive(Debug, Clone)]
-pub struct Quota {
-    tenancy: Tenancy,
-    ctx: TenantContext,
-}
+pub struct Quota(pub tenancy_core::handle::Quota);
 
-impl Quota {
-    /// Charges `amount` to `budget` (`events`, or a named budget of the
-    /// plan); `quota_exceeded` with `Retry-After` when it would pass the limit.
-    pub async fn charge(&self, budget: &str, amount: u64) -> Result<QuotaCharge, TenancyRejection> {
-        Ok(self.tenancy.charge(&self.ctx, budget, amount).await?)
+impl std::ops::Deref for Quota {
+    type Target = tenancy_core::handle::Quota;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -189,11 +170,12 @@ impl FromRequest for Quota {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        extracted(context(req).and_then(|ctx| {
-            Ok(Quota {
-                ctx,
-                tenancy: engine(req)?,
-            })
-        }))
+        let handle = || {
+            Ok(tenancy_core::handle::Quota::new(
+                engine(req)?,
+                context(req)?,
+            ))
+        };
+        extracted(handle().map(Quota))
     }
 }

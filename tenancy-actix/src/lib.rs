@@ -6,7 +6,8 @@
 //! - [`extract`]: [`Tenant`] (and `Option<Tenant>`),
 //!   [`RequireRole`](extract::RequireRole), [`RequireScope`](extract::RequireScope),
 //!   [`Audit`](extract::Audit) and [`Quota`](extract::Quota).
-//! - [`RequireRoleMiddleware`]: a minimum role on a resource or scope.
+//! - [`RoutePolicyMiddleware`] (and its alias [`RequireRoleMiddleware`]): a
+//!   minimum role and a rate limit of its own on a resource or scope.
 //! - [`TenancyRejection`]: refusals as RFC 9457 problem responses, through
 //!   `ResponseError`.
 //!
@@ -20,18 +21,19 @@
 //! use actix_web::{App, HttpResponse, test, web};
 //! use tenancy_actix::extract::{Audit, RequireRole, Tenant, role};
 //! use tenancy_actix::{RequireRoleMiddleware, TenancyMiddleware};
-//! use tenancy_core::engine::NewApiKey;
+//! use tenancy_core::admin::NewApiKey;
 //! use tenancy_core::rbac::{ApiKeyScope, Role};
-//! use tenancy_core::tenant::{Tenant as TenantRecord, TenantId};
+//! use tenancy_core::tenant::{TenantId, TenantRecord};
 //! use tenancy_core::{Tenancy, TenancyConfig};
 //!
 //! # #[actix_web::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let tenancy = Tenancy::builder(TenancyConfig::from_env()?).build()?;
 //! let acme = TenantId::new("acme")?;
-//! tenancy.create_tenant(TenantRecord::new(acme.clone(), "Acme", "pro")).await?;
+//! tenancy.admin().create_tenant(TenantRecord::new(acme.clone(), "Acme", "pro")).await?;
 //! let key = tenancy
-//!     .issue_api_key(&acme, NewApiKey { name: "ci".into(), scope: ApiKeyScope::Full, rate_limit_rps: None, expires_at: None })
+//!     .admin()
+//!     .issue_api_key(&acme, NewApiKey::new("ci").scope(ApiKeyScope::Full))
 //!     .await?;
 //!
 //! async fn whoami(Tenant(ctx): Tenant) -> String {
@@ -81,5 +83,5 @@ pub mod route;
 pub use extract::Tenant;
 pub use middleware::{TenancyMiddleware, TenancyService};
 pub use rejection::TenancyRejection;
-pub use route::RequireRoleMiddleware;
+pub use route::{RequireRoleMiddleware, RoutePolicyMiddleware};
 pub use tenancy_core;

@@ -2,12 +2,15 @@
 //! that admits every request through
 //! [`Tenancy::admit`](tenancy_core::Tenancy::admit).
 //!
-//! On admission the [`TenantContext`] and the [`Tenancy`] go into the
-//! request extensions (for the [extractors](crate::extract)), the answer
-//! gets the `RateLimit-*` headers, and
-//! [`Tenancy::complete`](tenancy_core::Tenancy::complete) records it. A
-//! refusal is answered at once with its problem response; the inner service
-//! is never called. Excluded paths skip all of it.
+//! The middleware is glue around the core's admission lifecycle
+//! ([`tenancy_core::engine::driver`]): it builds the request's
+//! [`RequestHead`] (with the peer's address), admits it, puts the
+//! [`TenantContext`] and the [`Tenancy`] in the request extensions (for the
+//! [extractors](crate::extract)), calls the inner service, and finishes the
+//! admission with the answer, which writes the `RateLimit-*` and
+//! `x-request-id` headers and records the request. A refusal is answered at
+//! once with its problem response; the inner service is never called.
+//! Excluded paths skip all of it.
 //!
 //! The engine's admission future is boxed (one allocation per admitted
 //! request); the rest of the response future is a plain state machine, and
@@ -33,18 +36,17 @@ use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
 use pin_project_lite::pin_project;
-use tenancy_core::engine::ExcludedPaths;
+use tenancy_core::engine::{ExcludedPaths, RequestHead, RouteVerdict};
 use tenancy_core::{Admission, Tenancy, TenancyError, TenantContext};
 use tracing::Instrument;
 
 use crate::TenancyRejection;
-use crate::convert::{insert_headers, request_parts, status_from_actix};
+use crate::convert::{request_parts, set_header, status_from_actix};
 use crate::rejection::problem_response;
 
 /// Runs [`Tenancy`] on every request of an `App`, `Scope` or `Resource`
@@ -122,10 +124,14 @@ where
             };
         }
         let parts = request_parts(&req);
+        let client_addr = req.peer_addr().map(|addr| addr.ip());
         let tenancy = self.tenancy.clone();
         let admit: AdmitFuture = Box::pin(async move {
             let result = match parts {
-                Ok(parts) => tenancy.admit(&parts).await,
+                Ok(parts) => {
+                    let head = RequestHead::from(&parts).with_client_addr(client_addr);
+                    tenancy.admit(&head).await
+                }
                 Err(err) => Err(err),
             };
             (result, tenancy)
@@ -135,7 +141,6 @@ where
                 admit,
                 req: Some(req),
                 inner: self.inner.clone(),
-                started: Instant::now(),
             },
         }
     }
@@ -160,14 +165,11 @@ pin_project! {
             admit: AdmitFuture,
             req: Option<ServiceRequest>,
             inner: Rc<S>,
-            started: Instant,
         },
         Calling {
             #[pin]
             fut: tracing::instrument::Instrumented<S::Future>,
             admission: Option<Admission>,
-            tenancy: Tenancy,
-            started: Instant,
         },
     }
 }
@@ -185,12 +187,7 @@ where
                 StateProj::Passthrough { fut } => {
                     return fut.poll(cx).map_ok(ServiceResponse::map_into_left_body);
                 }
-                StateProj::Admitting {
-                    admit,
-                    req,
-                    inner,
-                    started,
-                } => {
+                StateProj::Admitting { admit, req, inner } => {
                     let (result, tenancy) = ready!(admit.as_mut().poll(cx));
                     let Some(req) = req.take() else {
                         // Polled again after completion: nothing left to answer.
@@ -209,38 +206,37 @@ where
                         extensions.insert(tenancy.clone());
                     }
                     let fut = inner.call(req).instrument(admission.span());
-                    let started = *started;
                     this.state.set(State::Calling {
                         fut,
                         admission: Some(admission),
-                        tenancy,
-                        started,
                     });
                 }
-                StateProj::Calling {
-                    fut,
-                    admission,
-                    tenancy,
-                    started,
-                } => {
+                StateProj::Calling { fut, admission } => {
                     let result = ready!(fut.poll(cx));
-                    let Some(admission) = admission.take() else {
+                    let Some(mut admission) = admission.take() else {
                         return Poll::Ready(result.map(ServiceResponse::map_into_left_body));
                     };
                     return Poll::Ready(match result {
                         Ok(mut response) => {
-                            let mut headers = http::HeaderMap::new();
-                            admission.write_headers(&mut headers);
-                            insert_headers(&headers, response.headers_mut());
+                            let verdict = response
+                                .response()
+                                .extensions()
+                                .get::<RouteVerdict>()
+                                .copied();
+                            if let Some(verdict) = verdict {
+                                admission.apply(verdict);
+                            }
                             let status = status_from_actix(response.status());
-                            tenancy.complete(&admission, status, started.elapsed());
+                            let headers = response.headers_mut();
+                            admission
+                                .finish(status, |name, value| set_header(headers, name, &value));
                             Ok(response.map_into_left_body())
                         }
                         Err(err) => {
                             // actix-web answers an inner service's error later,
                             // from the error itself; record it with that status.
                             let status = status_from_actix(err.as_response_error().status_code());
-                            tenancy.complete(&admission, status, started.elapsed());
+                            admission.finish(status, |_, _| {});
                             Err(err)
                         }
                     });

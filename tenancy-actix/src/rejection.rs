@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use tenancy_core::TenancyError;
 
-use crate::convert::{insert_headers, status_to_actix};
+use crate::convert::{set_header, status_to_actix};
 
 /// A refused request, answered as an RFC 9457 problem with its status, code
 /// and headers: the same status, headers and body bytes as
@@ -59,6 +59,10 @@ pub(crate) fn problem_response(err: &TenancyError) -> HttpResponse {
     }
     let (parts, body) = err.to_response().into_parts();
     let mut response = HttpResponse::with_body(status_to_actix(parts.status), body);
-    insert_headers(&parts.headers, response.headers_mut());
+    let headers = response.headers_mut();
+    // Each header of a problem response has one value.
+    for (name, value) in &parts.headers {
+        set_header(headers, name, value);
+    }
     response.map_into_boxed_body()
 }

@@ -1,159 +1,162 @@
-//! [`RequireRoleMiddleware`]: a minimum role for a resource or a scope.
+//! [`RoutePolicyMiddleware`]: what a resource or a scope demands beyond the
+//! tenancy defaults, a minimum role and a rate limit of its own
+//! ([`RoutePolicy`]). [`RequireRoleMiddleware`] is the same middleware,
+//! named for its most common use.
 //!
 //! Wrap a `web::resource` or `web::scope` with it, inside
-//! [`TenancyMiddleware`](crate::TenancyMiddleware): it reads the admitted
-//! context and answers `insufficient_role` below the minimum, before the
-//! handler runs.
+//! [`TenancyMiddleware`](crate::TenancyMiddleware): it runs after the
+//! request was admitted, through
+//! [`Tenancy::check_route`](tenancy_core::Tenancy::check_route), and
+//! answers `insufficient_role` or `rate_limited` before the handler runs.
+//! Its refusals are counted and written down like the middleware's own, and
+//! the route's rate-limit status reaches the answer's `RateLimit-*` headers
+//! when it is the tighter one.
 //!
 //! ```
 //! use actix_web::{App, web};
-//! use tenancy_actix::{RequireRoleMiddleware, TenancyMiddleware};
+//! use tenancy_actix::{RequireRoleMiddleware, RoutePolicyMiddleware, TenancyMiddleware};
+//! use tenancy_core::engine::RoutePolicy;
+//! use tenancy_core::label::Label;
+//! use tenancy_core::limit::RateQuota;
 //! use tenancy_core::rbac::Role;
 //! use tenancy_core::{Tenancy, TenancyConfig};
 //!
 //! # #[actix_web::main]
-//! # async fn main() {
-//! let tenancy = Tenancy::builder(TenancyConfig::default()).build().unwrap();
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tenancy = Tenancy::builder(TenancyConfig::default()).build()?;
+//! let export = RoutePolicy::min_role(Role::Viewer)
+//!     .with_rate_limit(Label::new("export")?, RateQuota::per_second(1).unwrap());
 //! let admin = web::scope("/admin")
 //!     .wrap(RequireRoleMiddleware::new(Role::Admin))
 //!     .route("/apikeys", web::post().to(|| async { "created" }));
 //! let app = App::new()
 //!     .wrap(TenancyMiddleware::new(tenancy))
 //!     .service(
-//!         web::resource("/metrics/query")
-//!             .wrap(RequireRoleMiddleware::new(Role::Viewer))
+//!         web::resource("/export")
+//!             .wrap(RoutePolicyMiddleware::new(export))
 //!             .route(web::get().to(|| async { "[]" })),
 //!     )
 //!     .service(admin);
 //! # let _ = app;
+//! # Ok(())
 //! # }
 //! ```
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::rc::Rc;
 
-use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
-use pin_project_lite::pin_project;
+use tenancy_core::engine::{RequestHead, RoutePolicy, RouteVerdict};
 use tenancy_core::guard;
-use tenancy_core::rbac::Role;
-use tenancy_core::{Tenancy, TenancyError, TenantContext};
+use tenancy_core::{Tenancy, TenantContext};
 
-use crate::TenancyRejection;
+use crate::convert::request_parts;
 use crate::rejection::problem_response;
 
-/// Requires a minimum role on the resources or scopes it wraps.
-#[derive(Debug, Clone, Copy)]
-pub struct RequireRoleMiddleware {
-    role: Role,
+/// Applies a [`RoutePolicy`] to the resources or scopes it wraps; see the
+/// [module docs](self).
+#[derive(Debug, Clone)]
+pub struct RoutePolicyMiddleware {
+    policy: Rc<RoutePolicy>,
 }
 
-impl RequireRoleMiddleware {
-    /// Requires `role` or higher.
-    pub fn new(role: Role) -> Self {
-        Self { role }
+/// [`RoutePolicyMiddleware`] requiring a minimum role:
+/// `RequireRoleMiddleware::new(Role::Admin)`.
+pub type RequireRoleMiddleware = RoutePolicyMiddleware;
+
+impl RoutePolicyMiddleware {
+    /// A middleware applying `policy` (a [`RoutePolicy`], or a
+    /// [`Role`](tenancy_core::rbac::Role) as the minimum).
+    pub fn new(policy: impl Into<RoutePolicy>) -> Self {
+        Self {
+            policy: Rc::new(policy.into()),
+        }
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for RequireRoleMiddleware
+impl<S, B> Transform<S, ServiceRequest> for RoutePolicyMiddleware
 where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody,
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Transform = RequireRoleService<S>;
+    type Transform = RoutePolicyService<S>;
     type InitError = ();
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, inner: S) -> Self::Future {
-        ready(Ok(RequireRoleService {
-            inner,
-            role: self.role,
+        ready(Ok(RoutePolicyService {
+            inner: Rc::new(inner),
+            policy: self.policy.clone(),
         }))
     }
 }
 
-/// The service of [`RequireRoleMiddleware`].
+/// The service of [`RoutePolicyMiddleware`]. Its future is boxed: the route
+/// check awaits the stores (one allocation per request of a route with a
+/// policy).
 #[derive(Debug)]
-pub struct RequireRoleService<S> {
-    inner: S,
-    role: Role,
+pub struct RoutePolicyService<S> {
+    inner: Rc<S>,
+    policy: Rc<RoutePolicy>,
 }
 
-impl<S> RequireRoleService<S> {
-    fn refusal(&self, req: &ServiceRequest) -> Option<TenancyError> {
-        let extensions = req.extensions();
-        match extensions.get::<TenantContext>() {
-            Some(ctx) => guard::require_role(ctx, self.role).err(),
-            None => Some(guard::missing_context(extensions.get::<Tenancy>())),
-        }
-    }
-}
-
-impl<S, B> Service<ServiceRequest> for RequireRoleService<S>
+impl<S, B> Service<ServiceRequest> for RoutePolicyService<S>
 where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody,
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Future = RequireRoleFuture<S::Future>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Error>>>>;
 
     forward_ready!(inner);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        match self.refusal(&req) {
-            None => RequireRoleFuture {
-                kind: Kind::Inner {
-                    fut: self.inner.call(req),
+        let inner = self.inner.clone();
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let (ctx, tenancy) = {
+                let extensions = req.extensions();
+                (
+                    extensions.get::<TenantContext>().cloned(),
+                    extensions.get::<Tenancy>().cloned(),
+                )
+            };
+            let checked = match (ctx, &tenancy) {
+                (Some(ctx), Some(tenancy)) => match request_parts(&req) {
+                    Ok(parts) => {
+                        let head = RequestHead::from(&parts)
+                            .with_client_addr(req.peer_addr().map(|a| a.ip()));
+                        tenancy.check_route(&ctx, &head, &policy).await
+                    }
+                    Err(err) => Err(err),
                 },
-            },
-            Some(err) => {
-                let (req, _payload) = req.into_parts();
-                RequireRoleFuture {
-                    kind: Kind::Refused {
-                        response: Some(ServiceResponse::new(req, problem_response(&err))),
-                    },
+                _ => Err(guard::missing_context(tenancy.as_ref())),
+            };
+            match checked {
+                Ok(status) => {
+                    let mut response = inner.call(req).await?;
+                    response
+                        .response_mut()
+                        .extensions_mut()
+                        .insert(RouteVerdict::Allowed(status));
+                    Ok(response.map_into_left_body())
+                }
+                Err(err) => {
+                    let (req, _payload) = req.into_parts();
+                    let mut response = ServiceResponse::new(req, problem_response(&err));
+                    response
+                        .response_mut()
+                        .extensions_mut()
+                        .insert(RouteVerdict::Refused);
+                    Ok(response.map_into_right_body())
                 }
             }
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`RequireRoleService`].
-    pub struct RequireRoleFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Inner { #[pin] fut: F },
-        Refused { response: Option<ServiceResponse<BoxBody>> },
-    }
-}
-
-impl<F, B> Future for RequireRoleFuture<F>
-where
-    F: Future<Output = Result<ServiceResponse<B>, Error>>,
-{
-    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { fut } => fut.poll(cx).map_ok(ServiceResponse::map_into_left_body),
-            KindProj::Refused { response } => Poll::Ready(match response.take() {
-                Some(response) => Ok(response.map_into_right_body()),
-                None => {
-                    Err(TenancyRejection(TenancyError::internal("polled after completion")).into())
-                }
-            }),
-        }
+        })
     }
 }

@@ -51,7 +51,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
     ) -> Result<HttpResponse, TenancyRejection> {
         let key_id =
             KeyId::new(key_id.into_inner()).map_err(|_| TenancyError::new(ErrorKind::NotFound))?;
-        tenancy.revoke_api_key(ctx.tenant_id(), &key_id).await?;
+        tenancy
+            .admin()
+            .revoke_api_key(ctx.tenant_id(), &key_id)
+            .await?;
         Ok(HttpResponse::NoContent().finish())
     }
     async fn audited(audit: Audit) -> Result<HttpResponse, TenancyRejection> {
@@ -358,7 +361,8 @@ async fn store_errors_never_reach_a_response() {
     // A well-formed key needs a real issuer; use another engine's.
     let other = Tenancy::builder(config()).build().unwrap();
     other
-        .create_tenant(tenancy_core::tenant::Tenant::new(
+        .admin()
+        .create_tenant(tenancy_core::tenant::TenantRecord::new(
             tenancy_core::tenant::TenantId::new("acme").unwrap(),
             "Acme",
             "pro",
@@ -366,14 +370,10 @@ async fn store_errors_never_reach_a_response() {
         .await
         .unwrap();
     let issued = other
+        .admin()
         .issue_api_key(
             &tenancy_core::tenant::TenantId::new("acme").unwrap(),
-            tenancy_core::engine::NewApiKey {
-                name: "k".into(),
-                scope: tenancy_core::rbac::ApiKeyScope::Full,
-                rate_limit_rps: None,
-                expires_at: None,
-            },
+            tenancy_core::admin::NewApiKey::new("k").scope(tenancy_core::rbac::ApiKeyScope::Full),
         )
         .await
         .unwrap();

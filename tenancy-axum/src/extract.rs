@@ -39,9 +39,7 @@ use std::marker::PhantomData;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
-use tenancy_core::audit::AuditEvent;
 use tenancy_core::guard;
-use tenancy_core::limit::QuotaCharge;
 use tenancy_core::{Tenancy, TenancyError, TenantContext};
 
 use crate::TenancyRejection;
@@ -122,32 +120,16 @@ impl<St: Send + Sync, S: ScopeMarker> FromRequestParts<St> for RequireScope<S> {
     }
 }
 
-/// Records domain events with the request's tenant, actor and request id
-/// filled in. Recording never waits and never fails the request; an event
-/// recorded before the handler refuses is kept.
+/// The request's [`Audit`](tenancy_core::handle::Audit) handle: records
+/// domain events with the tenant, actor and request id filled in.
 #[derive(Debug, Clone)]
-pub struct Audit {
-    tenancy: Tenancy,
-    ctx: TenantContext,
-}
+pub struct Audit(pub tenancy_core::handle::Audit);
 
-impl Audit {
-    /// An event for `action`, ready for more fields; pass it to
-    /// [`record_event`](Self::record_event).
-    pub fn event(&self, action: impl Into<String>) -> AuditEvent {
-        self.tenancy.audit_event(&self.ctx, action)
-    }
+impl std::ops::Deref for Audit {
+    type Target = tenancy_core::handle::Audit;
 
-    /// Records `action` on `resource`.
-    pub fn record(&self, action: impl Into<String>, resource: Option<&str>) {
-        let mut event = self.event(action);
-        event.resource = resource.map(str::to_owned);
-        self.record_event(event);
-    }
-
-    /// Records a prepared event.
-    pub fn record_event(&self, event: AuditEvent) {
-        self.tenancy.record_audit(event);
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -155,25 +137,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Audit {
     type Rejection = TenancyRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Audit {
-            ctx: context(parts)?,
-            tenancy: engine(parts)?,
-        })
+        Ok(Audit(tenancy_core::handle::Audit::new(
+            engine(parts)?,
+            context(parts)?,
+        )))
     }
 }
 
-/// Charges the tenant's plan budgets from a handler.
+/// The request's [`Quota`](tenancy_core::handle::Quota) handle: charges the
+/// tenant's plan budgets.
 #[derive(Debug, Clone)]
-pub struct Quota {
-    tenancy: Tenancy,
-    ctx: TenantContext,
-}
+pub struct Quota(pub tenancy_core::handle::Quota);
 
-impl Quota {
-    /// Charges `amount` to `budget` (`events`, or a named budget of the
-    /// plan); `quota_exceeded` with `Retry-After` when it would pass the limit.
-    pub async fn charge(&self, budget: &str, amount: u64) -> Result<QuotaCharge, TenancyRejection> {
-        Ok(self.tenancy.charge(&self.ctx, budget, amount).await?)
+impl std::ops::Deref for Quota {
+    type Target = tenancy_core::handle::Quota;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -181,9 +161,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Quota {
     type Rejection = TenancyRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Quota {
-            ctx: context(parts)?,
-            tenancy: engine(parts)?,
-        })
+        Ok(Quota(tenancy_core::handle::Quota::new(
+            engine(parts)?,
+            context(parts)?,
+        )))
     }
 }

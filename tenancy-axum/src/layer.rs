@@ -1,11 +1,15 @@
 //! [`TenancyLayer`] and [`TenancyService`]: the tower middleware that admits
 //! every request through [`Tenancy::admit`](tenancy_core::Tenancy::admit).
 //!
-//! On admission the [`TenantContext`] goes into the request extensions (for
-//! the [extractors](crate::extract)), the answer gets the `RateLimit-*`
-//! headers, and [`Tenancy::complete`](tenancy_core::Tenancy::complete)
-//! records it. A refusal is answered at once with its problem response;
-//! the inner service is never called.
+//! The layer is glue around the core's admission lifecycle
+//! ([`tenancy_core::engine::driver`]): it builds the request's
+//! [`RequestHead`] (with the peer address of `ConnectInfo<SocketAddr>` when
+//! the server provides it), admits it, puts the [`TenantContext`] and the
+//! [`Tenancy`] in the request extensions (for the
+//! [extractors](crate::extract)), calls the inner service, and finishes the
+//! admission with the answer, which writes the `RateLimit-*` and
+//! `x-request-id` headers and records the request. A refusal is answered at
+//! once with its problem response; the inner service is never called.
 //!
 //! ```
 //! use axum::{Router, routing::get};
@@ -28,14 +32,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
 
 use axum::extract::ConnectInfo;
 use axum::extract::Request;
 use axum::response::Response;
 use http::request::Parts;
 use pin_project_lite::pin_project;
-use tenancy_core::engine::{ClientAddr, ExcludedPaths};
+use tenancy_core::engine::{ExcludedPaths, RequestHead, RouteVerdict};
 use tenancy_core::{Admission, Tenancy, TenancyError, TenantContext};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -113,14 +116,11 @@ where
         // Take the service that was driven to readiness; leave a clone.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let (mut parts, body) = req.into_parts();
-        if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-            let ip = addr.ip();
-            parts.extensions.insert(ClientAddr(ip));
-        }
+        let (parts, body) = req.into_parts();
         let tenancy = self.tenancy.clone();
         let admit: AdmitFuture = Box::pin(async move {
-            let result = tenancy.admit(&parts).await;
+            let head = RequestHead::from(&parts).with_client_addr(client_addr(&parts));
+            let result = tenancy.admit(&head).await;
             (result, parts)
         });
         ResponseFuture {
@@ -129,10 +129,18 @@ where
                 body: Some(body),
                 inner: Some(inner),
                 tenancy: self.tenancy.clone(),
-                started: Instant::now(),
             },
         }
     }
+}
+
+/// The peer's address, when the server was started with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+pub(crate) fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 pin_project! {
@@ -155,14 +163,11 @@ pin_project! {
             body: Option<axum::body::Body>,
             inner: Option<S>,
             tenancy: Tenancy,
-            started: Instant,
         },
         Calling {
             #[pin]
             fut: tracing::instrument::Instrumented<S::Future>,
             admission: Option<Admission>,
-            tenancy: Tenancy,
-            started: Instant,
         },
     }
 }
@@ -183,7 +188,6 @@ where
                     body,
                     inner,
                     tenancy,
-                    started,
                 } => {
                     let (result, mut parts) = ready!(admit.as_mut().poll(cx));
                     let admission = match result {
@@ -204,24 +208,22 @@ where
                     let fut = service
                         .call(Request::from_parts(parts, body))
                         .instrument(admission.span());
-                    let (tenancy, started) = (tenancy.clone(), *started);
                     this.state.set(State::Calling {
                         fut,
                         admission: Some(admission),
-                        tenancy,
-                        started,
                     });
                 }
-                StateProj::Calling {
-                    fut,
-                    admission,
-                    tenancy,
-                    started,
-                } => {
+                StateProj::Calling { fut, admission } => {
                     let mut response = ready!(fut.poll(cx))?;
-                    if let Some(admission) = admission.take() {
-                        admission.write_headers(response.headers_mut());
-                        tenancy.complete(&admission, response.status(), started.elapsed());
+                    if let Some(mut admission) = admission.take() {
+                        if let Some(verdict) = response.extensions().get::<RouteVerdict>() {
+                            admission.apply(*verdict);
+                        }
+                        let status = response.status();
+                        let headers = response.headers_mut();
+                        admission.finish(status, |name, value| {
+                            headers.insert(name.clone(), value);
+                        });
                     }
                     return Poll::Ready(Ok(response));
                 }

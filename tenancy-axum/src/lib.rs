@@ -2,10 +2,11 @@
 //! tenant, caller, role, limits, audit and metering.
 //!
 //! - [`TenancyLayer`]: the tower middleware; composes in `ServiceBuilder`.
-//! - [`extract`]: [`Tenant`](extract::Tenant) (and `Option<Tenant>`),
+//! - [`extract`]: [`Tenant`] (and `Option<Tenant>`),
 //!   [`RequireRole`](extract::RequireRole), [`RequireScope`](extract::RequireScope),
 //!   [`Audit`](extract::Audit) and [`Quota`](extract::Quota).
-//! - [`RequireRoleLayer`]: a minimum role on a route or nested router.
+//! - [`RoutePolicyLayer`] (and its alias [`RequireRoleLayer`]): a minimum
+//!   role and a rate limit of its own on a route or nested router.
 //! - [`TenancyRejection`]: refusals as RFC 9457 problem responses.
 //!
 //! # Example
@@ -16,8 +17,8 @@
 //! use tenancy_axum::extract::{Audit, RequireRole, Tenant, role};
 //! use tenancy_axum::{RequireRoleLayer, TenancyLayer};
 //! use tenancy_core::rbac::{ApiKeyScope, Role};
-//! use tenancy_core::engine::NewApiKey;
-//! use tenancy_core::tenant::{Tenant as TenantRecord, TenantId};
+//! use tenancy_core::admin::NewApiKey;
+//! use tenancy_core::tenant::{TenantId, TenantRecord};
 //! use tenancy_core::{Tenancy, TenancyConfig};
 //! use tower::ServiceExt;
 //!
@@ -25,9 +26,10 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let tenancy = Tenancy::builder(TenancyConfig::from_env()?).build()?;
 //! let acme = TenantId::new("acme")?;
-//! tenancy.create_tenant(TenantRecord::new(acme.clone(), "Acme", "pro")).await?;
+//! tenancy.admin().create_tenant(TenantRecord::new(acme.clone(), "Acme", "pro")).await?;
 //! let key = tenancy
-//!     .issue_api_key(&acme, NewApiKey { name: "ci".into(), scope: ApiKeyScope::Full, rate_limit_rps: None, expires_at: None })
+//!     .admin()
+//!     .issue_api_key(&acme, NewApiKey::new("ci").scope(ApiKeyScope::Full))
 //!     .await?;
 //!
 //! async fn whoami(Tenant(ctx): Tenant) -> String {
@@ -69,5 +71,5 @@ pub mod route;
 pub use extract::Tenant;
 pub use layer::{TenancyLayer, TenancyService};
 pub use rejection::TenancyRejection;
-pub use route::RequireRoleLayer;
+pub use route::{RequireRoleLayer, RoutePolicyLayer};
 pub use tenancy_core;

@@ -1,138 +1,147 @@
-//! [`RequireRoleLayer`]: a minimum role for a route or a nested router.
+//! [`RoutePolicyLayer`]: what a route or a nested router demands beyond
+//! the tenancy defaults, a minimum role and a rate limit of its own
+//! ([`RoutePolicy`]). [`RequireRoleLayer`] is the same layer, named for its
+//! most common use.
 //!
-//! Put it inside [`TenancyLayer`](crate::TenancyLayer) (with
-//! `Router::route_layer`, or on a nested router): it reads the admitted
-//! context and answers `insufficient_role` below the minimum, before the
-//! handler runs.
+//! Put it inside [`TenancyLayer`](crate::TenancyLayer), with
+//! `route_layer` (on a `MethodRouter` or a `Router`): it runs after the
+//! request was admitted, through
+//! [`Tenancy::check_route`](tenancy_core::Tenancy::check_route), and
+//! answers `insufficient_role` or `rate_limited` before the handler runs.
+//! Its refusals are counted and written down like the layer's own, and the
+//! route's rate-limit status reaches the answer's `RateLimit-*` headers
+//! when it is the tighter one.
 //!
 //! ```
 //! use axum::{Router, routing::{get, post}};
-//! use tenancy_axum::{RequireRoleLayer, TenancyLayer};
+//! use tenancy_axum::{RequireRoleLayer, RoutePolicyLayer, TenancyLayer};
+//! use tenancy_core::engine::RoutePolicy;
+//! use tenancy_core::label::Label;
+//! use tenancy_core::limit::RateQuota;
 //! use tenancy_core::rbac::Role;
 //! use tenancy_core::{Tenancy, TenancyConfig};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let tenancy = Tenancy::builder(TenancyConfig::default()).build().unwrap();
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tenancy = Tenancy::builder(TenancyConfig::default()).build()?;
+//! let export = RoutePolicy::min_role(Role::Viewer)
+//!     .with_rate_limit(Label::new("export")?, RateQuota::per_second(1).unwrap());
 //! let admin = Router::new()
 //!     .route("/apikeys", post(|| async { "created" }))
 //!     .route_layer(RequireRoleLayer::new(Role::Admin));
 //! let app: Router = Router::new()
-//!     .route("/metrics/query", get(|| async { "[]" }).route_layer(RequireRoleLayer::new(Role::Viewer)))
+//!     .route("/export", get(|| async { "[]" }).route_layer(RoutePolicyLayer::new(export)))
 //!     .nest("/admin", admin)
 //!     .layer(TenancyLayer::new(tenancy));
 //! # let _ = app;
+//! # Ok(())
 //! # }
 //! ```
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::response::Response;
-use pin_project_lite::pin_project;
+use tenancy_core::engine::{RequestHead, RoutePolicy, RouteVerdict};
 use tenancy_core::guard;
-use tenancy_core::rbac::Role;
-use tenancy_core::{Tenancy, TenancyError, TenantContext};
+use tenancy_core::{Tenancy, TenantContext};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::layer::client_addr;
 use crate::rejection::problem_response;
 
-/// Requires a minimum role on the routes it wraps.
-#[derive(Debug, Clone, Copy)]
-pub struct RequireRoleLayer {
-    role: Role,
+/// Applies a [`RoutePolicy`] to the routes it wraps; see the
+/// [module docs](self).
+#[derive(Debug, Clone)]
+pub struct RoutePolicyLayer {
+    policy: Arc<RoutePolicy>,
 }
 
-impl RequireRoleLayer {
-    /// Requires `role` or higher.
-    pub fn new(role: Role) -> Self {
-        Self { role }
-    }
-}
+/// [`RoutePolicyLayer`] requiring a minimum role:
+/// `RequireRoleLayer::new(Role::Admin)`.
+pub type RequireRoleLayer = RoutePolicyLayer;
 
-impl<S> Layer<S> for RequireRoleLayer {
-    type Service = RequireRoleService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequireRoleService {
-            inner,
-            role: self.role,
+impl RoutePolicyLayer {
+    /// A layer applying `policy` (a [`RoutePolicy`], or a
+    /// [`Role`](tenancy_core::rbac::Role) as the minimum).
+    pub fn new(policy: impl Into<RoutePolicy>) -> Self {
+        Self {
+            policy: Arc::new(policy.into()),
         }
     }
 }
 
-/// The service of [`RequireRoleLayer`].
-#[derive(Debug, Clone)]
-pub struct RequireRoleService<S> {
-    inner: S,
-    role: Role,
+impl<S> Layer<S> for RoutePolicyLayer {
+    type Service = RoutePolicyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RoutePolicyService {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
 }
 
-impl<S> Service<Request> for RequireRoleService<S>
+/// The service of [`RoutePolicyLayer`].
+#[derive(Debug, Clone)]
+pub struct RoutePolicyService<S> {
+    inner: S,
+    policy: Arc<RoutePolicy>,
+}
+
+/// The response future of [`RoutePolicyService`]: the route check awaits
+/// the stores, so it is boxed (one allocation per request of a route with a
+/// policy).
+pub type RoutePolicyFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
+
+impl<S> Service<Request> for RoutePolicyService<S>
 where
-    S: Service<Request, Response = Response>,
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = RequireRoleFuture<S::Future>;
+    type Future = RoutePolicyFuture<S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let refusal = match req.extensions().get::<TenantContext>() {
-            Some(ctx) => guard::require_role(ctx, self.role).err(),
-            None => Some(guard::missing_context(req.extensions().get::<Tenancy>())),
-        };
-        match refusal {
-            None => RequireRoleFuture {
-                kind: Kind::Inner {
-                    fut: self.inner.call(req),
-                },
-            },
-            Some(err) => RequireRoleFuture {
-                kind: Kind::Refused {
-                    response: Some(problem_response(&err)),
-                },
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`RequireRoleService`].
-    pub struct RequireRoleFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Inner { #[pin] fut: F },
-        Refused { response: Option<Response> },
-    }
-}
-
-impl<F, E> Future for RequireRoleFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { fut } => fut.poll(cx),
-            KindProj::Refused { response } => {
-                Poll::Ready(Ok(response.take().unwrap_or_else(|| {
-                    problem_response(&TenancyError::internal("polled after completion"))
-                })))
+        // Take the service that was driven to readiness; leave a clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let extensions = req.extensions();
+            let (Some(ctx), Some(tenancy)) = (
+                extensions.get::<TenantContext>().cloned(),
+                extensions.get::<Tenancy>().cloned(),
+            ) else {
+                let err = guard::missing_context(extensions.get::<Tenancy>());
+                return Ok(problem_response(&err));
+            };
+            let (parts, body) = req.into_parts();
+            let head = RequestHead::from(&parts).with_client_addr(client_addr(&parts));
+            match tenancy.check_route(&ctx, &head, &policy).await {
+                Ok(status) => {
+                    let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                    response
+                        .extensions_mut()
+                        .insert(RouteVerdict::Allowed(status));
+                    Ok(response)
+                }
+                Err(err) => {
+                    let mut response = problem_response(&err);
+                    response.extensions_mut().insert(RouteVerdict::Refused);
+                    Ok(response)
+                }
             }
-        }
+        })
     }
 }

@@ -8,7 +8,7 @@ use crate::audit::ActorKind;
 use crate::credential::KeyId;
 use crate::plan::{Plan, PlanQuotas};
 use crate::rbac::{ApiKeyScope, Permission, Role};
-use crate::tenant::{Tenant, TenantId};
+use crate::tenant::{TenantId, TenantRecord};
 
 /// How the caller authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,9 +65,9 @@ impl Principal {
 /// use tenancy_core::audit::ActorKind;
 /// use tenancy_core::plan::PlanCatalog;
 /// use tenancy_core::rbac::{Permission, Role};
-/// use tenancy_core::tenant::{Tenant, TenantId};
+/// use tenancy_core::tenant::{TenantRecord, TenantId};
 ///
-/// let tenant = Tenant::new(TenantId::new("acme")?, "Acme", "free");
+/// let tenant = TenantRecord::new(TenantId::new("acme")?, "Acme", "free");
 /// let plan = PlanCatalog::default().get("free").unwrap().clone();
 /// let ctx = TenantContext::new(
 ///     Arc::new(tenant), plan, Principal::new("alice", ActorKind::User),
@@ -85,7 +85,7 @@ pub struct TenantContext {
 
 #[derive(Debug)]
 struct ContextInner {
-    tenant: Arc<Tenant>,
+    tenant: Arc<TenantRecord>,
     plan: Arc<Plan>,
     quotas: PlanQuotas,
     principal: Principal,
@@ -93,13 +93,14 @@ struct ContextInner {
     auth: AuthMethod,
     request_id: Arc<str>,
     cross_tenant: bool,
+    home_tenant: Option<TenantId>,
     client_addr: Option<std::net::IpAddr>,
 }
 
 impl TenantContext {
     /// A context for `principal` acting as `role` on `tenant`.
     pub fn new(
-        tenant: Arc<Tenant>,
+        tenant: Arc<TenantRecord>,
         plan: Arc<Plan>,
         principal: Principal,
         role: Role,
@@ -117,6 +118,7 @@ impl TenantContext {
                 auth,
                 request_id: request_id.into(),
                 cross_tenant: false,
+                home_tenant: None,
                 client_addr: None,
             }),
         }
@@ -129,6 +131,20 @@ impl TenantContext {
             inner.cross_tenant = cross;
         }
         self
+    }
+
+    /// Records the tenant of the caller's credential, when it has one.
+    pub fn with_home_tenant(mut self, home: Option<TenantId>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.home_tenant = home;
+        }
+        self
+    }
+
+    /// The tenant of the caller's credential (its home), when it has one:
+    /// the context's tenant, unless the caller acts across tenants.
+    pub fn home_tenant(&self) -> Option<&TenantId> {
+        self.inner.home_tenant.as_ref()
     }
 
     /// Records the client's address, for audit events.
@@ -150,7 +166,7 @@ impl TenantContext {
     }
 
     /// The tenant record.
-    pub fn tenant(&self) -> &Arc<Tenant> {
+    pub fn tenant(&self) -> &Arc<TenantRecord> {
         &self.inner.tenant
     }
 

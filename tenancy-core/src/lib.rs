@@ -25,7 +25,7 @@
 //! use tenancy_core::rbac::{Permission, Role};
 //! use tenancy_core::store::memory::{MemoryQuotaStore, MemoryTenantStore};
 //! use tenancy_core::store::{QuotaStore, TenantStore};
-//! use tenancy_core::tenant::{Tenant, TenantId};
+//! use tenancy_core::tenant::{TenantRecord, TenantId};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let config = TenancyConfig::from_vars([
@@ -39,7 +39,7 @@
 //! let acme = TenantId::new("acme")?;
 //!
 //! let tenants: Arc<dyn TenantStore> = Arc::new(MemoryTenantStore::new());
-//! tenants.insert(Tenant::new(acme.clone(), "Acme Corp", config.default_plan.clone())).await?;
+//! tenants.insert(TenantRecord::new(acme.clone(), "Acme Corp", config.default_plan.clone())).await?;
 //! let tenant = tenants.get(&acme).await?.expect("just created");
 //! let quotas = &plans.get(&tenant.plan).expect("starter exists").quotas;
 //! assert_eq!(quotas.rps, 100);
@@ -75,17 +75,25 @@
 //!   third-party stores can prove themselves against it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// The concurrent maps of the request path: `DashMap` with foldhash, a fast
+/// hasher still seeded at random per map, since keys come from requests.
+pub(crate) type ConcurrentMap<K, V> = dashmap::DashMap<K, V, foldhash::fast::RandomState>;
+
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod context;
 pub mod credential;
 pub mod engine;
 pub mod error;
+pub mod gcra;
 pub mod guard;
+pub mod handle;
 pub mod keyspace;
 pub mod label;
 pub mod limit;
 pub mod metering;
+pub mod pipeline;
 pub mod plan;
 pub mod rbac;
 pub mod resolve;

@@ -162,18 +162,27 @@ pub struct RateLimitStatus {
 }
 
 impl RateLimitStatus {
+    /// No bucket was checked: nothing to report.
+    pub const NONE: Self = Self {
+        limit: 0,
+        remaining: 0,
+        reset: Duration::ZERO,
+        retry_after: Duration::ZERO,
+    };
+
     /// Writes `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
     /// (whole seconds, rounded up).
     pub fn write_headers(&self, headers: &mut HeaderMap) {
-        headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(self.limit));
-        headers.insert(
-            RATELIMIT_REMAINING.clone(),
-            HeaderValue::from(self.remaining),
-        );
-        headers.insert(
-            RATELIMIT_RESET.clone(),
-            crate::error::seconds_header(self.reset),
-        );
+        self.each_header(|name, value| {
+            headers.insert(name.clone(), value);
+        });
+    }
+
+    /// Passes each `RateLimit-*` header to `set`.
+    pub fn each_header(&self, mut set: impl FnMut(&HeaderName, HeaderValue)) {
+        set(&RATELIMIT_LIMIT, HeaderValue::from(self.limit));
+        set(&RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
+        set(&RATELIMIT_RESET, crate::error::seconds_header(self.reset));
     }
 
     /// The tighter of two statuses: the one with fewer remaining; a refusal

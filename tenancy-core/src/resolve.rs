@@ -24,6 +24,7 @@
 //!
 //! ```
 //! use tenancy_core::config::TenancyConfig;
+//! use tenancy_core::engine::RequestHead;
 //! use tenancy_core::rbac::Role;
 //! use tenancy_core::resolve::{Resolved, TenantResolver};
 //! use tenancy_core::tenant::TenantId;
@@ -34,10 +35,10 @@
 //! let acme = TenantId::new("acme")?;
 //!
 //! // An operator of acme naming globex is refused…
-//! let err = resolver.resolve(&parts, Some((&acme, Role::Operator))).unwrap_err();
+//! let err = resolver.resolve(&RequestHead::from(&parts), Some((&acme, Role::Operator))).unwrap_err();
 //! assert_eq!(err.code(), "tenant_mismatch");
 //! // …a super_admin selects it.
-//! let ok = resolver.resolve(&parts, Some((&acme, Role::SuperAdmin)))?;
+//! let ok = resolver.resolve(&RequestHead::from(&parts), Some((&acme, Role::SuperAdmin)))?;
 //! assert_eq!(ok, Resolved::Tenant { id: TenantId::new("globex")?, cross_tenant: true });
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -47,9 +48,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::HeaderName;
-use http::request::Parts;
 
 use crate::config::{ConfigError, ResolutionConfig, TenantSource};
+use crate::engine::RequestHead;
 use crate::error::{ErrorKind, TenancyError};
 use crate::rbac::Role;
 use crate::tenant::{InvalidTenantId, TenantId};
@@ -59,12 +60,12 @@ use crate::tenant::{InvalidTenantId, TenantId};
 ///
 /// ```
 /// use tenancy_core::resolve::CustomSource;
-/// let from_cookie: CustomSource = std::sync::Arc::new(|parts: &http::request::Parts| {
-///     parts.headers.get("cookie")?.to_str().ok()?.strip_prefix("tenant=").map(str::to_owned)
+/// let from_cookie: CustomSource = std::sync::Arc::new(|head: &tenancy_core::engine::RequestHead<'_>| {
+///     head.headers().get("cookie")?.to_str().ok()?.strip_prefix("tenant=").map(str::to_owned)
 /// });
 /// # let _ = from_cookie;
 /// ```
-pub type CustomSource = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+pub type CustomSource = Arc<dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync>;
 
 #[derive(Clone)]
 enum Source {
@@ -166,10 +167,10 @@ impl TenantResolver {
         self
     }
 
-    /// Resolves the tenant of `parts`, given the credential's tenant and role.
+    /// Resolves the tenant of `head`, given the credential's tenant and role.
     pub fn resolve(
         &self,
-        parts: &Parts,
+        head: &RequestHead<'_>,
         credential: Option<(&TenantId, Role)>,
     ) -> Result<Resolved, TenancyError> {
         if !self.enabled {
@@ -194,7 +195,7 @@ impl TenantResolver {
             });
         }
 
-        let requested = self.requested(parts)?;
+        let requested = self.requested(head)?;
         let (id, cross_tenant) = match (credential, requested) {
             (Some((own, role)), Some(named)) if named != *own => {
                 if role.may_cross_tenants() {
@@ -224,52 +225,53 @@ impl TenantResolver {
 
     /// The tenant the request itself names (header, query, host, path,
     /// custom), if every source that names one agrees.
-    pub fn requested(&self, parts: &Parts) -> Result<Option<TenantId>, TenancyError> {
+    pub fn requested(&self, head: &RequestHead<'_>) -> Result<Option<TenantId>, TenancyError> {
         let mut found: Option<TenantId> = None;
         for source in &self.sources {
-            for raw in extract(source, parts)? {
-                let id = TenantId::new(raw.as_ref()).map_err(TenancyError::from)?;
+            each_value(source, head, &mut |raw| {
+                let id = TenantId::new(raw).map_err(TenancyError::from)?;
                 match &found {
                     None => found = Some(id),
                     Some(prev) if *prev != id => return Err(ErrorKind::TenantMismatch.into()),
                     Some(_) => {}
                 }
-            }
+                Ok(())
+            })?;
         }
         Ok(found)
     }
 }
 
-/// The raw values a source finds in `parts` (several only for repeated
-/// headers or query parameters).
-fn extract<'a>(
+/// Passes each raw value `source` finds in `head` to `found` (several only
+/// for repeated headers or query parameters).
+fn each_value(
     source: &Source,
-    parts: &'a Parts,
-) -> Result<Vec<std::borrow::Cow<'a, str>>, TenancyError> {
+    head: &RequestHead<'_>,
+    found: &mut dyn FnMut(&str) -> Result<(), TenancyError>,
+) -> Result<(), TenancyError> {
     let invalid = || TenancyError::from(InvalidTenantId::InvalidCharacter);
-    let mut out = Vec::new();
     match source {
         Source::Header(name) => {
-            for value in parts.headers.get_all(name) {
-                out.push(value.to_str().map_err(|_| invalid())?.into());
+            for value in head.headers().get_all(name) {
+                found(value.to_str().map_err(|_| invalid())?)?;
             }
         }
         Source::Query(name) => {
-            if let Some(query) = parts.uri.query() {
+            if let Some(query) = head.uri().query() {
                 for pair in query.split('&') {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                     if k == name {
-                        out.push(v.into());
+                        found(v)?;
                     }
                 }
             }
         }
         Source::Host { prefix, suffix } => {
-            let host = parts
-                .headers
+            let host = head
+                .headers()
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .or_else(|| parts.uri.host());
+                .or_else(|| head.uri().host());
             if let Some(host) = host {
                 let host = strip_port(host).to_ascii_lowercase();
                 if let Some(middle) = host
@@ -278,29 +280,29 @@ fn extract<'a>(
                     && !middle.is_empty()
                     && !middle.contains('.')
                 {
-                    out.push(middle.to_owned().into());
+                    found(middle)?;
                 }
             }
         }
         Source::Path(prefix) => {
-            let path = parts.uri.path();
+            let path = head.path();
             if let Some(rest) = path
                 .strip_prefix(prefix.as_str())
                 .and_then(|r| r.strip_prefix('/'))
             {
                 let segment = rest.split('/').next().unwrap_or_default();
                 if !segment.is_empty() {
-                    out.push(segment.into());
+                    found(segment)?;
                 }
             }
         }
         Source::Custom(f) => {
-            if let Some(v) = f(parts) {
-                out.push(v.into());
+            if let Some(v) = f(head) {
+                found(&v)?;
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `host` without its `:port`: `name:port` and `[v6]:port` lose the port;
@@ -322,6 +324,8 @@ fn strip_port(host: &str) -> &str {
 mod tests {
     use super::*;
     use crate::config::TenancyConfig;
+
+    use http::request::Parts;
 
     fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
         let mut b = http::Request::get(uri);
@@ -359,29 +363,35 @@ mod tests {
     fn each_source_names_a_tenant() {
         let r = all_sources();
         assert_eq!(
-            tenant_of(r.resolve(&parts("/", &[("x-tenant-id", "acme")]), None)),
+            tenant_of(r.resolve(
+                &RequestHead::from(&parts("/", &[("x-tenant-id", "acme")])),
+                None
+            )),
             "acme"
         );
         assert_eq!(
-            tenant_of(r.resolve(&parts("/?a=1&tenant=acme", &[]), None)),
+            tenant_of(r.resolve(&RequestHead::from(&parts("/?a=1&tenant=acme", &[])), None)),
             "acme"
         );
         assert_eq!(
-            tenant_of(r.resolve(&parts("/", &[("host", "acme.example.com:8080")]), None)),
+            tenant_of(r.resolve(
+                &RequestHead::from(&parts("/", &[("host", "acme.example.com:8080")])),
+                None
+            )),
             "acme"
         );
         assert_eq!(
-            tenant_of(r.resolve(&parts("/t/acme/things", &[]), None)),
+            tenant_of(r.resolve(&RequestHead::from(&parts("/t/acme/things", &[])), None)),
             "acme"
         );
-        let custom = r.clone().with_source(Arc::new(|p: &Parts| {
-            p.headers
+        let custom = r.clone().with_source(Arc::new(|p: &RequestHead<'_>| {
+            p.headers()
                 .get("x-org")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         }));
         assert_eq!(
-            tenant_of(custom.resolve(&parts("/", &[("x-org", "acme")]), None)),
+            tenant_of(custom.resolve(&RequestHead::from(&parts("/", &[("x-org", "acme")])), None)),
             "acme"
         );
     }
@@ -395,7 +405,7 @@ mod tests {
             parts("/tx/acme", &[]),
             parts("/t/", &[]),
         ] {
-            let err = r.resolve(&p, None).unwrap_err();
+            let err = r.resolve(&RequestHead::from(&p), None).unwrap_err();
             assert_eq!(err.code(), "tenant_required");
         }
     }
@@ -404,11 +414,22 @@ mod tests {
     fn sources_must_agree() {
         let r = all_sources();
         let p = parts("/?tenant=globex", &[("x-tenant-id", "acme")]);
-        assert_eq!(r.resolve(&p, None).unwrap_err().code(), "tenant_mismatch");
+        assert_eq!(
+            r.resolve(&RequestHead::from(&p), None).unwrap_err().code(),
+            "tenant_mismatch"
+        );
         let dup = parts("/", &[("x-tenant-id", "acme"), ("x-tenant-id", "globex")]);
-        assert_eq!(r.resolve(&dup, None).unwrap_err().code(), "tenant_mismatch");
+        assert_eq!(
+            r.resolve(&RequestHead::from(&dup), None)
+                .unwrap_err()
+                .code(),
+            "tenant_mismatch"
+        );
         let same = parts("/t/acme?tenant=acme", &[("x-tenant-id", "acme")]);
-        assert_eq!(tenant_of(r.resolve(&same, None)), "acme");
+        assert_eq!(
+            tenant_of(r.resolve(&RequestHead::from(&same), None)),
+            "acme"
+        );
     }
 
     #[test]
@@ -420,14 +441,20 @@ mod tests {
             parts("/?tenant=", &[]),
             parts("/t/{x}/y", &[]),
         ] {
-            assert_eq!(r.resolve(&p, None).unwrap_err().code(), "invalid_tenant_id");
+            assert_eq!(
+                r.resolve(&RequestHead::from(&p), None).unwrap_err().code(),
+                "invalid_tenant_id"
+            );
         }
         let mut p = parts("/", &[]);
         p.headers.insert(
             "x-tenant-id",
             http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
         );
-        assert_eq!(r.resolve(&p, None).unwrap_err().code(), "invalid_tenant_id");
+        assert_eq!(
+            r.resolve(&RequestHead::from(&p), None).unwrap_err().code(),
+            "invalid_tenant_id"
+        );
     }
 
     #[test]
@@ -436,7 +463,8 @@ mod tests {
         let acme = t("acme");
         let plain = parts("/", &[]);
         assert_eq!(
-            r.resolve(&plain, Some((&acme, Role::Viewer))).unwrap(),
+            r.resolve(&RequestHead::from(&plain), Some((&acme, Role::Viewer)))
+                .unwrap(),
             Resolved::Tenant {
                 id: acme.clone(),
                 cross_tenant: false
@@ -444,19 +472,22 @@ mod tests {
         );
         let same = parts("/", &[("x-tenant-id", "acme")]);
         assert_eq!(
-            tenant_of(r.resolve(&same, Some((&acme, Role::Admin)))),
+            tenant_of(r.resolve(&RequestHead::from(&same), Some((&acme, Role::Admin)))),
             "acme"
         );
         let other = parts("/", &[("x-tenant-id", "globex")]);
         for role in [Role::Viewer, Role::Operator, Role::Admin] {
             assert_eq!(
-                r.resolve(&other, Some((&acme, role))).unwrap_err().code(),
+                r.resolve(&RequestHead::from(&other), Some((&acme, role)))
+                    .unwrap_err()
+                    .code(),
                 "tenant_mismatch"
             );
         }
         for role in [Role::SuperAdmin, Role::System] {
             assert_eq!(
-                r.resolve(&other, Some((&acme, role))).unwrap(),
+                r.resolve(&RequestHead::from(&other), Some((&acme, role)))
+                    .unwrap(),
                 Resolved::Tenant {
                     id: t("globex"),
                     cross_tenant: true
@@ -469,23 +500,33 @@ mod tests {
     fn default_required_and_allowed() {
         let c = TenancyConfig::from_vars([("TENANCY_DEFAULT_TENANT", "acme")]).unwrap();
         let r = TenantResolver::from_config(&c.resolution).unwrap();
-        assert_eq!(tenant_of(r.resolve(&parts("/", &[]), None)), "acme");
+        assert_eq!(
+            tenant_of(r.resolve(&RequestHead::from(&parts("/", &[])), None)),
+            "acme"
+        );
 
         let c = TenancyConfig::from_vars([("TENANCY_TENANT_REQUIRED", "false")]).unwrap();
         let r = TenantResolver::from_config(&c.resolution).unwrap();
         assert_eq!(
-            r.resolve(&parts("/", &[]), None).unwrap(),
+            r.resolve(&RequestHead::from(&parts("/", &[])), None)
+                .unwrap(),
             Resolved::NoTenant
         );
 
         let c = TenancyConfig::from_vars([("TENANCY_ALLOWED_TENANTS", "acme")]).unwrap();
         let r = TenantResolver::from_config(&c.resolution).unwrap();
         let err = r
-            .resolve(&parts("/", &[("x-tenant-id", "globex")]), None)
+            .resolve(
+                &RequestHead::from(&parts("/", &[("x-tenant-id", "globex")])),
+                None,
+            )
             .unwrap_err();
         assert_eq!(err.code(), "tenant_not_allowed");
         let err = r
-            .resolve(&parts("/", &[]), Some((&t("globex"), Role::Admin)))
+            .resolve(
+                &RequestHead::from(&parts("/", &[])),
+                Some((&t("globex"), Role::Admin)),
+            )
             .unwrap_err();
         assert_eq!(err.code(), "tenant_not_allowed");
     }
@@ -499,9 +540,9 @@ mod tests {
         .unwrap();
         let r = TenantResolver::from_config(&c.resolution).unwrap();
         let p = parts("/?tenant=other", &[("x-tenant-id", "Bad Id")]);
-        assert_eq!(tenant_of(r.resolve(&p, None)), "solo");
+        assert_eq!(tenant_of(r.resolve(&RequestHead::from(&p), None)), "solo");
         assert_eq!(
-            r.resolve(&p, Some((&t("other"), Role::Admin)))
+            r.resolve(&RequestHead::from(&p), Some((&t("other"), Role::Admin)))
                 .unwrap_err()
                 .code(),
             "tenant_mismatch"
@@ -509,7 +550,8 @@ mod tests {
         // The default tenant's own callers stay home, not marked crossing.
         for role in [Role::Viewer, Role::Admin, Role::SuperAdmin] {
             assert_eq!(
-                r.resolve(&p, Some((&t("solo"), role))).unwrap(),
+                r.resolve(&RequestHead::from(&p), Some((&t("solo"), role)))
+                    .unwrap(),
                 Resolved::Tenant {
                     id: t("solo"),
                     cross_tenant: false
@@ -519,8 +561,11 @@ mod tests {
         }
         // A super_admin of another tenant reaches it, marked.
         assert_eq!(
-            r.resolve(&p, Some((&t("other"), Role::SuperAdmin)))
-                .unwrap(),
+            r.resolve(
+                &RequestHead::from(&p),
+                Some((&t("other"), Role::SuperAdmin))
+            )
+            .unwrap(),
             Resolved::Tenant {
                 id: t("solo"),
                 cross_tenant: true
@@ -563,10 +608,15 @@ mod tests {
         ])
         .unwrap();
         let r = TenantResolver::from_config(&c.resolution).unwrap();
-        let err = r.resolve(&parts("/", &[]), None).unwrap_err();
+        let err = r
+            .resolve(&RequestHead::from(&parts("/", &[])), None)
+            .unwrap_err();
         assert_eq!(err.code(), "tenant_required");
         assert_eq!(
-            tenant_of(r.resolve(&parts("/", &[("x-tenant-id", "globex")]), None)),
+            tenant_of(r.resolve(
+                &RequestHead::from(&parts("/", &[("x-tenant-id", "globex")])),
+                None
+            )),
             "globex"
         );
     }

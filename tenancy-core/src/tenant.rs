@@ -1,4 +1,4 @@
-//! Tenants: the validated [`TenantId`], the [`Tenant`] record, its
+//! Tenants: the validated [`TenantId`], the [`TenantRecord`] record, its
 //! [`TenantStatus`] lifecycle and its [`TenantSettings`].
 
 use std::borrow::Borrow;
@@ -341,15 +341,15 @@ impl TenantSettings {
 /// A tenant record, as the [`TenantStore`](crate::store::TenantStore) keeps it.
 ///
 /// ```
-/// use tenancy_core::tenant::{Tenant, TenantId, TenantStatus};
+/// use tenancy_core::tenant::{TenantRecord, TenantId, TenantStatus};
 ///
-/// let tenant = Tenant::new(TenantId::new("acme")?, "Acme Corp", "pro");
+/// let tenant = TenantRecord::new(TenantId::new("acme")?, "Acme Corp", "pro");
 /// assert_eq!(tenant.status, TenantStatus::Active);
 /// assert_eq!(tenant.plan, "pro");
 /// # Ok::<(), tenancy_core::tenant::InvalidTenantId>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tenant {
+pub struct TenantRecord {
     /// The immutable id.
     pub id: TenantId,
     /// Display name.
@@ -370,7 +370,7 @@ pub struct Tenant {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Tenant {
+impl TenantRecord {
     /// An active tenant created now, with default settings.
     pub fn new(id: TenantId, name: impl Into<String>, plan: impl Into<String>) -> Self {
         let now = Utc::now();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Script;
+use tenancy_core::gcra::{self, Gcra};
 use tenancy_core::limit::{RateCheck, RateDecision, RateLimitStatus, RateQuota};
 use tenancy_core::store::{RateLimiter, StoreError};
 
@@ -79,8 +80,8 @@ impl RedisRateLimiter {
     /// The `ARGV` pair of [`SCRIPT`](Self::SCRIPT) for `quota`: emission
     /// interval in microseconds and burst.
     pub fn script_args(quota: RateQuota) -> [u64; 2] {
-        let interval = u64::try_from(quota.emission_interval().as_micros()).unwrap_or(u64::MAX);
-        [interval.max(1), u64::from(quota.burst.get())]
+        let gcra = Gcra::micros(quota);
+        [gcra.interval(), u64::from(gcra.burst())]
     }
 
     /// Checks `checks` (all of one tenant) in one script.
@@ -115,32 +116,24 @@ fn decode(checks: &[&RateCheck], reply: &[i64]) -> Result<RateDecision, RedisSto
             "unexpected reply from the rate-limit script".into(),
         ));
     }
-    let mut status: Option<RateLimitStatus> = None;
-    for (check, bucket) in checks.iter().zip(reply[1..].chunks_exact(4)) {
+    let buckets = checks.iter().zip(reply[1..].chunks_exact(4));
+    let decision = gcra::decide(buckets.map(|(check, bucket)| {
         let burst = check.quota.burst.get();
-        let one = RateLimitStatus {
+        let status = RateLimitStatus {
             limit: burst,
             remaining: u32::try_from(bucket[1].max(0)).unwrap_or(burst).min(burst),
             reset: micros(bucket[2]),
             retry_after: micros(bucket[3]),
         };
-        status = Some(match status {
-            Some(s) => s.tighter(one),
-            None => one,
-        });
-    }
+        (bucket[0] == 1, status)
+    }));
+    // The script commits only when every bucket allowed; its first number
+    // says whether it did.
     Ok(RateDecision {
-        allowed: reply[0] == 1,
-        status: status.unwrap_or(NO_LIMIT),
+        allowed: reply[0] == 1 && decision.allowed,
+        status: decision.status,
     })
 }
-
-const NO_LIMIT: RateLimitStatus = RateLimitStatus {
-    limit: 0,
-    remaining: 0,
-    reset: Duration::ZERO,
-    retry_after: Duration::ZERO,
-};
 
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
@@ -173,7 +166,7 @@ impl RateLimiter for RedisRateLimiter {
         }
         Ok(decision.unwrap_or(RateDecision {
             allowed: true,
-            status: NO_LIMIT,
+            status: RateLimitStatus::NONE,
         }))
     }
 

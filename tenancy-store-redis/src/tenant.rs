@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use tenancy_core::store::{StoreError, TenantStore};
-use tenancy_core::tenant::{Tenant, TenantId};
+use tenancy_core::tenant::{TenantId, TenantRecord};
 
 use crate::RedisStores;
 use crate::error::RedisStoreError;
@@ -33,13 +33,13 @@ const LIST_BATCH: usize = 500;
 /// ```no_run
 /// use std::sync::Arc;
 /// use tenancy_core::store::TenantStore;
-/// use tenancy_core::tenant::{Tenant, TenantId};
+/// use tenancy_core::tenant::{TenantRecord, TenantId};
 /// use tenancy_store_redis::{RedisOptions, RedisStores};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let redis = RedisStores::connect("redis://127.0.0.1:6379/", RedisOptions::default()).await?;
 /// let tenants: Arc<dyn TenantStore> = Arc::new(redis.tenant_store());
-/// tenants.insert(Tenant::new(TenantId::new("acme")?, "Acme", "pro")).await?;
+/// tenants.insert(TenantRecord::new(TenantId::new("acme")?, "Acme", "pro")).await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -56,8 +56,8 @@ impl RedisTenantStore {
     }
 }
 
-fn decode(id: &TenantId, json: &str) -> Result<Tenant, RedisStoreError> {
-    let tenant: Tenant = serde_json::from_str(json)?;
+fn decode(id: &TenantId, json: &str) -> Result<TenantRecord, RedisStoreError> {
+    let tenant: TenantRecord = serde_json::from_str(json)?;
     if tenant.id != *id {
         return Err(RedisStoreError::Corrupt(format!(
             "the record of tenant {id} names tenant {}",
@@ -69,7 +69,7 @@ fn decode(id: &TenantId, json: &str) -> Result<Tenant, RedisStoreError> {
 
 #[async_trait]
 impl TenantStore for RedisTenantStore {
-    async fn insert(&self, tenant: Tenant) -> Result<(), StoreError> {
+    async fn insert(&self, tenant: TenantRecord) -> Result<(), StoreError> {
         let keys = self.redis.keys();
         let json = serde_json::to_string(&tenant).map_err(StoreError::backend)?;
         let (created,): (Option<String>,) = self
@@ -93,7 +93,7 @@ impl TenantStore for RedisTenantStore {
         }
     }
 
-    async fn get(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+    async fn get(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
         self.redis
             .run(async {
                 let mut conn = self.redis.conn();
@@ -103,7 +103,7 @@ impl TenantStore for RedisTenantStore {
             .await
     }
 
-    async fn update(&self, tenant: Tenant) -> Result<(), StoreError> {
+    async fn update(&self, tenant: TenantRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(&tenant).map_err(StoreError::backend)?;
         let replaced: Option<String> = self
             .redis
@@ -127,7 +127,7 @@ impl TenantStore for RedisTenantStore {
         &self,
         after: Option<&TenantId>,
         limit: usize,
-    ) -> Result<Vec<Tenant>, StoreError> {
+    ) -> Result<Vec<TenantRecord>, StoreError> {
         let keys = self.redis.keys();
         self.redis
             .run(async {

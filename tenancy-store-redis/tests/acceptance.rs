@@ -16,7 +16,7 @@ use tenancy_core::limit::{QuotaKey, RateCheck, RateLimitKey, RateQuota};
 use tenancy_core::plan::{Limit, Period};
 use tenancy_core::rbac::ApiKeyScope;
 use tenancy_core::store::{ApiKeyStore, QuotaStore, RateLimiter, TenantStore};
-use tenancy_core::tenant::{Tenant, TenantId};
+use tenancy_core::tenant::{TenantId, TenantRecord};
 use tenancy_core::testkit::{services, stores};
 use tenancy_store_redis::redis::{self, AsyncCommands};
 use tenancy_store_redis::{RedisOptions, RedisStores};
@@ -232,7 +232,7 @@ async fn scan(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Ve
 async fn write_everything_for(redis: &RedisStores, t: &TenantId) {
     redis
         .tenant_store()
-        .insert(Tenant::new(t.clone(), "Tagged", "free"))
+        .insert(TenantRecord::new(t.clone(), "Tagged", "free"))
         .await
         .expect("insert tenant");
     // A digest of this tenant's own, so reruns never collide.

@@ -17,7 +17,7 @@ use tenancy_core::limit::{QuotaKey, RateCheck, RateLimitKey, RateQuota};
 use tenancy_core::plan::{Limit, Period};
 use tenancy_core::rbac::ApiKeyScope;
 use tenancy_core::store::{ApiKeyStore, QuotaStore, RateLimiter, StoreError, TenantStore};
-use tenancy_core::tenant::{Tenant, TenantId};
+use tenancy_core::tenant::{TenantId, TenantRecord};
 use tenancy_core::testkit::{services, stores::unique_tenant};
 use tenancy_store_redis::{RedisOptions, RedisStoreError, RedisStores};
 
@@ -69,7 +69,9 @@ fn key_record(tenant: &TenantId, n: u8) -> ApiKeyRecord {
 async fn exercise(redis: &RedisStores, tenant: &TenantId, round: u8) -> Result<(), StoreError> {
     let id = TenantId::new(format!("{tenant}-{round}")).expect("valid");
     let tenants = redis.tenant_store();
-    tenants.insert(Tenant::new(id.clone(), "T", "free")).await?;
+    tenants
+        .insert(TenantRecord::new(id.clone(), "T", "free"))
+        .await?;
     assert_eq!(tenants.get(&id).await?.expect("inserted").name, "T");
     let keys = redis.api_key_store();
     let key = key_record(tenant, round);
@@ -123,7 +125,7 @@ async fn assert_every_call_fails(redis: &RedisStores, tenant: &TenantId) {
         "TenantStore::insert",
         bounded(
             "insert",
-            tenants.insert(Tenant::new(tenant.clone(), "T", "free")),
+            tenants.insert(TenantRecord::new(tenant.clone(), "T", "free")),
         )
         .await,
     );

@@ -7,10 +7,11 @@ mod redis_server;
 use std::sync::Arc;
 
 use redis_server::unique_prefix;
-use tenancy_core::engine::NewApiKey;
+use tenancy_core::admin::NewApiKey;
+use tenancy_core::engine::RequestHead;
 use tenancy_core::plan::QuotaOverrides;
 use tenancy_core::rbac::ApiKeyScope;
-use tenancy_core::tenant::{Tenant, TenantId};
+use tenancy_core::tenant::{TenantId, TenantRecord};
 use tenancy_core::testkit::services;
 use tenancy_core::{Tenancy, TenancyConfig};
 use tenancy_store_redis::{RedisOptions, RedisStores};
@@ -47,13 +48,14 @@ async fn revocation_and_tenant_rps_hold_across_instances() {
     let second = instance(&url, &prefix).await;
 
     let acme = TenantId::new("acme").unwrap();
-    let mut tenant = Tenant::new(acme.clone(), "Acme", "pro");
+    let mut tenant = TenantRecord::new(acme.clone(), "Acme", "pro");
     tenant.settings.quota_overrides = QuotaOverrides {
         rps: Some(1),
         ..QuotaOverrides::default()
     };
-    first.create_tenant(tenant).await.unwrap();
+    first.admin().create_tenant(tenant).await.unwrap();
     let issued = first
+        .admin()
         .issue_api_key(
             &acme,
             NewApiKey {
@@ -74,7 +76,7 @@ async fn revocation_and_tenant_rps_hold_across_instances() {
     let started = std::time::Instant::now();
     for i in 0..6 {
         let instance = if i % 2 == 0 { &first } else { &second };
-        match instance.admit(&get(&key)).await {
+        match instance.admit(&RequestHead::from(&get(&key))).await {
             Ok(_) => allowed += 1,
             Err(e) => {
                 assert_eq!(e.code(), "rate_limited");
@@ -92,15 +94,19 @@ async fn revocation_and_tenant_rps_hold_across_instances() {
     // Revoke through the first; the second refuses the key on its next request.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     second
-        .admit(&get(&key))
+        .admit(&RequestHead::from(&get(&key)))
         .await
         .expect("the key works on the second instance");
     first
+        .admin()
         .revoke_api_key(&acme, &issued.record.key_id)
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let err = second.admit(&get(&key)).await.unwrap_err();
+    let err = second
+        .admit(&RequestHead::from(&get(&key)))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "invalid_api_key");
     assert!(matches!(
         err.kind(),

@@ -1,4 +1,4 @@
-//! The engine's per-request cost: `Tenancy::admit` then `Tenancy::complete`
+//! The engine's per-request cost: `Tenancy::admit` then `Admission::finish`
 //! on the in-memory stores, one group per path, each next to a bare async fn
 //! run through the very same loop (DESIGN.md §7):
 //!
@@ -32,29 +32,27 @@
 use crate::fixture;
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use http::request::Parts;
 use http::{Method, Request, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use tenancy_core::Tenancy;
 use tenancy_core::config::{JwtAlgorithm, RealmConfig, RealmKeyConfig, TenancyConfig};
 use tenancy_core::credential::JwtClaims;
-use tenancy_core::{Admission, Tenancy};
+use tenancy_core::engine::RequestHead;
 use tokio::runtime::Runtime;
 
 /// The bare async fn, through the same loop.
 const BARE: &str = "bare";
-/// `admit` + `complete`.
+/// `admit` + `finish`.
 const TENANCY: &str = "tenancy";
-/// `admit` + `complete` with the verified-token cache off.
+/// `admit` + `finish` with the verified-token cache off.
 const TENANCY_UNCACHED: &str = "tenancy_uncached";
 /// `jsonwebtoken::decode` alone, of the same token with the same key.
 const DECODE: &str = "jsonwebtoken_decode";
 
-/// What `complete` is told the handler took.
-const HANDLER_TIME: Duration = Duration::from_micros(40);
 /// The route every request calls.
 const PATH: &str = "/api/v1/things";
 
@@ -76,11 +74,18 @@ async fn bare(parts: &Parts) -> StatusCode {
     }
 }
 
-/// What the adapters do around a handler: admit, then record the answer.
-async fn admit_and_complete(tenancy: &Tenancy, parts: &Parts) -> Admission {
-    let admission = tenancy.admit(parts).await.expect("admitted");
-    tenancy.complete(&admission, StatusCode::OK, HANDLER_TIME);
-    admission
+/// What the adapters do around a handler: admit, then finish with the
+/// answer (its headers written into a map, as an answer's would be).
+async fn admit_and_complete(tenancy: &Tenancy, parts: &Parts) -> http::HeaderMap {
+    let admission = tenancy
+        .admit(&RequestHead::from(parts))
+        .await
+        .expect("admitted");
+    let mut headers = http::HeaderMap::new();
+    admission.finish(StatusCode::OK, |name, value| {
+        headers.insert(name.clone(), value);
+    });
+    headers
 }
 
 /// An engine over `config` on the in-memory stores, with the bench tenant.
@@ -95,7 +100,7 @@ fn engine(rt: &Runtime, config: TenancyConfig) -> Tenancy {
 /// Fails unless `parts` is admitted for the bench tenant.
 fn assert_admitted(rt: &Runtime, tenancy: &Tenancy, parts: &Parts) {
     let admission = rt
-        .block_on(tenancy.admit(parts))
+        .block_on(tenancy.admit(&RequestHead::from(parts)))
         .unwrap_or_else(|e| panic!("refused: {}", e.code()));
     let ctx = admission.context().expect("a tenant context");
     assert_eq!(ctx.tenant_id().as_str(), fixture::TENANT);
@@ -345,7 +350,9 @@ mod api_key_not_found_vs_revoked {
 
     /// Fails unless `parts` is refused as `invalid_api_key` for `why`.
     fn assert_refused(rt: &Runtime, tenancy: &Tenancy, parts: &Parts, why: ApiKeyRejection) {
-        let err = rt.block_on(tenancy.admit(parts)).expect_err("refused");
+        let err = rt
+            .block_on(tenancy.admit(&RequestHead::from(parts)))
+            .expect_err("refused");
         assert_eq!(err.code(), "invalid_api_key");
         assert!(
             matches!(err.kind(), ErrorKind::InvalidApiKey(r) if *r == why),
@@ -361,6 +368,7 @@ mod api_key_not_found_vs_revoked {
             let key = fixture::issue_key(&tenancy).await;
             let tenant = fixture::tenant_id();
             tenancy
+                .admin()
                 .revoke_api_key(&tenant, &key.record.key_id)
                 .await
                 .expect("revoke");
@@ -380,7 +388,7 @@ mod api_key_not_found_vs_revoked {
             group.bench_function(id, |b| {
                 b.iter_custom(|iters| {
                     rt.block_on(fixture::timed(iters, Some(&tenancy), async || {
-                        tenancy.admit(parts).await.err()
+                        tenancy.admit(&RequestHead::from(parts)).await.err()
                     }))
                 });
             });

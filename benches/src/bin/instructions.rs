@@ -27,11 +27,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
+use tenancy_core::admin::NewApiKey;
 use tenancy_core::credential::{JwtClaims, encode_hs256};
-use tenancy_core::engine::NewApiKey;
 use tenancy_core::rbac::{ApiKeyScope, Role};
 use tenancy_core::secret::Secret;
-use tenancy_core::tenant::{Tenant, TenantId};
+use tenancy_core::tenant::{TenantId, TenantRecord};
 use tenancy_core::{Tenancy, TenancyConfig};
 
 const TENANT: &str = "bench";
@@ -93,9 +93,10 @@ async fn setup(path: &str) -> Result<Setup, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let id = TenantId::new(TENANT).map_err(|e| e.to_string())?;
-    let mut tenant = Tenant::new(id.clone(), "Bench", "enterprise");
+    let mut tenant = TenantRecord::new(id.clone(), "Bench", "enterprise");
     tenant.settings.quota_overrides.rps = Some(UNREACHABLE_RPS);
     tenancy
+        .admin()
         .create_tenant(tenant)
         .await
         .map_err(|e| e.to_string())?;
@@ -110,6 +111,7 @@ async fn setup(path: &str) -> Result<Setup, String> {
                 expires_at: None,
             };
             let key = tenancy
+                .admin()
                 .issue_api_key(&id, new)
                 .await
                 .map_err(|e| e.to_string())?;

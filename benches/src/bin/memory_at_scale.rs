@@ -33,7 +33,7 @@ use tenancy_core::limit::{RateCheck, RateLimitKey, RateQuota};
 use tenancy_core::rbac::ApiKeyScope;
 use tenancy_core::store::memory::{MemoryApiKeyStore, MemoryRateLimiter, MemoryTenantStore};
 use tenancy_core::store::{ApiKeyStore, RateLimiter, TenantStore};
-use tenancy_core::tenant::{Tenant, TenantId};
+use tenancy_core::tenant::{TenantId, TenantRecord};
 
 const TENANTS: usize = 100_000;
 const KEYS_PER_TENANT: usize = 10;
@@ -68,9 +68,13 @@ fn tenant_id(i: usize) -> Result<TenantId, Failure> {
 }
 
 /// A tenant as a SaaS platform holds it.
-fn tenant(i: usize) -> Result<Tenant, Failure> {
+fn tenant(i: usize) -> Result<TenantRecord, Failure> {
     let id = tenant_id(i)?;
-    let mut t = Tenant::new(id, format!("Tenant {i:06} Ltd"), PLANS[i % PLANS.len()]);
+    let mut t = TenantRecord::new(
+        id,
+        format!("TenantRecord {i:06} Ltd"),
+        PLANS[i % PLANS.len()],
+    );
     let contact = format!("ops@tenant-{i:06}.example.com");
     t.settings.notifications.emails = vec![contact.clone()];
     if i.is_multiple_of(3) {

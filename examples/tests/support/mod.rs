@@ -376,7 +376,8 @@ pub async fn prepared_app() -> tenancy_examples::startup::Prepared {
     prepared
         .app
         .tenancy()
-        .create_tenant(tenancy_core::tenant::Tenant::new(
+        .admin()
+        .create_tenant(tenancy_core::tenant::TenantRecord::new(
             tenancy_core::tenant::TenantId::new("acme").unwrap(),
             "Acme",
             "enterprise",

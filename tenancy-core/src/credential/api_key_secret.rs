@@ -93,10 +93,11 @@ impl fmt::Display for ApiKeySecret {
 }
 
 /// Checks the format of presented keys and digests them: SHA-256, or
-/// HMAC-SHA-256 with a server pepper.
+/// HMAC-SHA-256 with a server pepper, once per key.
 ///
-/// A key with the wrong prefix, length, alphabet or checksum is refused as
-/// [`ApiKeyRejection::Malformed`] without a store lookup.
+/// A key with the wrong prefix, length, alphabet or checksum (CRC32) is
+/// refused as [`ApiKeyRejection::Malformed`] without a digest or a store
+/// lookup.
 ///
 /// ```
 /// use tenancy_core::credential::ApiKeyHasher;
@@ -190,10 +191,11 @@ pub fn new_key_id() -> Option<KeyId> {
     KeyId::new(id).ok()
 }
 
-/// The first four bytes of SHA-256 over `bytes`, as a number.
+/// CRC32 over `bytes`: it catches typos and truncation before a lookup, as
+/// the checksums of GitHub-style tokens do. It is not a secret (anyone can
+/// compute it); only the digest guards the key.
 fn checksum(bytes: &[u8]) -> u32 {
-    let d = Sha256::digest(bytes);
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+    crc32fast::hash(bytes)
 }
 
 /// Appends `bytes`, read as a big-endian number, in exactly `width` base62

@@ -1,5 +1,5 @@
 //! The pre-authentication throttle: failed authentications are counted per
-//! client address with GCRA ([`governor`]'s keyed limiter); an address over
+//! client address with GCRA ([`crate::gcra`]); an address over
 //! its allowance is answered `429 rate_limited` before its credential is
 //! looked at, so a flood of guessed keys or forged tokens costs no store
 //! lookup and no signature check.
@@ -16,10 +16,14 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
+use std::num::NonZeroU32;
+
+use crate::ConcurrentMap;
 
 use super::security_log::network_of;
 use crate::config::FailureThrottleConfig;
+use crate::gcra::Gcra;
+use crate::limit::RateQuota;
 
 /// The key an address counts under: IPv4 as is, IPv6 by its /64.
 type AddressKey = IpAddr;
@@ -31,15 +35,14 @@ pub const AUTH_THROTTLE_UNTRACKED_TOTAL: &str = "tenancy_auth_throttle_untracked
 const SWEEP_INTERVAL_NS: u64 = 10_000_000_000;
 
 pub(crate) struct AuthThrottle {
-    /// GCRA emission interval and burst tolerance, in nanoseconds.
-    interval: u64,
-    tolerance: u64,
+    /// Failures per second and burst, counted in nanoseconds.
+    gcra: Gcra,
     /// Theoretical arrival time of each address's next failure, in
     /// nanoseconds since `started`; idle once it is in the past.
-    tats: DashMap<AddressKey, u64>,
+    tats: ConcurrentMap<AddressKey, u64>,
     /// Addresses over their allowance, until when. Empty but under attack,
     /// so the check on every request is one atomic load.
-    blocked: DashMap<AddressKey, u64>,
+    blocked: ConcurrentMap<AddressKey, u64>,
     blocked_len: AtomicUsize,
     max_addresses: usize,
     started: Instant,
@@ -49,15 +52,15 @@ pub(crate) struct AuthThrottle {
 impl AuthThrottle {
     /// `None` when the throttle is turned off.
     pub(crate) fn new(config: &FailureThrottleConfig) -> Option<Self> {
-        if !config.enabled || config.per_second == 0 || config.burst == 0 {
+        if !config.enabled {
             return None;
         }
-        let interval = 1_000_000_000 / u64::from(config.per_second);
+        let quota =
+            RateQuota::per_second(config.per_second)?.with_burst(NonZeroU32::new(config.burst)?);
         Some(Self {
-            interval,
-            tolerance: interval.saturating_mul(u64::from(config.burst)),
-            tats: DashMap::new(),
-            blocked: DashMap::new(),
+            gcra: Gcra::nanos(quota),
+            tats: ConcurrentMap::default(),
+            blocked: ConcurrentMap::default(),
             blocked_len: AtomicUsize::new(0),
             max_addresses: config.max_addresses.max(1),
             started: Instant::now(),
@@ -93,17 +96,13 @@ impl AuthThrottle {
             return;
         }
         let wait = {
-            let mut tat = self.tats.entry(key).or_insert(now);
-            let next = (*tat).max(now) + self.interval;
-            if next - now <= self.tolerance {
-                *tat = next;
-            }
-            // How long until one more failure would conform.
-            (*tat).max(now) + self.interval - now
+            let mut tat = self.tats.entry(key).or_insert(0);
+            *tat = self.gcra.take(*tat, now).tat;
+            // How long until one more failure would be counted.
+            self.gcra.take(*tat, now).status.retry_after
         };
-        if let Some(over) = wait.checked_sub(self.tolerance).filter(|w| *w > 0)
-            && self.blocked.insert(key, now + over).is_none()
-        {
+        let wait = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+        if wait > 0 && self.blocked.insert(key, now.saturating_add(wait)).is_none() {
             self.blocked_len.fetch_add(1, Ordering::Relaxed);
         }
     }

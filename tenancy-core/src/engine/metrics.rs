@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
+use crate::ConcurrentMap;
 use metrics::{Counter, Histogram};
 
 use crate::tenant::TenantId;
@@ -30,7 +30,7 @@ struct Handles {
 
 #[derive(Default)]
 pub(crate) struct TenantMetrics {
-    handles: DashMap<TenantId, Arc<Handles>>,
+    handles: ConcurrentMap<TenantId, Arc<Handles>>,
 }
 
 impl TenantMetrics {

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::ConcurrentMap;
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -50,15 +50,15 @@ pub(crate) struct DropCounters {
 }
 
 struct Shared {
-    usage: DashMap<UsageKey, u64>,
+    usage: ConcurrentMap<UsageKey, u64>,
     usage_cap: usize,
     /// The event types each tenant metered in each hour (unix seconds of
     /// its start), to cap them.
-    types_seen: DashMap<(TenantId, i64), HashSet<Label>>,
+    types_seen: ConcurrentMap<(TenantId, i64), HashSet<Label>>,
     overflow: Label,
     /// The engine's own per-request type, always metered under its name.
     requests: Label,
-    touches: DashMap<(TenantId, KeyId), DateTime<Utc>>,
+    touches: ConcurrentMap<(TenantId, KeyId), DateTime<Utc>>,
     drops: DropCounters,
 }
 
@@ -94,12 +94,12 @@ impl Recorder {
         let (audit_tx, audit_rx) = mpsc::channel(config.buffer_capacity);
         let (control_tx, control_rx) = mpsc::channel(8);
         let shared = Arc::new(Shared {
-            usage: DashMap::new(),
+            usage: ConcurrentMap::default(),
             usage_cap: config.buffer_capacity,
-            types_seen: DashMap::new(),
+            types_seen: ConcurrentMap::default(),
             overflow: sinks.overflow_type.clone(),
             requests: sinks.requests_type.clone(),
-            touches: DashMap::new(),
+            touches: ConcurrentMap::default(),
             drops: DropCounters::default(),
         });
         let worker = Worker {

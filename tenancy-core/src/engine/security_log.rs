@@ -12,8 +12,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::ConcurrentMap;
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use serde::Serialize;
 
 /// Refusals of unverified callers, by reason (the problem code).
@@ -60,7 +60,7 @@ type RowKey = (Option<IpAddr>, &'static str);
 
 #[derive(Default)]
 pub(crate) struct SecurityLog {
-    rows: DashMap<RowKey, Row>,
+    rows: ConcurrentMap<RowKey, Row>,
 }
 
 impl SecurityLog {

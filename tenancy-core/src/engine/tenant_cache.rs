@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
+use crate::ConcurrentMap;
 
 use crate::store::{StoreError, TenantStore};
-use crate::tenant::{Tenant, TenantId};
+use crate::tenant::{TenantId, TenantRecord};
 
 /// Most tenant records held; past this the cache drops expired records,
 /// then all records.
@@ -18,16 +18,16 @@ pub(crate) const MAX_UNKNOWN: usize = 10_000;
 
 #[derive(Debug, Clone)]
 struct Entry {
-    tenant: Arc<Tenant>,
+    tenant: Arc<TenantRecord>,
     fetched: Instant,
 }
 
 pub(crate) struct TenantCache {
     store: Arc<dyn TenantStore>,
-    entries: DashMap<TenantId, Entry>,
+    entries: ConcurrentMap<TenantId, Entry>,
     /// Unknown ids, when fetched: kept apart so that probing random ids
     /// never pushes real tenants out.
-    unknown: DashMap<TenantId, Instant>,
+    unknown: ConcurrentMap<TenantId, Instant>,
     ttl: Duration,
 }
 
@@ -35,8 +35,8 @@ impl TenantCache {
     pub(crate) fn new(store: Arc<dyn TenantStore>, ttl: Duration) -> Self {
         Self {
             store,
-            entries: DashMap::new(),
-            unknown: DashMap::new(),
+            entries: ConcurrentMap::default(),
+            unknown: ConcurrentMap::default(),
             ttl,
         }
     }
@@ -44,7 +44,7 @@ impl TenantCache {
     /// The tenant, from the cache while fresh, else from the store. Unknown
     /// tenants are cached too, so probing random ids costs one store call
     /// per id per TTL at most.
-    pub(crate) async fn get(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, StoreError> {
+    pub(crate) async fn get(&self, id: &TenantId) -> Result<Option<Arc<TenantRecord>>, StoreError> {
         if self.ttl > Duration::ZERO {
             if let Some(entry) = self.entries.get(id)
                 && entry.fetched.elapsed() < self.ttl
@@ -113,7 +113,7 @@ mod tests {
         let store = Arc::new(MemoryTenantStore::new());
         let acme = TenantId::new("acme").unwrap();
         store
-            .insert(Tenant::new(acme.clone(), "Acme", "pro"))
+            .insert(TenantRecord::new(acme.clone(), "Acme", "pro"))
             .await
             .unwrap();
         let cache = TenantCache::new(store.clone(), Duration::from_secs(60));

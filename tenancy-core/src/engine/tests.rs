@@ -2,11 +2,27 @@
 //! the errors table, the gates, limits, quotas, audit and metering.
 
 use proptest::prelude::*;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::*;
-use crate::audit::AuditFilter;
+use crate::admin::{CountQuota, IssuedApiKey, NewApiKey};
+use crate::audit::{ActorKind, AuditFilter};
+use crate::context::AuthMethod;
+use crate::credential::{ApiKeyRecord, ApiKeySecret, KeyId, new_key_id};
+use crate::error::ApiKeyRejection;
+use crate::plan::Limit;
 use crate::plan::QuotaOverrides;
+use crate::rbac::{ApiKeyScope, Role};
+use crate::store::StoreError;
+use crate::store::memory::MemoryApiKeyStore;
+use crate::tenant::{TenantId, TenantStatus};
 use crate::testkit::faults::FailingStore;
 
 const SECRET: &str = "engine-test-secret-0123456789abcdef";
@@ -72,7 +88,7 @@ async fn seed(tenancy: &Tenancy) {
         ("platform", TenantStatus::Active, "enterprise"),
         ("tiny", TenantStatus::Active, "free"),
     ] {
-        let mut t = Tenant::new(TenantId::new(id).unwrap(), id, plan);
+        let mut t = TenantRecord::new(TenantId::new(id).unwrap(), id, plan);
         t.status = status;
         if id == "tiny" {
             t.settings.quota_overrides = QuotaOverrides {
@@ -81,7 +97,7 @@ async fn seed(tenancy: &Tenancy) {
                 ..QuotaOverrides::default()
             };
         }
-        tenancy.create_tenant(t).await.unwrap();
+        tenancy.admin().create_tenant(t).await.unwrap();
     }
 }
 
@@ -95,6 +111,7 @@ fn tid(s: &str) -> TenantId {
 
 async fn key(tenancy: &Tenancy, tenant: &str, scope: ApiKeyScope, rps: Option<u32>) -> String {
     let issued = tenancy
+        .admin()
         .issue_api_key(
             &tid(tenant),
             NewApiKey {
@@ -109,13 +126,52 @@ async fn key(tenancy: &Tenancy, tenant: &str, scope: ApiKeyScope, rps: Option<u3
     issued.secret.expose().to_owned()
 }
 
-async fn refusal(tenancy: &Tenancy, parts: Parts) -> TenancyError {
-    tenancy.admit(&parts).await.expect_err("must be refused")
+/// The client's address, as these tests attach it to a request.
+#[derive(Clone, Copy)]
+struct ClientAddr(IpAddr);
+
+/// Admits `parts` as an adapter would: its head with the [`ClientAddr`] the
+/// test attached, then the [`RoutePolicy`] the test attached, as a route
+/// layer applies it.
+trait AdmitParts {
+    async fn admit_parts(&self, parts: &Parts) -> Result<Admission, TenancyError>;
 }
 
+impl AdmitParts for Tenancy {
+    async fn admit_parts(&self, parts: &Parts) -> Result<Admission, TenancyError> {
+        let head = RequestHead::from(parts)
+            .with_client_addr(parts.extensions.get::<ClientAddr>().map(|a| a.0));
+        let mut admission = self.admit(&head).await?;
+        if let (Some(policy), Some(ctx)) =
+            (parts.extensions.get::<RoutePolicy>(), admission.context())
+        {
+            let ctx = ctx.clone();
+            match self.check_route(&ctx, &head, policy).await {
+                Ok(status) => admission.apply(RouteVerdict::Allowed(status)),
+                Err(err) => {
+                    admission.apply(RouteVerdict::Refused);
+                    admission.finish(err.status(), |_, _| {});
+                    return Err(err);
+                }
+            }
+        }
+        Ok(admission)
+    }
+}
+
+async fn refusal(tenancy: &Tenancy, parts: Parts) -> TenancyError {
+    tenancy
+        .admit_parts(&parts)
+        .await
+        .expect_err("must be refused")
+}
+
+/// The context of an admitted request, answered 200.
 async fn admitted(tenancy: &Tenancy, parts: Parts) -> TenantContext {
-    let admission = tenancy.admit(&parts).await.expect("must be admitted");
-    admission.context().expect("has a tenant").clone()
+    let admission = tenancy.admit_parts(&parts).await.expect("must be admitted");
+    let ctx = admission.context().expect("has a tenant").clone();
+    admission.finish(StatusCode::OK, |_, _| {});
+    ctx
 }
 
 #[tokio::test]
@@ -224,6 +280,7 @@ async fn unauthenticated_and_bad_credentials() {
 async fn revoked_expired_and_rotated_keys() {
     let t = tenancy().await;
     let issued = t
+        .admin()
         .issue_api_key(
             &tid("acme"),
             NewApiKey {
@@ -240,13 +297,15 @@ async fn revoked_expired_and_rotated_keys() {
 
     // Revocation by another tenant is not found and changes nothing.
     let err = t
+        .admin()
         .revoke_api_key(&tid("globex"), &issued.record.key_id)
         .await
         .unwrap_err();
     assert_eq!((err.status().as_u16(), err.code()), (404, "not_found"));
     admitted(&t, get("/x", &[("x-api-key", secret.clone())])).await;
 
-    t.revoke_api_key(&tid("acme"), &issued.record.key_id)
+    t.admin()
+        .revoke_api_key(&tid("acme"), &issued.record.key_id)
         .await
         .unwrap();
     let err = refusal(&t, get("/x", &[("x-api-key", secret)])).await;
@@ -257,6 +316,7 @@ async fn revoked_expired_and_rotated_keys() {
     ));
 
     let past = t
+        .admin()
         .issue_api_key(
             &tid("acme"),
             NewApiKey {
@@ -280,6 +340,7 @@ async fn revoked_expired_and_rotated_keys() {
 
     // Rotation with a grace period: both work; without: the old one stops.
     let first = t
+        .admin()
         .issue_api_key(
             &tid("acme"),
             NewApiKey {
@@ -292,6 +353,7 @@ async fn revoked_expired_and_rotated_keys() {
         .await
         .unwrap();
     let second = t
+        .admin()
         .rotate_api_key(
             &tid("acme"),
             &first.record.key_id,
@@ -312,6 +374,7 @@ async fn revoked_expired_and_rotated_keys() {
     )
     .await;
     let third = t
+        .admin()
         .rotate_api_key(&tid("acme"), &second.record.key_id, None)
         .await
         .unwrap();
@@ -326,6 +389,7 @@ async fn revoked_expired_and_rotated_keys() {
     )
     .await;
     let err = t
+        .admin()
         .rotate_api_key(&tid("globex"), &third.record.key_id, None)
         .await
         .unwrap_err();
@@ -486,15 +550,17 @@ async fn rate_limits_per_key_and_per_tenant() {
     let t = tenancy().await;
     let k = key(&t, "acme", ApiKeyScope::Full, Some(2)).await;
     let first = t
-        .admit(&get("/x", &[("x-api-key", k.clone())]))
+        .admit_parts(&get("/x", &[("x-api-key", k.clone())]))
         .await
         .unwrap();
     let mut headers = HeaderMap::new();
-    first.write_headers(&mut headers);
+    first.finish(StatusCode::OK, |name, value| {
+        headers.insert(name.clone(), value);
+    });
     assert_eq!(headers["ratelimit-limit"], "2");
     assert_eq!(headers["ratelimit-remaining"], "1");
     assert!(headers.contains_key("ratelimit-reset"));
-    t.admit(&get("/x", &[("x-api-key", k.clone())]))
+    t.admit_parts(&get("/x", &[("x-api-key", k.clone())]))
         .await
         .unwrap();
     let err = refusal(&t, get("/x", &[("x-api-key", k)])).await;
@@ -513,7 +579,7 @@ async fn rate_limits_per_key_and_per_tenant() {
             1 => get("/x", &[("x-api-key", k2.clone())]),
             _ => get("/x", &[bearer("tiny", "viewer")]),
         };
-        if t.admit(&parts).await.is_ok() {
+        if t.admit_parts(&parts).await.is_ok() {
             allowed += 1;
         }
     }
@@ -547,10 +613,12 @@ async fn quotas_charge_calendar_budgets_and_counts() {
         "internal_error"
     );
 
-    let quotas = t.quotas_of(ctx.tenant());
-    t.check_count_quota(&quotas, CountQuota::ApiKeys, 1)
+    let quotas = t.admin().quotas_of(ctx.tenant());
+    t.admin()
+        .check_count_quota(&quotas, CountQuota::ApiKeys, 1)
         .unwrap();
     let err = t
+        .admin()
         .check_count_quota(&quotas, CountQuota::ApiKeys, 2)
         .unwrap_err();
     assert_eq!(err.code(), "quota_exceeded");
@@ -568,14 +636,14 @@ async fn completion_audits_writes_and_meters_requests() {
     parts
         .headers
         .insert("x-request-id", HeaderValue::from_static("req-42"));
-    let admission = t.admit(&parts).await.unwrap();
+    let admission = t.admit_parts(&parts).await.unwrap();
     assert_eq!(admission.request_id(), "req-42");
-    t.complete(&admission, StatusCode::ACCEPTED, Duration::from_millis(3));
+    admission.finish(StatusCode::ACCEPTED, |_, _| {});
     let read = t
-        .admit(&get("/api/v1/metrics/query", &[bearer("acme", "viewer")]))
+        .admit_parts(&get("/api/v1/metrics/query", &[bearer("acme", "viewer")]))
         .await
         .unwrap();
-    t.complete(&read, StatusCode::OK, Duration::from_millis(1));
+    read.finish(StatusCode::OK, |_, _| {});
     // A refused authentication never reaches the tenant it named: it goes
     // to the platform security log.
     refusal(
@@ -641,18 +709,25 @@ async fn completion_audits_writes_and_meters_requests() {
 }
 
 #[tokio::test]
-async fn exempt_routes_skip_everything() {
-    let stores = Arc::new(FailingStore::default());
-    let t = Tenancy::builder(base_config().build().unwrap())
-        .tenant_store(stores.clone())
-        .api_key_store(stores.clone())
-        .build()
+async fn an_admission_dropped_unfinished_is_recorded_as_closed_by_the_client() {
+    let t = tenancy().await;
+    let admission = t
+        .admit_parts(&post("/api/v1/things", &[bearer("acme", "operator")]))
+        .await
         .unwrap();
-    let mut parts = get("/healthz", &[("x-api-key", "tnk_garbage".into())]);
-    parts.extensions.insert(RoutePolicy::exempt());
-    let admission = t.admit(&parts).await.unwrap();
-    assert!(admission.context().is_none());
-    assert_eq!(stores.calls(), 0, "no store is called");
+    drop(admission);
+    t.flush().await;
+    let events = t
+        .audit_query()
+        .unwrap()
+        .query(&tid("acme"), &AuditFilter::default())
+        .await
+        .unwrap();
+    let write = events
+        .iter()
+        .find(|e| e.action == "http.post")
+        .expect("the write is audited");
+    assert_eq!(write.outcome, CLIENT_CLOSED);
     t.shutdown().await;
 }
 
@@ -695,7 +770,7 @@ async fn failing_stores_give_opaque_answers() {
             .build()
             .unwrap();
         seed(&t3).await;
-        let result = t3.admit(&get("/x", &[bearer("acme", "admin")])).await;
+        let result = t3.admit_parts(&get("/x", &[bearer("acme", "admin")])).await;
         assert_eq!(result.is_ok(), expect_ok, "{policy:?}");
         if let Err(e) = result {
             assert_eq!(e.code(), "store_unavailable");
@@ -781,7 +856,7 @@ proptest! {
                 2 => { headers.push(("host", format!("{b}.example.com"))); "/x".to_owned() }
                 _ => { headers.push(("x-tenant-id", b.clone())); format!("/x?tenant={b}") }
             };
-            let result = t.admit(&get(&uri, &headers)).await;
+            let result = t.admit_parts(&get(&uri, &headers)).await;
             if let Ok(admission) = &result
                 && let Some(ctx) = admission.context()
                 && ctx.tenant_id().as_str() == b
@@ -806,15 +881,15 @@ async fn audit_can_be_turned_off() {
     config.audit.enabled = false;
     let t = tenancy_with(config).await;
     let admission = t
-        .admit(&post(
+        .admit_parts(&post(
             "/api/v1/runbooks/r1/trigger",
             &[bearer("acme", "operator")],
         ))
         .await
         .unwrap();
-    t.complete(&admission, StatusCode::ACCEPTED, Duration::from_millis(1));
-    let ctx = admission.context().unwrap();
-    t.record_audit(t.audit_event(ctx, "runbook.trigger"));
+    let ctx = admission.context().unwrap().clone();
+    admission.finish(StatusCode::ACCEPTED, |_, _| {});
+    t.record_audit(t.audit_event(&ctx, "runbook.trigger"));
     refusal(
         &t,
         post(
@@ -860,7 +935,8 @@ async fn tenant_realms_cannot_reach_other_tenants() {
     let realm = crate::config::RealmConfig::hs256("bigcorp", BIGCORP_ISS, SECRET)
         .dedicated_to(tid("bigcorp"));
     let t = tenancy_with(base_config().realm(realm).build().unwrap()).await;
-    t.create_tenant(Tenant::new(tid("bigcorp"), "Bigcorp", "pro"))
+    t.admin()
+        .create_tenant(TenantRecord::new(tid("bigcorp"), "Bigcorp", "pro"))
         .await
         .unwrap();
     let bigcorp_token = |role: &str| {
@@ -924,7 +1000,7 @@ async fn tenant_realms_cannot_reach_other_tenants() {
             .unwrap()
             .unwrap();
         platform.status = status;
-        t.update_tenant(platform).await.unwrap();
+        t.admin().update_tenant(platform).await.unwrap();
         assert_eq!(refusal(&t, cross()).await.code(), code);
     }
     t.shutdown().await;
@@ -1077,6 +1153,7 @@ async fn keys_never_outgrow_their_parent() {
     };
     let soon = Utc::now() + chrono::Duration::seconds(60);
     let parent = t
+        .admin()
         .issue_api_key(
             &acme,
             NewApiKey {
@@ -1092,6 +1169,7 @@ async fn keys_never_outgrow_their_parent() {
     )
     .await;
     let child = t
+        .admin()
         .issue_api_key_as(&ctx, ctx.tenant(), new(ApiKeyScope::Full, None))
         .await
         .unwrap();
@@ -1102,6 +1180,7 @@ async fn keys_never_outgrow_their_parent() {
     );
     assert_eq!(child.record.rate_limit_rps, Some(5));
     let later = t
+        .admin()
         .issue_api_key_as(
             &ctx,
             ctx.tenant(),
@@ -1121,6 +1200,7 @@ async fn keys_never_outgrow_their_parent() {
     )
     .await;
     let grandchild = t
+        .admin()
         .issue_api_key_as(&child_ctx, ctx.tenant(), new(ApiKeyScope::Readonly, None))
         .await
         .unwrap();
@@ -1134,6 +1214,7 @@ async fn keys_never_outgrow_their_parent() {
     )
     .await;
     let err = t
+        .admin()
         .issue_api_key_as(&ro_ctx, ctx.tenant(), new(ApiKeyScope::Full, None))
         .await
         .unwrap_err();
@@ -1141,6 +1222,7 @@ async fn keys_never_outgrow_their_parent() {
 
     // Revoking the parent revokes the whole line.
     let mut cascaded = t
+        .admin()
         .revoke_api_key(&acme, &parent.record.key_id)
         .await
         .unwrap();
@@ -1158,6 +1240,7 @@ async fn keys_never_outgrow_their_parent() {
     }
     // A revoked key is never rotated back to life.
     let err = t
+        .admin()
         .rotate_api_key(&acme, &parent.record.key_id, None)
         .await
         .unwrap_err();
@@ -1172,6 +1255,7 @@ async fn every_bad_key_gets_the_same_problem_body() {
     let acme = tid("acme");
     let unknown = ApiKeySecret::generate("tnk", new_key_id().unwrap()).unwrap();
     let revoked = t
+        .admin()
         .issue_api_key(
             &acme,
             NewApiKey {
@@ -1183,10 +1267,12 @@ async fn every_bad_key_gets_the_same_problem_body() {
         )
         .await
         .unwrap();
-    t.revoke_api_key(&acme, &revoked.record.key_id)
+    t.admin()
+        .revoke_api_key(&acme, &revoked.record.key_id)
         .await
         .unwrap();
     let expired = t
+        .admin()
         .issue_api_key(
             &acme,
             NewApiKey {
@@ -1313,7 +1399,8 @@ async fn metering_is_fair_per_tenant() {
     assert!(types.contains(OVERFLOW_EVENT_TYPE));
     assert!(types.contains(REQUESTS_EVENT));
     let total: u64 = rows.iter().map(|r| r.count).sum();
-    assert_eq!(total, burst + 1, "every event counted, none escaped");
+    // The burst, the engine's own count, and the admission's request.
+    assert_eq!(total, burst + 2, "every event counted, none escaped");
     let theirs = t
         .usage_meter()
         .usage(&tid("globex"), from, to)
@@ -1321,7 +1408,7 @@ async fn metering_is_fair_per_tenant() {
         .unwrap();
     assert_eq!(
         theirs.iter().map(|r| r.count).sum::<u64>(),
-        20,
+        20 + 1,
         "globex lost nothing"
     );
     t.shutdown().await;
@@ -1413,7 +1500,7 @@ async fn rotation_with_grace_ends_the_keys_a_key_issued() {
         rate_limit_rps: None,
         expires_at,
     };
-    let parent = t.issue_api_key(&acme, new(None)).await.unwrap();
+    let parent = t.admin().issue_api_key(&acme, new(None)).await.unwrap();
     let ctx = admitted(
         &t,
         post("/keys", &[("x-api-key", parent.secret.expose().to_owned())]),
@@ -1422,19 +1509,23 @@ async fn rotation_with_grace_ends_the_keys_a_key_issued() {
     let soon = Utc::now() + chrono::Duration::seconds(10);
     let late = Utc::now() + chrono::Duration::days(1);
     let early_child = t
+        .admin()
         .issue_api_key_as(&ctx, ctx.tenant(), new(Some(soon)))
         .await
         .unwrap();
     let late_child = t
+        .admin()
         .issue_api_key_as(&ctx, ctx.tenant(), new(Some(late)))
         .await
         .unwrap();
     let open_child = t
+        .admin()
         .issue_api_key_as(&ctx, ctx.tenant(), new(None))
         .await
         .unwrap();
     let before = Utc::now();
-    t.rotate_api_key(&acme, &parent.record.key_id, Some(Duration::from_secs(60)))
+    t.admin()
+        .rotate_api_key(&acme, &parent.record.key_id, Some(Duration::from_secs(60)))
         .await
         .unwrap();
     let expiry = |k: &IssuedApiKey| {

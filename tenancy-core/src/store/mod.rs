@@ -9,12 +9,12 @@
 //! ```
 //! use std::sync::Arc;
 //! use tenancy_core::store::{TenantStore, memory::MemoryTenantStore};
-//! use tenancy_core::tenant::{Tenant, TenantId};
+//! use tenancy_core::tenant::{TenantRecord, TenantId};
 //!
 //! # tokio_test_block_on(async {
 //! let tenants: Arc<dyn TenantStore> = Arc::new(MemoryTenantStore::new());
 //! let acme = TenantId::new("acme")?;
-//! tenants.insert(Tenant::new(acme.clone(), "Acme", "free")).await?;
+//! tenants.insert(TenantRecord::new(acme.clone(), "Acme", "free")).await?;
 //! assert_eq!(tenants.get(&acme).await?.unwrap().name, "Acme");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
@@ -35,7 +35,7 @@ use crate::credential::{ApiKeyDigest, ApiKeyRecord, KeyId};
 use crate::limit::{QuotaCharge, QuotaKey, RateCheck, RateDecision};
 use crate::metering::UsageRecord;
 use crate::plan::Limit;
-use crate::tenant::{Tenant, TenantId};
+use crate::tenant::{TenantId, TenantRecord};
 
 /// A boxed error from a store's backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -81,14 +81,17 @@ impl StoreError {
 #[async_trait]
 pub trait TenantStore: Send + Sync + 'static {
     /// Adds a tenant; [`StoreError::AlreadyExists`] if the id is taken.
-    async fn insert(&self, tenant: Tenant) -> Result<(), StoreError>;
+    async fn insert(&self, tenant: TenantRecord) -> Result<(), StoreError>;
     /// The tenant with `id`.
-    async fn get(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+    async fn get(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
     /// Replaces an existing tenant; [`StoreError::NotFound`] if absent.
-    async fn update(&self, tenant: Tenant) -> Result<(), StoreError>;
+    async fn update(&self, tenant: TenantRecord) -> Result<(), StoreError>;
     /// Up to `limit` tenants with ids after `after`, in id order.
-    async fn list(&self, after: Option<&TenantId>, limit: usize)
-    -> Result<Vec<Tenant>, StoreError>;
+    async fn list(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> Result<Vec<TenantRecord>, StoreError>;
     /// Removes a tenant; whether it existed.
     async fn delete(&self, id: &TenantId) -> Result<bool, StoreError>;
     /// Whether the backend answers.

@@ -30,14 +30,15 @@ use std::collections::BTreeMap;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::admin::NewApiKey;
 use crate::config::TenancyConfig;
 use crate::context::TenantContext;
 use crate::credential::KeyId;
-use crate::engine::{NewApiKey, Tenancy};
+use crate::engine::Tenancy;
 use crate::error::{ErrorKind, TenancyError};
 use crate::plan::{Limit, QuotaOverrides};
 use crate::rbac::{ApiKeyScope, Role};
-use crate::tenant::{Tenant, TenantId, TenantStatus};
+use crate::tenant::{TenantId, TenantRecord, TenantStatus};
 
 /// The HS256 secret of the conformance realm.
 pub const SECRET: &str = "conformance-secret-0123456789abcdef";
@@ -55,7 +56,7 @@ pub const ISSUER: &str = "tenancy-conformance";
 /// | `GET /admin-layer` | per-route minimum role admin (layer / route policy); 200 with [`context_json`] |
 /// | `GET /readonly` | `RequireScope<Readonly>`; 200 with [`context_json`] |
 /// | `POST /api/v1/telemetry` | `Quota`: charge `events` 1; 202 `{"accepted": 1}` |
-/// | `DELETE /keys/{key_id}` | `Tenant`; `Tenancy::revoke_api_key` for the caller's tenant; 204 |
+/// | `DELETE /keys/{key_id}` | `Tenant`; `TenancyAdmin::revoke_api_key` for the caller's tenant; 204 |
 /// | `POST /audit` | `Audit`: records `widget.create` on `w-1`, then answers 409 `conflict` |
 /// | `GET /healthz` | excluded from tenancy; 200 `ok` |
 pub const ROUTES: &[(&str, &str)] = &[
@@ -258,7 +259,7 @@ pub async fn setup() -> Suite {
             ("platform", TenantStatus::Active, "enterprise"),
             ("tiny", TenantStatus::Active, "free"),
         ] {
-            let mut t = Tenant::new(TenantId::new(id).expect("valid"), id, plan);
+            let mut t = TenantRecord::new(TenantId::new(id).expect("valid"), id, plan);
             t.status = status;
             if id == "tiny" {
                 t.settings.quota_overrides = QuotaOverrides {
@@ -266,7 +267,7 @@ pub async fn setup() -> Suite {
                     ..QuotaOverrides::default()
                 };
             }
-            tenancy.create_tenant(t).await.expect("seed tenant");
+            tenancy.admin().create_tenant(t).await.expect("seed tenant");
         }
         if fixture == Fixture::Standard {
             for (name, tenant, scope, rps) in [
@@ -278,6 +279,7 @@ pub async fn setup() -> Suite {
                 ("globex", "globex", ApiKeyScope::Full, None),
             ] {
                 let issued = tenancy
+                    .admin()
                     .issue_api_key(
                         &TenantId::new(tenant).expect("valid"),
                         NewApiKey {
@@ -295,6 +297,7 @@ pub async fn setup() -> Suite {
                 );
             }
             tenancy
+                .admin()
                 .revoke_api_key(&TenantId::new("acme").expect("valid"), &keys["revoked"].1)
                 .await
                 .expect("revoke");

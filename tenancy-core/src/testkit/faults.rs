@@ -15,7 +15,7 @@ use crate::store::{
     ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, StoreError, TenantStore,
     UsageMeter,
 };
-use crate::tenant::{Tenant, TenantId};
+use crate::tenant::{TenantId, TenantRecord};
 
 /// The text every [`FailingStore`] error carries: a connection string with a
 /// password, which must never reach a client.
@@ -54,16 +54,16 @@ impl FailingStore {
 
 #[async_trait]
 impl TenantStore for FailingStore {
-    async fn insert(&self, _: Tenant) -> Result<(), StoreError> {
+    async fn insert(&self, _: TenantRecord) -> Result<(), StoreError> {
         self.fail()
     }
-    async fn get(&self, _: &TenantId) -> Result<Option<Tenant>, StoreError> {
+    async fn get(&self, _: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
         self.fail()
     }
-    async fn update(&self, _: Tenant) -> Result<(), StoreError> {
+    async fn update(&self, _: TenantRecord) -> Result<(), StoreError> {
         self.fail()
     }
-    async fn list(&self, _: Option<&TenantId>, _: usize) -> Result<Vec<Tenant>, StoreError> {
+    async fn list(&self, _: Option<&TenantId>, _: usize) -> Result<Vec<TenantRecord>, StoreError> {
         self.fail()
     }
     async fn delete(&self, _: &TenantId) -> Result<bool, StoreError> {

@@ -42,7 +42,7 @@ use crate::store::{
     ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, StoreError, TenantStore,
     UsageMeter,
 };
-use crate::tenant::{Tenant, TenantId, TenantStatus};
+use crate::tenant::{TenantId, TenantRecord, TenantStatus};
 
 /// A tenant id no other call in this process (or, by its time stamp, in
 /// another run) has returned, starting with `tag`.
@@ -89,7 +89,7 @@ pub async fn tenant_store(store: &dyn TenantStore) {
         "fresh id must be absent"
     );
 
-    let mut tenant_a = Tenant::new(a.clone(), "Alpha", "free");
+    let mut tenant_a = TenantRecord::new(a.clone(), "Alpha", "free");
     tenant_a.contact_email = Some("ops@alpha.example".into());
     tenant_a.settings.features.insert("beta".into(), true);
     tenant_a.created_at = now_millis();
@@ -104,7 +104,7 @@ pub async fn tenant_store(store: &dyn TenantStore) {
     );
     assert_eq!(store.get(&a).await.expect("get"), Some(tenant_a.clone()));
 
-    let tenant_b = Tenant::new(b.clone(), "Beta", "pro");
+    let tenant_b = TenantRecord::new(b.clone(), "Beta", "pro");
     store.insert(tenant_b.clone()).await.expect("insert b");
     let got_b = store.get(&b).await.expect("get b").expect("b present");
     assert_eq!(got_b.name, "Beta");
@@ -122,7 +122,9 @@ pub async fn tenant_store(store: &dyn TenantStore) {
     );
     assert!(
         matches!(
-            store.update(Tenant::new(c.clone(), "Gamma", "free")).await,
+            store
+                .update(TenantRecord::new(c.clone(), "Gamma", "free"))
+                .await,
             Err(StoreError::NotFound)
         ),
         "update of a missing tenant must fail with NotFound"
@@ -133,10 +135,10 @@ pub async fn tenant_store(store: &dyn TenantStore) {
     );
 
     store
-        .insert(Tenant::new(c.clone(), "Gamma", "free"))
+        .insert(TenantRecord::new(c.clone(), "Gamma", "free"))
         .await
         .expect("insert c");
-    let ours = |list: Vec<Tenant>| -> Vec<TenantId> {
+    let ours = |list: Vec<TenantRecord>| -> Vec<TenantId> {
         list.into_iter()
             .map(|t| t.id)
             .filter(|id| id.as_str().starts_with(a.as_str()))
@@ -720,6 +722,42 @@ pub async fn rate_limiter(limiter: Arc<dyn RateLimiter>) {
     assert!(!third.allowed, "the key bucket binds");
     assert!(third.status.retry_after > Duration::ZERO);
     assert!(limiter.check(&[]).await.expect("empty check").allowed);
+
+    // All or nothing: a refused check takes no cell from the buckets that
+    // had room, whatever their order.
+    let e = unique_tenant("rl");
+    let ten = RateQuota::per_second(1)
+        .expect("non-zero")
+        .with_burst(NonZeroU32::new(10).expect("10"));
+    let one = RateQuota::per_second(1).expect("non-zero");
+    let tenant_then_key = [
+        RateCheck {
+            key: rate_key(&e),
+            quota: ten,
+        },
+        RateCheck {
+            key: RateLimitKey::api_key(e.clone(), KeyId::new("k").expect("valid")),
+            quota: one,
+        },
+    ];
+    let started = Instant::now();
+    assert!(
+        limiter
+            .check(&tenant_then_key)
+            .await
+            .expect("check")
+            .allowed
+    );
+    for _ in 0..4 {
+        limiter.check(&tenant_then_key).await.expect("check");
+    }
+    let alone = limiter.check(&tenant_then_key[..1]).await.expect("check");
+    if started.elapsed() < Duration::from_millis(900) {
+        assert_eq!(
+            alone.status.remaining, 8,
+            "refused checks took cells from the tenant bucket"
+        );
+    }
 
     // Concurrency: 16 tasks racing for a burst of 50 at 1/s.
     let d = unique_tenant("rl");

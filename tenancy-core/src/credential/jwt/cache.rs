@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use dashmap::DashMap;
+use crate::ConcurrentMap;
 
 use super::VerifiedToken;
 
@@ -27,7 +27,7 @@ fn key(signature: &str) -> [u8; KEY_LEN] {
 
 pub(super) struct TokenCache {
     capacity: usize,
-    entries: DashMap<[u8; KEY_LEN], Entry>,
+    entries: ConcurrentMap<[u8; KEY_LEN], Entry>,
 }
 
 struct Entry {
@@ -50,7 +50,7 @@ impl TokenCache {
     pub(super) fn new(capacity: usize) -> Option<Self> {
         (capacity > 0).then(|| Self {
             capacity,
-            entries: DashMap::new(),
+            entries: ConcurrentMap::default(),
         })
     }
 

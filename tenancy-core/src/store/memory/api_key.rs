@@ -1,9 +1,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::ConcurrentMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use crate::credential::{ApiKeyDigest, ApiKeyRecord, KeyId};
@@ -24,8 +24,8 @@ use crate::tenant::TenantId;
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryApiKeyStore {
-    by_digest: DashMap<ApiKeyDigest, Arc<ApiKeyRecord>>,
-    by_tenant: DashMap<TenantId, BTreeMap<KeyId, ApiKeyDigest>>,
+    by_digest: ConcurrentMap<ApiKeyDigest, Arc<ApiKeyRecord>>,
+    by_tenant: ConcurrentMap<TenantId, BTreeMap<KeyId, ApiKeyDigest>>,
 }
 
 impl MemoryApiKeyStore {

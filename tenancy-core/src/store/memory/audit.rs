@@ -1,8 +1,8 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::ConcurrentMap;
 use async_trait::async_trait;
-use dashmap::DashMap;
 
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::store::{AuditQuery, AuditSink, StoreError};
@@ -24,7 +24,7 @@ pub const DEFAULT_EVENTS_PER_TENANT: usize = 10_000;
 /// ```
 #[derive(Debug)]
 pub struct MemoryAuditLog {
-    rings: DashMap<TenantId, VecDeque<AuditEvent>>,
+    rings: ConcurrentMap<TenantId, VecDeque<AuditEvent>>,
     capacity: usize,
     evicted: AtomicU64,
 }
@@ -44,7 +44,7 @@ impl MemoryAuditLog {
     /// A log keeping `capacity` events per tenant (at least one).
     pub fn with_capacity_per_tenant(capacity: usize) -> Self {
         Self {
-            rings: DashMap::new(),
+            rings: ConcurrentMap::default(),
             capacity: capacity.max(1),
             evicted: AtomicU64::new(0),
         }

@@ -1,8 +1,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::ConcurrentMap;
 use async_trait::async_trait;
 use chrono::Utc;
-use dashmap::DashMap;
 
 use crate::limit::{QuotaCharge, QuotaKey};
 use crate::plan::Limit;
@@ -21,7 +21,7 @@ const SWEEP_EVERY: u64 = 4096;
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryQuotaStore {
-    counters: DashMap<QuotaKey, u64>,
+    counters: ConcurrentMap<QuotaKey, u64>,
     charges: AtomicU64,
 }
 

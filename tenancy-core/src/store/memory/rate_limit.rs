@@ -1,38 +1,34 @@
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
+use crate::ConcurrentMap;
 use async_trait::async_trait;
-use dashmap::DashMap;
-use governor::clock::{Clock, QuantaClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
-use governor::{Quota, RateLimiter as Governor};
 
-use crate::limit::{RateCheck, RateDecision, RateLimitKey, RateLimitStatus, RateQuota};
+use crate::gcra::{self, Gcra};
+use crate::limit::{RateBucket, RateCheck, RateDecision};
 use crate::store::{RateLimiter, StoreError};
+use crate::tenant::TenantId;
 
-type KeyedGovernor = Governor<
-    RateLimitKey,
-    DashMapStateStore<RateLimitKey>,
-    QuantaClock,
-    StateInformationMiddleware,
->;
-
-/// Checks between two sweeps of idle keys.
+/// Checks between two sweeps of idle buckets.
 const SWEEP_EVERY: u64 = 1 << 16;
 
-/// GCRA rate limiting with [`governor`]'s keyed limiter, one per distinct
-/// quota, evicting idle keys.
+/// One tenant's buckets: each bucket's TAT, in nanoseconds since the
+/// limiter started.
+type Buckets = HashMap<RateBucket, u64, foldhash::fast::RandomState>;
+
+/// GCRA rate limiting ([`crate::gcra`]) in process.
 ///
-/// A key is idle once its bucket has been full again for one emission
-/// interval: it then holds nothing a fresh key would not, and is dropped. Sweeps run every 65,536 checks and on
-/// [`evict_idle`](Self::evict_idle), so memory follows the number of recently
-/// active keys, not the number ever seen.
+/// Every bucket belongs to one tenant, and a tenant's buckets sit behind one
+/// lock, so a check of several buckets is all-or-nothing: each takes a
+/// cell, or none does (as in the Redis limiter). Checks that span tenants
+/// lock them in order of tenant id.
 ///
-/// Buckets of one call are checked in order and the walk stops at the first
-/// refusal; a bucket checked before the refusing one has taken its cell.
-/// (The Redis limiter checks all buckets atomically.)
+/// A bucket whose TAT has passed is full again: it holds nothing a fresh
+/// bucket would not, and sweeps (every 65,536 checks, and
+/// [`evict_idle`](Self::evict_idle)) drop it, so memory follows the number
+/// of recently active buckets, not the number ever seen.
 ///
 /// ```
 /// use tenancy_core::limit::{RateCheck, RateLimitKey, RateQuota};
@@ -54,16 +50,16 @@ const SWEEP_EVERY: u64 = 1 << 16;
 /// ```
 #[derive(Debug)]
 pub struct MemoryRateLimiter {
-    limiters: DashMap<RateQuota, Arc<KeyedGovernor>>,
-    clock: QuantaClock,
+    tenants: ConcurrentMap<TenantId, Arc<Mutex<Buckets>>>,
+    started: Instant,
     checks: AtomicU64,
 }
 
 impl Default for MemoryRateLimiter {
     fn default() -> Self {
         Self {
-            limiters: DashMap::new(),
-            clock: QuantaClock::default(),
+            tenants: ConcurrentMap::default(),
+            started: Instant::now(),
             checks: AtomicU64::new(0),
         }
     }
@@ -75,71 +71,100 @@ impl MemoryRateLimiter {
         Self::default()
     }
 
-    /// How many keys hold state.
+    /// How many buckets hold state.
     pub fn len(&self) -> usize {
-        self.limiters.iter().map(|l| l.len()).sum()
+        self.tenants.iter().map(|t| lock(t.value()).len()).sum()
     }
 
-    /// Whether no key holds state.
+    /// Whether no bucket holds state.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Drops every key whose bucket is full again, and frees the memory.
+    /// Drops every bucket that is full again, and tenants left with none.
     pub fn evict_idle(&self) {
-        for limiter in self.limiters.iter() {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
+        let now = self.now();
+        self.tenants.retain(|_, buckets| {
+            let mut buckets = lock(buckets);
+            buckets.retain(|_, tat| *tat > now);
+            buckets.shrink_to_fit();
+            !buckets.is_empty()
+        });
+        self.tenants.shrink_to_fit();
     }
 
-    fn limiter(&self, quota: RateQuota) -> Arc<KeyedGovernor> {
-        if let Some(l) = self.limiters.get(&quota) {
-            return l.clone();
-        }
-        self.limiters
-            .entry(quota)
-            .or_insert_with(|| {
-                let q = Quota::per_second(quota.per_second).allow_burst(quota.burst);
-                Arc::new(
-                    Governor::dashmap_with_clock(q, self.clock.clone())
-                        .with_middleware::<StateInformationMiddleware>(),
-                )
-            })
-            .clone()
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn check_one(&self, check: &RateCheck) -> RateDecision {
-        let limiter = self.limiter(check.quota);
-        let burst = check.quota.burst.get();
-        let interval = check.quota.emission_interval();
-        match limiter.check_key(&check.key) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                RateDecision {
-                    allowed: true,
-                    status: RateLimitStatus {
-                        limit: burst,
-                        remaining,
-                        reset: interval * burst.saturating_sub(remaining),
-                        retry_after: Duration::ZERO,
-                    },
-                }
-            }
-            Err(not_until) => {
-                let retry_after = not_until.wait_time_from(self.clock.now());
-                RateDecision {
-                    allowed: false,
-                    status: RateLimitStatus {
-                        limit: burst,
-                        remaining: 0,
-                        reset: (interval * burst).max(retry_after),
-                        retry_after,
-                    },
+    fn buckets_of(&self, tenant: &TenantId) -> Arc<Mutex<Buckets>> {
+        if let Some(b) = self.tenants.get(tenant) {
+            return b.clone();
+        }
+        self.tenants.entry(tenant.clone()).or_default().clone()
+    }
+}
+
+fn lock(buckets: &Mutex<Buckets>) -> MutexGuard<'_, Buckets> {
+    // A panic while holding the lock leaves whole numbers behind: go on.
+    buckets.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Checks of up to this many buckets stage their TATs on the stack.
+const INLINE_CHECKS: usize = 4;
+
+/// Takes a cell of every check from `held` (the locked buckets of each
+/// tenant the checks name), or none. Several checks of one bucket take one
+/// cell each, in order.
+fn take_all(
+    held: &mut [(&TenantId, MutexGuard<'_, Buckets>)],
+    checks: &[RateCheck],
+    now: u64,
+) -> RateDecision {
+    fn slot(held: &[(&TenantId, MutexGuard<'_, Buckets>)], tenant: &TenantId) -> usize {
+        held.iter().position(|(t, _)| *t == tenant).unwrap_or(0)
+    }
+    let mut inline = [0u64; INLINE_CHECKS];
+    let mut spilled = Vec::new();
+    let tats: &mut [u64] = if checks.len() <= INLINE_CHECKS {
+        &mut inline[..checks.len()]
+    } else {
+        spilled.resize(checks.len(), 0);
+        &mut spilled
+    };
+    let mut decision = gcra::decide(std::iter::empty());
+    for (i, check) in checks.iter().enumerate() {
+        let tat = match checks[..i].iter().rposition(|c| c.key == check.key) {
+            Some(j) => tats[j],
+            None => held[slot(held, &check.key.tenant)]
+                .1
+                .get(&check.key.bucket)
+                .copied()
+                .unwrap_or(0),
+        };
+        let cell = Gcra::nanos(check.quota).take(tat, now);
+        tats[i] = cell.tat;
+        decision = if i == 0 {
+            gcra::decide([(cell.allowed, cell.status)])
+        } else {
+            gcra::decide([
+                (decision.allowed, decision.status),
+                (cell.allowed, cell.status),
+            ])
+        };
+    }
+    if decision.allowed {
+        for (check, tat) in checks.iter().zip(tats.iter()) {
+            let buckets = &mut held[slot(held, &check.key.tenant)].1;
+            match buckets.get_mut(&check.key.bucket) {
+                Some(stored) => *stored = *tat,
+                None => {
+                    buckets.insert(check.key.bucket.clone(), *tat);
                 }
             }
         }
     }
+    decision
 }
 
 #[async_trait]
@@ -148,37 +173,56 @@ impl RateLimiter for MemoryRateLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.evict_idle();
         }
-        let mut decision: Option<RateDecision> = None;
-        for check in checks {
-            let one = self.check_one(check);
-            let status = match decision {
-                Some(d) => d.status.tighter(one.status),
-                None => one.status,
-            };
-            decision = Some(RateDecision {
-                allowed: one.allowed,
-                status,
-            });
-            if !one.allowed {
-                break;
-            }
+        let Some(first) = checks.first() else {
+            return Ok(gcra::decide(std::iter::empty()));
+        };
+        let now = self.now();
+        let tenant = &first.key.tenant;
+        if checks.iter().all(|c| c.key.tenant == *tenant) {
+            // One tenant, as every request's checks are: one lock.
+            let buckets = self.buckets_of(tenant);
+            let mut held = [(tenant, lock(&buckets))];
+            return Ok(take_all(&mut held, checks, now));
         }
-        Ok(decision.unwrap_or(RateDecision {
-            allowed: true,
-            status: RateLimitStatus {
-                limit: 0,
-                remaining: 0,
-                reset: Duration::ZERO,
-                retry_after: Duration::ZERO,
-            },
-        }))
+        let mut tenants: Vec<&TenantId> = checks.iter().map(|c| &c.key.tenant).collect();
+        tenants.sort();
+        tenants.dedup();
+        let buckets: Vec<_> = tenants.iter().map(|t| self.buckets_of(t)).collect();
+        let mut held: Vec<_> = tenants
+            .into_iter()
+            .zip(buckets.iter().map(|b| lock(b)))
+            .collect();
+        Ok(take_all(&mut held, checks, now))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tenant::TenantId;
+    use crate::limit::{RateLimitKey, RateQuota};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_refused_check_takes_no_cell_from_any_bucket() {
+        let tenant = TenantId::new("acme").unwrap();
+        let tight = RateCheck {
+            key: RateLimitKey::tenant(tenant.clone()),
+            quota: RateQuota::per_second(1).unwrap(),
+        };
+        let roomy = RateCheck {
+            key: RateLimitKey::route(tenant, crate::label::Label::new("r").unwrap()),
+            quota: RateQuota::per_second(10).unwrap(),
+        };
+        let limiter = MemoryRateLimiter::new();
+        let both = [roomy.clone(), tight.clone()];
+        assert!(limiter.check(&both).await.unwrap().allowed);
+        for _ in 0..5 {
+            assert!(!limiter.check(&both).await.unwrap().allowed);
+        }
+        // The roomy bucket gave one cell, to the first check only.
+        let alone = limiter.check(&[roomy]).await.unwrap();
+        assert_eq!(alone.status.remaining, 8);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn idle_keys_are_evicted_at_one_million_keys() {

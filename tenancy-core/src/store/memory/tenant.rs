@@ -1,9 +1,9 @@
+use crate::ConcurrentMap;
 use async_trait::async_trait;
-use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use crate::store::{StoreError, TenantStore};
-use crate::tenant::{Tenant, TenantId};
+use crate::tenant::{TenantId, TenantRecord};
 
 /// Tenants in a concurrent hash map.
 ///
@@ -14,7 +14,7 @@ use crate::tenant::{Tenant, TenantId};
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryTenantStore {
-    tenants: DashMap<TenantId, Tenant>,
+    tenants: ConcurrentMap<TenantId, TenantRecord>,
 }
 
 impl MemoryTenantStore {
@@ -36,7 +36,7 @@ impl MemoryTenantStore {
 
 #[async_trait]
 impl TenantStore for MemoryTenantStore {
-    async fn insert(&self, tenant: Tenant) -> Result<(), StoreError> {
+    async fn insert(&self, tenant: TenantRecord) -> Result<(), StoreError> {
         match self.tenants.entry(tenant.id.clone()) {
             Entry::Occupied(_) => Err(StoreError::AlreadyExists),
             Entry::Vacant(slot) => {
@@ -46,11 +46,11 @@ impl TenantStore for MemoryTenantStore {
         }
     }
 
-    async fn get(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+    async fn get(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
         Ok(self.tenants.get(id).map(|t| t.clone()))
     }
 
-    async fn update(&self, tenant: Tenant) -> Result<(), StoreError> {
+    async fn update(&self, tenant: TenantRecord) -> Result<(), StoreError> {
         match self.tenants.get_mut(&tenant.id) {
             Some(mut slot) => {
                 *slot = tenant;
@@ -64,7 +64,7 @@ impl TenantStore for MemoryTenantStore {
         &self,
         after: Option<&TenantId>,
         limit: usize,
-    ) -> Result<Vec<Tenant>, StoreError> {
+    ) -> Result<Vec<TenantRecord>, StoreError> {
         let mut ids: Vec<TenantId> = self
             .tenants
             .iter()

@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 
+use crate::ConcurrentMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 
 use crate::label::Label;
 use crate::metering::UsageRecord;
@@ -18,7 +18,7 @@ use crate::tenant::TenantId;
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryUsageMeter {
-    counts: DashMap<TenantId, BTreeMap<(DateTime<Utc>, Label), u64>>,
+    counts: ConcurrentMap<TenantId, BTreeMap<(DateTime<Utc>, Label), u64>>,
 }
 
 impl MemoryUsageMeter {

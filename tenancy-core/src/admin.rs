@@ -1,0 +1,481 @@
+//! Tenant and API-key administration over the engine's stores: create and
+//! update tenants, issue, rotate and revoke keys, and the plan's count
+//! quotas. Reach it with [`Tenancy::admin`].
+//!
+//! ```
+//! use tenancy_core::admin::NewApiKey;
+//! use tenancy_core::rbac::ApiKeyScope;
+//! use tenancy_core::tenant::{TenantId, TenantRecord};
+//! use tenancy_core::{Tenancy, TenancyConfig};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let tenancy = Tenancy::builder(TenancyConfig::default()).build()?;
+//! let admin = tenancy.admin();
+//! let acme = TenantId::new("acme")?;
+//! admin.create_tenant(TenantRecord::new(acme.clone(), "Acme", "pro")).await?;
+//! let key = admin.issue_api_key(&acme, NewApiKey::new("ci").scope(ApiKeyScope::Readonly)).await?;
+//! assert_eq!(key.record.scope, ApiKeyScope::Readonly);
+//! admin.revoke_api_key(&acme, &key.record.key_id).await?;
+//! # tenancy.shutdown().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::context::{AuthMethod, TenantContext};
+use crate::credential::{ApiKeyRecord, ApiKeySecret, KeyId, new_key_id};
+use crate::engine::Tenancy;
+use crate::error::{ApiKeyRejection, ErrorKind, TenancyError};
+use crate::pipeline::store_failure;
+use crate::plan::{Limit, PlanQuotas};
+use crate::rbac::ApiKeyScope;
+use crate::store::StoreError;
+use crate::tenant::{TenantId, TenantRecord};
+
+/// A newly issued API key: its stored record and the secret, shown once.
+#[derive(Debug, Clone)]
+pub struct IssuedApiKey {
+    /// The stored record.
+    pub record: ApiKeyRecord,
+    /// The secret; `Debug` hides it.
+    pub secret: ApiKeySecret,
+}
+
+/// What a new API key should be. Start from [`NewApiKey::new`] (a
+/// read-only key with no limit of its own and no expiry) and change what
+/// differs.
+///
+/// ```
+/// use tenancy_core::admin::NewApiKey;
+/// use tenancy_core::rbac::ApiKeyScope;
+///
+/// let new = NewApiKey::new("ingest").scope(ApiKeyScope::Ingestion).rate_limit_rps(50);
+/// assert_eq!(new.scope, ApiKeyScope::Ingestion);
+/// assert_eq!(new.rate_limit_rps, Some(50));
+/// assert_eq!(NewApiKey::default().scope, ApiKeyScope::Readonly);
+/// ```
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// Display name.
+    pub name: String,
+    /// Scope (default: read-only).
+    pub scope: ApiKeyScope,
+    /// Own requests-per-second limit.
+    pub rate_limit_rps: Option<u32>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Default for NewApiKey {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            scope: ApiKeyScope::Readonly,
+            rate_limit_rps: None,
+            expires_at: None,
+        }
+    }
+}
+
+impl NewApiKey {
+    /// A read-only key named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// With `scope`.
+    pub fn scope(mut self, scope: ApiKeyScope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// With its own limit of `rps` requests per second.
+    pub fn rate_limit_rps(mut self, rps: u32) -> Self {
+        self.rate_limit_rps = Some(rps);
+        self
+    }
+
+    /// Expiring at `at`.
+    pub fn expires_at(mut self, at: DateTime<Utc>) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+}
+
+/// A count quota of the plan, checked by [`TenancyAdmin::check_count_quota`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountQuota {
+    /// Live API keys.
+    ApiKeys,
+    /// Users.
+    Users,
+}
+
+impl CountQuota {
+    fn name(self) -> &'static str {
+        match self {
+            CountQuota::ApiKeys => "api_keys",
+            CountQuota::Users => "users",
+        }
+    }
+
+    fn limit(self, quotas: &PlanQuotas) -> Limit {
+        match self {
+            CountQuota::ApiKeys => quotas.api_keys,
+            CountQuota::Users => quotas.users,
+        }
+    }
+}
+
+/// Tenant and API-key administration; see the [module docs](self). Cheap
+/// to clone.
+#[derive(Debug, Clone)]
+pub struct TenancyAdmin {
+    tenancy: Tenancy,
+}
+
+impl TenancyAdmin {
+    pub(crate) fn new(tenancy: Tenancy) -> Self {
+        Self { tenancy }
+    }
+
+    fn stores(&self) -> &crate::engine::Stores {
+        &self.tenancy.inner.stores
+    }
+
+    /// Refuses with `quota_exceeded` when adding one more to `current` would
+    /// pass the plan's count quota.
+    pub fn check_count_quota(
+        &self,
+        quotas: &PlanQuotas,
+        quota: CountQuota,
+        current: u64,
+    ) -> Result<(), TenancyError> {
+        if quota.limit(quotas).allows(current.saturating_add(1)) {
+            Ok(())
+        } else {
+            Err(ErrorKind::QuotaExceeded {
+                budget: quota.name().to_owned(),
+                retry_after: None,
+            }
+            .into())
+        }
+    }
+
+    /// The quotas of `tenant`'s plan with its overrides applied.
+    pub fn quotas_of(&self, tenant: &TenantRecord) -> PlanQuotas {
+        let plan = self
+            .tenancy
+            .inner
+            .plans
+            .get(&tenant.plan)
+            .unwrap_or(&self.tenancy.inner.default_plan);
+        plan.quotas.with_overrides(&tenant.settings.quota_overrides)
+    }
+
+    /// Creates a tenant; `invalid_request` when its settings do not pass
+    /// [`TenantSettings::validate`](crate::tenant::TenantSettings::validate).
+    pub async fn create_tenant(&self, tenant: TenantRecord) -> Result<(), TenancyError> {
+        tenant
+            .settings
+            .validate()
+            .map_err(TenancyError::invalid_request)?;
+        let id = tenant.id.clone();
+        match self.tenancy.tenant_store().insert(tenant).await {
+            Ok(()) => {
+                self.stores().tenants.invalidate(&id);
+                Ok(())
+            }
+            Err(StoreError::AlreadyExists) => {
+                Err(ErrorKind::Conflict(format!("tenant {id} already exists")).into())
+            }
+            Err(e) => Err(store_failure("tenant store", e)),
+        }
+    }
+
+    /// Replaces a tenant record and drops it from the cache;
+    /// `invalid_request` when its settings do not pass
+    /// [`TenantSettings::validate`](crate::tenant::TenantSettings::validate).
+    pub async fn update_tenant(&self, tenant: TenantRecord) -> Result<(), TenancyError> {
+        tenant
+            .settings
+            .validate()
+            .map_err(TenancyError::invalid_request)?;
+        let id = tenant.id.clone();
+        let result = self.tenancy.tenant_store().update(tenant).await;
+        self.stores().tenants.invalidate(&id);
+        match result {
+            Ok(()) => Ok(()),
+            Err(StoreError::NotFound) => Err(ErrorKind::NotFound.into()),
+            Err(e) => Err(store_failure("tenant store", e)),
+        }
+    }
+
+    /// Drops a tenant from the cache, so the next request reads the store.
+    pub fn invalidate_tenant(&self, id: &TenantId) {
+        self.stores().tenants.invalidate(id);
+    }
+
+    /// Issues an API key for `tenant`. The secret is in the result, once.
+    ///
+    /// This issues exactly what `new` asks for; handlers that issue keys for
+    /// a caller use [`issue_api_key_as`](Self::issue_api_key_as), which keeps
+    /// a key issued by a key within its parent's grant.
+    pub async fn issue_api_key(
+        &self,
+        tenant: &TenantId,
+        new: NewApiKey,
+    ) -> Result<IssuedApiKey, TenancyError> {
+        self.insert_api_key(tenant, new, None, Limit::Unlimited)
+            .await
+    }
+
+    /// Issues an API key for `tenant` on behalf of `caller`, within the
+    /// plan's count of live keys (`quota_exceeded` at it; the count and the
+    /// insert are one atomic store step, so concurrent issues on any number
+    /// of instances never pass it). When the caller is itself an API key,
+    /// the new key gets at most its parent's scope (`scope_denied`
+    /// otherwise), expiry and own rate limit, records the parent, and is
+    /// revoked with it ([`revoke_api_key`](Self::revoke_api_key)).
+    ///
+    /// ```
+    /// use tenancy_core::config::TenancyConfig;
+    /// use tenancy_core::admin::NewApiKey;
+    /// use tenancy_core::engine::Tenancy;
+    /// use tenancy_core::rbac::ApiKeyScope;
+    /// use tenancy_core::tenant::{TenantRecord, TenantId};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let tenancy = Tenancy::builder(TenancyConfig::default()).build()?;
+    /// let acme = TenantId::new("acme")?;
+    /// tenancy.admin().create_tenant(TenantRecord::new(acme.clone(), "Acme", "pro")).await?;
+    /// let expires_at = Some(chrono::Utc::now() + chrono::Duration::minutes(1));
+    /// let new = |scope| NewApiKey::new("ci").scope(scope);
+    /// let mut parent = new(ApiKeyScope::Full);
+    /// parent.expires_at = expires_at;
+    /// let parent = tenancy.admin().issue_api_key(&acme, parent).await?;
+    ///
+    /// // The parent key calls in; its child expires with it.
+    /// let (parts, _) = http::Request::post("/keys")
+    ///     .header("x-api-key", parent.secret.expose())
+    ///     .body(())?
+    ///     .into_parts();
+    /// let admission = tenancy.admit(&tenancy_core::engine::RequestHead::from(&parts)).await?;
+    /// let ctx = admission.context().unwrap();
+    /// let tenant = ctx.tenant().clone();
+    /// let child = tenancy.admin().issue_api_key_as(ctx, &tenant, new(ApiKeyScope::Full)).await?;
+    /// assert_eq!(child.record.expires_at, expires_at);
+    /// assert_eq!(child.record.parent_key_id.as_ref(), Some(&parent.record.key_id));
+    ///
+    /// // Revoking the parent revokes the child.
+    /// let cascaded = tenancy.admin().revoke_api_key(&acme, &parent.record.key_id).await?;
+    /// assert_eq!(cascaded, vec![child.record.key_id.clone()]);
+    /// # tenancy.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn issue_api_key_as(
+        &self,
+        caller: &TenantContext,
+        tenant: &TenantRecord,
+        mut new: NewApiKey,
+    ) -> Result<IssuedApiKey, TenancyError> {
+        let limit = self.quotas_of(tenant).api_keys;
+        let AuthMethod::ApiKey { key_id, scope } = caller.auth_method() else {
+            return self.insert_api_key(&tenant.id, new, None, limit).await;
+        };
+        if !scope.covers(new.scope) {
+            return Err(ErrorKind::ScopeDenied { scope: *scope }.into());
+        }
+        let parent = self
+            .stores()
+            .api_keys
+            .get(caller.tenant_id(), key_id)
+            .await
+            .map_err(|e| store_failure("API key store", e))?
+            .ok_or_else(|| {
+                TenancyError::from(ErrorKind::InvalidApiKey(ApiKeyRejection::Revoked))
+            })?;
+        parent
+            .check_usable(Utc::now())
+            .map_err(|r| TenancyError::from(ErrorKind::InvalidApiKey(r)))?;
+        if let Some(until) = parent.expires_at {
+            new.expires_at = Some(new.expires_at.map_or(until, |e| e.min(until)));
+        }
+        if let Some(rps) = parent.rate_limit_rps {
+            new.rate_limit_rps = Some(new.rate_limit_rps.map_or(rps, |r| r.min(rps)));
+        }
+        self.insert_api_key(&tenant.id, new, Some(parent.key_id.clone()), limit)
+            .await
+    }
+
+    async fn insert_api_key(
+        &self,
+        tenant: &TenantId,
+        new: NewApiKey,
+        parent: Option<KeyId>,
+        limit: Limit,
+    ) -> Result<IssuedApiKey, TenancyError> {
+        let key_id = new_key_id().ok_or_else(|| TenancyError::internal("no OS randomness"))?;
+        let secret = ApiKeySecret::generate(
+            &self.tenancy.inner.config.auth.api_key_prefix,
+            key_id.clone(),
+        )
+        .ok_or_else(|| TenancyError::internal("no OS randomness"))?;
+        let digest = self
+            .tenancy
+            .inner
+            .authenticator
+            .hasher()
+            .digest(secret.expose())
+            .map_err(|_| TenancyError::internal("issued key failed its own format check"))?;
+        let mut record = ApiKeyRecord::new(
+            key_id,
+            tenant.clone(),
+            new.name,
+            new.scope,
+            digest,
+            Utc::now(),
+        );
+        record.rate_limit_rps = new.rate_limit_rps;
+        record.expires_at = new.expires_at;
+        record.parent_key_id = parent;
+        let inserted = self
+            .stores()
+            .api_keys
+            .insert_within_limit(record.clone(), limit, record.created_at)
+            .await
+            .map_err(|e| store_failure("API key store", e))?;
+        if !inserted {
+            return Err(ErrorKind::QuotaExceeded {
+                budget: CountQuota::ApiKeys.name().to_owned(),
+                retry_after: None,
+            }
+            .into());
+        }
+        Ok(IssuedApiKey { record, secret })
+    }
+
+    /// Issues a new key with the old one's name, scope, limit, expiry and
+    /// parent. The old key keeps working for `grace` (revoked at once when
+    /// `None`); keys it issued end with it. `not_found` when `tenant` has no
+    /// such key, `conflict` when it is revoked or expired (a dead key is
+    /// never brought back).
+    pub async fn rotate_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        grace: Option<Duration>,
+    ) -> Result<IssuedApiKey, TenancyError> {
+        let store = &self.stores().api_keys;
+        let old = store
+            .get(tenant, key_id)
+            .await
+            .map_err(|e| store_failure("API key store", e))?
+            .ok_or_else(|| TenancyError::from(ErrorKind::NotFound))?;
+        let now = Utc::now();
+        if old.check_usable(now).is_err() {
+            return Err(ErrorKind::Conflict(format!(
+                "key {key_id} is revoked or expired and cannot be rotated; issue a new key"
+            ))
+            .into());
+        }
+        let issued = self
+            .insert_api_key(
+                tenant,
+                NewApiKey {
+                    name: old.name.to_string(),
+                    scope: old.scope,
+                    rate_limit_rps: old.rate_limit_rps,
+                    expires_at: old.expires_at,
+                },
+                old.parent_key_id.clone(),
+                // It takes the old key's place.
+                Limit::Unlimited,
+            )
+            .await?;
+        match grace.and_then(|g| chrono::Duration::from_std(g).ok()) {
+            Some(g) => {
+                let until = now + g;
+                let until = old.expires_at.map_or(until, |e| e.min(until));
+                store
+                    .set_expiry(tenant, key_id, Some(until))
+                    .await
+                    .map_err(|e| store_failure("API key store", e))?;
+                for child in self.descendants(tenant, key_id).await? {
+                    if child.expires_at.is_none_or(|e| e > until) {
+                        store
+                            .set_expiry(tenant, &child.key_id, Some(until))
+                            .await
+                            .map_err(|e| store_failure("API key store", e))?;
+                    }
+                }
+            }
+            None => {
+                self.revoke_api_key(tenant, key_id).await?;
+            }
+        }
+        Ok(issued)
+    }
+
+    /// Revokes `key_id` of `tenant` and every live key it issued, directly
+    /// or through other keys; returns the ids of those revoked along with it
+    /// (for the audit log). `not_found` for another tenant's key.
+    pub async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+    ) -> Result<Vec<KeyId>, TenancyError> {
+        let store = &self.stores().api_keys;
+        let now = Utc::now();
+        match store.revoke(tenant, key_id, now).await {
+            Ok(true) => {}
+            Ok(false) => return Err(ErrorKind::NotFound.into()),
+            Err(e) => return Err(store_failure("API key store", e)),
+        }
+        let mut cascaded = Vec::new();
+        for child in self.descendants(tenant, key_id).await? {
+            if child.revoked_at.is_none() {
+                store
+                    .revoke(tenant, &child.key_id, now)
+                    .await
+                    .map_err(|e| store_failure("API key store", e))?;
+                cascaded.push(child.key_id);
+            }
+        }
+        Ok(cascaded)
+    }
+
+    /// The keys `key_id` issued, directly or through other keys.
+    async fn descendants(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+    ) -> Result<Vec<ApiKeyRecord>, TenancyError> {
+        let keys = self
+            .stores()
+            .api_keys
+            .list(tenant)
+            .await
+            .map_err(|e| store_failure("API key store", e))?;
+        let mut found: Vec<ApiKeyRecord> = Vec::new();
+        let mut parents = vec![key_id.clone()];
+        while let Some(parent) = parents.pop() {
+            for key in &keys {
+                if key.parent_key_id.as_ref() == Some(&parent)
+                    && !found.iter().any(|f| f.key_id == key.key_id)
+                {
+                    parents.push(key.key_id.clone());
+                    found.push(key.clone());
+                }
+            }
+        }
+        Ok(found)
+    }
+}

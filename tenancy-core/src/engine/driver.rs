@@ -1,0 +1,428 @@
+//! The admission lifecycle the adapters drive: [`Tenancy::admit`] runs the
+//! [stages](crate::pipeline) on a [`RequestHead`]; the [`Admission`] it
+//! returns writes the answer's headers and records how the request ended
+//! ([`Admission::finish`]), or, if the answer never comes (the client went
+//! away, the handler panicked), records that when it is dropped. An adapter
+//! cannot skip a step: the admission finishes itself.
+//!
+//! ```
+//! use tenancy_core::engine::{RequestHead, Tenancy};
+//! use tenancy_core::rbac::Role;
+//! use tenancy_core::tenant::{TenantId, TenantRecord};
+//! use tenancy_core::TenancyConfig;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let config = TenancyConfig::builder().anonymous_role(Role::Viewer).build()?;
+//! let tenancy = Tenancy::builder(config).build()?;
+//! tenancy.admin().create_tenant(TenantRecord::new(TenantId::new("acme")?, "Acme", "free")).await?;
+//!
+//! let (parts, _) = http::Request::get("/api/v1/things")
+//!     .header("x-tenant-id", "acme")
+//!     .body(())?
+//!     .into_parts();
+//! let admission = tenancy.admit(&RequestHead::from(&parts)).await?;
+//! assert_eq!(admission.context().unwrap().tenant_id().as_str(), "acme");
+//! let mut headers = http::HeaderMap::new();
+//! admission.finish(http::StatusCode::OK, |name, value| {
+//!     headers.insert(name.clone(), value);
+//! });
+//! assert_eq!(headers["ratelimit-limit"], "10");
+//! assert!(headers.contains_key("x-request-id"));
+//! # tenancy.shutdown().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+
+use super::Tenancy;
+use super::metrics::TenantMetrics;
+use super::request::{REQUEST_ID_HEADER, RequestHead, RoutePolicy};
+use crate::context::TenantContext;
+use crate::error::{ErrorKind, TenancyError};
+use crate::limit::RateLimitStatus;
+use crate::pipeline::{self, Caller, gate, limit};
+use crate::tenant::is_safe_method;
+
+/// What a route's policy decided ([`Tenancy::check_route`]). Route layers
+/// put it in the response extensions, and the tenancy layer passes it to
+/// [`Admission::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteVerdict {
+    /// Allowed, with the route bucket's status when it has a limit.
+    Allowed(Option<RateLimitStatus>),
+    /// Refused (and the refusal written down).
+    Refused,
+}
+
+/// The status a request is recorded with when its answer never came.
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// How long a key's recorded last use may lag: a key used again within a
+/// minute of its recorded last use writes nothing.
+const LAST_USE_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+/// An admitted request: its context (when it has a tenant), the rate-limit
+/// status to report, and what is recorded when it ends.
+///
+/// Finish it with [`finish`](Self::finish) once the answer is known; an
+/// admission dropped unfinished is recorded with status 499 (the client
+/// closed the request).
+pub struct Admission {
+    tenancy: Tenancy,
+    context: Option<TenantContext>,
+    rate_limit: Option<RateLimitStatus>,
+    method: Method,
+    /// The path of a state-changing request, for its audit event.
+    write_path: Option<Box<str>>,
+    client_addr: Option<IpAddr>,
+    request_id: Arc<str>,
+    admitted_at: DateTime<Utc>,
+    started: Instant,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("context", &self.context)
+            .field("rate_limit", &self.rate_limit)
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admission {
+    /// The context; `None` for tenant-less requests.
+    pub fn context(&self) -> Option<&TenantContext> {
+        self.context.as_ref()
+    }
+
+    /// The rate-limit status to report on the answer.
+    pub fn rate_limit(&self) -> Option<&RateLimitStatus> {
+        self.rate_limit.as_ref()
+    }
+
+    /// The request id.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// Takes in what the route's policy decided ([`Tenancy::check_route`]):
+    /// a route limit tighter than the admission's is reported instead; a
+    /// refused write is not audited again (its refusal was).
+    pub fn apply(&mut self, verdict: RouteVerdict) {
+        match verdict {
+            RouteVerdict::Allowed(Some(status)) => {
+                self.rate_limit = Some(match self.rate_limit {
+                    Some(own) => own.tighter(status),
+                    None => status,
+                });
+            }
+            RouteVerdict::Allowed(None) => {}
+            RouteVerdict::Refused => self.write_path = None,
+        }
+    }
+
+    /// A tracing span with the tenant, principal and request id.
+    pub fn span(&self) -> tracing::Span {
+        match &self.context {
+            Some(ctx) => tracing::info_span!(
+                "tenancy",
+                tenant_id = %ctx.tenant_id(),
+                principal = %ctx.principal().subject,
+                request_id = %self.request_id,
+            ),
+            None => tracing::info_span!("tenancy", request_id = %self.request_id),
+        }
+    }
+
+    /// Ends the request answered with `status`: passes the answer's headers
+    /// (`RateLimit-*`, `x-request-id`) to `set_header`, and records the
+    /// request (per-tenant metrics, usage metering, and an audit event when
+    /// it changed state).
+    pub fn finish(
+        mut self,
+        status: StatusCode,
+        mut set_header: impl FnMut(&HeaderName, HeaderValue),
+    ) {
+        if let Some(limit) = &self.rate_limit {
+            limit.each_header(&mut set_header);
+        }
+        if let Ok(id) = HeaderValue::from_str(&self.request_id) {
+            set_header(&REQUEST_ID_HEADER, id);
+        }
+        self.record(status.as_u16());
+    }
+
+    fn record(&mut self, status: u16) {
+        self.finished = true;
+        let Some(ctx) = &self.context else {
+            return;
+        };
+        let elapsed = self.started.elapsed();
+        let now = self.admitted_at
+            + chrono::TimeDelta::from_std(elapsed).unwrap_or(chrono::TimeDelta::zero());
+        let inner = &self.tenancy.inner;
+        inner.metrics.record(ctx.tenant_id(), status, elapsed);
+        inner
+            .recorder
+            .meter(ctx.tenant_id(), &inner.requests_event, now, 1);
+        if let Some(path) = self.write_path.take() {
+            let mut event = self
+                .tenancy
+                .audit_event(ctx, http_action(&self.method))
+                .resource(&*path)
+                .outcome(status)
+                .at(now);
+            event.client_addr = self.client_addr;
+            self.tenancy.record_audit(event);
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.record(CLIENT_CLOSED);
+        }
+    }
+}
+
+fn http_action(method: &Method) -> &'static str {
+    match *method {
+        Method::POST => "http.post",
+        Method::PUT => "http.put",
+        Method::PATCH => "http.patch",
+        Method::DELETE => "http.delete",
+        Method::GET => "http.get",
+        Method::HEAD => "http.head",
+        Method::OPTIONS => "http.options",
+        _ => "http.other",
+    }
+}
+
+impl Tenancy {
+    /// Admits or refuses a request, given its head: authenticate, resolve,
+    /// gate, limit ([`crate::pipeline`]). Every refusal is counted and
+    /// written down (the security log or the caller's home tenant's audit
+    /// log).
+    pub async fn admit(&self, head: &RequestHead<'_>) -> Result<Admission, TenancyError> {
+        let inner = &self.inner;
+        let admitted_at = Utc::now();
+        let request_id = inner.request_ids.for_request(head);
+        let client_addr = head.client_addr();
+        if let Some(err) = self.throttled(client_addr) {
+            TenantMetrics::refused(err.code());
+            inner
+                .security_log
+                .record(client_addr, err.code(), admitted_at);
+            return Err(err);
+        }
+        let mut admission = Admission {
+            tenancy: self.clone(),
+            context: None,
+            rate_limit: None,
+            method: head.method().clone(),
+            write_path: None,
+            client_addr,
+            request_id,
+            admitted_at,
+            started: Instant::now(),
+            // Nothing to record until it is admitted.
+            finished: true,
+        };
+        match self.run_pipeline(head, &mut admission).await {
+            Ok(()) => {
+                admission.finished = false;
+                if !is_safe_method(head.method()) && inner.config.audit.enabled {
+                    admission.write_path = Some(head.path().into());
+                }
+                Ok(admission)
+            }
+            Err((err, caller)) => {
+                TenantMetrics::refused(err.code());
+                if err.status() == StatusCode::UNAUTHORIZED
+                    && let (Some(throttle), Some(addr)) = (&inner.throttle, client_addr)
+                {
+                    throttle.failed(addr);
+                }
+                let who =
+                    caller
+                        .as_ref()
+                        .filter(|c| c.is_verified())
+                        .map(|c| super::refusal::Who {
+                            home: c.tenant.as_ref(),
+                            principal: &c.principal,
+                        });
+                self.record_refusal(head, &admission.request_id, who, &err)
+                    .await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn run_pipeline(
+        &self,
+        head: &RequestHead<'_>,
+        admission: &mut Admission,
+    ) -> Result<(), (TenancyError, Option<Caller>)> {
+        let inner = &self.inner;
+        let stores = &inner.stores;
+        let caller = inner
+            .authenticator
+            .authenticate(head, stores.api_keys.as_ref(), admission.admitted_at)
+            .await
+            .map_err(|e| (e, None))?;
+        let checked = async {
+            let Some(resolution) =
+                pipeline::resolve::tenant(&inner.resolver, &stores.tenants, head, &caller).await?
+            else {
+                return Ok(None);
+            };
+            gate::status(&resolution.tenant, head.method())?;
+            if resolution.cross_tenant {
+                gate::home_active(&stores.tenants, caller.tenant.as_ref()).await?;
+            }
+            gate::scope(&caller, head, &inner.config.limits.ingestion_routes)?;
+            let context = self.context(&caller, resolution, admission);
+            if inner.config.limits.enabled {
+                let buckets = limit::Buckets {
+                    tenant: context.tenant_id(),
+                    key: caller
+                        .key
+                        .as_ref()
+                        .and_then(|k| Some((&k.key_id, k.rate_limit_rps?))),
+                    route: None,
+                    tenant_rps: context.quotas().rps,
+                };
+                admission.rate_limit = limit::take(
+                    stores.limiter.as_ref(),
+                    inner.config.limits.on_store_failure,
+                    buckets,
+                )
+                .await?;
+            }
+            Ok(Some(context))
+        };
+        let context = match checked.await {
+            Ok(context) => context,
+            Err(e) => return Err((e, Some(caller))),
+        };
+        if let Some(key) = &caller.key
+            && let Some(tenant) = &caller.tenant
+            && key
+                .last_used_at
+                .is_none_or(|at| admission.admitted_at - at >= LAST_USE_PRECISION)
+        {
+            inner
+                .recorder
+                .touch(tenant, &key.key_id, admission.admitted_at);
+        }
+        if let Some(ctx) = context.as_ref().filter(|c| c.is_cross_tenant()) {
+            let event = self
+                .audit_event(ctx, "tenant.cross_access")
+                .resource(head.path())
+                .detail(
+                    "home_tenant",
+                    caller
+                        .tenant
+                        .as_ref()
+                        .map(|t| t.as_str())
+                        .unwrap_or_default(),
+                );
+            self.record_audit(event);
+        }
+        admission.context = context;
+        Ok(())
+    }
+
+    /// The context of an admitted request.
+    fn context(
+        &self,
+        caller: &Caller,
+        resolution: pipeline::resolve::Resolution,
+        admission: &Admission,
+    ) -> TenantContext {
+        let plan = self.plan_of(&resolution.tenant);
+        TenantContext::new(
+            resolution.tenant,
+            plan,
+            caller.principal.clone(),
+            caller.role,
+            caller.auth.clone(),
+            admission.request_id.clone(),
+        )
+        .with_cross_tenant(resolution.cross_tenant)
+        .with_home_tenant(caller.tenant.clone())
+        .with_client_addr(admission.client_addr)
+    }
+
+    /// Applies a route's policy to an admitted request: its minimum role,
+    /// then its rate limit. A refusal is counted and written down like the
+    /// pipeline's; an allowed route limit returns the status to report. Pass
+    /// the outcome to [`Admission::apply`] as a [`RouteVerdict`].
+    pub async fn check_route(
+        &self,
+        ctx: &TenantContext,
+        head: &RequestHead<'_>,
+        policy: &RoutePolicy,
+    ) -> Result<Option<RateLimitStatus>, TenancyError> {
+        let inner = &self.inner;
+        let checked = async {
+            gate::role(ctx.role(), policy.min_role)?;
+            let Some((route, quota)) = &policy.rate_limit else {
+                return Ok(None);
+            };
+            if !inner.config.limits.enabled {
+                return Ok(None);
+            }
+            let buckets = limit::Buckets {
+                tenant: ctx.tenant_id(),
+                key: None,
+                route: Some((route, *quota)),
+                tenant_rps: 0,
+            };
+            limit::take(
+                inner.stores.limiter.as_ref(),
+                inner.config.limits.on_store_failure,
+                buckets,
+            )
+            .await
+        };
+        match checked.await {
+            Ok(status) => Ok(status),
+            Err(err) => {
+                TenantMetrics::refused(err.code());
+                let who = (!matches!(ctx.auth_method(), crate::context::AuthMethod::Anonymous))
+                    .then(|| super::refusal::Who {
+                        home: ctx.home_tenant(),
+                        principal: ctx.principal(),
+                    });
+                self.record_refusal(head, ctx.request_id(), who, &err).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// `rate_limited` when the client's address is over its allowance of
+    /// failed authentications.
+    fn throttled(&self, client_addr: Option<IpAddr>) -> Option<TenancyError> {
+        let throttle = self.inner.throttle.as_ref()?;
+        let wait = throttle.check(client_addr?)?;
+        Some(
+            ErrorKind::RateLimited(RateLimitStatus {
+                limit: self.inner.config.auth.failure_throttle.burst,
+                remaining: 0,
+                reset: wait,
+                retry_after: wait,
+            })
+            .into(),
+        )
+    }
+}

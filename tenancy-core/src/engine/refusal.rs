@@ -1,0 +1,74 @@
+//! Where a refusal is written down.
+//!
+//! - Without a verified credential: the platform security log only, never
+//!   a tenant's audit log (anyone can send anything).
+//! - With one: an `access.refused` event in the caller's home tenant (never
+//!   in the tenant it asked for), for refused writes and for refusals at a
+//!   tenant boundary, when that home tenant exists; else the security log
+//!   again, so no token can open an audit log for a tenant nobody created.
+
+use chrono::Utc;
+
+use super::Tenancy;
+use super::request::RequestHead;
+use crate::audit::AuditEvent;
+use crate::context::Principal;
+use crate::error::{ErrorKind, TenancyError};
+use crate::tenant::{TenantId, is_safe_method};
+
+/// A refused caller whose credential verified.
+pub(crate) struct Who<'a> {
+    /// The credential's tenant.
+    pub(crate) home: Option<&'a TenantId>,
+    /// Who it is.
+    pub(crate) principal: &'a Principal,
+}
+
+impl Tenancy {
+    pub(crate) async fn record_refusal(
+        &self,
+        head: &RequestHead<'_>,
+        request_id: &str,
+        who: Option<Who<'_>>,
+        err: &TenancyError,
+    ) {
+        let inner = &self.inner;
+        let to_security_log = || {
+            inner
+                .security_log
+                .record(head.client_addr(), err.code(), Utc::now());
+        };
+        let Some(who) = who else {
+            return to_security_log();
+        };
+        let at_boundary = matches!(
+            err.kind(),
+            ErrorKind::TenantMismatch | ErrorKind::TenantNotAllowed | ErrorKind::UnknownTenant
+        );
+        if !inner.config.audit.enabled || (is_safe_method(head.method()) && !at_boundary) {
+            return;
+        }
+        let home = match who.home {
+            Some(home) if matches!(inner.stores.tenants.get(home).await, Ok(Some(_))) => home,
+            _ => return to_security_log(),
+        };
+        let mut event = AuditEvent::new(
+            home.clone(),
+            who.principal.subject.as_ref(),
+            who.principal.kind,
+            "access.refused",
+        )
+        .resource(head.path())
+        .outcome(err.status().as_u16())
+        .detail("code", err.code())
+        .detail("method", head.method().as_str());
+        if let Ok(Some(requested)) = inner.resolver.requested(head)
+            && requested != *home
+        {
+            event = event.detail("requested_tenant", requested.as_str());
+        }
+        event.request_id = Some(request_id.to_owned());
+        event.client_addr = head.client_addr();
+        self.record_audit(event);
+    }
+}

@@ -1,0 +1,222 @@
+//! What the engine reads of a request, as one explicit value
+//! ([`RequestHead`]), what a route demands beyond the defaults
+//! ([`RoutePolicy`]), the paths that skip tenancy ([`ExcludedPaths`]), and
+//! request ids.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+
+use crate::label::Label;
+use crate::limit::RateQuota;
+use crate::rbac::Role;
+
+/// The facts of a request the engine decides on: method, URI, headers and
+/// the client's address. Adapters build it; nothing is read from request
+/// extensions.
+///
+/// ```
+/// use tenancy_core::engine::RequestHead;
+///
+/// let (parts, ()) = http::Request::get("/api/v1/things?tenant_id=acme")
+///     .header("x-api-key", "tnk_…")
+///     .body(())?
+///     .into_parts();
+/// let head = RequestHead::from(&parts).with_client_addr(Some("192.0.2.7".parse()?));
+/// assert_eq!(head.path(), "/api/v1/things");
+/// assert_eq!(head.client_addr(), Some("192.0.2.7".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    client_addr: Option<IpAddr>,
+}
+
+impl<'a> RequestHead<'a> {
+    /// A head of `method`, `uri` and `headers`, with no client address.
+    pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Self {
+        Self {
+            method,
+            uri,
+            headers,
+            client_addr: None,
+        }
+    }
+
+    /// The same head from `addr` (the peer's address, for the audit log,
+    /// the security log and the failure throttle).
+    pub fn with_client_addr(mut self, addr: Option<IpAddr>) -> Self {
+        self.client_addr = addr;
+        self
+    }
+
+    /// The method.
+    pub fn method(&self) -> &'a Method {
+        self.method
+    }
+
+    /// The URI.
+    pub fn uri(&self) -> &'a Uri {
+        self.uri
+    }
+
+    /// The path.
+    pub fn path(&self) -> &'a str {
+        self.uri.path()
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &'a HeaderMap {
+        self.headers
+    }
+
+    /// The client's address, when the adapter knows it.
+    pub fn client_addr(&self) -> Option<IpAddr> {
+        self.client_addr
+    }
+}
+
+impl<'a> From<&'a Parts> for RequestHead<'a> {
+    fn from(parts: &'a Parts) -> Self {
+        Self::new(&parts.method, &parts.uri, &parts.headers)
+    }
+}
+
+/// What a route demands beyond the tenancy defaults: a minimum role and a
+/// rate limit of its own. The adapters apply it per route (axum
+/// `route_layer`, actix-web `wrap`); it runs after admission, through
+/// [`Tenancy::check_route`](crate::Tenancy::check_route).
+///
+/// ```
+/// use tenancy_core::engine::RoutePolicy;
+/// use tenancy_core::label::Label;
+/// use tenancy_core::limit::RateQuota;
+/// use tenancy_core::rbac::Role;
+///
+/// let policy = RoutePolicy::min_role(Role::Admin)
+///     .with_rate_limit(Label::new("export")?, RateQuota::per_second(1).unwrap());
+/// assert_eq!(policy.min_role, Some(Role::Admin));
+/// assert_eq!(RoutePolicy::from(Role::Viewer), RoutePolicy::min_role(Role::Viewer));
+/// # Ok::<(), tenancy_core::label::InvalidLabel>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutePolicy {
+    /// The lowest role that may call the route.
+    pub min_role: Option<Role>,
+    /// A rate limit of the route, counted per tenant, on top of the key's
+    /// and the tenant's.
+    pub rate_limit: Option<(Label, RateQuota)>,
+}
+
+impl RoutePolicy {
+    /// A policy requiring `role` or higher.
+    pub fn min_role(role: Role) -> Self {
+        Self {
+            min_role: Some(role),
+            rate_limit: None,
+        }
+    }
+
+    /// A policy limiting the route to `quota` per tenant, in the bucket
+    /// named `route`.
+    pub fn rate_limit(route: Label, quota: RateQuota) -> Self {
+        Self::default().with_rate_limit(route, quota)
+    }
+
+    /// The same policy with a rate limit.
+    pub fn with_rate_limit(mut self, route: Label, quota: RateQuota) -> Self {
+        self.rate_limit = Some((route, quota));
+        self
+    }
+}
+
+impl From<Role> for RoutePolicy {
+    fn from(role: Role) -> Self {
+        Self::min_role(role)
+    }
+}
+
+/// Paths the web adapters exempt from tenancy (health, metrics): a path
+/// matches when it is one of them or lies below one. Cheap to clone.
+///
+/// ```
+/// use tenancy_core::engine::ExcludedPaths;
+/// let paths = ExcludedPaths::default().with("/healthz").with("/metrics/");
+/// assert!(paths.contains("/healthz"));
+/// assert!(paths.contains("/metrics/tenants"));
+/// assert!(!paths.contains("/healthzz"));
+/// assert!(!paths.contains("/api/v1/tenants"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ExcludedPaths(Arc<[Box<str>]>);
+
+impl ExcludedPaths {
+    /// These paths and `path` (a trailing `/` is ignored).
+    pub fn with(self, path: impl Into<String>) -> Self {
+        let mut paths: Vec<Box<str>> = self.0.iter().cloned().collect();
+        paths.push(path.into().trim_end_matches('/').into());
+        Self(Arc::from(paths))
+    }
+
+    /// Whether `path` is excluded.
+    pub fn contains(&self, path: &str) -> bool {
+        self.0.iter().any(|p| {
+            path.strip_prefix(p.as_ref())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+}
+
+/// The header request ids travel in, both ways.
+pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request ids: the client's `X-Request-Id` when it is short and printable
+/// (as tower-http's request-id layer keeps it), else a process prefix and a
+/// counter.
+pub(crate) struct RequestIds {
+    prefix: u32,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    pub(crate) fn new() -> Self {
+        let mut seed = [0u8; 4];
+        let _ = getrandom::fill(&mut seed);
+        Self {
+            prefix: u32::from_be_bytes(seed),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn for_request(&self, head: &RequestHead<'_>) -> Arc<str> {
+        if let Some(id) = head
+            .headers()
+            .get(&REQUEST_ID_HEADER)
+            .and_then(valid_request_id)
+        {
+            return Arc::from(id);
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // `{prefix:08x}-{n:x}` formatted on the stack: one allocation.
+        let mut buf = [0u8; 8 + 1 + 16];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{:08x}-{n:x}", self.prefix));
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        Arc::from(std::str::from_utf8(&buf[..len]).unwrap_or("request"))
+    }
+}
+
+fn valid_request_id(value: &HeaderValue) -> Option<&str> {
+    let s = value.to_str().ok()?;
+    (!s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
+    .then_some(s)
+}

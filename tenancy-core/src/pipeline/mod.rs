@@ -1,0 +1,71 @@
+//! The stages a request goes through, in order, each a small unit with its
+//! own tests. [`Tenancy::admit`](crate::Tenancy::admit) runs them;
+//! nothing here keeps state of its own.
+//!
+//! 1. [`authenticate`]: the credential becomes a [`Caller`] (JWT realms, API
+//!    keys, or the configured anonymous role), or a refusal.
+//! 2. [`resolve`]: the tenant sources and the credential name one tenant,
+//!    which must exist.
+//! 3. [`gate`]: the tenant's status, the caller's home tenant when it acts on
+//!    another, the API key's scope, the route's minimum role.
+//! 4. [`limit`]: the rate buckets of the key, the route and the tenant, in one
+//!    all-or-nothing check.
+//!
+//! The admitted request's [`TenantContext`](crate::context::TenantContext)
+//! is then built from the caller, the tenant and its plan.
+
+pub mod authenticate;
+pub mod gate;
+pub mod limit;
+pub mod resolve;
+
+use chrono::{DateTime, Utc};
+
+use crate::context::{AuthMethod, Principal};
+use crate::credential::KeyId;
+use crate::rbac::Role;
+use crate::tenant::TenantId;
+
+/// Who a request's credential says it is, before resolution.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The credential's tenant (its home); `None` for anonymous callers and
+    /// realms that serve every tenant without naming one.
+    pub tenant: Option<TenantId>,
+    /// Who it is.
+    pub principal: Principal,
+    /// Its role.
+    pub role: Role,
+    /// How it authenticated.
+    pub auth: AuthMethod,
+    /// The API key it presented, if any.
+    pub key: Option<PresentedKey>,
+}
+
+impl Caller {
+    /// Whether the credential was verified (anything but anonymous).
+    pub fn is_verified(&self) -> bool {
+        !matches!(self.auth, AuthMethod::Anonymous)
+    }
+}
+
+/// What the request path needs of a verified API key.
+#[derive(Debug, Clone)]
+pub struct PresentedKey {
+    /// Its id.
+    pub key_id: KeyId,
+    /// Its own requests-per-second limit.
+    pub rate_limit_rps: Option<u32>,
+    /// When its last use was recorded.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A store failed: the failure is logged here, and the client gets only
+/// `store_unavailable` (its text never reaches an answer).
+pub(crate) fn store_failure(
+    store: &'static str,
+    e: crate::store::StoreError,
+) -> crate::error::TenancyError {
+    tracing::error!(store, error = %e, "store failed");
+    crate::error::TenancyError::from(e)
+}

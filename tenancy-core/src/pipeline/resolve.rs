@@ -1,0 +1,44 @@
+//! Stage 2: the request's tenant sources and the caller's credential name
+//! one tenant ([`crate::resolve`]), which must exist.
+
+use std::sync::Arc;
+
+use super::{Caller, store_failure};
+use crate::engine::RequestHead;
+use crate::engine::tenant_cache::TenantCache;
+use crate::error::{ErrorKind, TenancyError};
+use crate::resolve::{Resolved, TenantResolver};
+use crate::tenant::TenantRecord;
+
+/// The tenant a request acts on.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// Its record.
+    pub tenant: Arc<TenantRecord>,
+    /// Whether a super_admin or system caller acts on a tenant other than
+    /// its credential's.
+    pub cross_tenant: bool,
+}
+
+/// The tenant `head` acts on for `caller`; `None` when it names none and
+/// none is required.
+pub(crate) async fn tenant(
+    resolver: &TenantResolver,
+    tenants: &TenantCache,
+    head: &RequestHead<'_>,
+    caller: &Caller,
+) -> Result<Option<Resolution>, TenancyError> {
+    let credential = caller.tenant.as_ref().map(|t| (t, caller.role));
+    let (id, cross_tenant) = match resolver.resolve(head, credential)? {
+        Resolved::Tenant { id, cross_tenant } => (id, cross_tenant),
+        Resolved::NoTenant => return Ok(None),
+    };
+    match tenants.get(&id).await {
+        Ok(Some(tenant)) => Ok(Some(Resolution {
+            tenant,
+            cross_tenant,
+        })),
+        Ok(None) => Err(ErrorKind::UnknownTenant.into()),
+        Err(e) => Err(store_failure("tenant store", e)),
+    }
+}
