@@ -12,14 +12,16 @@ use actix_web::{App, HttpResponse, ResponseError, test, web};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
 use tenancy_actix::extract::{Audit, Quota, RequireRole, RequireScope, Tenant, role, scope};
-use tenancy_actix::{RequireRoleMiddleware, TenancyMiddleware, TenancyRejection};
+use tenancy_actix::{
+    RequireRoleMiddleware, RoutePolicyMiddleware, TenancyMiddleware, TenancyRejection,
+};
 use tenancy_core::audit::AuditFilter;
 use tenancy_core::credential::KeyId;
 use tenancy_core::error::{ErrorKind, TenancyError, TokenRejection};
 use tenancy_core::limit::RateLimitStatus;
 use tenancy_core::rbac::Role;
 use tenancy_core::testkit::conformance::{
-    self, CaseRequest, Fixture, Observed, audit_route_refusal, context_json,
+    self, CaseRequest, Fixture, Observed, audit_route_refusal, context_json, limited_route,
 };
 use tenancy_core::testkit::faults::{FAILURE_TEXT, FailingStore};
 use tenancy_core::{Tenancy, TenancyConfig};
@@ -74,6 +76,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/telemetry", web::post().to(ingest))
         .route("/keys/{key_id}", web::delete().to(revoke))
         .route("/audit", web::post().to(audited))
+        .service(
+            web::resource("/limited")
+                .wrap(RoutePolicyMiddleware::new(limited_route()))
+                .route(web::get().to(ctx)),
+        )
         .route("/healthz", web::get().to(|| async { "ok" }));
 }
 

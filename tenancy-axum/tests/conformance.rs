@@ -10,13 +10,13 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 use tenancy_axum::extract::{Audit, Quota, RequireRole, RequireScope, Tenant, role, scope};
-use tenancy_axum::{RequireRoleLayer, TenancyLayer, TenancyRejection};
+use tenancy_axum::{RequireRoleLayer, RoutePolicyLayer, TenancyLayer, TenancyRejection};
 use tenancy_core::audit::AuditFilter;
 use tenancy_core::credential::KeyId;
 use tenancy_core::error::{ErrorKind, TenancyError};
 use tenancy_core::rbac::Role;
 use tenancy_core::testkit::conformance::{
-    self, CaseRequest, Fixture, Observed, audit_route_refusal, context_json,
+    self, CaseRequest, Fixture, Observed, audit_route_refusal, context_json, limited_route,
 };
 use tenancy_core::testkit::faults::{FAILURE_TEXT, FailingStore};
 use tenancy_core::{Tenancy, TenancyConfig};
@@ -70,6 +70,11 @@ fn app(tenancy: Tenancy) -> Router {
         .route("/api/v1/telemetry", post(ingest))
         .route("/keys/{key_id}", delete(revoke))
         .route("/audit", post(audited))
+        .route(
+            "/limited",
+            get(|Tenant(ctx): Tenant| async move { Json(context_json(&ctx)) })
+                .route_layer(RoutePolicyLayer::new(limited_route())),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .layer(TenancyLayer::new(tenancy).exclude("/healthz"))
 }

@@ -114,8 +114,9 @@ impl Admission {
     }
 
     /// Takes in what the route's policy decided ([`Tenancy::check_route`]):
-    /// a route limit tighter than the admission's is reported instead; a
-    /// refused write is not audited again (its refusal was).
+    /// a route limit tighter than the admission's is reported instead. A
+    /// refusal answers like the pipeline's refusals: with its own headers
+    /// only, and a refused write is not audited again (its refusal was).
     pub fn apply(&mut self, verdict: RouteVerdict) {
         match verdict {
             RouteVerdict::Allowed(Some(status)) => {
@@ -125,7 +126,10 @@ impl Admission {
                 });
             }
             RouteVerdict::Allowed(None) => {}
-            RouteVerdict::Refused => self.write_path = None,
+            RouteVerdict::Refused => {
+                self.rate_limit = None;
+                self.write_path = None;
+            }
         }
     }
 

@@ -34,8 +34,10 @@ use crate::admin::NewApiKey;
 use crate::config::TenancyConfig;
 use crate::context::TenantContext;
 use crate::credential::KeyId;
-use crate::engine::Tenancy;
+use crate::engine::{RoutePolicy, Tenancy};
 use crate::error::{ErrorKind, TenancyError};
+use crate::label::Label;
+use crate::limit::RateQuota;
 use crate::plan::{Limit, QuotaOverrides};
 use crate::rbac::{ApiKeyScope, Role};
 use crate::tenant::{TenantId, TenantRecord, TenantStatus};
@@ -58,6 +60,7 @@ pub const ISSUER: &str = "tenancy-conformance";
 /// | `POST /api/v1/telemetry` | `Quota`: charge `events` 1; 202 `{"accepted": 1}` |
 /// | `DELETE /keys/{key_id}` | `Tenant`; `TenancyAdmin::revoke_api_key` for the caller's tenant; 204 |
 /// | `POST /audit` | `Audit`: records `widget.create` on `w-1`, then answers 409 `conflict` |
+/// | `GET /limited` | route policy [`limited_route`] (1 request per second per tenant); `Tenant`; 200 with [`context_json`] |
 /// | `GET /healthz` | excluded from tenancy; 200 `ok` |
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/ctx"),
@@ -69,8 +72,18 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/telemetry"),
     ("DELETE", "/keys/{key_id}"),
     ("POST", "/audit"),
+    ("GET", "/limited"),
     ("GET", "/healthz"),
 ];
+
+/// The route policy of `GET /limited`: one request per second per tenant,
+/// in the route bucket `limited`.
+pub fn limited_route() -> RoutePolicy {
+    RoutePolicy::rate_limit(
+        Label::new("limited").expect("valid label"),
+        RateQuota::per_second(1).expect("non-zero"),
+    )
+}
 
 /// The body of `/ctx`, `/admin`, `/admin-layer` and `/readonly`.
 pub fn context_json(ctx: &TenantContext) -> Value {
@@ -662,7 +675,64 @@ impl Suite {
                 "conflict",
             ),
             Case {
-                absent: vec!["ratelimit-limit"],
+                headers: vec![
+                    ("ratelimit-limit", Some("1".into())),
+                    ("ratelimit-remaining", Some("0".into())),
+                    ("ratelimit-reset", None),
+                ],
+                ..ok(
+                    "a route limit reports its tighter bucket",
+                    r(M::GET, "/limited", vec![a(&acme_admin)]),
+                    200,
+                    ctx("acme", "admin", "admin@acme", None, false),
+                )
+            },
+            Case {
+                headers: vec![("retry-after", None), ("ratelimit-limit", Some("1".into()))],
+                ..refused(
+                    "a route limit refuses past its rate",
+                    r(M::GET, "/limited", vec![a(&acme_admin)]),
+                    429,
+                    "rate_limited",
+                )
+            },
+            Case {
+                headers: vec![("ratelimit-limit", Some("1".into()))],
+                ..ok(
+                    "a route limit counts per tenant",
+                    r(M::GET, "/limited", vec![a(&bearer("globex", "admin"))]),
+                    200,
+                    ctx("globex", "admin", "admin@globex", None, false),
+                )
+            },
+            Case {
+                headers: vec![("x-request-id", Some("req-42.a:b_c".into()))],
+                ..ok(
+                    "a well-formed request id comes back",
+                    r(
+                        M::GET,
+                        "/ctx",
+                        vec![a(&acme_admin), ("x-request-id", "req-42.a:b_c".into())],
+                    ),
+                    200,
+                    ctx("acme", "admin", "admin@acme", None, false),
+                )
+            },
+            Case {
+                headers: vec![("x-request-id", None)],
+                ..ok(
+                    "a malformed request id is replaced",
+                    r(
+                        M::GET,
+                        "/ctx",
+                        vec![a(&acme_admin), ("x-request-id", "no spaces allowed".into())],
+                    ),
+                    200,
+                    ctx("acme", "admin", "admin@acme", None, false),
+                )
+            },
+            Case {
+                absent: vec!["ratelimit-limit", "x-request-id"],
                 ..ok(
                     "excluded route needs nothing",
                     r(
