@@ -19,12 +19,18 @@ pub mod startup;
 
 use std::time::Duration;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), with colours
+/// only when stderr is a terminal. One event per request (tenant,
+/// principal, method, path, status, latency, request id) is at `debug` on
+/// the target `tenancy::request`: `RUST_LOG=info,tenancy::request=debug`.
 pub fn init_logging() {
+    use std::io::IsTerminal;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -737,6 +737,52 @@ async fn secrets_never_reach_the_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_is_one_event_with_its_request_id() {
+    for (name, bin) in binaries() {
+        let mut s = Server::start(name, bin, &[("RUST_LOG", "info,tenancy::request=debug")]);
+        let admin = format!("Bearer {}", root());
+        let answered = s
+            .call(
+                "GET",
+                "/api/v1/tenants",
+                &[("authorization", &admin), ("x-request-id", "trace-me-1")],
+                None,
+            )
+            .await;
+        assert_eq!(answered.status, 200, "{name}");
+        assert_eq!(answered.headers["x-request-id"], "trace-me-1", "{name}");
+        let refused = s.call("GET", "/api/v1/tenants", &[], None).await;
+        assert_eq!(refused.status, 401, "{name}");
+        let refused_id = refused.headers["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(s.terminate(), Some(0), "{name}: clean exit on SIGTERM");
+        let output = s.output();
+        let event = output
+            .lines()
+            .find(|l| l.contains("request_id=trace-me-1"))
+            .unwrap_or_else(|| panic!("{name}: no event for the request:\n{output}"));
+        for field in [
+            "tenant_id=platform",
+            "status=200",
+            "path=/api/v1/tenants",
+            "latency_us=",
+        ] {
+            assert!(event.contains(field), "{name}: {field} in {event}");
+        }
+        assert!(
+            output
+                .lines()
+                .any(|l| l.contains(&format!("request_id={refused_id}"))
+                    && l.contains("code=unauthenticated")),
+            "{name}: no event for the refusal:\n{output}"
+        );
+        assert!(
+            !output.contains('\u{1b}'),
+            "{name}: colours in a log that is not a terminal"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_prints_a_working_token() {
     for (name, bin) in binaries() {
         let s = Server::start_with(name, bin, &[], false);

@@ -41,13 +41,13 @@ use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
 use pin_project_lite::pin_project;
-use tenancy_core::engine::{ExcludedPaths, RequestHead, RouteVerdict};
+use tenancy_core::engine::{ExcludedPaths, Refusal, RequestHead, RouteVerdict};
 use tenancy_core::{Admission, Tenancy, TenancyError, TenantContext};
 use tracing::Instrument;
 
 use crate::TenancyRejection;
 use crate::convert::{request_parts, set_header, status_from_actix};
-use crate::rejection::problem_response;
+use crate::rejection::refusal_response;
 
 /// Runs [`Tenancy`] on every request of an `App`, `Scope` or `Resource`
 /// it wraps; see the [module docs](self).
@@ -102,7 +102,7 @@ pub struct TenancyService<S> {
     excluded: ExcludedPaths,
 }
 
-type AdmitFuture = Pin<Box<dyn Future<Output = (Result<Admission, TenancyError>, Tenancy)>>>;
+type AdmitFuture = Pin<Box<dyn Future<Output = (Result<Admission, Refusal>, Tenancy)>>>;
 
 impl<S, B> Service<ServiceRequest> for TenancyService<S>
 where
@@ -132,7 +132,7 @@ where
                     let head = RequestHead::from(&parts).with_client_addr(client_addr);
                     tenancy.admit(&head).await
                 }
-                Err(err) => Err(err),
+                Err(err) => Err(Refusal::from(err)),
             };
             (result, tenancy)
         });
@@ -196,7 +196,7 @@ where
                     };
                     let admission = match result {
                         Ok(admission) => admission,
-                        Err(err) => return Poll::Ready(Ok(refusal(req, &err))),
+                        Err(refused) => return Poll::Ready(Ok(refusal(req, &refused))),
                     };
                     {
                         let mut extensions = req.extensions_mut();
@@ -246,8 +246,8 @@ where
     }
 }
 
-/// `req` answered with the problem response of `err`.
-fn refusal<B>(req: ServiceRequest, err: &TenancyError) -> ServiceResponse<EitherBody<B, BoxBody>> {
+/// `req` answered with the problem response of `refused`.
+fn refusal<B>(req: ServiceRequest, refused: &Refusal) -> ServiceResponse<EitherBody<B, BoxBody>> {
     let (req, _payload) = req.into_parts();
-    ServiceResponse::new(req, problem_response(err)).map_into_right_body()
+    ServiceResponse::new(req, refusal_response(refused)).map_into_right_body()
 }

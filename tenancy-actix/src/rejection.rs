@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use tenancy_core::TenancyError;
+use tenancy_core::engine::{REQUEST_ID_HEADER, Refusal};
 
 use crate::convert::{set_header, status_to_actix};
 
@@ -65,4 +66,16 @@ pub(crate) fn problem_response(err: &TenancyError) -> HttpResponse {
         set_header(headers, name, value);
     }
     response.map_into_boxed_body()
+}
+
+/// The problem response of a refused admission, with its `x-request-id`.
+pub(crate) fn refusal_response(refusal: &Refusal) -> HttpResponse {
+    let mut response = problem_response(refusal.error());
+    if let Some(id) = refusal
+        .request_id()
+        .and_then(|id| http::HeaderValue::from_str(id).ok())
+    {
+        set_header(response.headers_mut(), &REQUEST_ID_HEADER, &id);
+    }
+    response
 }

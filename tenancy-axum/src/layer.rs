@@ -38,13 +38,13 @@ use axum::extract::Request;
 use axum::response::Response;
 use http::request::Parts;
 use pin_project_lite::pin_project;
-use tenancy_core::engine::{ExcludedPaths, RequestHead, RouteVerdict};
+use tenancy_core::engine::{ExcludedPaths, Refusal, RequestHead, RouteVerdict};
 use tenancy_core::{Admission, Tenancy, TenancyError, TenantContext};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
 
-use crate::rejection::problem_response;
+use crate::rejection::{problem_response, refusal_response};
 
 /// Applies [`TenancyService`] to a router or service.
 #[derive(Debug, Clone)]
@@ -90,7 +90,7 @@ pub struct TenancyService<S> {
     excluded: ExcludedPaths,
 }
 
-type AdmitFuture = Pin<Box<dyn Future<Output = (Result<Admission, TenancyError>, Parts)> + Send>>;
+type AdmitFuture = Pin<Box<dyn Future<Output = (Result<Admission, Refusal>, Parts)> + Send>>;
 
 impl<S> Service<Request> for TenancyService<S>
 where
@@ -192,7 +192,7 @@ where
                     let (result, mut parts) = ready!(admit.as_mut().poll(cx));
                     let admission = match result {
                         Ok(admission) => admission,
-                        Err(err) => return Poll::Ready(Ok(problem_response(&err))),
+                        Err(refusal) => return Poll::Ready(Ok(refusal_response(&refusal))),
                     };
                     if let Some(ctx) = admission.context() {
                         parts.extensions.insert::<TenantContext>(ctx.clone());

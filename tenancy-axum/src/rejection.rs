@@ -3,6 +3,7 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use tenancy_core::TenancyError;
+use tenancy_core::engine::{REQUEST_ID_HEADER, Refusal};
 
 /// A refused request, answered as an RFC 9457 problem with its status, code
 /// and headers. Every extractor of this crate rejects with it, and handlers
@@ -50,4 +51,16 @@ pub(crate) fn problem_response(err: &TenancyError) -> Response {
         tracing::error!(error = %err, "request failed inside tenancy");
     }
     err.to_response().map(Body::from)
+}
+
+/// The problem response of a refused admission, with its `x-request-id`.
+pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
+    let mut response = problem_response(refusal.error());
+    if let Some(id) = refusal
+        .request_id()
+        .and_then(|id| http::HeaderValue::from_str(id).ok())
+    {
+        response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
+    }
+    response
 }

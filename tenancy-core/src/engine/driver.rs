@@ -39,6 +39,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
+use tracing::Level;
 
 use super::Tenancy;
 use super::metrics::TenantMetrics;
@@ -78,8 +79,11 @@ pub struct Admission {
     context: Option<TenantContext>,
     rate_limit: Option<RateLimitStatus>,
     method: Method,
-    /// The path of a state-changing request, for its audit event.
-    write_path: Option<Box<str>>,
+    /// The path, kept for the audit event of a state-changing request and
+    /// for the request log when it is on.
+    path: Option<Box<str>>,
+    /// Whether the request is audited when it ends.
+    audit_write: bool,
     client_addr: Option<IpAddr>,
     request_id: Arc<str>,
     admitted_at: DateTime<Utc>,
@@ -128,7 +132,7 @@ impl Admission {
             RouteVerdict::Allowed(None) => {}
             RouteVerdict::Refused => {
                 self.rate_limit = None;
-                self.write_path = None;
+                self.audit_write = false;
             }
         }
     }
@@ -177,16 +181,121 @@ impl Admission {
         inner
             .recorder
             .meter(ctx.tenant_id(), &inner.requests_event, now, 1);
-        if let Some(path) = self.write_path.take() {
+        let path = self.path.as_deref().unwrap_or_default();
+        tracing::debug!(
+            target: REQUEST_LOG,
+            tenant_id = %ctx.tenant_id(),
+            principal = %ctx.principal().subject,
+            method = %self.method,
+            path = %path,
+            status,
+            latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            request_id = %self.request_id,
+            "request",
+        );
+        if self.audit_write {
             let mut event = self
                 .tenancy
                 .audit_event(ctx, http_action(&self.method))
-                .resource(&*path)
+                .resource(path)
                 .outcome(status)
                 .at(now);
             event.client_addr = self.client_addr;
             self.tenancy.record_audit(event);
         }
+    }
+}
+
+/// The target of the one event per request (`DEBUG`): tenant, principal,
+/// method, path, status, latency and request id of every admitted request,
+/// and the code of every refusal. Turn it on with
+/// `RUST_LOG=tenancy::request=debug`.
+pub const REQUEST_LOG: &str = "tenancy::request";
+
+/// A refused request: why, and the request id its answer carries.
+///
+/// It reads as the [`TenancyError`] it holds (`Deref`), and converts into
+/// it with `?`.
+#[derive(Debug)]
+pub struct Refusal {
+    error: TenancyError,
+    request_id: Option<Arc<str>>,
+}
+
+impl Refusal {
+    fn new(error: TenancyError, request_id: Arc<str>, head: &RequestHead<'_>) -> Self {
+        tracing::debug!(
+            target: REQUEST_LOG,
+            method = %head.method(),
+            path = %head.path(),
+            status = error.status().as_u16(),
+            code = %error.code(),
+            request_id = %request_id,
+            "refused",
+        );
+        Self {
+            error,
+            request_id: Some(request_id),
+        }
+    }
+
+    /// Why the request was refused.
+    pub fn error(&self) -> &TenancyError {
+        &self.error
+    }
+
+    /// The request id; `None` for a request refused before it got one
+    /// (one the adapter could not read).
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// The refusal's problem answer, with the request id in `x-request-id`.
+    pub fn to_response(&self) -> http::Response<Vec<u8>> {
+        let mut response = self.error.to_response();
+        if let Some(id) = self
+            .request_id()
+            .and_then(|id| HeaderValue::from_str(id).ok())
+        {
+            response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
+        }
+        response
+    }
+}
+
+impl std::ops::Deref for Refusal {
+    type Target = TenancyError;
+
+    fn deref(&self) -> &TenancyError {
+        &self.error
+    }
+}
+
+impl From<TenancyError> for Refusal {
+    /// A refusal before admission began (no request id).
+    fn from(error: TenancyError) -> Self {
+        Self {
+            error,
+            request_id: None,
+        }
+    }
+}
+
+impl From<Refusal> for TenancyError {
+    fn from(refusal: Refusal) -> Self {
+        refusal.error
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for Refusal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }
 
@@ -216,7 +325,7 @@ impl Tenancy {
     /// gate, limit ([`crate::pipeline`]). Every refusal is counted and
     /// written down (the security log or the caller's home tenant's audit
     /// log).
-    pub async fn admit(&self, head: &RequestHead<'_>) -> Result<Admission, TenancyError> {
+    pub async fn admit(&self, head: &RequestHead<'_>) -> Result<Admission, Refusal> {
         let inner = &self.inner;
         let admitted_at = Utc::now();
         let request_id = inner.request_ids.for_request(head);
@@ -226,14 +335,15 @@ impl Tenancy {
             inner
                 .security_log
                 .record(client_addr, err.code(), admitted_at);
-            return Err(err);
+            return Err(Refusal::new(err, request_id, head));
         }
         let mut admission = Admission {
             tenancy: self.clone(),
             context: None,
             rate_limit: None,
             method: head.method().clone(),
-            write_path: None,
+            path: None,
+            audit_write: false,
             client_addr,
             request_id,
             admitted_at,
@@ -244,8 +354,10 @@ impl Tenancy {
         match self.run_pipeline(head, &mut admission).await {
             Ok(()) => {
                 admission.finished = false;
-                if !is_safe_method(head.method()) && inner.config.audit.enabled {
-                    admission.write_path = Some(head.path().into());
+                admission.audit_write =
+                    !is_safe_method(head.method()) && inner.config.audit.enabled;
+                if admission.audit_write || tracing::enabled!(target: REQUEST_LOG, Level::DEBUG) {
+                    admission.path = Some(head.path().into());
                 }
                 Ok(admission)
             }
@@ -266,7 +378,7 @@ impl Tenancy {
                         });
                 self.record_refusal(head, &admission.request_id, who, &err)
                     .await;
-                Err(err)
+                Err(Refusal::new(err, admission.request_id.clone(), head))
             }
         }
     }

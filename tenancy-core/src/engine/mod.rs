@@ -62,7 +62,7 @@ use chrono::Utc;
 pub use self::auth_throttle::AUTH_THROTTLE_UNTRACKED_TOTAL;
 use self::auth_throttle::AuthThrottle;
 pub use self::builder::TenancyBuilder;
-pub use self::driver::{Admission, CLIENT_CLOSED, RouteVerdict};
+pub use self::driver::{Admission, CLIENT_CLOSED, REQUEST_LOG, Refusal, RouteVerdict};
 use self::metrics::TenantMetrics;
 pub use self::metrics::{
     AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION, REQUESTS_TOTAL,

@@ -719,6 +719,15 @@ impl Suite {
                 )
             },
             Case {
+                headers: vec![("x-request-id", Some("r-401".into()))],
+                ..refused(
+                    "a refusal carries its request id",
+                    r(M::GET, "/ctx", vec![("x-request-id", "r-401".into())]),
+                    401,
+                    "unauthenticated",
+                )
+            },
+            Case {
                 headers: vec![("x-request-id", None)],
                 ..ok(
                     "a malformed request id is replaced",
