@@ -11,6 +11,11 @@
 //! ready super_admin token. `tenancy-server token --tenant T --role R --sub S`
 //! mints tokens for scripts.
 
+// The README's snippets, compiled as doctests so they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 pub mod actix_front;
 pub mod app;
 pub mod axum_front;

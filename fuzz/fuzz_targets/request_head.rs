@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use tenancy_core::config::{ResolutionConfig, TenantSource};
 use tenancy_core::rbac::Role;
+use tenancy_core::engine::RequestHead;
 use tenancy_core::resolve::{Resolved, TenantResolver};
 use tenancy_core::tenant::TenantId;
 
@@ -49,11 +50,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let (parts, ()) = request.into_parts();
     let resolver = resolver();
-    let _ = resolver.resolve(&parts, None);
+    let _ = resolver.resolve(&RequestHead::from(&parts), None);
     let own = TenantId::new("acme").expect("valid");
     for role in [Role::Viewer, Role::Operator, Role::Admin] {
         if let Ok(Resolved::Tenant { id, cross_tenant }) =
-            resolver.resolve(&parts, Some((&own, role)))
+            resolver.resolve(&RequestHead::from(&parts), Some((&own, role)))
         {
             assert_eq!(id, own);
             assert!(!cross_tenant);

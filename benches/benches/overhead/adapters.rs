@@ -1,5 +1,5 @@
 //! A whole request through each web adapter, bare, layered, and next to the
-//! peers a team would reach for instead (DESIGN.md §7): an axum `Router`
+//! peers a team would reach for instead (targets: BENCHMARKS.md): an axum `Router`
 //! called with tower's `oneshot`, and an actix-web `App` called with
 //! `actix_web::test::call_service`, for the API key path (a POST: digest,
 //! lookup, per-key and per-tenant limiter, metering, audit enqueue) and the

@@ -1,6 +1,6 @@
 //! The engine's per-request cost: `Tenancy::admit` then `Admission::finish`
 //! on the in-memory stores, one group per path, each next to a bare async fn
-//! run through the very same loop (DESIGN.md §7):
+//! run through the very same loop (targets: BENCHMARKS.md):
 //!
 //! - `features_off`: tenancy disabled, default tenant, anonymous caller, no
 //!   rate limits (target: ≤ 300 ns over bare);
