@@ -170,12 +170,7 @@ impl TenancyAdmin {
 
     /// The quotas of `tenant`'s plan with its overrides applied.
     pub fn quotas_of(&self, tenant: &TenantRecord) -> PlanQuotas {
-        let plan = self
-            .tenancy
-            .inner
-            .plans
-            .get(&tenant.plan)
-            .unwrap_or(&self.tenancy.inner.default_plan);
+        let plan = self.stores().tenants.plans().of(tenant);
         plan.quotas.with_overrides(&tenant.settings.quota_overrides)
     }
 

@@ -83,18 +83,20 @@ pub struct TenantContext {
     inner: Arc<ContextInner>,
 }
 
+/// Everything a context holds; the engine builds contexts from it in one
+/// step.
 #[derive(Debug)]
-struct ContextInner {
-    tenant: Arc<TenantRecord>,
-    plan: Arc<Plan>,
-    quotas: PlanQuotas,
-    principal: Principal,
-    role: Role,
-    auth: AuthMethod,
-    request_id: Arc<str>,
-    cross_tenant: bool,
-    home_tenant: Option<TenantId>,
-    client_addr: Option<std::net::IpAddr>,
+pub(crate) struct ContextInner {
+    pub(crate) tenant: Arc<TenantRecord>,
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) quotas: Arc<PlanQuotas>,
+    pub(crate) principal: Principal,
+    pub(crate) role: Role,
+    pub(crate) auth: AuthMethod,
+    pub(crate) request_id: Arc<str>,
+    pub(crate) cross_tenant: bool,
+    pub(crate) home_tenant: Option<TenantId>,
+    pub(crate) client_addr: Option<std::net::IpAddr>,
 }
 
 impl TenantContext {
@@ -107,7 +109,7 @@ impl TenantContext {
         auth: AuthMethod,
         request_id: impl Into<Arc<str>>,
     ) -> Self {
-        let quotas = plan.quotas.with_overrides(&tenant.settings.quota_overrides);
+        let quotas = Arc::new(plan.quotas.with_overrides(&tenant.settings.quota_overrides));
         Self {
             inner: Arc::new(ContextInner {
                 tenant,
@@ -121,6 +123,13 @@ impl TenantContext {
                 home_tenant: None,
                 client_addr: None,
             }),
+        }
+    }
+
+    /// A context of everything in `inner`: one allocation.
+    pub(crate) fn from_inner(inner: ContextInner) -> Self {
+        Self {
+            inner: Arc::new(inner),
         }
     }
 

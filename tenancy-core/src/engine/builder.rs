@@ -10,7 +10,7 @@ use super::metrics::TenantMetrics;
 use super::recorder::{OVERFLOW_EVENT_TYPE, Recorder, Sinks};
 use super::request::{RequestHead, RequestIds};
 use super::security_log::SecurityLog;
-use super::tenant_cache::TenantCache;
+use super::tenant_cache::{Plans, TenantCache};
 use super::{Inner, REQUESTS_EVENT, Stores, Tenancy};
 use crate::config::{ConfigError, TenancyConfig};
 use crate::label::Label;
@@ -152,11 +152,15 @@ impl TenancyBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             ConfigError::new("runtime", "Tenancy must be built inside a tokio runtime")
         })?;
-        let plans = config.plans();
-        let default_plan = plans
+        let catalog = config.plans();
+        let default_plan = catalog
             .get(&config.default_plan)
             .cloned()
             .ok_or_else(|| ConfigError::new("default_plan", "names no plan"))?;
+        let plans = Plans {
+            catalog,
+            default: default_plan,
+        };
         let mut resolver = TenantResolver::from_config(&config.resolution)?;
         for source in self.custom_sources {
             resolver = resolver.with_source(source);
@@ -196,6 +200,7 @@ impl TenancyBuilder {
                 self.tenants
                     .unwrap_or_else(|| Arc::new(MemoryTenantStore::new())),
                 self.tenant_cache_ttl,
+                plans,
             ),
             api_keys,
             limiter: self
@@ -210,8 +215,6 @@ impl TenancyBuilder {
         };
         Ok(Tenancy {
             inner: Arc::new(Inner {
-                plans,
-                default_plan,
                 resolver,
                 authenticator,
                 stores,

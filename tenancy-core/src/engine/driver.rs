@@ -44,7 +44,7 @@ use tracing::Level;
 use super::Tenancy;
 use super::metrics::TenantMetrics;
 use super::request::{REQUEST_ID_HEADER, RequestHead, RoutePolicy};
-use crate::context::TenantContext;
+use crate::context::{ContextInner, TenantContext};
 use crate::error::{ErrorKind, TenancyError};
 use crate::limit::RateLimitStatus;
 use crate::pipeline::{self, Caller, gate, limit};
@@ -401,7 +401,7 @@ impl Tenancy {
             else {
                 return Ok(None);
             };
-            gate::status(&resolution.tenant, head.method())?;
+            gate::status(&resolution.tenant.record, head.method())?;
             if resolution.cross_tenant {
                 gate::home_active(&stores.tenants, caller.tenant.as_ref()).await?;
             }
@@ -465,18 +465,19 @@ impl Tenancy {
         resolution: pipeline::resolve::Resolution,
         admission: &Admission,
     ) -> TenantContext {
-        let plan = self.plan_of(&resolution.tenant);
-        TenantContext::new(
-            resolution.tenant,
-            plan,
-            caller.principal.clone(),
-            caller.role,
-            caller.auth.clone(),
-            admission.request_id.clone(),
-        )
-        .with_cross_tenant(resolution.cross_tenant)
-        .with_home_tenant(caller.tenant.clone())
-        .with_client_addr(admission.client_addr)
+        let tenant = &resolution.tenant;
+        TenantContext::from_inner(ContextInner {
+            tenant: tenant.record.clone(),
+            plan: tenant.plan.clone(),
+            quotas: tenant.quotas.clone(),
+            principal: caller.principal.clone(),
+            role: caller.role,
+            auth: caller.auth.clone(),
+            request_id: admission.request_id.clone(),
+            cross_tenant: resolution.cross_tenant,
+            home_tenant: caller.tenant.clone(),
+            client_addr: admission.client_addr,
+        })
     }
 
     /// Applies a route's policy to an admitted request: its minimum role,

@@ -86,12 +86,11 @@ use crate::label::Label;
 use crate::limit::{QuotaCharge, QuotaKey};
 use crate::pipeline::authenticate::Authenticator;
 use crate::pipeline::store_failure;
-use crate::plan::{Plan, PlanCatalog};
+use crate::plan::PlanCatalog;
 use crate::resolve::TenantResolver;
 use crate::store::{
     ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, TenantStore, UsageMeter,
 };
-use crate::tenant::TenantRecord;
 
 /// The usage event type metered for every admitted request.
 pub const REQUESTS_EVENT: &str = "requests";
@@ -108,8 +107,6 @@ pub(crate) struct Stores {
 
 pub(crate) struct Inner {
     pub(crate) config: TenancyConfig,
-    pub(crate) plans: PlanCatalog,
-    pub(crate) default_plan: Arc<Plan>,
     pub(crate) resolver: TenantResolver,
     pub(crate) authenticator: Authenticator,
     pub(crate) stores: Stores,
@@ -158,7 +155,7 @@ impl Tenancy {
 
     /// The plan catalog.
     pub fn plans(&self) -> &PlanCatalog {
-        &self.inner.plans
+        &self.inner.stores.tenants.plans().catalog
     }
 
     /// The tenant store.
@@ -271,13 +268,6 @@ impl Tenancy {
         }
     }
 
-    /// The plan of `tenant` (the default plan when the catalog lacks it).
-    pub(crate) fn plan_of(&self, tenant: &TenantRecord) -> Arc<Plan> {
-        self.inner.plans.get(&tenant.plan).cloned().unwrap_or_else(|| {
-            tracing::warn!(tenant_id = %tenant.id, "tenant's plan is not in the catalog; using the default plan");
-            self.inner.default_plan.clone()
-        })
-    }
 
     /// Checks every store's health.
     pub async fn health(&self) -> Result<(), TenancyError> {

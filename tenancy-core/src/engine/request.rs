@@ -203,13 +203,28 @@ impl RequestIds {
             return Arc::from(id);
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        // `{prefix:08x}-{n:x}` formatted on the stack: one allocation.
+        // `{prefix:08x}-{n:x}`, written on the stack by hand (`format!`
+        // costs more than the rest of the id): one allocation.
         let mut buf = [0u8; 8 + 1 + 16];
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{:08x}-{n:x}", self.prefix));
-        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        let mut len = hex(u64::from(self.prefix), 8, &mut buf);
+        buf[len] = b'-';
+        len += 1;
+        len += hex(n, 1, &mut buf[len..]);
         Arc::from(std::str::from_utf8(&buf[..len]).unwrap_or("request"))
     }
+}
+
+/// Writes `n` in lowercase hex, at least `min_digits` long, at the start of
+/// `out`; returns the digits written.
+fn hex(n: u64, min_digits: usize, out: &mut [u8]) -> usize {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let significant = (64 - n.leading_zeros() as usize).div_ceil(4);
+    let len = significant.max(min_digits).min(16).min(out.len());
+    for (i, byte) in out[..len].iter_mut().enumerate() {
+        let shift = 4 * (len - 1 - i);
+        *byte = DIGITS[usize::try_from((n >> shift) & 0xf).unwrap_or(0)];
+    }
+    len
 }
 
 fn valid_request_id(value: &HeaderValue) -> Option<&str> {
@@ -219,4 +234,42 @@ fn valid_request_id(value: &HeaderValue) -> Option<&str> {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
     .then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_prefix_and_counter_in_hex() {
+        let ids = RequestIds {
+            prefix: 0xab,
+            counter: AtomicU64::new(0x1f),
+        };
+        let (parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        let head = RequestHead::from(&parts);
+        assert_eq!(&*ids.for_request(&head), "000000ab-1f");
+        assert_eq!(&*ids.for_request(&head), "000000ab-20");
+        let mut buf = [0u8; 16];
+        assert_eq!(hex(0, 1, &mut buf), 1);
+        assert_eq!(&buf[..1], b"0");
+        assert_eq!(hex(u64::MAX, 1, &mut buf), 16);
+        assert_eq!(&buf, b"ffffffffffffffff");
+    }
+
+    #[test]
+    fn incoming_ids_are_kept_only_when_well_formed() {
+        let ids = RequestIds::new();
+        let id_of = |value: &str| {
+            let (parts, ()) = http::Request::get("/")
+                .header("x-request-id", value)
+                .body(())
+                .unwrap()
+                .into_parts();
+            ids.for_request(&RequestHead::from(&parts)).to_string()
+        };
+        assert_eq!(id_of("abc-1.2:3_4"), "abc-1.2:3_4");
+        assert_ne!(id_of("has space"), "has space");
+        assert_ne!(id_of(&"x".repeat(129)), "x".repeat(129));
+    }
 }

@@ -1,13 +1,52 @@
 //! A TTL cache of tenant records in front of the tenant store, with negative
-//! caching of unknown tenants and explicit invalidation.
+//! caching of unknown tenants and explicit invalidation. Each record is
+//! cached with its plan and effective quotas, worked out once per fetch
+//! rather than once per request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ConcurrentMap;
 
+use crate::plan::{Plan, PlanCatalog, PlanQuotas};
 use crate::store::{StoreError, TenantStore};
 use crate::tenant::{TenantId, TenantRecord};
+
+/// A tenant record with its plan and the plan's quotas with the tenant's
+/// overrides applied.
+#[derive(Debug)]
+pub(crate) struct CachedTenant {
+    pub(crate) record: Arc<TenantRecord>,
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) quotas: Arc<PlanQuotas>,
+}
+
+/// Where tenants' plans come from: the catalog, and the plan of tenants
+/// whose plan the catalog lacks.
+pub(crate) struct Plans {
+    pub(crate) catalog: PlanCatalog,
+    pub(crate) default: Arc<Plan>,
+}
+
+impl Plans {
+    /// The plan of `tenant` (the default plan when the catalog lacks it).
+    pub(crate) fn of(&self, tenant: &TenantRecord) -> Arc<Plan> {
+        self.catalog.get(&tenant.plan).cloned().unwrap_or_else(|| {
+            tracing::warn!(tenant_id = %tenant.id, "tenant's plan is not in the catalog; using the default plan");
+            self.default.clone()
+        })
+    }
+
+    fn cached(&self, record: TenantRecord) -> CachedTenant {
+        let plan = self.of(&record);
+        let quotas = Arc::new(plan.quotas.with_overrides(&record.settings.quota_overrides));
+        CachedTenant {
+            record: Arc::new(record),
+            plan,
+            quotas,
+        }
+    }
+}
 
 /// Most tenant records held; past this the cache drops expired records,
 /// then all records.
@@ -18,12 +57,13 @@ pub(crate) const MAX_UNKNOWN: usize = 10_000;
 
 #[derive(Debug, Clone)]
 struct Entry {
-    tenant: Arc<TenantRecord>,
+    tenant: Arc<CachedTenant>,
     fetched: Instant,
 }
 
 pub(crate) struct TenantCache {
     store: Arc<dyn TenantStore>,
+    plans: Plans,
     entries: ConcurrentMap<TenantId, Entry>,
     /// Unknown ids, when fetched: kept apart so that probing random ids
     /// never pushes real tenants out.
@@ -32,9 +72,10 @@ pub(crate) struct TenantCache {
 }
 
 impl TenantCache {
-    pub(crate) fn new(store: Arc<dyn TenantStore>, ttl: Duration) -> Self {
+    pub(crate) fn new(store: Arc<dyn TenantStore>, ttl: Duration, plans: Plans) -> Self {
         Self {
             store,
+            plans,
             entries: ConcurrentMap::default(),
             unknown: ConcurrentMap::default(),
             ttl,
@@ -44,7 +85,7 @@ impl TenantCache {
     /// The tenant, from the cache while fresh, else from the store. Unknown
     /// tenants are cached too, so probing random ids costs one store call
     /// per id per TTL at most.
-    pub(crate) async fn get(&self, id: &TenantId) -> Result<Option<Arc<TenantRecord>>, StoreError> {
+    pub(crate) async fn get(&self, id: &TenantId) -> Result<Option<Arc<CachedTenant>>, StoreError> {
         if self.ttl > Duration::ZERO {
             if let Some(entry) = self.entries.get(id)
                 && entry.fetched.elapsed() < self.ttl
@@ -57,7 +98,11 @@ impl TenantCache {
                 return Ok(None);
             }
         }
-        let tenant = self.store.get(id).await?.map(Arc::new);
+        let tenant = self
+            .store
+            .get(id)
+            .await?
+            .map(|record| Arc::new(self.plans.cached(record)));
         if self.ttl > Duration::ZERO {
             match &tenant {
                 Some(found) => {
@@ -101,6 +146,10 @@ impl TenantCache {
     pub(crate) fn store(&self) -> &Arc<dyn TenantStore> {
         &self.store
     }
+
+    pub(crate) fn plans(&self) -> &Plans {
+        &self.plans
+    }
 }
 
 #[cfg(test)]
@@ -116,7 +165,13 @@ mod tests {
             .insert(TenantRecord::new(acme.clone(), "Acme", "pro"))
             .await
             .unwrap();
-        let cache = TenantCache::new(store.clone(), Duration::from_secs(60));
+        let catalog = PlanCatalog::default();
+        let default = catalog.get("free").unwrap().clone();
+        let cache = TenantCache::new(
+            store.clone(),
+            Duration::from_secs(60),
+            Plans { catalog, default },
+        );
         assert!(cache.get(&acme).await.unwrap().is_some());
         for i in 0..(MAX_UNKNOWN + 500) {
             let id = TenantId::new(format!("probe-{i}")).unwrap();

@@ -44,8 +44,8 @@ pub(crate) async fn home_active(
         return Err(ErrorKind::TenantMismatch.into());
     };
     match tenants.get(home).await {
-        Ok(Some(t)) if t.status == TenantStatus::Active => Ok(()),
-        Ok(Some(t)) => Err(refusal(t.status).into()),
+        Ok(Some(t)) if t.record.status == TenantStatus::Active => Ok(()),
+        Ok(Some(t)) => Err(refusal(t.record.status).into()),
         Ok(None) => Err(ErrorKind::UnknownTenant.into()),
         Err(e) => Err(store_failure("tenant store", e)),
     }

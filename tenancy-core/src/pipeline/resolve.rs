@@ -5,19 +5,18 @@ use std::sync::Arc;
 
 use super::{Caller, store_failure};
 use crate::engine::RequestHead;
-use crate::engine::tenant_cache::TenantCache;
+use crate::engine::tenant_cache::{CachedTenant, TenantCache};
 use crate::error::{ErrorKind, TenancyError};
 use crate::resolve::{Resolved, TenantResolver};
-use crate::tenant::TenantRecord;
 
 /// The tenant a request acts on.
 #[derive(Debug, Clone)]
-pub struct Resolution {
-    /// Its record.
-    pub tenant: Arc<TenantRecord>,
+pub(crate) struct Resolution {
+    /// Its record, plan and quotas.
+    pub(crate) tenant: Arc<CachedTenant>,
     /// Whether a super_admin or system caller acts on a tenant other than
     /// its credential's.
-    pub cross_tenant: bool,
+    pub(crate) cross_tenant: bool,
 }
 
 /// The tenant `head` acts on for `caller`; `None` when it names none and
