@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use tenancy_core::TenancyError;
-use tenancy_core::engine::{REQUEST_ID_HEADER, Refusal};
+use tenancy_core::engine::Refusal;
 
 use crate::convert::{set_header, status_to_actix};
 
@@ -55,10 +55,19 @@ impl ResponseError for TenancyRejection {
 
 /// The problem response for `err`.
 pub(crate) fn problem_response(err: &TenancyError) -> HttpResponse {
+    log_server_error(err);
+    http_response(err.to_response())
+}
+
+fn log_server_error(err: &TenancyError) {
     if err.status().is_server_error() {
         tracing::error!(error = %err, "request failed inside tenancy");
     }
-    let (parts, body) = err.to_response().into_parts();
+}
+
+/// A core problem response as an actix-web response.
+fn http_response(response: http::Response<Vec<u8>>) -> HttpResponse {
+    let (parts, body) = response.into_parts();
     let mut response = HttpResponse::with_body(status_to_actix(parts.status), body);
     let headers = response.headers_mut();
     // Each header of a problem response has one value.
@@ -70,12 +79,6 @@ pub(crate) fn problem_response(err: &TenancyError) -> HttpResponse {
 
 /// The problem response of a refused admission, with its `x-request-id`.
 pub(crate) fn refusal_response(refusal: &Refusal) -> HttpResponse {
-    let mut response = problem_response(refusal.error());
-    if let Some(id) = refusal
-        .request_id()
-        .and_then(|id| http::HeaderValue::from_str(id).ok())
-    {
-        set_header(response.headers_mut(), &REQUEST_ID_HEADER, &id);
-    }
-    response
+    log_server_error(refusal.error());
+    http_response(refusal.to_response())
 }

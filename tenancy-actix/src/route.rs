@@ -50,7 +50,6 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
 use tenancy_core::engine::{RequestHead, RoutePolicy, RouteVerdict};
-use tenancy_core::guard;
 use tenancy_core::{Tenancy, TenantContext};
 
 use crate::convert::request_parts;
@@ -120,31 +119,33 @@ where
         let inner = self.inner.clone();
         let policy = self.policy.clone();
         Box::pin(async move {
-            let (ctx, tenancy) = {
-                let extensions = req.extensions();
-                (
-                    extensions.get::<TenantContext>().cloned(),
-                    extensions.get::<Tenancy>().cloned(),
-                )
-            };
-            let checked = match (ctx, &tenancy) {
-                (Some(ctx), Some(tenancy)) => match request_parts(&req) {
-                    Ok(parts) => {
-                        let head = RequestHead::from(&parts)
-                            .with_client_addr(req.peer_addr().map(|a| a.ip()));
-                        tenancy.check_route(&ctx, &head, &policy).await
-                    }
-                    Err(err) => Err(err),
-                },
-                _ => Err(guard::missing_context(tenancy.as_ref())),
+            let checked = match request_parts(&req) {
+                Ok(parts) => {
+                    let head =
+                        RequestHead::from(&parts).with_client_addr(req.peer_addr().map(|a| a.ip()));
+                    let (tenancy, ctx) = {
+                        let extensions = req.extensions();
+                        (
+                            extensions.get::<Tenancy>().cloned(),
+                            extensions.get::<TenantContext>().cloned(),
+                        )
+                    };
+                    Tenancy::check_route_of(tenancy.as_ref(), ctx.as_ref(), &head, &policy).await
+                }
+                Err(err) => Err(err),
             };
             match checked {
-                Ok(status) => {
+                Ok(verdict) => {
                     let mut response = inner.call(req).await?;
+                    let nested = response
+                        .response()
+                        .extensions()
+                        .get::<RouteVerdict>()
+                        .copied();
                     response
                         .response_mut()
                         .extensions_mut()
-                        .insert(RouteVerdict::Allowed(status));
+                        .insert(verdict.merge(nested));
                     Ok(response.map_into_left_body())
                 }
                 Err(err) => {

@@ -33,8 +33,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use axum::extract::ConnectInfo;
 use axum::extract::Request;
+use axum::extract::{ConnectInfo, OriginalUri};
 use axum::response::Response;
 use http::request::Parts;
 use pin_project_lite::pin_project;
@@ -119,7 +119,7 @@ where
         let (parts, body) = req.into_parts();
         let tenancy = self.tenancy.clone();
         let admit: AdmitFuture = Box::pin(async move {
-            let head = RequestHead::from(&parts).with_client_addr(client_addr(&parts));
+            let head = head_of(&parts);
             let result = tenancy.admit(&head).await;
             (result, parts)
         });
@@ -134,9 +134,19 @@ where
     }
 }
 
+/// The head of a request as its client sent it: inside `Router::nest` the
+/// URI lost its prefix, and `OriginalUri` still has it.
+pub(crate) fn head_of(parts: &Parts) -> RequestHead<'_> {
+    let uri = match parts.extensions.get::<OriginalUri>() {
+        Some(OriginalUri(uri)) => uri,
+        None => &parts.uri,
+    };
+    RequestHead::new(&parts.method, uri, &parts.headers).with_client_addr(client_addr(parts))
+}
+
 /// The peer's address, when the server was started with
 /// `into_make_service_with_connect_info::<SocketAddr>()`.
-pub(crate) fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
+fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -214,7 +224,18 @@ where
                     });
                 }
                 StateProj::Calling { fut, admission } => {
-                    let mut response = ready!(fut.poll(cx))?;
+                    let mut response = match ready!(fut.poll(cx)) {
+                        Ok(response) => response,
+                        Err(err) => {
+                            // The server answers an inner error without us;
+                            // record it as a failure.
+                            if let Some(admission) = admission.take() {
+                                admission
+                                    .finish(http::StatusCode::INTERNAL_SERVER_ERROR, |_, _| {});
+                            }
+                            return Poll::Ready(Err(err));
+                        }
+                    };
                     if let Some(mut admission) = admission.take() {
                         if let Some(verdict) = response.extensions().get::<RouteVerdict>() {
                             admission.apply(*verdict);

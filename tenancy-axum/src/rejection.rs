@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use tenancy_core::TenancyError;
-use tenancy_core::engine::{REQUEST_ID_HEADER, Refusal};
+use tenancy_core::engine::Refusal;
 
 /// A refused request, answered as an RFC 9457 problem with its status, code
 /// and headers. Every extractor of this crate rejects with it, and handlers
@@ -47,20 +47,18 @@ impl IntoResponse for TenancyRejection {
 
 /// The problem response for `err`.
 pub(crate) fn problem_response(err: &TenancyError) -> Response {
+    log_server_error(err);
+    err.to_response().map(Body::from)
+}
+
+fn log_server_error(err: &TenancyError) {
     if err.status().is_server_error() {
         tracing::error!(error = %err, "request failed inside tenancy");
     }
-    err.to_response().map(Body::from)
 }
 
 /// The problem response of a refused admission, with its `x-request-id`.
 pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
-    let mut response = problem_response(refusal.error());
-    if let Some(id) = refusal
-        .request_id()
-        .and_then(|id| http::HeaderValue::from_str(id).ok())
-    {
-        response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
-    }
-    response
+    log_server_error(refusal.error());
+    refusal.to_response().map(Body::from)
 }

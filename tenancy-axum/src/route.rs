@@ -45,13 +45,12 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::response::Response;
-use tenancy_core::engine::{RequestHead, RoutePolicy, RouteVerdict};
-use tenancy_core::guard;
+use tenancy_core::engine::{RoutePolicy, RouteVerdict};
 use tenancy_core::{Tenancy, TenantContext};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::layer::client_addr;
+use crate::layer::head_of;
 use crate::rejection::problem_response;
 
 /// Applies a [`RoutePolicy`] to the routes it wraps; see the
@@ -118,22 +117,20 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy.clone();
         Box::pin(async move {
-            let extensions = req.extensions();
-            let (Some(ctx), Some(tenancy)) = (
-                extensions.get::<TenantContext>().cloned(),
-                extensions.get::<Tenancy>().cloned(),
-            ) else {
-                let err = guard::missing_context(extensions.get::<Tenancy>());
-                return Ok(problem_response(&err));
-            };
             let (parts, body) = req.into_parts();
-            let head = RequestHead::from(&parts).with_client_addr(client_addr(&parts));
-            match tenancy.check_route(&ctx, &head, &policy).await {
-                Ok(status) => {
+            let head = head_of(&parts);
+            let checked = Tenancy::check_route_of(
+                parts.extensions.get::<Tenancy>(),
+                parts.extensions.get::<TenantContext>(),
+                &head,
+                &policy,
+            )
+            .await;
+            match checked {
+                Ok(verdict) => {
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;
-                    response
-                        .extensions_mut()
-                        .insert(RouteVerdict::Allowed(status));
+                    let nested = response.extensions().get::<RouteVerdict>().copied();
+                    response.extensions_mut().insert(verdict.merge(nested));
                     Ok(response)
                 }
                 Err(err) => {

@@ -140,11 +140,16 @@ pub struct TenancyAdmin {
     tenancy: Tenancy,
 }
 
-impl TenancyAdmin {
-    pub(crate) fn new(tenancy: Tenancy) -> Self {
-        Self { tenancy }
+impl Tenancy {
+    /// Tenant and API-key administration over this engine's stores.
+    pub fn admin(&self) -> TenancyAdmin {
+        TenancyAdmin {
+            tenancy: self.clone(),
+        }
     }
+}
 
+impl TenancyAdmin {
     fn stores(&self) -> &crate::engine::Stores {
         &self.tenancy.inner.stores
     }
@@ -231,7 +236,10 @@ impl TenancyAdmin {
             .await
     }
 
-    /// Issues an API key for `tenant` on behalf of `caller`, within the
+    /// Issues an API key for `tenant` on behalf of `caller`: never with a
+    /// scope whose role is above the caller's (`insufficient_role`), and in
+    /// another tenant than the caller's only for a super_admin or system
+    /// caller that is not an API key (`tenant_mismatch`). Within the
     /// plan's count of live keys (`quota_exceeded` at it; the count and the
     /// insert are one atomic store step, so concurrent issues on any number
     /// of instances never pass it). When the caller is itself an API key,
@@ -281,6 +289,21 @@ impl TenancyAdmin {
         tenant: &TenantRecord,
         mut new: NewApiKey,
     ) -> Result<IssuedApiKey, TenancyError> {
+        // A key never lands outside its issuer's tenant, unless the issuer
+        // is a platform caller (never a key: a key's children stay where
+        // revoking it reaches them)…
+        let is_key = matches!(caller.auth_method(), AuthMethod::ApiKey { .. });
+        if tenant.id != *caller.tenant_id() && (is_key || !caller.role().may_cross_tenants()) {
+            return Err(ErrorKind::TenantMismatch.into());
+        }
+        // …nor grants more than its issuer holds (a key issuer's own scope
+        // bounds it below).
+        if !is_key && new.scope.role() > caller.role() {
+            return Err(ErrorKind::InsufficientRole {
+                required: new.scope.role(),
+            }
+            .into());
+        }
         let limit = self.quotas_of(tenant).api_keys;
         let AuthMethod::ApiKey { key_id, scope } = caller.auth_method() else {
             return self.insert_api_key(&tenant.id, new, None, limit).await;
@@ -472,5 +495,83 @@ impl TenancyAdmin {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::audit::ActorKind;
+    use crate::context::Principal;
+    use crate::plan::PlanCatalog;
+    use crate::rbac::Role;
+    use crate::{Tenancy, TenancyConfig};
+
+    fn ctx(tenant: &TenantRecord, role: Role, auth: AuthMethod) -> TenantContext {
+        let plan = PlanCatalog::default().get("pro").unwrap().clone();
+        TenantContext::new(
+            Arc::new(tenant.clone()),
+            plan,
+            Principal::new("caller", ActorKind::User),
+            role,
+            auth,
+            "req",
+        )
+    }
+
+    #[tokio::test]
+    async fn issued_keys_stay_within_their_issuer() {
+        let tenancy = Tenancy::builder(TenancyConfig::default()).build().unwrap();
+        let admin = tenancy.admin();
+        let acme = TenantRecord::new(TenantId::new("acme").unwrap(), "Acme", "pro");
+        let globex = TenantRecord::new(TenantId::new("globex").unwrap(), "Globex", "pro");
+        for t in [&acme, &globex] {
+            admin.create_tenant(t.clone()).await.unwrap();
+        }
+        let jwt = || AuthMethod::Jwt {
+            realm: "users".into(),
+        };
+        let full = || NewApiKey::new("k").scope(ApiKeyScope::Full);
+        let refused = |r: Result<IssuedApiKey, TenancyError>| r.unwrap_err().code();
+
+        // Above the issuer's role.
+        let viewer = ctx(&acme, Role::Viewer, jwt());
+        assert_eq!(
+            refused(admin.issue_api_key_as(&viewer, &acme, full()).await),
+            "insufficient_role"
+        );
+        // Into another tenant, by a tenant admin or by a key.
+        let acme_admin = ctx(&acme, Role::Admin, jwt());
+        assert_eq!(
+            refused(admin.issue_api_key_as(&acme_admin, &globex, full()).await),
+            "tenant_mismatch"
+        );
+        let key = ctx(
+            &acme,
+            Role::Admin,
+            AuthMethod::ApiKey {
+                key_id: KeyId::new("key_a").unwrap(),
+                scope: ApiKeyScope::Full,
+            },
+        );
+        assert_eq!(
+            refused(admin.issue_api_key_as(&key, &globex, full()).await),
+            "tenant_mismatch"
+        );
+        // A platform caller may.
+        let root = ctx(&acme, Role::SuperAdmin, jwt());
+        let issued = admin
+            .issue_api_key_as(&root, &globex, full())
+            .await
+            .unwrap();
+        assert_eq!(issued.record.tenant_id, globex.id);
+        // Within its role, in its tenant: issued.
+        admin
+            .issue_api_key_as(&acme_admin, &acme, full())
+            .await
+            .unwrap();
+        tenancy.shutdown().await;
     }
 }

@@ -37,7 +37,7 @@ use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHE
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
-use crate::limit::RateLimitStatus;
+use crate::limit::{RateLimitStatus, seconds_header};
 use crate::rbac::{ApiKeyScope, Role};
 use crate::store::StoreError;
 use crate::tenant::InvalidTenantId;
@@ -433,12 +433,6 @@ impl TenancyError {
         self.write_headers(headers);
         response
     }
-}
-
-/// Whole seconds, rounded up, as a header value.
-pub(crate) fn seconds_header(d: Duration) -> HeaderValue {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    HeaderValue::from(secs)
 }
 
 impl fmt::Debug for TenancyError {

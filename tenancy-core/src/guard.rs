@@ -13,7 +13,6 @@
 //! ```
 
 use crate::context::TenantContext;
-use crate::engine::Tenancy;
 use crate::error::{ErrorKind, TenancyError};
 use crate::rbac::{ApiKeyScope, Role};
 
@@ -110,16 +109,4 @@ pub fn require_scope(ctx: &TenantContext, scope: ApiKeyScope) -> Result<(), Tena
     }
 }
 
-/// The refusal for a request without a tenant context: `tenant_required`
-/// when the tenancy middleware admitted it without a tenant (`tenancy` is
-/// the engine it left in the request), an internal error when no tenancy
-/// middleware ran at all.
-pub fn missing_context(tenancy: Option<&Tenancy>) -> TenancyError {
-    match tenancy {
-        Some(tenancy) => {
-            let r = &tenancy.config().resolution;
-            TenancyError::tenant_required(r.tenant_header.clone(), r.query_param.clone())
-        }
-        None => TenancyError::internal("the tenancy middleware is not installed on this route"),
-    }
-}
+pub use crate::engine::missing_context;

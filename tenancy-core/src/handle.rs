@@ -1,6 +1,6 @@
 //! The handles handlers use on an admitted request: [`Audit`] records
 //! domain events, [`Quota`] charges plan budgets. Both carry the request's
-//! context, so what they write is always the request's tenant's. The web
+//! context, and write only to the request's tenant. The web
 //! adapters hand them out as extractors.
 //!
 //! ```
@@ -18,7 +18,12 @@
 //! let admission = tenancy.admit(&RequestHead::from(&parts)).await?;
 //! let ctx = admission.context().unwrap().clone();
 //!
-//! Audit::new(tenancy.clone(), ctx.clone()).record("runbook.trigger", Some("restart-db"));
+//! let audit = Audit::new(tenancy.clone(), ctx.clone());
+//! audit.record("runbook.trigger", Some("restart-db"));
+//! // An event naming another tenant still lands in the request's.
+//! let mut event = audit.event("runbook.trigger");
+//! event.tenant_id = TenantId::new("globex")?;
+//! audit.record_event(event);
 //! let charged = Quota::new(tenancy.clone(), ctx).charge("events", 10).await?;
 //! assert_eq!(charged, tenancy_core::limit::QuotaCharge::Charged { used: 10 });
 //! # tenancy.shutdown().await;
@@ -60,8 +65,12 @@ impl Audit {
         self.record_event(event);
     }
 
-    /// Records a prepared event.
-    pub fn record_event(&self, event: AuditEvent) {
+    /// Records a prepared event, in the request's tenant whatever tenant
+    /// the event names: a handler cannot write into another tenant's log.
+    pub fn record_event(&self, mut event: AuditEvent) {
+        if event.tenant_id != *self.ctx.tenant_id() {
+            event.tenant_id = self.ctx.tenant_id().clone();
+        }
         self.tenancy.record_audit(event);
     }
 }
@@ -84,5 +93,49 @@ impl Quota {
     /// limit.
     pub async fn charge(&self, budget: &str, amount: u64) -> Result<QuotaCharge, TenancyError> {
         self.tenancy.charge(&self.ctx, budget, amount).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditFilter;
+    use crate::engine::RequestHead;
+    use crate::rbac::Role;
+    use crate::tenant::{TenantId, TenantRecord};
+    use crate::{Tenancy, TenancyConfig};
+
+    #[tokio::test]
+    async fn a_handler_cannot_write_into_another_tenants_log() {
+        let config = TenancyConfig::builder()
+            .anonymous_role(Role::Operator)
+            .build()
+            .unwrap();
+        let tenancy = Tenancy::builder(config).build().unwrap();
+        let (acme, globex) = (
+            TenantId::new("acme").unwrap(),
+            TenantId::new("globex").unwrap(),
+        );
+        for id in [&acme, &globex] {
+            let record = TenantRecord::new(id.clone(), id.as_str(), "free");
+            tenancy.admin().create_tenant(record).await.unwrap();
+        }
+        let (parts, ()) = http::Request::get("/")
+            .header("x-tenant-id", "acme")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let admission = tenancy.admit(&RequestHead::from(&parts)).await.unwrap();
+        let audit = Audit::new(tenancy.clone(), admission.context().unwrap().clone());
+        let mut event = audit.event("widget.delete");
+        event.tenant_id = globex.clone();
+        audit.record_event(event);
+        admission.finish(http::StatusCode::OK, |_, _| {});
+        tenancy.flush().await;
+        let query = tenancy.audit_query().unwrap();
+        let filter = AuditFilter::default().action("widget.delete");
+        assert_eq!(query.query(&acme, &filter).await.unwrap().len(), 1);
+        assert!(query.query(&globex, &filter).await.unwrap().is_empty());
+        tenancy.shutdown().await;
     }
 }

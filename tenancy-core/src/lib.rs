@@ -96,6 +96,7 @@ pub mod metering;
 pub mod pipeline;
 pub mod plan;
 pub mod rbac;
+pub mod request;
 pub mod resolve;
 pub mod secret;
 pub mod store;

@@ -182,7 +182,7 @@ impl RateLimitStatus {
     pub fn each_header(&self, mut set: impl FnMut(&HeaderName, HeaderValue)) {
         set(&RATELIMIT_LIMIT, HeaderValue::from(self.limit));
         set(&RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
-        set(&RATELIMIT_RESET, crate::error::seconds_header(self.reset));
+        set(&RATELIMIT_RESET, seconds_header(self.reset));
     }
 
     /// The tighter of two statuses: the one with fewer remaining; a refusal
@@ -201,6 +201,13 @@ impl RateLimitStatus {
         };
         t
     }
+}
+
+/// Whole seconds, rounded up, as a header value (`RateLimit-Reset`,
+/// `Retry-After`).
+pub(crate) fn seconds_header(d: Duration) -> HeaderValue {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    HeaderValue::from(secs)
 }
 
 /// The answer of a rate-limit check.

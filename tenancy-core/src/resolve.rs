@@ -50,9 +50,9 @@ use std::sync::Arc;
 use http::HeaderName;
 
 use crate::config::{ConfigError, ResolutionConfig, TenantSource};
-use crate::engine::RequestHead;
 use crate::error::{ErrorKind, TenancyError};
 use crate::rbac::Role;
+use crate::request::RequestHead;
 use crate::tenant::{InvalidTenantId, TenantId};
 
 /// A tenant source of your own: returns the raw tenant id the request names,

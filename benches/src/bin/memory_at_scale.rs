@@ -236,9 +236,9 @@ async fn run() -> Result<(), Failure> {
         after: after_fill,
     });
 
-    // A bucket is full again one emission interval (1 s) after its check,
-    // and governor keeps a key one more interval before calling it idle.
-    std::thread::sleep(Duration::from_millis(2_100));
+    // A bucket is full again one emission interval (1 s) after its check;
+    // the sweep drops buckets whose TAT has passed.
+    std::thread::sleep(Duration::from_millis(1_100));
     limiter.evict_idle();
     let left = limiter.len();
     let after_evict = rss_bytes()?;

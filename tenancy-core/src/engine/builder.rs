@@ -8,18 +8,18 @@ use std::time::Duration;
 use super::auth_throttle::AuthThrottle;
 use super::metrics::TenantMetrics;
 use super::recorder::{OVERFLOW_EVENT_TYPE, Recorder, Sinks};
-use super::request::{RequestHead, RequestIds};
 use super::security_log::SecurityLog;
-use super::tenant_cache::{Plans, TenantCache};
 use super::{Inner, REQUESTS_EVENT, Stores, Tenancy};
 use crate::config::{ConfigError, TenancyConfig};
 use crate::label::Label;
 use crate::pipeline::authenticate::Authenticator;
+use crate::request::{RequestHead, RequestIds};
 use crate::resolve::{CustomSource, TenantResolver};
 use crate::store::memory::{
     MemoryApiKeyStore, MemoryAuditLog, MemoryQuotaStore, MemoryRateLimiter, MemoryTenantStore,
     MemoryUsageMeter,
 };
+use crate::store::tenant_cache::{Plans, TenantCache};
 use crate::store::{
     ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, TenantStore, UsageMeter,
 };

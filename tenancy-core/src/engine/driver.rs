@@ -43,11 +43,11 @@ use tracing::Level;
 
 use super::Tenancy;
 use super::metrics::TenantMetrics;
-use super::request::{REQUEST_ID_HEADER, RequestHead, RoutePolicy};
 use crate::context::{ContextInner, TenantContext};
 use crate::error::{ErrorKind, TenancyError};
 use crate::limit::RateLimitStatus;
 use crate::pipeline::{self, Caller, gate, limit};
+use crate::request::{REQUEST_ID_HEADER, RequestHead, RoutePolicy};
 use crate::tenant::is_safe_method;
 
 /// What a route's policy decided ([`Tenancy::check_route`]). Route layers
@@ -59,6 +59,43 @@ pub enum RouteVerdict {
     Allowed(Option<RateLimitStatus>),
     /// Refused (and the refusal written down).
     Refused,
+}
+
+impl RouteVerdict {
+    /// This verdict over the `inner` one of a policy nested inside it: a
+    /// refusal stands, else the tighter route status is reported.
+    ///
+    /// ```
+    /// use tenancy_core::engine::RouteVerdict;
+    /// assert_eq!(RouteVerdict::Allowed(None).merge(Some(RouteVerdict::Refused)), RouteVerdict::Refused);
+    /// assert_eq!(RouteVerdict::Allowed(None).merge(None), RouteVerdict::Allowed(None));
+    /// ```
+    pub fn merge(self, inner: Option<RouteVerdict>) -> RouteVerdict {
+        match (self, inner) {
+            (RouteVerdict::Refused, _) | (_, Some(RouteVerdict::Refused)) => RouteVerdict::Refused,
+            (RouteVerdict::Allowed(Some(outer)), Some(RouteVerdict::Allowed(Some(inner)))) => {
+                RouteVerdict::Allowed(Some(outer.tighter(inner)))
+            }
+            (RouteVerdict::Allowed(outer), Some(RouteVerdict::Allowed(inner))) => {
+                RouteVerdict::Allowed(outer.or(inner))
+            }
+            (allowed, None) => allowed,
+        }
+    }
+}
+
+/// The refusal for a request without a tenant context: `tenant_required`
+/// when the tenancy middleware admitted it without a tenant (`tenancy` is
+/// the engine it left in the request), an internal error when no tenancy
+/// middleware ran at all.
+pub fn missing_context(tenancy: Option<&Tenancy>) -> TenancyError {
+    match tenancy {
+        Some(tenancy) => {
+            let r = &tenancy.config().resolution;
+            TenancyError::tenant_required(r.tenant_header.clone(), r.query_param.clone())
+        }
+        None => TenancyError::internal("the tenancy middleware is not installed on this route"),
+    }
 }
 
 /// The status a request is recorded with when its answer never came.
@@ -524,6 +561,24 @@ impl Tenancy {
                 self.record_refusal(head, ctx.request_id(), who, &err).await;
                 Err(err)
             }
+        }
+    }
+
+    /// What a route layer runs: `policy` for a request whose extensions
+    /// held `ctx` and `tenancy` (either missing: the refusal
+    /// [`missing_context`] gives).
+    pub async fn check_route_of(
+        tenancy: Option<&Tenancy>,
+        ctx: Option<&TenantContext>,
+        head: &RequestHead<'_>,
+        policy: &RoutePolicy,
+    ) -> Result<RouteVerdict, TenancyError> {
+        match (tenancy, ctx) {
+            (Some(tenancy), Some(ctx)) => tenancy
+                .check_route(ctx, head, policy)
+                .await
+                .map(RouteVerdict::Allowed),
+            _ => Err(missing_context(tenancy)),
         }
     }
 

@@ -50,9 +50,7 @@ pub mod driver;
 pub(crate) mod metrics;
 mod recorder;
 mod refusal;
-mod request;
 mod security_log;
-pub(crate) mod tenant_cache;
 
 use std::fmt;
 use std::sync::Arc;
@@ -62,7 +60,9 @@ use chrono::Utc;
 pub use self::auth_throttle::AUTH_THROTTLE_UNTRACKED_TOTAL;
 use self::auth_throttle::AuthThrottle;
 pub use self::builder::TenancyBuilder;
-pub use self::driver::{Admission, CLIENT_CLOSED, REQUEST_LOG, Refusal, RouteVerdict};
+pub use self::driver::{
+    Admission, CLIENT_CLOSED, REQUEST_LOG, Refusal, RouteVerdict, missing_context,
+};
 use self::metrics::TenantMetrics;
 pub use self::metrics::{
     AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION, REQUESTS_TOTAL,
@@ -70,14 +70,10 @@ pub use self::metrics::{
 };
 use self::recorder::Recorder;
 pub use self::recorder::{MAX_EVENT_TYPES_PER_HOUR, OVERFLOW_EVENT_TYPE};
-use self::request::RequestIds;
-pub use self::request::{ExcludedPaths, REQUEST_ID_HEADER, RequestHead, RoutePolicy};
 use self::security_log::SecurityLog;
 pub use self::security_log::{
     SECURITY_LOG_CAPACITY, SECURITY_LOG_RETENTION, SECURITY_REFUSALS_TOTAL, SecurityLogEntry,
 };
-use self::tenant_cache::TenantCache;
-use crate::admin::TenancyAdmin;
 use crate::audit::AuditEvent;
 use crate::config::{FailurePolicy, TenancyConfig};
 use crate::context::TenantContext;
@@ -87,7 +83,10 @@ use crate::limit::{QuotaCharge, QuotaKey};
 use crate::pipeline::authenticate::Authenticator;
 use crate::pipeline::store_failure;
 use crate::plan::PlanCatalog;
+use crate::request::RequestIds;
+pub use crate::request::{ExcludedPaths, REQUEST_ID_HEADER, RequestHead, RoutePolicy};
 use crate::resolve::TenantResolver;
+use crate::store::tenant_cache::TenantCache;
 use crate::store::{
     ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, TenantStore, UsageMeter,
 };
@@ -141,11 +140,6 @@ impl Tenancy {
     /// A builder over `config`, with in-memory stores until told otherwise.
     pub fn builder(config: TenancyConfig) -> TenancyBuilder {
         TenancyBuilder::new(config)
-    }
-
-    /// Tenant and API-key administration over this engine's stores.
-    pub fn admin(&self) -> TenancyAdmin {
-        TenancyAdmin::new(self.clone())
     }
 
     /// The configuration.
@@ -267,7 +261,6 @@ impl Tenancy {
             },
         }
     }
-
 
     /// Checks every store's health.
     pub async fn health(&self) -> Result<(), TenancyError> {

@@ -10,10 +10,10 @@
 use chrono::Utc;
 
 use super::Tenancy;
-use super::request::RequestHead;
 use crate::audit::AuditEvent;
 use crate::context::Principal;
 use crate::error::{ErrorKind, TenancyError};
+use crate::request::RequestHead;
 use crate::tenant::{TenantId, is_safe_method};
 
 /// A refused caller whose credential verified.

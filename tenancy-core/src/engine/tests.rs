@@ -22,7 +22,7 @@ use crate::plan::QuotaOverrides;
 use crate::rbac::{ApiKeyScope, Role};
 use crate::store::StoreError;
 use crate::store::memory::MemoryApiKeyStore;
-use crate::tenant::{TenantId, TenantStatus};
+use crate::tenant::{TenantId, TenantRecord, TenantStatus};
 use crate::testkit::faults::FailingStore;
 
 const SECRET: &str = "engine-test-secret-0123456789abcdef";
@@ -126,13 +126,13 @@ async fn key(tenancy: &Tenancy, tenant: &str, scope: ApiKeyScope, rps: Option<u3
     issued.secret.expose().to_owned()
 }
 
-/// The client's address, as these tests attach it to a request.
+/// The peer's address, as these tests attach it to a request.
 #[derive(Clone, Copy)]
-struct ClientAddr(IpAddr);
+struct PeerAddr(IpAddr);
 
-/// Admits `parts` as an adapter would: its head with the [`ClientAddr`] the
-/// test attached, then the [`RoutePolicy`] the test attached, as a route
-/// layer applies it.
+/// Admits `parts` as the adapters do: its head with the [`PeerAddr`] the
+/// test attached as the client's address, then the [`RoutePolicy`] the test
+/// attached, as a route layer applies it.
 trait AdmitParts {
     async fn admit_parts(&self, parts: &Parts) -> Result<Admission, TenancyError>;
 }
@@ -140,7 +140,7 @@ trait AdmitParts {
 impl AdmitParts for Tenancy {
     async fn admit_parts(&self, parts: &Parts) -> Result<Admission, TenancyError> {
         let head = RequestHead::from(parts)
-            .with_client_addr(parts.extensions.get::<ClientAddr>().map(|a| a.0));
+            .with_client_addr(parts.extensions.get::<PeerAddr>().map(|a| a.0));
         let mut admission = self.admit(&head).await?;
         if let (Some(policy), Some(ctx)) =
             (parts.extensions.get::<RoutePolicy>(), admission.context())
@@ -632,7 +632,7 @@ async fn completion_audits_writes_and_meters_requests() {
     let mut parts = post("/api/v1/runbooks/r1/trigger", &[bearer("acme", "operator")]);
     parts
         .extensions
-        .insert(ClientAddr("192.0.2.9".parse().unwrap()));
+        .insert(PeerAddr("192.0.2.9".parse().unwrap()));
     parts
         .headers
         .insert("x-request-id", HeaderValue::from_static("req-42"));
@@ -923,7 +923,7 @@ async fn audit_of(t: &Tenancy, tenant: &str) -> Vec<AuditEvent> {
 }
 
 fn from(addr: &str, mut parts: Parts) -> Parts {
-    parts.extensions.insert(ClientAddr(addr.parse().unwrap()));
+    parts.extensions.insert(PeerAddr(addr.parse().unwrap()));
     parts
 }
 

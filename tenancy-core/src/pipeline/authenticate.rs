@@ -13,9 +13,9 @@ use crate::audit::ActorKind;
 use crate::config::{ConfigError, TenancyConfig};
 use crate::context::{AuthMethod, Principal};
 use crate::credential::{ApiKeyHasher, JwtVerifier};
-use crate::engine::RequestHead;
 use crate::error::{ApiKeyRejection, ErrorKind, TenancyError, TokenRejection};
 use crate::rbac::Role;
+use crate::request::RequestHead;
 use crate::store::ApiKeyStore;
 
 /// Turns credentials into callers.

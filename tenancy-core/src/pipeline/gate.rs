@@ -5,17 +5,18 @@
 //! - a caller acting on another tenant needs a home tenant in good standing:
 //!   archiving or suspending it stops its identities everywhere;
 //! - an API key's scope must cover the request;
-//! - the caller's role must reach the route's minimum.
+//! - the caller's role must reach the route's minimum (once routing has
+//!   picked the route: [`Tenancy::check_route`](crate::Tenancy::check_route)).
 
 use http::Method;
 
 use super::{Caller, store_failure};
 use crate::config::RouteSpec;
 use crate::context::AuthMethod;
-use crate::engine::RequestHead;
-use crate::engine::tenant_cache::TenantCache;
 use crate::error::{ErrorKind, TenancyError};
 use crate::rbac::Role;
+use crate::request::RequestHead;
+use crate::store::tenant_cache::TenantCache;
 use crate::tenant::{TenantId, TenantRecord, TenantStatus};
 
 /// Refuses `method` on `tenant` unless its status admits it.

@@ -1,6 +1,8 @@
-//! Stage 4: rate limits. A request takes one cell of each of its buckets
-//! (the API key's own limit, the route's, the tenant's plan RPS) in one
-//! all-or-nothing check of the rate limiter ([`crate::gcra`]).
+//! Stage 4: rate limits. An admitted request takes one cell of each of its
+//! buckets (the API key's own limit, the tenant's plan RPS) in one
+//! all-or-nothing check of the rate limiter ([`crate::gcra`]); a route with
+//! a limit of its own takes a cell of the route bucket once routing has
+//! picked it ([`Tenancy::check_route`](crate::Tenancy::check_route)).
 
 use super::store_failure;
 use crate::config::FailurePolicy;

@@ -7,12 +7,18 @@
 //! 2. [`resolve`]: the tenant sources and the credential name one tenant,
 //!    which must exist.
 //! 3. [`gate`]: the tenant's status, the caller's home tenant when it acts on
-//!    another, the API key's scope, the route's minimum role.
-//! 4. [`limit`]: the rate buckets of the key, the route and the tenant, in one
+//!    another, the API key's scope.
+//! 4. [`limit`]: the rate buckets of the key and the tenant, in one
 //!    all-or-nothing check.
 //!
 //! The admitted request's [`TenantContext`](crate::context::TenantContext)
-//! is then built from the caller, the tenant and its plan.
+//! is then built from the caller, the tenant and its plan. A route's own
+//! policy ([`RoutePolicy`](crate::engine::RoutePolicy): minimum role, route
+//! bucket) runs after admission, once routing has picked the route, through
+//! the same [`gate::role`] and [`limit::take`]
+//! ([`Tenancy::check_route`](crate::Tenancy::check_route)); a request it
+//! refuses has taken its cells of the key and tenant buckets, as with
+//! stacked limiters.
 
 pub mod authenticate;
 pub mod gate;
@@ -29,8 +35,7 @@ use crate::tenant::TenantId;
 /// Who a request's credential says it is, before resolution.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The credential's tenant (its home); `None` for anonymous callers and
-    /// realms that serve every tenant without naming one.
+    /// The credential's tenant (its home); `None` for anonymous callers.
     pub tenant: Option<TenantId>,
     /// Who it is.
     pub principal: Principal,

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use super::{Caller, store_failure};
-use crate::engine::RequestHead;
-use crate::engine::tenant_cache::{CachedTenant, TenantCache};
 use crate::error::{ErrorKind, TenancyError};
+use crate::request::RequestHead;
 use crate::resolve::{Resolved, TenantResolver};
+use crate::store::tenant_cache::{CachedTenant, TenantCache};
 
 /// The tenant a request acts on.
 #[derive(Debug, Clone)]

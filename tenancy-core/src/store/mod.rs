@@ -24,6 +24,7 @@
 //! ```
 
 pub mod memory;
+pub(crate) mod tenant_cache;
 
 use std::sync::Arc;
 

@@ -85,6 +85,11 @@ impl MemoryRateLimiter {
     pub fn evict_idle(&self) {
         let now = self.now();
         self.tenants.retain(|_, buckets| {
+            // A check holding the tenant's buckets (between looking them up
+            // and locking them) keeps them: its cells must not be lost.
+            if Arc::strong_count(buckets) > 1 {
+                return true;
+            }
             let mut buckets = lock(buckets);
             buckets.retain(|_, tat| *tat > now);
             buckets.shrink_to_fit();
@@ -121,8 +126,12 @@ fn take_all(
     checks: &[RateCheck],
     now: u64,
 ) -> RateDecision {
+    // `held` has every tenant the checks name (the caller builds it from
+    // them), so the search always finds one.
     fn slot(held: &[(&TenantId, MutexGuard<'_, Buckets>)], tenant: &TenantId) -> usize {
-        held.iter().position(|(t, _)| *t == tenant).unwrap_or(0)
+        let found = held.iter().position(|(t, _)| *t == tenant);
+        debug_assert!(found.is_some(), "the buckets of {tenant} are not held");
+        found.unwrap_or(0)
     }
     let mut inline = [0u64; INLINE_CHECKS];
     let mut spilled = Vec::new();
