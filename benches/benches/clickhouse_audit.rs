@@ -27,8 +27,9 @@ use criterion::{BatchSize, Criterion, Throughput};
 use tenancy_core::audit::{ActorKind, AuditEvent};
 use tenancy_core::store::AuditSink;
 use tenancy_core::tenant::TenantId;
+use tenancy_core::writer::{AuditWriter, BatchConfig};
 use tenancy_store_clickhouse::clickhouse::Client;
-use tenancy_store_clickhouse::{AuditWriter, BatchConfig, ClickHouseStores, tenant_sql};
+use tenancy_store_clickhouse::{ClickHouseStores, tenant_sql};
 use tokio::runtime::Runtime;
 
 const URL_VAR: &str = "TENANCY_BENCH_CLICKHOUSE_URL";
@@ -59,7 +60,8 @@ fn event(tenant: &TenantId, n: u64) -> AuditEvent {
 /// Rows per second written by the batched writer while producers keep its
 /// buffer full for [`SUSTAIN`], shutdown flush included.
 async fn writer_rows_per_sec(stores: &ClickHouseStores, tenant: &TenantId) -> (f64, u64) {
-    let writer = stores.audit_writer(
+    let writer = AuditWriter::audit(
+        stores.audit_sink(),
         BatchConfig::default()
             .capacity(4 * BATCH)
             .max_batch(BATCH)
@@ -143,7 +145,8 @@ fn enqueue_cost(c: &mut Criterion, rt: &Runtime, stores: &ClickHouseStores, tena
     let _guard = rt.enter();
     group.bench_function("try_enqueue_accepted", |b| {
         b.iter_custom(|iters| {
-            let writer = stores.audit_writer(
+            let writer = AuditWriter::audit(
+                stores.audit_sink(),
                 BatchConfig::default()
                     .capacity(iters as usize + 1)
                     .max_batch(BATCH)
@@ -173,7 +176,8 @@ fn enqueue_cost(c: &mut Criterion, rt: &Runtime, stores: &ClickHouseStores, tena
     // dropped and counted.
     let gone = ClickHouseStores::new(Client::default().with_url("http://127.0.0.1:9"), "gone")
         .expect("valid name");
-    let full: AuditWriter = gone.audit_writer(
+    let full: AuditWriter = AuditWriter::audit(
+        gone.audit_sink(),
         BatchConfig::default()
             .capacity(1)
             .shutdown_timeout(Duration::ZERO),

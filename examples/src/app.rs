@@ -27,7 +27,6 @@ use tenancy_core::guard::require_role;
 use tenancy_core::label::Label;
 use tenancy_core::rbac::{ApiKeyScope, Permission, Role};
 use tenancy_core::tenant::{TenantId, TenantRecord, TenantSettings, TenantStatus};
-use tenancy_store_clickhouse::AuditWriter;
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -422,19 +421,16 @@ fn key_json(k: &ApiKeyRecord) -> Value {
 /// The application: the tenancy engine plus the domain data of the API.
 pub struct App {
     tenancy: Tenancy,
-    audit_writer: Option<AuditWriter>,
     users: Scoped<User>,
     teams: Scoped<Team>,
     telemetry: DashMap<TenantId, TelemetryLog>,
 }
 
 impl App {
-    /// An application over `tenancy`; `audit_writer` is the ClickHouse
-    /// writer behind the engine's audit sink, when there is one.
-    pub fn new(tenancy: Tenancy, audit_writer: Option<AuditWriter>) -> Arc<Self> {
+    /// An application over `tenancy`.
+    pub fn new(tenancy: Tenancy) -> Arc<Self> {
         Arc::new(Self {
             tenancy,
-            audit_writer,
             users: Scoped::new(),
             teams: Scoped::new(),
             telemetry: DashMap::new(),
@@ -447,17 +443,9 @@ impl App {
     }
 
     /// Writes everything buffered: the engine's audit, usage and key
-    /// last-use buffers, then the ClickHouse writer behind them.
+    /// last-use writers.
     pub async fn shutdown(&self) {
         self.tenancy.shutdown().await;
-        if let Some(writer) = &self.audit_writer {
-            let stats = writer.shutdown().await;
-            tracing::info!(
-                written = stats.written,
-                dropped = stats.dropped,
-                "audit writer flushed"
-            );
-        }
     }
 
     /// `GET /readyz`: every configured store answers, within

@@ -14,7 +14,7 @@ use tenancy_core::secret::Secret;
 use tenancy_core::tenant::{TenantId, TenantRecord};
 use tenancy_core::{Tenancy, TenancyConfig};
 
-use tenancy_store_clickhouse::{BatchConfig, ClickHouseStores};
+use tenancy_store_clickhouse::ClickHouseStores;
 use tenancy_store_redis::{RedisOptions, RedisStores};
 
 use crate::app::App;
@@ -121,7 +121,6 @@ pub async fn prepare(
             .quota_store(Arc::new(redis.quota_store()));
         tracing::info!(redis = ?redis, "tenants, API keys, rate limits and quotas in Redis");
     }
-    let mut audit_writer = None;
     if let Some(url) = get("TENANCY_CLICKHOUSE_URL") {
         let database = get("TENANCY_CLICKHOUSE_DATABASE").unwrap_or_else(|| "tenancy".to_owned());
         let mut client = tenancy_store_clickhouse::clickhouse::Client::default().with_url(url);
@@ -137,16 +136,14 @@ pub async fn prepare(
             .migrate()
             .await
             .map_err(|e| ConfigError::new("TENANCY_CLICKHOUSE_URL", e.to_string()))?;
-        // The engine batches and enqueues; the writer holds events through a
-        // ClickHouse outage and writes them in the background.
-        let writer = clickhouse.audit_writer(BatchConfig::default());
+        // The engine's writer batches, retries and holds events through a
+        // ClickHouse outage; the sinks only write batches.
         builder = builder
             .audit(
-                Arc::new(writer.clone()),
+                Arc::new(clickhouse.audit_sink()),
                 Some(Arc::new(clickhouse.audit_query())),
             )
             .usage_meter(Arc::new(clickhouse.usage_meter()));
-        audit_writer = Some(writer);
         tracing::info!(database = %database, "audit log and usage in ClickHouse");
     }
     let tenancy = builder.build()?;
@@ -190,7 +187,7 @@ pub async fn prepare(
         None => None,
     };
     Ok(Prepared {
-        app: App::new(tenancy, audit_writer),
+        app: App::new(tenancy),
         settings: ServerSettings {
             bind,
             tls,

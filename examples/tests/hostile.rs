@@ -479,7 +479,7 @@ async fn readiness_answers_within_a_second_when_a_store_hangs() {
         .tenant_store(std::sync::Arc::new(FrozenTenants::default()))
         .build()
         .unwrap();
-    let app = tenancy_examples::app::App::new(tenancy, None);
+    let app = tenancy_examples::app::App::new(tenancy);
     let started = Instant::now();
     let err = app.ready().await.unwrap_err();
     assert!(

@@ -101,6 +101,7 @@ pub mod resolve;
 pub mod secret;
 pub mod store;
 pub mod tenant;
+pub mod writer;
 
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]

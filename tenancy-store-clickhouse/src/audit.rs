@@ -18,7 +18,7 @@ use crate::tenant_sql;
 /// [`record`](AuditSink::record) call.
 ///
 /// This is the direct path: the caller waits for ClickHouse. Request paths
-/// enqueue into an [`AuditWriter`](crate::AuditWriter) instead, which batches
+/// enqueue into an [`AuditWriter`](tenancy_core::writer::AuditWriter) instead, which batches
 /// events and writes them through this sink in the background.
 ///
 /// Events are written at least once: a batch whose answer was lost (the
@@ -67,8 +67,8 @@ impl AuditSink for ClickHouseAuditSink {
 }
 
 #[async_trait]
-impl crate::BatchFlush<AuditEvent> for ClickHouseAuditSink {
-    async fn flush(&self, batch: &[AuditEvent]) -> Result<(), StoreError> {
+impl tenancy_core::writer::BatchSink<AuditEvent> for ClickHouseAuditSink {
+    async fn write_batch(&self, batch: &[AuditEvent]) -> Result<(), StoreError> {
         self.insert(batch).await
     }
 }

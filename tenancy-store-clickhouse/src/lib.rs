@@ -6,8 +6,10 @@
 //! - [`ClickHouseAuditSink`] ([`AuditSink`]) and [`ClickHouseAuditQuery`]
 //!   ([`AuditQuery`]): the audit log;
 //! - [`ClickHouseUsageMeter`] ([`UsageMeter`]): hourly usage counts;
-//! - [`AuditWriter`] and [`UsageWriter`] ([`BatchWriter`]): bounded,
-//!   non-blocking, batching writers for request paths (see [`writer`]);
+//! - both sinks are [`BatchSink`](tenancy_core::writer::BatchSink)s of the
+//!   core's one writer ([`tenancy_core::writer`]), which the engine runs:
+//!   hand them to `Tenancy::builder` and it batches, retries and holds
+//!   events through an outage;
 //! - [`TenantQuery`] and [`tenant_sql!`]: SQL that cannot forget the tenant
 //!   (see [`tenant_query`]);
 //! - [`purge_audit`] and [`delete_tenant`]: per-tenant retention and deletion.
@@ -32,7 +34,8 @@
 //! use tenancy_core::store::{AuditQuery, UsageMeter};
 //! use tenancy_core::tenant::TenantId;
 //! use tenancy_store_clickhouse::clickhouse::Client;
-//! use tenancy_store_clickhouse::{BatchConfig, ClickHouseStores, tenant_sql};
+//! use tenancy_core::writer::{AuditWriter, BatchConfig, UsageWriter};
+//! use tenancy_store_clickhouse::{ClickHouseStores, tenant_sql};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,8 +45,8 @@
 //!
 //!     // Request paths enqueue and never wait; a background task writes
 //!     // batches of up to 10,000 events, or every second.
-//!     let audit = stores.audit_writer(BatchConfig::default());
-//!     let usage = stores.usage_writer(BatchConfig::default());
+//!     let audit = AuditWriter::audit(stores.audit_sink(), BatchConfig::default());
+//!     let usage = UsageWriter::usage(stores.usage_meter(), BatchConfig::default());
 //!     let acme = TenantId::new("acme")?;
 //!     audit.try_enqueue(
 //!         AuditEvent::new(acme.clone(), "alice", ActorKind::User, "runbook.trigger")
@@ -101,7 +104,6 @@ pub mod schema;
 mod stores;
 pub mod tenant_query;
 mod usage;
-pub mod writer;
 
 pub use clickhouse;
 
@@ -111,7 +113,3 @@ pub use schema::{InvalidServerVersion, Migration, ServerVersion};
 pub use stores::{ClickHouseStores, InvalidDatabaseName};
 pub use tenant_query::{TenantQuery, TenantSql};
 pub use usage::ClickHouseUsageMeter;
-pub use writer::{
-    AUDIT_DROPPED_METRIC, AuditWriter, BatchConfig, BatchFlush, BatchWriter, USAGE_DROPPED_METRIC,
-    UsageWriter, WriterStats,
-};

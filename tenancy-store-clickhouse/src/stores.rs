@@ -16,7 +16,6 @@ use crate::retention;
 use crate::schema::{self, Migration, ServerVersion, is_plain_identifier};
 use crate::tenant_query::TenantQuery;
 use crate::usage::ClickHouseUsageMeter;
-use crate::writer::{AuditWriter, BatchConfig, UsageWriter};
 
 /// The tables of this crate in one ClickHouse database.
 ///
@@ -112,24 +111,6 @@ impl ClickHouseStores {
     /// The usage meter: one `INSERT` per call, sums on read.
     pub fn usage_meter(&self) -> ClickHouseUsageMeter {
         ClickHouseUsageMeter::new(self.client.clone())
-    }
-
-    /// A batched, non-blocking writer into [`audit_sink`](Self::audit_sink).
-    ///
-    /// # Panics
-    ///
-    /// Outside a Tokio runtime.
-    pub fn audit_writer(&self, config: BatchConfig) -> AuditWriter {
-        AuditWriter::audit(self.audit_sink(), config)
-    }
-
-    /// A batched, non-blocking writer into [`usage_meter`](Self::usage_meter).
-    ///
-    /// # Panics
-    ///
-    /// Outside a Tokio runtime.
-    pub fn usage_writer(&self, config: BatchConfig) -> UsageWriter {
-        UsageWriter::usage(self.usage_meter(), config)
     }
 
     /// Queries bound to `tenant`; see [`TenantQuery`].

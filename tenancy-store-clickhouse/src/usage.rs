@@ -21,7 +21,7 @@ use crate::tenant_sql;
 /// [`record`](UsageMeter::record) writes the records it is given in one
 /// `INSERT`; [`usage`](UsageMeter::usage) sums per hour and event type, as
 /// ClickHouse merges rows of the same key only eventually. Request paths
-/// enqueue into a [`UsageWriter`](crate::UsageWriter) instead, which adds up
+/// enqueue into a [`UsageWriter`](tenancy_core::writer::UsageWriter) instead, which adds up
 /// records of the same tenant, hour and type before writing.
 #[derive(Clone)]
 pub struct ClickHouseUsageMeter {
@@ -89,10 +89,10 @@ impl UsageMeter for ClickHouseUsageMeter {
 }
 
 #[async_trait]
-impl crate::BatchFlush<UsageRecord> for ClickHouseUsageMeter {
+impl tenancy_core::writer::BatchSink<UsageRecord> for ClickHouseUsageMeter {
     /// Adds up the records of the same tenant, hour and event type, then
     /// writes one row for each.
-    async fn flush(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
+    async fn write_batch(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
         let mut sums: HashMap<(&TenantId, DateTime<Utc>, &str), u64> = HashMap::new();
         for r in batch {
             let sum = sums

@@ -21,6 +21,9 @@ pub const REFUSALS_TOTAL: &str = "tenancy_refusals_total";
 pub const AUDIT_DROPPED_TOTAL: &str = "tenancy_audit_dropped_total";
 /// Usage records dropped because the buffer was full or the meter failed.
 pub const USAGE_DROPPED_TOTAL: &str = "tenancy_usage_dropped_total";
+/// API key last-use times dropped because the buffer was full or the key
+/// store failed.
+pub const KEY_USES_DROPPED_TOTAL: &str = "tenancy_key_uses_dropped_total";
 
 struct Handles {
     requests: Counter,

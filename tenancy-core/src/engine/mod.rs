@@ -20,9 +20,9 @@
 //! | JWK sets | configured realm | one set per realm, 1 MiB per fetch | replaced by the next fetch (at most one per 30 s per realm) |
 //! | rate-limit buckets (memory) | tenant, key id or route of admitted requests | idle buckets swept every 65,536 checks | — |
 //! | per-tenant metrics | tenant of an admitted request (it exists) | one handle set per tenant | refusal metrics are labelled by code, never by a caller's value |
-//! | usage buffer | tenant × hour × event type | [`MAX_EVENT_TYPES_PER_HOUR`] types per tenant and hour, `audit.buffer_capacity` entries | later types count under [`OVERFLOW_EVENT_TYPE`]; past the whole cap, dropped and counted |
-//! | audit buffer | — | `audit.buffer_capacity` events, each cut to the sizes of [`crate::audit`] | dropped and counted |
-//! | key last-use buffer | key found by digest | `audit.buffer_capacity` | skipped until the next flush |
+//! | usage counts, added up | tenant × hour × event type | [`MAX_EVENT_TYPES_PER_HOUR`] types per tenant and hour, `audit.buffer_capacity` entries | later types count under [`OVERFLOW_EVENT_TYPE`]; past the whole cap, a record goes to the usage writer on its own |
+//! | key last-use times, added up | key found by digest (at most one write a minute per key) | `audit.buffer_capacity` | the time goes to the key-use writer on its own |
+//! | the writers ([`crate::writer`]: audit, usage, key use) | — | `audit.buffer_capacity` items each, audit events cut to the sizes of [`crate::audit`] | dropped and counted ([`AUDIT_DROPPED_TOTAL`], [`USAGE_DROPPED_TOTAL`], [`KEY_USES_DROPPED_TOTAL`]): the only place anything is dropped |
 //! | in-memory audit log | tenant (only existing tenants' events are recorded) | 10,000 events per tenant | oldest first |
 //!
 //! ```
@@ -65,8 +65,8 @@ pub use self::driver::{
 };
 use self::metrics::TenantMetrics;
 pub use self::metrics::{
-    AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION, REQUESTS_TOTAL,
-    USAGE_DROPPED_TOTAL,
+    AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, KEY_USES_DROPPED_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION,
+    REQUESTS_TOTAL, USAGE_DROPPED_TOTAL,
 };
 use self::recorder::Recorder;
 pub use self::recorder::{MAX_EVENT_TYPES_PER_HOUR, OVERFLOW_EVENT_TYPE};

@@ -1,9 +1,11 @@
-//! The bounded, non-blocking buffers behind audit, metering and API key
-//! last-use times, drained in batches by one background task.
+//! What the request path records, handed to the one writer
+//! ([`crate::writer`]): audit events go straight to its buffer; usage counts
+//! and key last-use times are first added up per key in maps, which a
+//! ticker moves into the writer every `audit.flush_interval_ms`.
 //!
-//! The request path only ever does a `try_send` or a map increment: nothing
-//! on it waits on a store. Anything that does not fit, or that a store
-//! refuses after retries, is dropped and counted.
+//! The request path only ever does a non-blocking enqueue or a map
+//! increment: nothing on it waits on a store. What does not fit is dropped
+//! and counted by the writer, which is the only place anything is dropped.
 //!
 //! Metering is fair per tenant: a tenant meters at most
 //! [`MAX_EVENT_TYPES_PER_HOUR`] distinct event types per hour (besides the
@@ -14,25 +16,21 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::ConcurrentMap;
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::audit::AuditEvent;
 use crate::config::AuditConfig;
 use crate::credential::KeyId;
-use crate::engine::metrics::{AUDIT_DROPPED_TOTAL, USAGE_DROPPED_TOTAL};
+use crate::engine::metrics::KEY_USES_DROPPED_TOTAL;
 use crate::label::Label;
 use crate::metering::UsageRecord;
 use crate::store::{ApiKeyStore, AuditSink, UsageMeter};
 use crate::tenant::TenantId;
-
-/// Attempts per batch before it is dropped.
-const WRITE_ATTEMPTS: u32 = 3;
+use crate::writer::{BatchConfig, BatchWriter, KeyUse};
 
 /// Most distinct event types one tenant meters in one hour.
 pub const MAX_EVENT_TYPES_PER_HOUR: usize = 100;
@@ -42,12 +40,10 @@ pub const OVERFLOW_EVENT_TYPE: &str = "other_types";
 
 type UsageKey = (TenantId, DateTime<Utc>, Label);
 
-/// Counters of what the buffers dropped.
-#[derive(Debug, Default)]
-pub(crate) struct DropCounters {
-    audit: AtomicU64,
-    usage: AtomicU64,
-}
+/// How long shutdown waits for each writer to write what it holds.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a flush waits for each writer.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Shared {
     usage: ConcurrentMap<UsageKey, u64>,
@@ -59,19 +55,14 @@ struct Shared {
     /// The engine's own per-request type, always metered under its name.
     requests: Label,
     touches: ConcurrentMap<(TenantId, KeyId), DateTime<Utc>>,
-    drops: DropCounters,
-}
-
-enum Control {
-    Flush(oneshot::Sender<()>),
-    Shutdown(oneshot::Sender<()>),
+    audit: BatchWriter<AuditEvent>,
+    usage_writer: BatchWriter<UsageRecord>,
+    key_uses: BatchWriter<KeyUse>,
 }
 
 pub(crate) struct Recorder {
-    audit_tx: mpsc::Sender<AuditEvent>,
-    control_tx: mpsc::Sender<Control>,
     shared: Arc<Shared>,
-    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    ticker: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 pub(crate) struct Sinks {
@@ -85,14 +76,19 @@ pub(crate) struct Sinks {
 }
 
 impl Recorder {
-    /// Starts the background task on the current tokio runtime.
+    /// Starts the writers and the ticker on the current tokio runtime.
     pub(crate) fn start(
         config: &AuditConfig,
         sinks: Sinks,
         runtime: &tokio::runtime::Handle,
     ) -> Self {
-        let (audit_tx, audit_rx) = mpsc::channel(config.buffer_capacity);
-        let (control_tx, control_rx) = mpsc::channel(8);
+        let _entered = runtime.enter();
+        let interval = Duration::from_millis(config.flush_interval_ms.max(1));
+        let batch = BatchConfig::default()
+            .capacity(config.buffer_capacity.max(1))
+            .max_batch(config.batch_size.max(1))
+            .max_delay(interval)
+            .shutdown_timeout(SHUTDOWN_TIMEOUT);
         let shared = Arc::new(Shared {
             usage: ConcurrentMap::default(),
             usage_cap: config.buffer_capacity,
@@ -100,30 +96,30 @@ impl Recorder {
             overflow: sinks.overflow_type.clone(),
             requests: sinks.requests_type.clone(),
             touches: ConcurrentMap::default(),
-            drops: DropCounters::default(),
+            audit: BatchWriter::audit(sinks.audit, batch.clone()),
+            usage_writer: BatchWriter::usage(sinks.usage, batch.clone()),
+            key_uses: BatchWriter::spawn(sinks.api_keys, batch, KEY_USES_DROPPED_TOTAL),
         });
-        let worker = Worker {
-            audit_rx,
-            control_rx,
-            shared: shared.clone(),
-            sinks,
-            batch_size: config.batch_size,
-            interval: Duration::from_millis(config.flush_interval_ms),
-        };
-        let task = runtime.spawn(worker.run());
+        let ticking = Arc::downgrade(&shared);
+        let ticker = runtime.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(shared) = ticking.upgrade() else {
+                    return;
+                };
+                shared.hand_over();
+            }
+        });
         Self {
-            audit_tx,
-            control_tx,
             shared,
-            task: std::sync::Mutex::new(Some(task)),
+            ticker: std::sync::Mutex::new(Some(ticker)),
         }
     }
 
     pub(crate) fn audit(&self, event: AuditEvent) {
-        if self.audit_tx.try_send(event).is_err() {
-            self.shared.drops.audit.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(AUDIT_DROPPED_TOTAL).increment(1);
-        }
+        self.shared.audit.try_enqueue(event);
     }
 
     pub(crate) fn meter(&self, tenant: &TenantId, event_type: &Label, at: DateTime<Utc>, n: u64) {
@@ -136,8 +132,8 @@ impl Recorder {
             *count = count.saturating_add(n);
             return;
         }
-        // A type not in the buffer: within the tenant's types of the hour,
-        // or counted under the overflow type.
+        // A type not in the map: within the tenant's types of the hour, or
+        // counted under the overflow type.
         let event_type = self.admit_type(tenant, hour_ts, event_type);
         let key = (tenant.clone(), hour, event_type.clone());
         if let Some(mut count) = self.shared.usage.get_mut(&key) {
@@ -145,8 +141,15 @@ impl Recorder {
             return;
         }
         if self.shared.usage.len() >= self.shared.usage_cap {
-            self.shared.drops.usage.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(USAGE_DROPPED_TOTAL).increment(1);
+            // No room to add up: the record goes to the writer on its own
+            // (which counts it if it has no room either).
+            let (tenant_id, hour, event_type) = key;
+            self.shared.usage_writer.try_enqueue(UsageRecord {
+                tenant_id,
+                hour,
+                event_type,
+                count: n,
+            });
             return;
         }
         *self.shared.usage.entry(key).or_insert(0) += n;
@@ -178,174 +181,78 @@ impl Recorder {
             self.shared
                 .touches
                 .insert((tenant.clone(), key_id.clone()), at);
+        } else {
+            self.shared.key_uses.try_enqueue(KeyUse {
+                tenant: tenant.clone(),
+                key_id: key_id.clone(),
+                at,
+            });
         }
     }
 
     pub(crate) fn audit_dropped(&self) -> u64 {
-        self.shared.drops.audit.load(Ordering::Relaxed)
+        self.shared.audit.dropped()
     }
 
     pub(crate) fn usage_dropped(&self) -> u64 {
-        self.shared.drops.usage.load(Ordering::Relaxed)
+        self.shared.usage_writer.dropped()
     }
 
-    /// Writes everything buffered so far; returns once it is written (or
-    /// dropped after retries).
+    /// Writes everything recorded so far; returns once it is written (or
+    /// dropped).
     pub(crate) async fn flush(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.control_tx.send(Control::Flush(ack)).await.is_ok() {
-            let _ = done.await;
-        }
+        self.shared.hand_over();
+        let s = &self.shared;
+        let _ = tokio::join!(
+            s.audit.flush(FLUSH_TIMEOUT),
+            s.usage_writer.flush(FLUSH_TIMEOUT),
+            s.key_uses.flush(FLUSH_TIMEOUT),
+        );
     }
 
-    /// Writes everything buffered and stops the task. Later events are
+    /// Writes everything recorded and stops the writers. Later records are
     /// dropped and counted.
     pub(crate) async fn shutdown(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.control_tx.send(Control::Shutdown(ack)).await.is_ok() {
-            let _ = done.await;
+        let ticker = self.ticker.lock().ok().and_then(|mut t| t.take());
+        if let Some(ticker) = ticker {
+            ticker.abort();
         }
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        self.shared.hand_over();
+        let s = &self.shared;
+        let _ = tokio::join!(
+            s.audit.shutdown(),
+            s.usage_writer.shutdown(),
+            s.key_uses.shutdown(),
+        );
     }
 }
 
-struct Worker {
-    audit_rx: mpsc::Receiver<AuditEvent>,
-    control_rx: mpsc::Receiver<Control>,
-    shared: Arc<Shared>,
-    sinks: Sinks,
-    batch_size: usize,
-    interval: Duration,
-}
-
-impl Worker {
-    async fn run(mut self) {
-        let mut batch: Vec<AuditEvent> = Vec::with_capacity(self.batch_size);
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                n = self.audit_rx.recv_many(&mut batch, self.batch_size) => {
-                    if n == 0 {
-                        self.write_all(&mut batch).await;
-                        return;
-                    }
-                    if batch.len() >= self.batch_size {
-                        self.write_audit(&mut batch).await;
-                    }
-                }
-                _ = tick.tick() => self.write_all(&mut batch).await,
-                control = self.control_rx.recv() => {
-                    while let Ok(event) = self.audit_rx.try_recv() {
-                        batch.push(event);
-                        if batch.len() >= self.batch_size {
-                            self.write_audit(&mut batch).await;
-                        }
-                    }
-                    self.write_all(&mut batch).await;
-                    match control {
-                        Some(Control::Flush(ack)) => { let _ = ack.send(()); }
-                        Some(Control::Shutdown(ack)) => { let _ = ack.send(()); return; }
-                        None => return,
-                    }
-                }
-            }
-        }
-    }
-
-    async fn write_all(&self, batch: &mut Vec<AuditEvent>) {
-        self.write_audit(batch).await;
-        self.write_usage().await;
-        self.write_touches().await;
-    }
-
-    async fn write_audit(&self, batch: &mut Vec<AuditEvent>) {
-        if batch.is_empty() {
-            return;
-        }
-        let mut backoff = Duration::from_millis(50);
-        for attempt in 1..=WRITE_ATTEMPTS {
-            match self.sinks.audit.record(batch).await {
-                Ok(()) => {
-                    batch.clear();
-                    return;
-                }
-                Err(e) if attempt < WRITE_ATTEMPTS => {
-                    tracing::warn!(error = %e, attempt, "audit write failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, dropped = batch.len(), "audit write failed; batch dropped");
-                }
-            }
-        }
-        let dropped = batch.len() as u64;
-        self.shared
-            .drops
-            .audit
-            .fetch_add(dropped, Ordering::Relaxed);
-        metrics::counter!(AUDIT_DROPPED_TOTAL).increment(dropped);
-        batch.clear();
-    }
-
-    async fn write_usage(&self) {
-        // Hours that ended more than an hour ago take no new events.
+impl Shared {
+    /// Moves the added-up usage and key last-use times into their writers,
+    /// and forgets the event types of hours that ended over an hour ago.
+    fn hand_over(&self) {
         let now = Utc::now().timestamp();
         let horizon = now - now.rem_euclid(3600) - 3600;
-        self.shared
-            .types_seen
-            .retain(|(_, hour), _| *hour >= horizon);
-        let keys: Vec<UsageKey> = self.shared.usage.iter().map(|e| e.key().clone()).collect();
-        if keys.is_empty() {
-            return;
-        }
-        let records: Vec<UsageRecord> = keys
-            .into_iter()
-            .filter_map(|key| self.shared.usage.remove(&key))
-            .map(|((tenant_id, hour, event_type), count)| UsageRecord {
-                tenant_id,
-                hour,
-                event_type,
-                count,
-            })
-            .collect();
-        let mut backoff = Duration::from_millis(50);
-        for attempt in 1..=WRITE_ATTEMPTS {
-            match self.sinks.usage.record(&records).await {
-                Ok(()) => return,
-                Err(e) if attempt < WRITE_ATTEMPTS => {
-                    tracing::warn!(error = %e, attempt, "usage write failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
-                Err(e) => tracing::error!(error = %e, "usage write failed; records dropped"),
-            }
-        }
-        let dropped = records.len() as u64;
-        self.shared
-            .drops
-            .usage
-            .fetch_add(dropped, Ordering::Relaxed);
-        metrics::counter!(USAGE_DROPPED_TOTAL).increment(dropped);
-    }
-
-    async fn write_touches(&self) {
-        let keys: Vec<(TenantId, KeyId)> = self
-            .shared
-            .touches
-            .iter()
-            .map(|e| e.key().clone())
-            .collect();
+        self.types_seen.retain(|(_, hour), _| *hour >= horizon);
+        let keys: Vec<UsageKey> = self.usage.iter().map(|e| e.key().clone()).collect();
         for key in keys {
-            if let Some(((tenant, key_id), at)) = self.shared.touches.remove(&key)
-                && let Err(e) = self.sinks.api_keys.touch(&tenant, &key_id, at).await
-            {
-                tracing::debug!(error = %e, "API key last-use update failed");
+            if let Some(((tenant_id, hour, event_type), count)) = self.usage.remove(&key) {
+                self.usage_writer.try_enqueue(UsageRecord {
+                    tenant_id,
+                    hour,
+                    event_type,
+                    count,
+                });
             }
         }
+        let keys: Vec<(TenantId, KeyId)> = self.touches.iter().map(|e| e.key().clone()).collect();
+        for key in keys {
+            if let Some(((tenant, key_id), at)) = self.touches.remove(&key) {
+                self.key_uses.try_enqueue(KeyUse { tenant, key_id, at });
+            }
+        }
+        // What was added up waited a tick already: out it goes.
+        self.usage_writer.write_soon();
+        self.key_uses.write_soon();
     }
 }

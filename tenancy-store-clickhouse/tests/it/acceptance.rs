@@ -10,7 +10,7 @@ use tenancy_core::metering::UsageRecord;
 use tenancy_core::plan::Period;
 use tenancy_core::store::UsageMeter;
 use tenancy_core::testkit::stores;
-use tenancy_store_clickhouse::BatchConfig;
+use tenancy_core::writer::{BatchConfig, UsageWriter};
 
 use crate::fixture::TestDatabase;
 
@@ -45,7 +45,8 @@ async fn usage_from_concurrent_tasks_across_three_hours() {
     let at = move |i: u64| h0 + chrono::Duration::seconds((i * 997 % (3 * 3600)) as i64);
 
     let meter = Arc::new(db.stores.usage_meter());
-    let writer = db.stores.usage_writer(
+    let writer = UsageWriter::usage(
+        db.stores.usage_meter(),
         BatchConfig::default()
             .max_batch(500)
             .max_delay(std::time::Duration::from_millis(50)),

@@ -5,8 +5,9 @@ use std::time::Duration;
 use tenancy_core::audit::{ActorKind, AuditEvent, AuditFilter};
 use tenancy_core::store::{AuditQuery, AuditSink, StoreError};
 use tenancy_core::testkit::stores;
+use tenancy_core::writer::{AuditWriter, BatchConfig};
+use tenancy_store_clickhouse::ClickHouseStores;
 use tenancy_store_clickhouse::clickhouse::Client;
-use tenancy_store_clickhouse::{AuditWriter, BatchConfig, ClickHouseStores};
 
 use crate::fixture::TestDatabase;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tenancy_core::audit::{ActorKind, AuditEvent};
 use tenancy_core::tenant::TenantId;
 use tenancy_core::testkit::stores;
-use tenancy_store_clickhouse::{AuditWriter, BatchConfig};
+use tenancy_core::writer::{AuditWriter, BatchConfig};
 
 use crate::fixture::TestDatabase;
 use crate::proxy::Proxy;
@@ -67,7 +67,8 @@ async fn an_outage_loses_nothing_that_fits_and_counts_the_rest() {
     let proxy = Proxy::start(&db.url).await;
     let stores = TestDatabase::stores_at(&proxy.url(), &db.name);
     const CAPACITY: u64 = 2_000;
-    let writer = stores.audit_writer(
+    let writer = AuditWriter::audit(
+        stores.audit_sink(),
         BatchConfig::default()
             .capacity(CAPACITY as usize)
             .max_batch(500)
@@ -142,7 +143,8 @@ async fn an_outage_mid_stream() {
     let stores = TestDatabase::stores_at(&proxy.url(), &db.name);
     const MAX_BATCH: u64 = 500;
     const MAX_IN_FLIGHT: u64 = 2;
-    let writer = stores.audit_writer(
+    let writer = AuditWriter::audit(
+        stores.audit_sink(),
         BatchConfig::default()
             .capacity(1_000)
             .max_batch(MAX_BATCH as usize)
@@ -217,7 +219,8 @@ async fn shutdown_during_an_outage_gives_up_in_time() {
     };
     let proxy = Proxy::start(&db.url).await;
     let stores = TestDatabase::stores_at(&proxy.url(), &db.name);
-    let writer = stores.audit_writer(
+    let writer = AuditWriter::audit(
+        stores.audit_sink(),
         BatchConfig::default()
             .max_delay(Duration::from_millis(10))
             .backoff(Duration::from_millis(20), Duration::from_millis(100))

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use tenancy_core::audit::{ActorKind, AuditEvent};
 use tenancy_core::testkit::stores;
-use tenancy_store_clickhouse::{BatchConfig, tenant_sql};
+use tenancy_core::writer::{AuditWriter, BatchConfig};
+use tenancy_store_clickhouse::tenant_sql;
 
 use crate::fixture::TestDatabase;
 
@@ -16,7 +17,8 @@ async fn hundred_thousand_events_from_concurrent_tasks() {
     let Some(db) = TestDatabase::new("volume").await else {
         return;
     };
-    let writer = db.stores.audit_writer(
+    let writer = AuditWriter::audit(
+        db.stores.audit_sink(),
         BatchConfig::default()
             .capacity(TASKS * PER_TASK)
             .max_batch(10_000)

@@ -1,5 +1,8 @@
-//! The batched writer: request paths hand events to a bounded in-process
-//! buffer without waiting; a background task writes them in batches.
+//! The one writer of the workspace: request paths hand items (audit events,
+//! usage records, key last-use times) to a bounded in-process buffer without
+//! waiting; a background task writes them in batches to a [`BatchSink`],
+//! which supplies only "write this batch". The engine runs one writer per
+//! kind of item; the stores (in memory, Redis, ClickHouse) are sinks.
 //!
 //! [`BatchWriter::try_enqueue`] never waits and never fails loudly: an item
 //! either fits in the buffer or is dropped and counted. The buffer holds at
@@ -41,43 +44,63 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::audit::AuditEvent;
+use crate::metering::UsageRecord;
+use crate::store::{AuditSink, StoreError, UsageMeter};
 use async_trait::async_trait;
-use tenancy_core::audit::AuditEvent;
-use tenancy_core::metering::UsageRecord;
-use tenancy_core::store::{AuditSink, StoreError, UsageMeter};
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-/// The [`metrics`] counter of audit events an [`AuditWriter`] dropped.
-pub const AUDIT_DROPPED_METRIC: &str = "tenancy_audit_dropped_total";
-/// The [`metrics`] counter of usage records a [`UsageWriter`] dropped.
-pub const USAGE_DROPPED_METRIC: &str = "tenancy_usage_dropped_total";
+pub use crate::engine::{
+    AUDIT_DROPPED_TOTAL as AUDIT_DROPPED_METRIC, USAGE_DROPPED_TOTAL as USAGE_DROPPED_METRIC,
+};
 
-/// Where a [`BatchWriter`] writes its batches.
+/// Where a [`BatchWriter`] writes its batches: all a store supplies.
 ///
-/// Implemented by [`ClickHouseAuditSink`](crate::ClickHouseAuditSink) and
-/// [`ClickHouseUsageMeter`](crate::ClickHouseUsageMeter), and by any
-/// `Arc<dyn AuditSink>` or `Arc<dyn UsageMeter>`.
+/// Implemented by any `Arc<dyn AuditSink>`, `Arc<dyn UsageMeter>` and
+/// `Arc<dyn ApiKeyStore>` (key last-use times), and by the ClickHouse
+/// store's sinks directly.
 #[async_trait]
-pub trait BatchFlush<T>: Send + Sync + 'static {
+pub trait BatchSink<T>: Send + Sync + 'static {
     /// Writes `batch` in one go. [`StoreError::Unavailable`] and
     /// [`StoreError::Timeout`] mean "try again later"; other errors are
     /// retried a few times only.
-    async fn flush(&self, batch: &[T]) -> Result<(), StoreError>;
+    async fn write_batch(&self, batch: &[T]) -> Result<(), StoreError>;
 }
 
 #[async_trait]
-impl BatchFlush<AuditEvent> for Arc<dyn AuditSink> {
-    async fn flush(&self, batch: &[AuditEvent]) -> Result<(), StoreError> {
+impl BatchSink<AuditEvent> for Arc<dyn AuditSink> {
+    async fn write_batch(&self, batch: &[AuditEvent]) -> Result<(), StoreError> {
         self.record(batch).await
     }
 }
 
 #[async_trait]
-impl BatchFlush<UsageRecord> for Arc<dyn UsageMeter> {
-    async fn flush(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
+impl BatchSink<UsageRecord> for Arc<dyn UsageMeter> {
+    async fn write_batch(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
         self.record(batch).await
+    }
+}
+
+/// A key's last use, written by a [`BatchWriter`] into the API key store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    /// The key's tenant.
+    pub tenant: crate::tenant::TenantId,
+    /// The key.
+    pub key_id: crate::credential::KeyId,
+    /// When it was used.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+#[async_trait]
+impl BatchSink<KeyUse> for Arc<dyn crate::store::ApiKeyStore> {
+    async fn write_batch(&self, batch: &[KeyUse]) -> Result<(), StoreError> {
+        for used in batch {
+            self.touch(&used.tenant, &used.key_id, used.at).await?;
+        }
+        Ok(())
     }
 }
 
@@ -85,7 +108,7 @@ impl BatchFlush<UsageRecord> for Arc<dyn UsageMeter> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tenancy_store_clickhouse::BatchConfig;
+/// use tenancy_core::writer::BatchConfig;
 ///
 /// let config = BatchConfig::default()
 ///     .capacity(50_000)
@@ -213,20 +236,26 @@ pub struct WriterStats {
 ///
 /// Cloning shares the buffer and the background task.
 ///
-/// ```no_run
-/// # async fn run(stores: tenancy_store_clickhouse::ClickHouseStores) {
+/// ```
+/// use std::sync::Arc;
 /// use tenancy_core::audit::{ActorKind, AuditEvent};
+/// use tenancy_core::store::AuditSink;
+/// use tenancy_core::store::memory::MemoryAuditLog;
 /// use tenancy_core::tenant::TenantId;
-/// use tenancy_store_clickhouse::BatchConfig;
+/// use tenancy_core::writer::{AuditWriter, BatchConfig};
 ///
-/// let writer = stores.audit_writer(BatchConfig::default());
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let log = Arc::new(MemoryAuditLog::new());
+/// let sink: Arc<dyn AuditSink> = log.clone();
+/// let writer = AuditWriter::audit(sink, BatchConfig::default());
 /// let acme = TenantId::new("acme").unwrap();
 /// // On the request path: never waits.
 /// writer.try_enqueue(AuditEvent::new(acme, "alice", ActorKind::User, "incident.ack"));
 /// // On the way out: writes what is left.
 /// let stats = writer.shutdown().await;
-/// assert_eq!(stats.pending, 0);
-/// # }
+/// assert_eq!((stats.written, stats.pending), (1, 0));
+/// assert_eq!(log.len(), 1);
+/// # });
 /// ```
 pub struct BatchWriter<T> {
     handle: Arc<Handle<T>>,
@@ -328,7 +357,7 @@ impl BatchWriter<AuditEvent> {
     /// # Panics
     ///
     /// Outside a Tokio runtime.
-    pub fn audit(target: impl BatchFlush<AuditEvent>, config: BatchConfig) -> Self {
+    pub fn audit(target: impl BatchSink<AuditEvent>, config: BatchConfig) -> Self {
         Self::spawn(target, config, AUDIT_DROPPED_METRIC)
     }
 }
@@ -340,7 +369,7 @@ impl BatchWriter<UsageRecord> {
     /// # Panics
     ///
     /// Outside a Tokio runtime.
-    pub fn usage(target: impl BatchFlush<UsageRecord>, config: BatchConfig) -> Self {
+    pub fn usage(target: impl BatchSink<UsageRecord>, config: BatchConfig) -> Self {
         Self::spawn(target, config, USAGE_DROPPED_METRIC)
     }
 }
@@ -354,7 +383,7 @@ impl<T: Send + Sync + 'static> BatchWriter<T> {
     ///
     /// Outside a Tokio runtime.
     pub fn spawn(
-        target: impl BatchFlush<T>,
+        target: impl BatchSink<T>,
         config: BatchConfig,
         dropped_metric: &'static str,
     ) -> Self {
@@ -444,6 +473,12 @@ impl<T: Send + Sync + 'static> BatchWriter<T> {
         }
     }
 
+    /// Asks the background task to write what it holds now, without
+    /// waiting for its delay; returns at once.
+    pub fn write_soon(&self) {
+        self.handle.shared.wake.notify_one();
+    }
+
     /// Waits until everything held when called has been written or
     /// dropped, or `timeout` passes; `true` when nothing is held any more.
     /// The background task is woken, so it does not wait for its delay.
@@ -481,18 +516,6 @@ impl<T: Send + Sync + 'static> BatchWriter<T> {
     }
 }
 
-#[async_trait]
-impl AuditSink for BatchWriter<AuditEvent> {
-    /// Enqueues copies of `events` without waiting; what does not fit is
-    /// dropped and counted, never reported as an error.
-    async fn record(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        for event in events {
-            self.try_enqueue(event.clone());
-        }
-        Ok(())
-    }
-}
-
 impl<T: Send + Sync + 'static> fmt::Debug for BatchWriter<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BatchWriter")
@@ -519,7 +542,7 @@ struct Flusher<T, F> {
     in_flight: JoinSet<()>,
 }
 
-impl<T: Send + Sync + 'static, F: BatchFlush<T>> Flusher<T, F> {
+impl<T: Send + Sync + 'static, F: BatchSink<T>> Flusher<T, F> {
     async fn run(mut self) {
         loop {
             let mut batch = Vec::with_capacity(self.config.max_batch.min(16_384));
@@ -640,7 +663,7 @@ struct BatchWrite<T, F> {
     rng: u64,
 }
 
-impl<T: Send + Sync + 'static, F: BatchFlush<T>> BatchWrite<T, F> {
+impl<T: Send + Sync + 'static, F: BatchSink<T>> BatchWrite<T, F> {
     /// Writes `batch`, retrying with backoff; counts it as written or
     /// dropped and releases its room in the buffer.
     async fn run(mut self, batch: Vec<T>) {
@@ -657,7 +680,7 @@ impl<T: Send + Sync + 'static, F: BatchFlush<T>> BatchWrite<T, F> {
             let result = if budget.is_zero() {
                 Err(StoreError::Timeout)
             } else {
-                tokio::time::timeout(budget, self.target.flush(&batch))
+                tokio::time::timeout(budget, self.target.write_batch(&batch))
                     .await
                     .unwrap_or(Err(StoreError::Timeout))
             };
@@ -741,10 +764,10 @@ fn seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenancy_core::audit::{ActorKind, AuditFilter};
-    use tenancy_core::store::AuditQuery;
-    use tenancy_core::store::memory::MemoryAuditLog;
-    use tenancy_core::tenant::TenantId;
+    use crate::audit::{ActorKind, AuditFilter};
+    use crate::store::AuditQuery;
+    use crate::store::memory::MemoryAuditLog;
+    use crate::tenant::TenantId;
 
     fn event(tenant: &TenantId, n: usize) -> AuditEvent {
         AuditEvent::new(
@@ -842,21 +865,6 @@ mod tests {
         writer.try_enqueue(event(&tenant, 1));
         writer.clone().try_enqueue(event(&tenant, 2));
         drop(writer);
-        until(|| log.len() == 2).await;
-    }
-
-    #[tokio::test]
-    async fn a_writer_is_an_audit_sink() {
-        let (log, sink) = memory();
-        let writer: Arc<dyn AuditSink> = Arc::new(AuditWriter::audit(
-            sink,
-            BatchConfig::default().max_delay(Duration::from_millis(10)),
-        ));
-        let tenant = TenantId::new("acme").expect("valid");
-        writer
-            .record(&[event(&tenant, 1), event(&tenant, 2)])
-            .await
-            .expect("never fails");
         until(|| log.len() == 2).await;
     }
 }
