@@ -1,13 +1,23 @@
 //! The actix-web front end: routes of the API onto [`App`] methods, under
-//! [`TenancyMiddleware`].
+//! [`TenancyMiddleware`]. Each route's minimum role is a
+//! [`RequireRoleMiddleware`] wrapping its method routes, as on the axum
+//! front end.
+//!
+//! The policy wraps each `Route`, not the `Resource`: a resource's
+//! middleware also wraps its default service, so a method the path does not
+//! serve would meet the policy (`insufficient_role`, and an
+//! `access.refused` event for a write) where axum's `route_layer` answers
+//! `not_found`.
 
 use std::sync::Arc;
 
 use actix_web::http::StatusCode as ActixStatus;
 use actix_web::web::{self, Data};
-use actix_web::{HttpRequest, HttpResponse, Resource};
-use tenancy_actix::{TenancyMiddleware, TenancyRejection, Tenant};
+use actix_web::{HttpRequest, HttpResponse, Resource, Route};
+use tenancy_actix::extract::{Audit, Quota};
+use tenancy_actix::{RequireRoleMiddleware, TenancyMiddleware, TenancyRejection, Tenant};
 use tenancy_core::error::{ErrorKind, TenancyError};
+use tenancy_core::rbac::Role;
 
 use crate::app::{App, MAX_BODY_BYTES, Reply};
 use crate::metrics::MetricsEndpoint;
@@ -49,11 +59,17 @@ fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(not_found))
 }
 
-async fn list_tenants(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
-    respond(app.list_tenants(&ctx, req.query_string()).await)
+/// `route` for callers of `role` or higher (the counterpart of axum's
+/// `MethodRouter::route_layer`).
+fn at_least(role: Role, route: Route) -> Route {
+    route.wrap(RequireRoleMiddleware::new(role))
 }
-async fn create_tenant(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
-    respond(app.create_tenant(&ctx, &read_body(body).await?).await)
+
+async fn list_tenants(app: AppData, req: HttpRequest) -> Answer {
+    respond(app.list_tenants(req.query_string()).await)
+}
+async fn create_tenant(app: AppData, audit: Audit, body: web::Payload) -> Answer {
+    respond(app.create_tenant(&audit, &read_body(body).await?).await)
 }
 async fn get_tenant(app: AppData, Tenant(ctx): Tenant, id: web::Path<String>) -> Answer {
     respond(app.get_tenant(&ctx, &id).await)
@@ -61,10 +77,14 @@ async fn get_tenant(app: AppData, Tenant(ctx): Tenant, id: web::Path<String>) ->
 async fn patch_tenant(
     app: AppData,
     Tenant(ctx): Tenant,
+    audit: Audit,
     id: web::Path<String>,
     body: web::Payload,
 ) -> Answer {
-    respond(app.patch_tenant(&ctx, &id, &read_body(body).await?).await)
+    respond(
+        app.patch_tenant(&ctx, &audit, &id, &read_body(body).await?)
+            .await,
+    )
 }
 async fn list_api_keys(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
     respond(app.list_api_keys(&ctx, req.query_string()).await)
@@ -72,35 +92,55 @@ async fn list_api_keys(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> A
 async fn create_api_key(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
     respond(app.create_api_key(&ctx, &read_body(body).await?).await)
 }
-async fn revoke_api_key(app: AppData, Tenant(ctx): Tenant, key_id: web::Path<String>) -> Answer {
-    respond(app.revoke_api_key(&ctx, &key_id).await)
+async fn revoke_api_key(
+    app: AppData,
+    Tenant(ctx): Tenant,
+    audit: Audit,
+    key_id: web::Path<String>,
+) -> Answer {
+    respond(app.revoke_api_key(&ctx, &audit, &key_id).await)
 }
 async fn permissions(app: AppData, Tenant(ctx): Tenant) -> Answer {
     respond(app.permissions(&ctx))
 }
-async fn ingest(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
-    respond(app.ingest(&ctx, &read_body(body).await?).await)
+async fn ingest(app: AppData, Tenant(ctx): Tenant, quota: Quota, body: web::Payload) -> Answer {
+    respond(app.ingest(&ctx, &quota, &read_body(body).await?).await)
 }
 async fn query_metrics(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
     respond(app.query_metrics(&ctx, req.query_string()))
 }
-async fn trigger_runbook(app: AppData, Tenant(ctx): Tenant, id: web::Path<String>) -> Answer {
-    respond(app.trigger_runbook(&ctx, &id))
+async fn trigger_runbook(app: AppData, audit: Audit, id: web::Path<String>) -> Answer {
+    respond(app.trigger_runbook(&audit, &id))
 }
-async fn ack_incident(app: AppData, Tenant(ctx): Tenant, id: web::Path<String>) -> Answer {
-    respond(app.ack_incident(&ctx, &id))
+async fn ack_incident(
+    app: AppData,
+    Tenant(ctx): Tenant,
+    audit: Audit,
+    id: web::Path<String>,
+) -> Answer {
+    respond(app.ack_incident(&ctx, &audit, &id))
 }
 async fn list_users(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
     respond(app.list_users(&ctx, req.query_string()))
 }
-async fn create_user(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
-    respond(app.create_user(&ctx, &read_body(body).await?).await)
+async fn create_user(
+    app: AppData,
+    Tenant(ctx): Tenant,
+    audit: Audit,
+    body: web::Payload,
+) -> Answer {
+    respond(app.create_user(&ctx, &audit, &read_body(body).await?).await)
 }
 async fn list_teams(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
     respond(app.list_teams(&ctx, req.query_string()))
 }
-async fn create_team(app: AppData, Tenant(ctx): Tenant, body: web::Payload) -> Answer {
-    respond(app.create_team(&ctx, &read_body(body).await?))
+async fn create_team(
+    app: AppData,
+    Tenant(ctx): Tenant,
+    audit: Audit,
+    body: web::Payload,
+) -> Answer {
+    respond(app.create_team(&ctx, &audit, &read_body(body).await?))
 }
 async fn audit(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
     respond(app.audit(&ctx, req.query_string()).await)
@@ -127,8 +167,8 @@ async fn metrics(endpoint: Data<MetricsEndpoint>, req: HttpRequest) -> Answer {
         .content_type("text/plain; version=0.0.4")
         .body(text))
 }
-async fn security_refusals(app: AppData, Tenant(ctx): Tenant) -> Answer {
-    respond(app.security_refusals(&ctx))
+async fn security_refusals(app: AppData) -> Answer {
+    respond(app.security_refusals())
 }
 
 /// Registers the API on an actix `App` (call inside `HttpServer::new`).
@@ -143,30 +183,58 @@ pub fn configure(
             .app_data(handle.clone())
             .service(
                 resource("/api/v1/tenants")
-                    .get(list_tenants)
-                    .post(create_tenant),
+                    .route(at_least(Role::SuperAdmin, web::get().to(list_tenants)))
+                    .route(at_least(Role::SuperAdmin, web::post().to(create_tenant))),
             )
             .service(
+                // Reading a tenant has no route policy: who may read it
+                // depends on the tenant (see `App::get_tenant`).
                 resource("/api/v1/tenants/{id}")
                     .get(get_tenant)
-                    .patch(patch_tenant),
+                    .route(at_least(Role::SuperAdmin, web::patch().to(patch_tenant))),
             )
             .service(
                 resource("/api/v1/apikeys")
-                    .get(list_api_keys)
-                    .post(create_api_key),
+                    .route(at_least(Role::Admin, web::get().to(list_api_keys)))
+                    .route(at_least(Role::Admin, web::post().to(create_api_key))),
             )
-            .service(resource("/api/v1/apikeys/{key_id}").delete(revoke_api_key))
+            .service(
+                resource("/api/v1/apikeys/{key_id}")
+                    .route(at_least(Role::Admin, web::delete().to(revoke_api_key))),
+            )
             .service(resource("/api/v1/rbac/permissions").get(permissions))
-            .service(resource("/api/v1/security/refusals").get(security_refusals))
-            .service(resource("/api/v1/telemetry").post(ingest))
-            .service(resource("/api/v1/metrics/query").get(query_metrics))
-            .service(resource("/api/v1/runbooks/{id}/trigger").post(trigger_runbook))
-            .service(resource("/api/v1/incidents/{id}/ack").post(ack_incident))
-            .service(resource("/api/v1/users").get(list_users).post(create_user))
-            .service(resource("/api/v1/teams").get(list_teams).post(create_team))
-            .service(resource("/api/v1/audit").get(audit))
-            .service(resource("/api/v1/usage").get(usage))
+            .service(
+                resource("/api/v1/security/refusals")
+                    .route(at_least(Role::SuperAdmin, web::get().to(security_refusals))),
+            )
+            .service(
+                resource("/api/v1/telemetry")
+                    .route(at_least(Role::Operator, web::post().to(ingest))),
+            )
+            .service(
+                resource("/api/v1/metrics/query")
+                    .route(at_least(Role::Viewer, web::get().to(query_metrics))),
+            )
+            .service(
+                resource("/api/v1/runbooks/{id}/trigger")
+                    .route(at_least(Role::Operator, web::post().to(trigger_runbook))),
+            )
+            .service(
+                resource("/api/v1/incidents/{id}/ack")
+                    .route(at_least(Role::Operator, web::post().to(ack_incident))),
+            )
+            .service(
+                resource("/api/v1/users")
+                    .route(at_least(Role::Admin, web::get().to(list_users)))
+                    .route(at_least(Role::Admin, web::post().to(create_user))),
+            )
+            .service(
+                resource("/api/v1/teams")
+                    .route(at_least(Role::Admin, web::get().to(list_teams)))
+                    .route(at_least(Role::Admin, web::post().to(create_team))),
+            )
+            .service(resource("/api/v1/audit").route(at_least(Role::Admin, web::get().to(audit))))
+            .service(resource("/api/v1/usage").route(at_least(Role::Admin, web::get().to(usage))))
             .service(resource("/healthz").get(healthz))
             .service(resource("/readyz").get(readyz))
             .service(resource("/metrics").get(metrics))

@@ -6,7 +6,17 @@
 //! Both front ends (axum and actix-web) call these methods and nothing else,
 //! so they answer every request the same way. Bodies are parsed here, with
 //! unknown fields refused and a size limit, so a malformed body gets the same
-//! `invalid_request` / `payload_too_large` answer on both.
+//! `invalid_request` / `payload_too_large` answer on both; query strings are
+//! parsed here too ([`parse_query`]).
+//!
+//! Minimum roles are not checked here: each front end puts them on its
+//! routes as the library's route policies (`RequireRoleLayer`,
+//! `RequireRoleMiddleware`), and a method's doc names the role its route
+//! requires. The methods check only what depends on the data: which tenant a
+//! caller may see or name, and which role a caller may grant. Domain audit
+//! events go through the request's [`Audit`] handle, and budgets are charged
+//! through its [`Quota`] handle (both handed out by the front ends'
+//! extractors), except where an event belongs in another tenant's log.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,8 +34,9 @@ use tenancy_core::context::TenantContext;
 use tenancy_core::credential::{ApiKeyRecord, KeyId};
 use tenancy_core::error::{ErrorKind, TenancyError};
 use tenancy_core::guard::require_role;
+use tenancy_core::handle::{Audit, Quota};
 use tenancy_core::label::Label;
-use tenancy_core::rbac::{ApiKeyScope, Permission, Role};
+use tenancy_core::rbac::{ApiKeyScope, Role};
 use tenancy_core::tenant::{TenantId, TenantRecord, TenantSettings, TenantStatus};
 
 /// The largest request body accepted, in bytes.
@@ -340,40 +351,79 @@ pub fn parse_telemetry(body: &[u8]) -> Result<(Vec<TelemetryEvent>, BTreeMap<Lab
     Ok((req.events, by_type))
 }
 
-/// The value of query parameter `name`, percent-decoded.
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v))
-    })
+/// The query of `GET /api/v1/apikeys`, `/api/v1/users` and `/api/v1/teams`.
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    limit: Option<String>,
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let decoded = bytes
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match decoded {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
+/// The query of `GET /api/v1/tenants`.
+#[derive(Debug, Deserialize)]
+struct TenantsQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// The query of `GET /api/v1/metrics/query`.
+#[derive(Debug, Deserialize)]
+struct MetricsQuery {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    limit: Option<String>,
+}
+
+/// The query of `GET /api/v1/audit`.
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+/// The query of `GET /api/v1/usage`.
+#[derive(Debug, Deserialize)]
+struct UsageQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Parses a query string (`application/x-www-form-urlencoded`, without the
+/// `?`) into `T`: parameters `T` does not name are ignored (the tenant
+/// parameter among them); `invalid_request` when the string does not fit
+/// `T`, such as a parameter given twice.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T> {
+    serde_urlencoded::from_str(query)
+        .map_err(|e| TenancyError::invalid_request(format!("malformed query string: {e}")))
+}
+
+/// A `limit` parameter's value: `default` when absent, `invalid_request`
+/// unless it is a number from 1 to `max`.
+pub fn parse_limit(value: Option<&str>, default: usize, max: usize) -> Result<usize> {
+    match value {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(TenancyError::invalid_request(format!(
+                "limit must be 1 to {max}"
+            ))),
+        },
     }
-    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of the time parameter `name`: `None` when absent,
+/// `invalid_request` unless it is an RFC 3339 time.
+pub fn parse_time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    TenancyError::invalid_request(format!("{name} must be an RFC 3339 time"))
+                })
+        })
+        .transpose()
 }
 
 fn label(value: &str, what: &str) -> Result<Label> {
@@ -464,9 +514,8 @@ impl App {
         Ok(Reply::ok(json!({"status": "ready"})))
     }
 
-    /// `POST /api/v1/tenants` (super_admin).
-    pub async fn create_tenant(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
-        require_role(ctx, Role::SuperAdmin)?;
+    /// `POST /api/v1/tenants` (route: super_admin).
+    pub async fn create_tenant(&self, audit: &Audit, body: &[u8]) -> Result<Reply> {
         let req: CreateTenant = parse_body(body)?;
         let id = TenantId::new(&req.tenant_id)?;
         let plan = req
@@ -480,21 +529,22 @@ impl App {
         let mut tenant = TenantRecord::new(id, req.name, plan);
         tenant.contact_email = req.contact_email;
         self.tenancy.admin().create_tenant(tenant.clone()).await?;
-        self.tenancy.record_audit(
-            self.tenancy
-                .audit_event(ctx, "tenant.create")
+        audit.record_event(
+            audit
+                .event("tenant.create")
                 .resource(tenant.id.as_str())
                 .outcome(201),
         );
         Ok(Reply::json(StatusCode::CREATED, tenant_json(&tenant)))
     }
 
-    /// `GET /api/v1/tenants` (super_admin): by id, `limit` at a time (default
-    /// 100, at most 1,000), from after the id `after`.
-    pub async fn list_tenants(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        require_role(ctx, Role::SuperAdmin)?;
-        let limit = parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
-        let after = query_param(query, "after")
+    /// `GET /api/v1/tenants` (route: super_admin): by id, `limit` at a time
+    /// (default 100, at most 1,000), from after the id `after`.
+    pub async fn list_tenants(&self, query: &str) -> Result<Reply> {
+        let query: TenantsQuery = parse_query(query)?;
+        let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+        let after = query
+            .after
             .map(|a| TenantId::new(a).map_err(TenancyError::from))
             .transpose()?;
         let tenants = self
@@ -527,15 +577,23 @@ impl App {
             .ok_or_else(not_found)
     }
 
-    /// `GET /api/v1/tenants/{id}` (super_admin, or admin of that tenant).
+    /// `GET /api/v1/tenants/{id}` (super_admin, or admin of that tenant): no
+    /// route policy, as the role a caller needs depends on the tenant asked
+    /// for, and a caller who may not see it gets `not_found` whatever its
+    /// role.
     pub async fn get_tenant(&self, ctx: &TenantContext, id: &str) -> Result<Reply> {
         let tenant = self.visible_tenant(ctx, id).await?;
         Ok(Reply::ok(tenant_json(&tenant)))
     }
 
-    /// `PATCH /api/v1/tenants/{id}` (super_admin).
-    pub async fn patch_tenant(&self, ctx: &TenantContext, id: &str, body: &[u8]) -> Result<Reply> {
-        require_role(ctx, Role::SuperAdmin)?;
+    /// `PATCH /api/v1/tenants/{id}` (route: super_admin).
+    pub async fn patch_tenant(
+        &self,
+        ctx: &TenantContext,
+        audit: &Audit,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Reply> {
         let patch: PatchTenant = parse_body(body)?;
         let mut tenant = self.visible_tenant(ctx, id).await?;
         if let Some(plan) = &patch.plan
@@ -564,9 +622,9 @@ impl App {
         }
         tenant.updated_at = Utc::now();
         self.tenancy.admin().update_tenant(tenant.clone()).await?;
-        self.tenancy.record_audit(
-            self.tenancy
-                .audit_event(ctx, "tenant.update")
+        audit.record_event(
+            audit
+                .event("tenant.update")
                 .resource(tenant.id.as_str())
                 .detail("changed", changed.join(","))
                 .detail("status", tenant.status.as_str()),
@@ -599,9 +657,12 @@ impl App {
             .ok_or_else(|| ErrorKind::UnknownTenant.into())
     }
 
-    /// `POST /api/v1/apikeys` (admin+). The secret is in this answer only.
+    /// `POST /api/v1/apikeys` (route: admin+). The secret is in this answer
+    /// only. Its event goes to the key's tenant, which a super_admin may name
+    /// in the body, so it is recorded through the engine rather than the
+    /// request's [`Audit`] handle (which writes only into the request's
+    /// tenant).
     pub async fn create_api_key(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
-        require_role(ctx, Role::Admin)?;
         let req: CreateApiKey = parse_body(body)?;
         if req.name.is_empty() || req.name.len() > 128 {
             return Err(TenancyError::invalid_request(
@@ -652,11 +713,11 @@ impl App {
         ))
     }
 
-    /// `GET /api/v1/apikeys` (admin+): the tenant's keys, oldest first,
-    /// `limit` at a time (default 100, at most 1,000), never a secret.
+    /// `GET /api/v1/apikeys` (route: admin+): the tenant's keys, oldest
+    /// first, `limit` at a time (default 100, at most 1,000), never a secret.
     pub async fn list_api_keys(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        require_role(ctx, Role::Admin)?;
-        let limit = parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+        let query: PageQuery = parse_query(query)?;
+        let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
         let mut keys = self
             .tenancy
             .api_key_store()
@@ -669,27 +730,31 @@ impl App {
         })))
     }
 
-    /// `DELETE /api/v1/apikeys/{key_id}` (admin+): 204; `not_found` for
-    /// another tenant's key.
-    pub async fn revoke_api_key(&self, ctx: &TenantContext, key_id: &str) -> Result<Reply> {
-        require_role(ctx, Role::Admin)?;
+    /// `DELETE /api/v1/apikeys/{key_id}` (route: admin+): 204; `not_found`
+    /// for another tenant's key.
+    pub async fn revoke_api_key(
+        &self,
+        ctx: &TenantContext,
+        audit: &Audit,
+        key_id: &str,
+    ) -> Result<Reply> {
         let key_id = KeyId::new(key_id).map_err(|_| not_found())?;
         let cascaded = self
             .tenancy
             .admin()
             .revoke_api_key(ctx.tenant_id(), &key_id)
             .await?;
-        self.tenancy.record_audit(
-            self.tenancy
-                .audit_event(ctx, "apikey.revoke")
+        audit.record_event(
+            audit
+                .event("apikey.revoke")
                 .resource(key_id.as_str())
                 .outcome(204),
         );
         // Keys the revoked key issued end with it, each on the record.
         for child in cascaded {
-            self.tenancy.record_audit(
-                self.tenancy
-                    .audit_event(ctx, "apikey.revoke")
+            audit.record_event(
+                audit
+                    .event("apikey.revoke")
                     .resource(child.as_str())
                     .outcome(204)
                     .detail("revoked_with", key_id.as_str()),
@@ -698,15 +763,15 @@ impl App {
         Ok(Reply::no_content())
     }
 
-    /// `GET /api/v1/security/refusals` (super_admin): the platform security
-    /// log, refusals of callers without a verified credential per client
-    /// address and reason, most refused first.
-    pub fn security_refusals(&self, ctx: &TenantContext) -> Result<Reply> {
-        require_role(ctx, Role::SuperAdmin)?;
+    /// `GET /api/v1/security/refusals` (route: super_admin): the platform
+    /// security log, refusals of callers without a verified credential per
+    /// client address and reason, most refused first.
+    pub fn security_refusals(&self) -> Result<Reply> {
         Ok(Reply::ok(json!({"refusals": self.tenancy.security_log()})))
     }
 
-    /// `GET /api/v1/rbac/permissions` (any authenticated caller).
+    /// `GET /api/v1/rbac/permissions` (any authenticated caller: no route
+    /// policy).
     pub fn permissions(&self, ctx: &TenantContext) -> Result<Reply> {
         let permissions: Vec<&str> = ctx
             .role()
@@ -724,18 +789,14 @@ impl App {
         })))
     }
 
-    /// `POST /api/v1/telemetry` (operator+, or an ingestion key): charges
-    /// events/month, meters by event type.
-    pub async fn ingest(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
-        if !ctx.can(Permission::SendTelemetry) {
-            return Err(ErrorKind::InsufficientRole {
-                required: Permission::SendTelemetry.minimum_role(),
-            }
-            .into());
-        }
+    /// `POST /api/v1/telemetry` (route: operator+, the lowest role with
+    /// `telemetry:write`; ingestion keys act as operator): charges
+    /// events/month through the request's [`Quota`] handle, meters by event
+    /// type.
+    pub async fn ingest(&self, ctx: &TenantContext, quota: &Quota, body: &[u8]) -> Result<Reply> {
         let (events, by_type) = parse_telemetry(body)?;
         let accepted = events.len() as u64;
-        self.tenancy.charge(ctx, "events", accepted).await?;
+        quota.charge("events", accepted).await?;
         for (event_type, count) in &by_type {
             self.tenancy.meter(ctx, event_type, *count);
         }
@@ -751,13 +812,16 @@ impl App {
         ))
     }
 
-    /// `GET /api/v1/metrics/query` (viewer+ / readonly keys): the caller's
-    /// tenant's telemetry, newest first; filters `name`, `type`, `limit`.
+    /// `GET /api/v1/metrics/query` (route: viewer+ / readonly keys): the
+    /// caller's tenant's telemetry, newest first; filters `name`, `type`,
+    /// `limit`.
     pub fn query_metrics(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        require_role(ctx, Role::Viewer)?;
-        let name = query_param(query, "name");
-        let event_type = query_param(query, "type");
-        let limit = parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+        let MetricsQuery {
+            name,
+            event_type,
+            limit,
+        } = parse_query(query)?;
+        let limit = parse_limit(limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
         // Only the page is copied, under the tenant's read lock.
         let events: Vec<TelemetryEvent> = self
             .telemetry
@@ -778,14 +842,14 @@ impl App {
         ))
     }
 
-    /// `POST /api/v1/runbooks/{id}/trigger` (operator+): an audited action.
-    pub fn trigger_runbook(&self, ctx: &TenantContext, id: &str) -> Result<Reply> {
-        require_role(ctx, Role::Operator)?;
+    /// `POST /api/v1/runbooks/{id}/trigger` (route: operator+): an audited
+    /// action.
+    pub fn trigger_runbook(&self, audit: &Audit, id: &str) -> Result<Reply> {
         let id = label(id, "runbook id")?;
         let execution_id = new_id("exec");
-        self.tenancy.record_audit(
-            self.tenancy
-                .audit_event(ctx, "runbook.trigger")
+        audit.record_event(
+            audit
+                .event("runbook.trigger")
                 .resource(id.as_str())
                 .outcome(202)
                 .detail("execution_id", execution_id.clone()),
@@ -796,15 +860,11 @@ impl App {
         ))
     }
 
-    /// `POST /api/v1/incidents/{id}/ack` (operator+): an audited action.
-    pub fn ack_incident(&self, ctx: &TenantContext, id: &str) -> Result<Reply> {
-        require_role(ctx, Role::Operator)?;
+    /// `POST /api/v1/incidents/{id}/ack` (route: operator+): an audited
+    /// action.
+    pub fn ack_incident(&self, ctx: &TenantContext, audit: &Audit, id: &str) -> Result<Reply> {
         let id = label(id, "incident id")?;
-        self.tenancy.record_audit(
-            self.tenancy
-                .audit_event(ctx, "incident.ack")
-                .resource(id.as_str()),
-        );
+        audit.record("incident.ack", Some(id.as_str()));
         Ok(Reply::ok(json!({
             "incident_id": id,
             "status": "acknowledged",
@@ -812,10 +872,14 @@ impl App {
         })))
     }
 
-    /// `POST /api/v1/users` (admin+): the plan's user count is enforced; no
-    /// one grants a role above their own.
-    pub async fn create_user(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
-        require_role(ctx, Role::Admin)?;
+    /// `POST /api/v1/users` (route: admin+): the plan's user count is
+    /// enforced; no one grants a role above their own.
+    pub async fn create_user(
+        &self,
+        ctx: &TenantContext,
+        audit: &Audit,
+        body: &[u8],
+    ) -> Result<Reply> {
         let req: CreateUser = parse_body(body)?;
         if !req.email.contains('@') || req.email.len() > 254 {
             return Err(TenancyError::invalid_request(
@@ -844,9 +908,9 @@ impl App {
                     .check_count_quota(ctx.quotas(), CountQuota::Users, users.len() as u64)
                     .err()
             })?;
-        self.tenancy.record_audit(
-            self.tenancy
-                .audit_event(ctx, "user.create")
+        audit.record_event(
+            audit
+                .event("user.create")
                 .resource(user.user_id.clone())
                 .outcome(201)
                 .detail("role", user.role.as_str()),
@@ -854,19 +918,18 @@ impl App {
         Ok(Reply::json(StatusCode::CREATED, json!(user)))
     }
 
-    /// `GET /api/v1/users` (admin+): oldest first, `limit` at a time
+    /// `GET /api/v1/users` (route: admin+): oldest first, `limit` at a time
     /// (default 100, at most 1,000).
     pub fn list_users(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        require_role(ctx, Role::Admin)?;
-        let limit = parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+        let query: PageQuery = parse_query(query)?;
+        let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
         Ok(Reply::ok(
             json!({"users": self.users.page(ctx.tenant_id(), limit)}),
         ))
     }
 
-    /// `POST /api/v1/teams` (admin+).
-    pub fn create_team(&self, ctx: &TenantContext, body: &[u8]) -> Result<Reply> {
-        require_role(ctx, Role::Admin)?;
+    /// `POST /api/v1/teams` (route: admin+).
+    pub fn create_team(&self, ctx: &TenantContext, audit: &Audit, body: &[u8]) -> Result<Reply> {
         let req: CreateTeam = parse_body(body)?;
         if req.name.is_empty() || req.name.len() > 128 {
             return Err(TenancyError::invalid_request(
@@ -895,36 +958,39 @@ impl App {
             .push_unless(ctx.tenant_id(), team.clone(), |teams| {
                 (teams.len() >= MAX_TEAMS).then(|| count_quota("teams"))
             })?;
-        self.tenancy.record_audit(
-            self.tenancy
-                .audit_event(ctx, "team.create")
+        audit.record_event(
+            audit
+                .event("team.create")
                 .resource(team.team_id.clone())
                 .outcome(201),
         );
         Ok(Reply::json(StatusCode::CREATED, json!(team)))
     }
 
-    /// `GET /api/v1/teams` (admin+): oldest first, `limit` at a time
+    /// `GET /api/v1/teams` (route: admin+): oldest first, `limit` at a time
     /// (default 100, at most 1,000).
     pub fn list_teams(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        require_role(ctx, Role::Admin)?;
-        let limit = parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+        let query: PageQuery = parse_query(query)?;
+        let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
         Ok(Reply::ok(
             json!({"teams": self.teams.page(ctx.tenant_id(), limit)}),
         ))
     }
 
-    /// `GET /api/v1/audit` (admin+): newest first; filters `actor`,
+    /// `GET /api/v1/audit` (route: admin+): newest first; filters `actor`,
     /// `action`, `since` (RFC 3339), `limit`. Reads what is written: events
     /// reach the log within the buffers' flush interval (1 s by default),
     /// and no read forces every tenant's buffers out.
     pub async fn audit(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        require_role(ctx, Role::Admin)?;
-        let mut filter =
-            AuditFilter::default().limit(parse_limit(query, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?);
-        filter.actor = query_param(query, "actor");
-        filter.action = query_param(query, "action");
-        filter.since = parse_time(query, "since")?;
+        let query: AuditQuery = parse_query(query)?;
+        let mut filter = AuditFilter::default().limit(parse_limit(
+            query.limit.as_deref(),
+            LIST_DEFAULT_LIMIT,
+            LIST_MAX_LIMIT,
+        )?);
+        filter.actor = query.actor;
+        filter.action = query.action;
+        filter.since = parse_time("since", query.since.as_deref())?;
         let Some(log) = self.tenancy.audit_query() else {
             return Err(TenancyError::internal("the audit sink cannot be queried"));
         };
@@ -937,14 +1003,15 @@ impl App {
         ))
     }
 
-    /// `GET /api/v1/usage` (admin+): hourly counts by event type; `from` and
-    /// `to` (RFC 3339) default to the last 24 hours. Like the audit log, it
-    /// shows what the buffers have written.
+    /// `GET /api/v1/usage` (route: admin+): hourly counts by event type;
+    /// `from` and `to` (RFC 3339) default to the last 24 hours. Like the
+    /// audit log, it shows what the buffers have written.
     pub async fn usage(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        require_role(ctx, Role::Admin)?;
-        let to =
-            parse_time(query, "to")?.unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
-        let from = parse_time(query, "from")?.unwrap_or(to - chrono::Duration::hours(25));
+        let query: UsageQuery = parse_query(query)?;
+        let to = parse_time("to", query.to.as_deref())?
+            .unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
+        let from =
+            parse_time("from", query.from.as_deref())?.unwrap_or(to - chrono::Duration::hours(25));
         let rows = self
             .tenancy
             .usage_meter()
@@ -961,47 +1028,59 @@ impl App {
     }
 }
 
-/// The `limit` query parameter: `default` when absent, `invalid_request`
-/// outside 1 to `max`.
-pub fn parse_limit(query: &str, default: usize, max: usize) -> Result<usize> {
-    match query_param(query, "limit") {
-        None => Ok(default),
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(TenancyError::invalid_request(format!(
-                "limit must be 1 to {max}"
-            ))),
-        },
-    }
-}
-
-/// The query parameter `name` as an RFC 3339 time; `invalid_request` when
-/// it is not one.
-pub fn parse_time(query: &str, name: &str) -> Result<Option<DateTime<Utc>>> {
-    query_param(query, name)
-        .map(|v| {
-            DateTime::parse_from_rfc3339(&v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| {
-                    TenancyError::invalid_request(format!("{name} must be an RFC 3339 time"))
-                })
-        })
-        .transpose()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b+c"), "a b c");
+    fn query_values_are_percent_decoded() {
+        let q: AuditQuery =
+            parse_query("since=2026-01-01T00%3A00%3A00Z&actor=a%20b+c&action=bad%zz%&limit=%4")
+                .unwrap();
+        assert_eq!(q.since.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(q.actor.as_deref(), Some("a b c"));
+        // Malformed escapes stay as they are.
+        assert_eq!(q.action.as_deref(), Some("bad%zz%"));
+        assert_eq!(q.limit.as_deref(), Some("%4"));
+        let since = parse_time("since", q.since.as_deref()).unwrap();
+        assert_eq!(since.unwrap().to_rfc3339(), "2026-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn queries_ignore_unknown_parameters_and_refuse_repeated_ones() {
+        let q: MetricsQuery = parse_query("tenant=globex&type=metric&name=cpu&x&y=").unwrap();
+        assert_eq!(q.event_type.as_deref(), Some("metric"));
+        assert_eq!(q.name.as_deref(), Some("cpu"));
+        assert_eq!(q.limit, None);
+        let empty: UsageQuery = parse_query("").unwrap();
+        assert_eq!((empty.from, empty.to), (None, None));
+        let err = parse_query::<PageQuery>("limit=1&limit=2").unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+        // A parameter with no value is present and empty.
+        let q: TenantsQuery = parse_query("after&limit=").unwrap();
         assert_eq!(
-            percent_decode("2026-01-01T00%3A00%3A00Z"),
-            "2026-01-01T00:00:00Z"
+            (q.after.as_deref(), q.limit.as_deref()),
+            (Some(""), Some(""))
         );
-        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
-        assert_eq!(percent_decode("%4"), "%4");
+    }
+
+    #[test]
+    fn limits_and_times_are_checked() {
+        let limit = |v| parse_limit(v, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT);
+        assert_eq!(limit(None).unwrap(), LIST_DEFAULT_LIMIT);
+        assert_eq!(limit(Some("1")).unwrap(), 1);
+        assert_eq!(limit(Some("1000")).unwrap(), LIST_MAX_LIMIT);
+        for bad in ["0", "1001", "-1", "abc", "", " 5"] {
+            let err = limit(Some(bad)).unwrap_err();
+            assert_eq!(err.code(), "invalid_request", "{bad}");
+            assert_eq!(err.detail(), "limit must be 1 to 1000", "{bad}");
+        }
+        assert_eq!(parse_time("from", None).unwrap(), None);
+        let err = parse_time("from", Some("yesterday")).unwrap_err();
+        assert_eq!(
+            (err.code(), err.detail().as_ref()),
+            ("invalid_request", "from must be an RFC 3339 time")
+        );
     }
 
     #[test]

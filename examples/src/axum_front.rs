@@ -1,5 +1,7 @@
 //! The axum front end: routes of the API onto [`App`] methods, under
-//! [`TenancyLayer`].
+//! [`TenancyLayer`]. Each route's minimum role is a [`RequireRoleLayer`]
+//! on its methods (`route_layer`, so a method the path does not serve still
+//! answers `not_found` without meeting it), as on the actix-web front end.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,12 +9,14 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Extension, Router};
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};
-use tenancy_axum::{TenancyLayer, TenancyRejection, Tenant};
+use tenancy_axum::extract::{Audit, Quota};
+use tenancy_axum::{RequireRoleLayer, TenancyLayer, TenancyRejection, Tenant};
 use tenancy_core::error::{ErrorKind, TenancyError};
+use tenancy_core::rbac::Role;
 
 use crate::app::{App, MAX_BODY_BYTES, Reply};
 use crate::metrics::MetricsEndpoint;
@@ -52,22 +56,28 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
     let api = Router::new()
         .route(
             "/api/v1/tenants",
-            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
-                respond(app.list_tenants(&ctx, q.as_deref().unwrap_or_default()).await)
+            get(|State(app): State<Arc<App>>, RawQuery(q): RawQuery| async move {
+                respond(app.list_tenants(q.as_deref().unwrap_or_default()).await)
             })
-            .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
-                respond(app.create_tenant(&ctx, &read_body(body).await?).await)
-            }),
+            .post(|State(app): State<Arc<App>>, audit: Audit, body: Body| async move {
+                respond(app.create_tenant(&audit, &read_body(body).await?).await)
+            })
+            .route_layer(RequireRoleLayer::new(Role::SuperAdmin)),
         )
         .route(
             "/api/v1/tenants/{id}",
+            // Reading a tenant has no route policy: who may read it depends on
+            // the tenant (see `App::get_tenant`).
             get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, Path(id): Path<String>| async move {
                 respond(app.get_tenant(&ctx, &id).await)
             })
-            .patch(
-                |State(app): State<Arc<App>>, Tenant(ctx): Tenant, Path(id): Path<String>, body: Body| async move {
-                    respond(app.patch_tenant(&ctx, &id, &read_body(body).await?).await)
-                },
+            .merge(
+                patch(
+                    |State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, Path(id): Path<String>, body: Body| async move {
+                        respond(app.patch_tenant(&ctx, &audit, &id, &read_body(body).await?).await)
+                    },
+                )
+                .route_layer(RequireRoleLayer::new(Role::SuperAdmin)),
             ),
         )
         .route(
@@ -77,19 +87,22 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
             })
             .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
                 respond(app.create_api_key(&ctx, &read_body(body).await?).await)
-            }),
+            })
+            .route_layer(RequireRoleLayer::new(Role::Admin)),
         )
         .route(
             "/api/v1/apikeys/{key_id}",
-            axum::routing::delete(
-                |State(app): State<Arc<App>>, Tenant(ctx): Tenant, Path(key_id): Path<String>| async move {
-                    respond(app.revoke_api_key(&ctx, &key_id).await)
+            delete(
+                |State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, Path(key_id): Path<String>| async move {
+                    respond(app.revoke_api_key(&ctx, &audit, &key_id).await)
                 },
-            ),
+            )
+            .route_layer(RequireRoleLayer::new(Role::Admin)),
         )
         .route(
             "/api/v1/security/refusals",
-            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant| async move { respond(app.security_refusals(&ctx)) }),
+            get(|State(app): State<Arc<App>>| async move { respond(app.security_refusals()) })
+                .route_layer(RequireRoleLayer::new(Role::SuperAdmin)),
         )
         .route(
             "/api/v1/rbac/permissions",
@@ -97,57 +110,65 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
         )
         .route(
             "/api/v1/telemetry",
-            post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
-                respond(app.ingest(&ctx, &read_body(body).await?).await)
-            }),
+            post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, quota: Quota, body: Body| async move {
+                respond(app.ingest(&ctx, &quota, &read_body(body).await?).await)
+            })
+            .route_layer(RequireRoleLayer::new(Role::Operator)),
         )
         .route(
             "/api/v1/metrics/query",
             get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
                 respond(app.query_metrics(&ctx, q.as_deref().unwrap_or_default()))
-            }),
+            })
+            .route_layer(RequireRoleLayer::new(Role::Viewer)),
         )
         .route(
             "/api/v1/runbooks/{id}/trigger",
-            post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, Path(id): Path<String>| async move {
-                respond(app.trigger_runbook(&ctx, &id))
-            }),
+            post(|State(app): State<Arc<App>>, audit: Audit, Path(id): Path<String>| async move {
+                respond(app.trigger_runbook(&audit, &id))
+            })
+            .route_layer(RequireRoleLayer::new(Role::Operator)),
         )
         .route(
             "/api/v1/incidents/{id}/ack",
-            post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, Path(id): Path<String>| async move {
-                respond(app.ack_incident(&ctx, &id))
-            }),
+            post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, Path(id): Path<String>| async move {
+                respond(app.ack_incident(&ctx, &audit, &id))
+            })
+            .route_layer(RequireRoleLayer::new(Role::Operator)),
         )
         .route(
             "/api/v1/users",
             get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
                 respond(app.list_users(&ctx, q.as_deref().unwrap_or_default()))
             })
-                .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
-                    respond(app.create_user(&ctx, &read_body(body).await?).await)
-                }),
+            .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, body: Body| async move {
+                respond(app.create_user(&ctx, &audit, &read_body(body).await?).await)
+            })
+            .route_layer(RequireRoleLayer::new(Role::Admin)),
         )
         .route(
             "/api/v1/teams",
             get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
                 respond(app.list_teams(&ctx, q.as_deref().unwrap_or_default()))
             })
-                .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, body: Body| async move {
-                    respond(app.create_team(&ctx, &read_body(body).await?))
-                }),
+            .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, body: Body| async move {
+                respond(app.create_team(&ctx, &audit, &read_body(body).await?))
+            })
+            .route_layer(RequireRoleLayer::new(Role::Admin)),
         )
         .route(
             "/api/v1/audit",
             get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
                 respond(app.audit(&ctx, q.as_deref().unwrap_or_default()).await)
-            }),
+            })
+            .route_layer(RequireRoleLayer::new(Role::Admin)),
         )
         .route(
             "/api/v1/usage",
             get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
                 respond(app.usage(&ctx, q.as_deref().unwrap_or_default()).await)
-            }),
+            })
+            .route_layer(RequireRoleLayer::new(Role::Admin)),
         )
         .route("/healthz", get(|| async { respond(Ok(Reply { status: StatusCode::OK, body: Some(serde_json::json!({"status": "ok"})) })) }))
         .route("/readyz", get(|State(app): State<Arc<App>>| async move { respond(app.ready().await) }))

@@ -199,6 +199,61 @@ async fn rbac_matrix() {
             )
             .await;
         assert_eq!((up.status, up.code()), (403, "insufficient_role"), "{name}");
+
+        // A method a path does not serve is not found, whoever asks: the
+        // route policies guard the methods only.
+        let viewer = format!("Bearer {}", token("acme", "viewer", "viewer@acme"));
+        let other = s
+            .call(
+                "DELETE",
+                "/api/v1/users",
+                &[("authorization", &viewer)],
+                None,
+            )
+            .await;
+        assert_eq!((other.status, other.code()), (404, "not_found"), "{name}");
+
+        // A write refused by a route policy is audited once, as
+        // `access.refused` naming who was refused, and not again as an
+        // `http.post` with its 403.
+        let refusals = [
+            ("viewer@acme", "/api/v1/runbooks/r1/trigger"),
+            ("viewer@acme", "/api/v1/telemetry"),
+            ("operator@acme", "/api/v1/teams"),
+        ];
+        let of = |a: &support::Answer, who: &str, path: &str| -> Vec<serde_json::Value> {
+            a.body["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["actor"] == who && e["resource"] == path)
+                .cloned()
+                .collect()
+        };
+        // The viewer's DELETE above is the last write: wait for it too.
+        let audit = s
+            .get_until("/api/v1/audit?limit=1000", &admin, |a| {
+                refusals
+                    .iter()
+                    .all(|(who, path)| !of(a, who, path).is_empty())
+                    && !of(a, "viewer@acme", "/api/v1/users").is_empty()
+            })
+            .await;
+        for (who, path) in refusals {
+            let refused = of(&audit, who, path);
+            assert_eq!(refused.len(), 1, "{name}: {who} {path}: {}", audit.raw);
+            let e = &refused[0];
+            assert_eq!(
+                (&e["action"], &e["outcome"], &e["tenant_id"]),
+                (&"access.refused".into(), &403.into(), &"acme".into()),
+                "{name}: {who} {path}"
+            );
+            assert_eq!(
+                (&e["details"]["code"], &e["details"]["method"]),
+                (&"insufficient_role".into(), &"POST".into()),
+                "{name}: {who} {path}"
+            );
+        }
     }
 }
 
@@ -557,6 +612,40 @@ async fn bad_inputs_get_clear_answers_and_store_nothing() {
             (400, "invalid_tenant_id"),
             "{name}"
         );
+        for (path, detail) in [
+            ("/api/v1/teams?limit=0", "limit must be 1 to 1000"),
+            ("/api/v1/users?limit=1001", "limit must be 1 to 1000"),
+            ("/api/v1/apikeys?limit=ten", "limit must be 1 to 1000"),
+            ("/api/v1/metrics/query?limit=", "limit must be 1 to 1000"),
+            (
+                "/api/v1/audit?since=yesterday",
+                "since must be an RFC 3339 time",
+            ),
+            (
+                "/api/v1/usage?from=2026-01-01",
+                "from must be an RFC 3339 time",
+            ),
+        ] {
+            let a = s.get(path, &admin).await;
+            assert_eq!(
+                (a.status, a.code(), a.body["detail"].as_str()),
+                (400, "invalid_request", Some(detail)),
+                "{name}: {path}"
+            );
+        }
+        let twice = s.get("/api/v1/teams?limit=1&limit=2", &admin).await;
+        assert_eq!(
+            (twice.status, twice.code()),
+            (400, "invalid_request"),
+            "{name}: a parameter given twice"
+        );
+        let encoded = s
+            .get(
+                "/api/v1/audit?since=2026-01-01T00%3A00%3A00Z&actor=a%20b+c&unknown=1",
+                &admin,
+            )
+            .await;
+        assert_eq!(encoded.status, 200, "{name}: {}", encoded.raw);
         let garbage = s
             .call(
                 "GET",

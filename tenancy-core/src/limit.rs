@@ -180,8 +180,11 @@ impl RateLimitStatus {
 
     /// Passes each `RateLimit-*` header to `set`.
     pub fn each_header(&self, mut set: impl FnMut(&HeaderName, HeaderValue)) {
-        set(&RATELIMIT_LIMIT, HeaderValue::from(self.limit));
-        set(&RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
+        set(&RATELIMIT_LIMIT, number_header(u64::from(self.limit)));
+        set(
+            &RATELIMIT_REMAINING,
+            number_header(u64::from(self.remaining)),
+        );
         set(&RATELIMIT_RESET, seconds_header(self.reset));
     }
 
@@ -207,8 +210,28 @@ impl RateLimitStatus {
 /// `Retry-After`).
 pub(crate) fn seconds_header(d: Duration) -> HeaderValue {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    HeaderValue::from(secs)
+    number_header(secs)
 }
+
+/// `n` as a header value. Numbers below [`STATIC_NUMBERS`] are made once
+/// and shared, so the `RateLimit-*` headers of most answers allocate
+/// nothing.
+fn number_header(n: u64) -> HeaderValue {
+    static SMALL: std::sync::LazyLock<Box<[HeaderValue]>> = std::sync::LazyLock::new(|| {
+        (0..STATIC_NUMBERS)
+            .map(|i| HeaderValue::from_static(Box::leak(i.to_string().into_boxed_str())))
+            .collect()
+    });
+    usize::try_from(n)
+        .ok()
+        .and_then(|i| SMALL.get(i))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(n))
+}
+
+/// How many small numbers [`number_header`] keeps made (a few kilobytes,
+/// once per process).
+const STATIC_NUMBERS: u64 = 1024;
 
 /// The answer of a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,6 +329,15 @@ impl QuotaCharge {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn numbers_are_written_the_same_made_once_or_not() {
+        for n in [0, 7, 1023, 1024, 65_536, u64::MAX] {
+            assert_eq!(number_header(n).to_str().unwrap(), n.to_string());
+        }
+        assert_eq!(seconds_header(Duration::from_millis(1001)), "2");
+        assert_eq!(seconds_header(Duration::ZERO), "0");
+    }
 
     #[test]
     fn keys_carry_the_tenant_hash_tag() {

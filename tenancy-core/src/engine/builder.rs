@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth_throttle::AuthThrottle;
-use super::metrics::TenantMetrics;
 use super::recorder::{OVERFLOW_EVENT_TYPE, Recorder, Sinks};
 use super::security_log::SecurityLog;
 use super::{Inner, REQUESTS_EVENT, Stores, Tenancy};
@@ -219,8 +218,6 @@ impl TenancyBuilder {
                 authenticator,
                 stores,
                 recorder,
-                metrics: TenantMetrics::default(),
-                requests_event,
                 request_ids: RequestIds::new(),
                 throttle: AuthThrottle::new(&config.auth.failure_throttle),
                 security_log: SecurityLog::default(),

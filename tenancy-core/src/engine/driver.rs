@@ -214,10 +214,9 @@ impl Admission {
         let now = self.admitted_at
             + chrono::TimeDelta::from_std(elapsed).unwrap_or(chrono::TimeDelta::zero());
         let inner = &self.tenancy.inner;
-        inner.metrics.record(ctx.tenant_id(), status, elapsed);
         inner
             .recorder
-            .meter(ctx.tenant_id(), &inner.requests_event, now, 1);
+            .request_done(ctx.tenant_id(), status, elapsed, now);
         let path = self.path.as_deref().unwrap_or_default();
         tracing::debug!(
             target: REQUEST_LOG,

@@ -63,7 +63,6 @@ pub use self::builder::TenancyBuilder;
 pub use self::driver::{
     Admission, CLIENT_CLOSED, REQUEST_LOG, Refusal, RouteVerdict, missing_context,
 };
-use self::metrics::TenantMetrics;
 pub use self::metrics::{
     AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, KEY_USES_DROPPED_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION,
     REQUESTS_TOTAL, USAGE_DROPPED_TOTAL,
@@ -110,8 +109,6 @@ pub(crate) struct Inner {
     pub(crate) authenticator: Authenticator,
     pub(crate) stores: Stores,
     pub(crate) recorder: Recorder,
-    pub(crate) metrics: TenantMetrics,
-    pub(crate) requests_event: Label,
     pub(crate) request_ids: RequestIds,
     pub(crate) throttle: Option<AuthThrottle>,
     pub(crate) security_log: SecurityLog,
