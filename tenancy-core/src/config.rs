@@ -137,11 +137,16 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Where a tenant can come from, tried in the configured order.
+/// Where a tenant can come from. Every source listed that names a tenant
+/// must name the same one, so the order of the list does not matter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantSource {
-    /// The credential's tenant (JWT `tenant_id` claim, API key's tenant).
+    /// The credential's tenant (JWT `tenant_id` claim, API key's tenant)
+    /// names the request's tenant when the request names none. Unlisted,
+    /// a request must name its tenant itself (or fall to the default). A
+    /// credential's tenant is always checked against the tenant a request
+    /// names, listed or not.
     Credential,
     /// The tenant header.
     Header,
@@ -186,7 +191,9 @@ pub struct ResolutionConfig {
     pub required: bool,
     /// When not empty, only these tenants are served.
     pub allowed_tenants: Vec<TenantId>,
-    /// The sources, in order (default: credential, header, query, default).
+    /// The sources (default: credential, header, query, default); the
+    /// order does not matter, since every source that names a tenant must
+    /// agree with the others.
     pub sources: Vec<TenantSource>,
     /// Host template for the `host` source, e.g. `{tenant}.example.com`.
     pub host_template: Option<String>,

@@ -9,7 +9,8 @@
 //! 1. Every value a source yields must be a valid [`TenantId`], else
 //!    `invalid_tenant_id`. All the request's sources must agree with each
 //!    other, else `tenant_mismatch`.
-//! 2. With a credential, its tenant wins. A request naming another tenant is
+//! 2. With a credential, its tenant wins (when the request names none, only
+//!    with the `credential` source listed). A request naming another tenant is
 //!    refused with `tenant_mismatch`, unless the role is super_admin or
 //!    system: those select the named tenant, and the context is marked
 //!    cross-tenant (and audited).
@@ -109,6 +110,7 @@ pub struct TenantResolver {
     sources: Vec<Source>,
     default: Option<TenantId>,
     use_default: bool,
+    use_credential: bool,
     enabled: bool,
     required: bool,
     allowed: HashSet<TenantId>,
@@ -153,6 +155,7 @@ impl TenantResolver {
             sources,
             default: config.default_tenant.clone(),
             use_default: config.sources.contains(&TenantSource::Default),
+            use_credential: config.sources.contains(&TenantSource::Credential),
             enabled: config.enabled,
             required: config.required,
             allowed: config.allowed_tenants.iter().cloned().collect(),
@@ -204,9 +207,10 @@ impl TenantResolver {
                     return Err(ErrorKind::TenantMismatch.into());
                 }
             }
-            (Some((own, _)), _) => (own.clone(), false),
-            (None, Some(named)) => (named, false),
-            (None, None) => match &self.default {
+            (Some((own, _)), Some(_)) => (own.clone(), false),
+            (Some((own, _)), None) if self.use_credential => (own.clone(), false),
+            (_, Some(named)) => (named, false),
+            (_, None) => match &self.default {
                 Some(default) if self.use_default => (default.clone(), false),
                 _ if self.required => {
                     return Err(TenancyError::tenant_required(
@@ -583,6 +587,38 @@ mod tests {
         ] {
             assert!(text.contains(part), "{text}");
         }
+    }
+
+    #[test]
+    fn the_credential_names_the_tenant_only_when_its_source_is_listed() {
+        let c = TenancyConfig::from_vars([("TENANCY_TENANT_SOURCES", "header")]).unwrap();
+        let r = TenantResolver::from_config(&c.resolution).unwrap();
+        let acme = Some((&t("acme"), Role::Admin));
+        let unnamed = parts("/", &[]);
+        assert_eq!(
+            r.resolve(&RequestHead::from(&unnamed), acme)
+                .unwrap_err()
+                .code(),
+            "tenant_required"
+        );
+        // Named, the credential still has to agree.
+        let globex = parts("/", &[("x-tenant-id", "globex")]);
+        assert_eq!(
+            r.resolve(&RequestHead::from(&globex), acme)
+                .unwrap_err()
+                .code(),
+            "tenant_mismatch"
+        );
+        let named = parts("/", &[("x-tenant-id", "acme")]);
+        assert_eq!(
+            tenant_of(r.resolve(&RequestHead::from(&named), acme)),
+            "acme"
+        );
+        // Listed, the credential names it.
+        assert_eq!(
+            tenant_of(all_sources().resolve(&RequestHead::from(&unnamed), acme)),
+            "acme"
+        );
     }
 
     #[test]
