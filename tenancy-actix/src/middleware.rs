@@ -41,12 +41,11 @@ use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
 use pin_project_lite::pin_project;
-use tenancy_core::engine::{ExcludedPaths, Refusal, RequestHead, RouteVerdict};
-use tenancy_core::{Admission, Tenancy, TenancyError, TenantContext};
+use tenancy_core::engine::{ExcludedPaths, Refusal, RouteVerdict};
+use tenancy_core::{Admission, Tenancy, TenantContext};
 use tracing::Instrument;
 
-use crate::TenancyRejection;
-use crate::convert::{request_parts, set_header, status_from_actix};
+use crate::convert::{ActixHeaders, head_of, method, set_header, status_from_actix};
 use crate::rejection::refusal_response;
 
 /// Runs [`Tenancy`] on every request of an `App`, `Scope` or `Resource`
@@ -102,7 +101,8 @@ pub struct TenancyService<S> {
     excluded: ExcludedPaths,
 }
 
-type AdmitFuture = Pin<Box<dyn Future<Output = (Result<Admission, Refusal>, Tenancy)>>>;
+type AdmitFuture =
+    Pin<Box<dyn Future<Output = (Result<Admission, Refusal>, Tenancy, ServiceRequest)>>>;
 
 impl<S, B> Service<ServiceRequest> for TenancyService<S>
 where
@@ -123,23 +123,22 @@ where
                 },
             };
         }
-        let parts = request_parts(&req);
-        let client_addr = req.peer_addr().map(|addr| addr.ip());
         let tenancy = self.tenancy.clone();
+        // The request moves into the admission and comes back with it: the
+        // head reads its headers in place.
         let admit: AdmitFuture = Box::pin(async move {
-            let result = match parts {
-                Ok(parts) => {
-                    let head = RequestHead::from(&parts).with_client_addr(client_addr);
-                    tenancy.admit(&head).await
+            let result = match method(req.method()) {
+                Ok(method) => {
+                    let headers = ActixHeaders(req.headers());
+                    tenancy.admit(&head_of(&req, &method, &headers)).await
                 }
                 Err(err) => Err(Refusal::from(err)),
             };
-            (result, tenancy)
+            (result, tenancy, req)
         });
         ResponseFuture {
             state: State::Admitting {
                 admit,
-                req: Some(req),
                 inner: self.inner.clone(),
             },
         }
@@ -163,7 +162,6 @@ pin_project! {
         },
         Admitting {
             admit: AdmitFuture,
-            req: Option<ServiceRequest>,
             inner: Rc<S>,
         },
         Calling {
@@ -187,13 +185,8 @@ where
                 StateProj::Passthrough { fut } => {
                     return fut.poll(cx).map_ok(ServiceResponse::map_into_left_body);
                 }
-                StateProj::Admitting { admit, req, inner } => {
-                    let (result, tenancy) = ready!(admit.as_mut().poll(cx));
-                    let Some(req) = req.take() else {
-                        // Polled again after completion: nothing left to answer.
-                        let err = TenancyError::internal("response future polled after completion");
-                        return Poll::Ready(Err(TenancyRejection(err).into()));
-                    };
+                StateProj::Admitting { admit, inner } => {
+                    let (result, tenancy, req) = ready!(admit.as_mut().poll(cx));
                     let admission = match result {
                         Ok(admission) => admission,
                         Err(refused) => return Poll::Ready(Ok(refusal(req, &refused))),

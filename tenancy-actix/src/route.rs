@@ -49,10 +49,10 @@ use std::rc::Rc;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
-use tenancy_core::engine::{RequestHead, RoutePolicy, RouteVerdict};
+use tenancy_core::engine::{RoutePolicy, RouteVerdict};
 use tenancy_core::{Tenancy, TenantContext};
 
-use crate::convert::request_parts;
+use crate::convert::{ActixHeaders, head_of, method};
 use crate::rejection::problem_response;
 
 /// Applies a [`RoutePolicy`] to the resources or scopes it wraps; see the
@@ -119,10 +119,10 @@ where
         let inner = self.inner.clone();
         let policy = self.policy.clone();
         Box::pin(async move {
-            let checked = match request_parts(&req) {
-                Ok(parts) => {
-                    let head =
-                        RequestHead::from(&parts).with_client_addr(req.peer_addr().map(|a| a.ip()));
+            let checked = match method(req.method()) {
+                Ok(method) => {
+                    let headers = ActixHeaders(req.headers());
+                    let head = head_of(&req, &method, &headers);
                     let (tenancy, ctx) = {
                         let extensions = req.extensions();
                         (

@@ -14,9 +14,11 @@ use crate::label::Label;
 use crate::limit::RateQuota;
 use crate::rbac::Role;
 
-/// The facts of a request the engine decides on: method, URI, headers and
-/// the client's address. Adapters build it; nothing is read from request
-/// extensions.
+/// The facts of a request the engine decides on: method, path, query,
+/// headers and the client's address. Adapters build it; nothing is read
+/// from request extensions, and the headers are read where they are (an
+/// `http` 1 [`HeaderMap`], or any other map through [`HeaderSource`]), never
+/// copied.
 ///
 /// ```
 /// use tenancy_core::engine::RequestHead;
@@ -27,15 +29,49 @@ use crate::rbac::Role;
 ///     .into_parts();
 /// let head = RequestHead::from(&parts).with_client_addr(Some("192.0.2.7".parse()?));
 /// assert_eq!(head.path(), "/api/v1/things");
+/// assert_eq!(head.query(), Some("tenant_id=acme"));
+/// assert_eq!(head.header("x-api-key"), Some("tnk_…".as_bytes()));
 /// assert_eq!(head.client_addr(), Some("192.0.2.7".parse()?));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RequestHead<'a> {
     method: &'a Method,
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
+    path: &'a str,
+    query: Option<&'a str>,
+    /// The authority of an absolute-form request target, if any.
+    authority: Option<&'a str>,
+    headers: Headers<'a>,
     client_addr: Option<IpAddr>,
+}
+
+/// Where a [`RequestHead`]'s headers are read.
+#[derive(Clone, Copy)]
+enum Headers<'a> {
+    Http(&'a HeaderMap),
+    Other(&'a dyn HeaderSource),
+}
+
+/// A request's headers as a framework keeps them, for frameworks whose
+/// header map is not `http` 1's (actix-web's is `http` 0.2's). Names are
+/// lowercase.
+pub trait HeaderSource: Sync {
+    /// Every value of `name`, in order, passed to `each`.
+    fn each_value(&self, name: &str, each: &mut dyn FnMut(&[u8]));
+
+    /// The first value of `name`.
+    fn first_value(&self, name: &str) -> Option<&[u8]>;
+}
+
+impl std::fmt::Debug for RequestHead<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Header values hold credentials: never printed.
+        f.debug_struct("RequestHead")
+            .field("method", self.method)
+            .field("path", &self.path)
+            .field("client_addr", &self.client_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> RequestHead<'a> {
@@ -43,8 +79,28 @@ impl<'a> RequestHead<'a> {
     pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Self {
         Self {
             method,
-            uri,
-            headers,
+            path: uri.path(),
+            query: uri.query(),
+            authority: uri.authority().map(|a| a.as_str()),
+            headers: Headers::Http(headers),
+            client_addr: None,
+        }
+    }
+
+    /// A head of `method`, `path`, `query` and headers read through
+    /// `headers`, for frameworks whose types are not `http` 1's.
+    pub fn with_header_source(
+        method: &'a Method,
+        path: &'a str,
+        query: Option<&'a str>,
+        headers: &'a dyn HeaderSource,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            query: query.filter(|q| !q.is_empty()),
+            authority: None,
+            headers: Headers::Other(headers),
             client_addr: None,
         }
     }
@@ -61,25 +117,57 @@ impl<'a> RequestHead<'a> {
         self.method
     }
 
-    /// The URI.
-    pub fn uri(&self) -> &'a Uri {
-        self.uri
-    }
-
     /// The path.
     pub fn path(&self) -> &'a str {
-        self.uri.path()
+        self.path
     }
 
-    /// The headers.
-    pub fn headers(&self) -> &'a HeaderMap {
-        self.headers
+    /// The query string, without `?`.
+    pub fn query(&self) -> Option<&'a str> {
+        self.query
+    }
+
+    /// The host the request names: its `Host` header, else the authority
+    /// of an absolute-form target.
+    pub fn host(&self) -> Option<&'a str> {
+        self.header_str("host").or(self.authority)
+    }
+
+    /// The first value of header `name` (lowercase), as bytes.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        match self.headers {
+            Headers::Http(map) => map.get(name).map(HeaderValue::as_bytes),
+            Headers::Other(source) => source.first_value(name),
+        }
+    }
+
+    /// The first value of header `name` (lowercase) when it is visible
+    /// ASCII, as `http`'s `HeaderValue::to_str` requires.
+    pub fn header_str(&self, name: &str) -> Option<&'a str> {
+        self.header(name).and_then(visible_ascii)
+    }
+
+    /// Every value of header `name` (lowercase), in order.
+    pub fn each_header(&self, name: &str, each: &mut dyn FnMut(&[u8])) {
+        match self.headers {
+            Headers::Http(map) => map.get_all(name).iter().for_each(|v| each(v.as_bytes())),
+            Headers::Other(source) => source.each_value(name, each),
+        }
     }
 
     /// The client's address, when the adapter knows it.
     pub fn client_addr(&self) -> Option<IpAddr> {
         self.client_addr
     }
+}
+
+/// `bytes` as a string when every byte is visible ASCII, space or tab.
+pub(crate) fn visible_ascii(bytes: &[u8]) -> Option<&str> {
+    bytes
+        .iter()
+        .all(|b| *b == b'\t' || (0x20..0x7f).contains(b))
+        .then(|| std::str::from_utf8(bytes).ok())
+        .flatten()
 }
 
 impl<'a> From<&'a Parts> for RequestHead<'a> {
@@ -196,8 +284,7 @@ impl RequestIds {
 
     pub(crate) fn for_request(&self, head: &RequestHead<'_>) -> Arc<str> {
         if let Some(id) = head
-            .headers()
-            .get(&REQUEST_ID_HEADER)
+            .header(REQUEST_ID_HEADER.as_str())
             .and_then(valid_request_id)
         {
             return Arc::from(id);
@@ -227,8 +314,8 @@ fn hex(n: u64, min_digits: usize, out: &mut [u8]) -> usize {
     len
 }
 
-fn valid_request_id(value: &HeaderValue) -> Option<&str> {
-    let s = value.to_str().ok()?;
+fn valid_request_id(value: &[u8]) -> Option<&str> {
+    let s = visible_ascii(value)?;
     (!s.is_empty()
         && s.len() <= 128
         && s.bytes()

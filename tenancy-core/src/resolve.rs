@@ -53,7 +53,7 @@ use http::HeaderName;
 use crate::config::{ConfigError, ResolutionConfig, TenantSource};
 use crate::error::{ErrorKind, TenancyError};
 use crate::rbac::Role;
-use crate::request::RequestHead;
+use crate::request::{RequestHead, visible_ascii};
 use crate::tenant::{InvalidTenantId, TenantId};
 
 /// A tenant source of your own: returns the raw tenant id the request names,
@@ -62,7 +62,7 @@ use crate::tenant::{InvalidTenantId, TenantId};
 /// ```
 /// use tenancy_core::resolve::CustomSource;
 /// let from_cookie: CustomSource = std::sync::Arc::new(|head: &tenancy_core::engine::RequestHead<'_>| {
-///     head.headers().get("cookie")?.to_str().ok()?.strip_prefix("tenant=").map(str::to_owned)
+///     head.header_str("cookie")?.strip_prefix("tenant=").map(str::to_owned)
 /// });
 /// # let _ = from_cookie;
 /// ```
@@ -256,12 +256,18 @@ fn each_value(
     let invalid = || TenancyError::from(InvalidTenantId::InvalidCharacter);
     match source {
         Source::Header(name) => {
-            for value in head.headers().get_all(name) {
-                found(value.to_str().map_err(|_| invalid())?)?;
-            }
+            let mut outcome = Ok(());
+            head.each_header(name.as_str(), &mut |value| {
+                if outcome.is_ok() {
+                    outcome = visible_ascii(value)
+                        .ok_or_else(invalid)
+                        .and_then(&mut *found);
+                }
+            });
+            outcome?;
         }
         Source::Query(name) => {
-            if let Some(query) = head.uri().query() {
+            if let Some(query) = head.query() {
                 for pair in query.split('&') {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                     if k == name {
@@ -271,12 +277,7 @@ fn each_value(
             }
         }
         Source::Host { prefix, suffix } => {
-            let host = head
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| head.uri().host());
-            if let Some(host) = host {
+            if let Some(host) = head.host() {
                 let host = strip_port(host).to_ascii_lowercase();
                 if let Some(middle) = host
                     .strip_prefix(prefix.as_str())
@@ -389,10 +390,7 @@ mod tests {
             "acme"
         );
         let custom = r.clone().with_source(Arc::new(|p: &RequestHead<'_>| {
-            p.headers()
-                .get("x-org")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
+            p.header_str("x-org").map(str::to_owned)
         }));
         assert_eq!(
             tenant_of(custom.resolve(&RequestHead::from(&parts("/", &[("x-org", "acme")])), None)),

@@ -15,7 +15,7 @@ use crate::context::{AuthMethod, Principal};
 use crate::credential::{ApiKeyHasher, JwtVerifier};
 use crate::error::{ApiKeyRejection, ErrorKind, TenancyError, TokenRejection};
 use crate::rbac::Role;
-use crate::request::RequestHead;
+use crate::request::{RequestHead, visible_ascii};
 use crate::store::ApiKeyStore;
 
 /// Turns credentials into callers.
@@ -59,16 +59,13 @@ impl Authenticator {
         api_keys: &dyn ApiKeyStore,
         now: DateTime<Utc>,
     ) -> Result<Caller, TenancyError> {
-        if let Some(value) = head.headers().get(&self.api_key_header) {
-            let presented = value
-                .to_str()
-                .map_err(|_| api_key(ApiKeyRejection::Malformed))?;
+        if let Some(value) = head.header(self.api_key_header.as_str()) {
+            let presented =
+                visible_ascii(value).ok_or_else(|| api_key(ApiKeyRejection::Malformed))?;
             return self.api_key(presented, api_keys, now).await;
         }
-        if let Some(value) = head.headers().get(&self.bearer_header) {
-            let token = value
-                .to_str()
-                .ok()
+        if let Some(value) = head.header(self.bearer_header.as_str()) {
+            let token = visible_ascii(value)
                 .and_then(|v| {
                     v.strip_prefix("Bearer ")
                         .or_else(|| v.strip_prefix("bearer "))
