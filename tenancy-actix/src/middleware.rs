@@ -4,7 +4,7 @@
 //!
 //! The middleware is glue around the core's admission lifecycle
 //! ([`tenancy_core::engine::driver`]): it builds the request's
-//! [`RequestHead`] (with the peer's address), admits it, puts the
+//! [`RequestHead`](tenancy_core::engine::RequestHead) (with the peer's address), admits it, puts the
 //! [`TenantContext`] and the [`Tenancy`] in the request extensions (for the
 //! [extractors](crate::extract)), calls the inner service, and finishes the
 //! admission with the answer, which writes the `RateLimit-*` and

@@ -30,7 +30,8 @@ use crate::rbac::Role;
 /// let head = RequestHead::from(&parts).with_client_addr(Some("192.0.2.7".parse()?));
 /// assert_eq!(head.path(), "/api/v1/things");
 /// assert_eq!(head.query(), Some("tenant_id=acme"));
-/// assert_eq!(head.header("x-api-key"), Some("tnk_…".as_bytes()));
+/// let api_key = http::HeaderName::from_static("x-api-key");
+/// assert_eq!(head.header(&api_key), Some("tnk_…".as_bytes()));
 /// assert_eq!(head.client_addr(), Some("192.0.2.7".parse()?));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -130,28 +131,28 @@ impl<'a> RequestHead<'a> {
     /// The host the request names: its `Host` header, else the authority
     /// of an absolute-form target.
     pub fn host(&self) -> Option<&'a str> {
-        self.header_str("host").or(self.authority)
+        self.header_str(&http::header::HOST).or(self.authority)
     }
 
-    /// The first value of header `name` (lowercase), as bytes.
-    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+    /// The first value of header `name`, as bytes.
+    pub fn header(&self, name: &HeaderName) -> Option<&'a [u8]> {
         match self.headers {
             Headers::Http(map) => map.get(name).map(HeaderValue::as_bytes),
-            Headers::Other(source) => source.first_value(name),
+            Headers::Other(source) => source.first_value(name.as_str()),
         }
     }
 
-    /// The first value of header `name` (lowercase) when it is visible
-    /// ASCII, as `http`'s `HeaderValue::to_str` requires.
-    pub fn header_str(&self, name: &str) -> Option<&'a str> {
+    /// The first value of header `name` when it is visible ASCII, as
+    /// `http`'s `HeaderValue::to_str` requires.
+    pub fn header_str(&self, name: &HeaderName) -> Option<&'a str> {
         self.header(name).and_then(visible_ascii)
     }
 
-    /// Every value of header `name` (lowercase), in order.
-    pub fn each_header(&self, name: &str, each: &mut dyn FnMut(&[u8])) {
+    /// Every value of header `name`, in order.
+    pub fn each_header(&self, name: &HeaderName, each: &mut dyn FnMut(&[u8])) {
         match self.headers {
             Headers::Http(map) => map.get_all(name).iter().for_each(|v| each(v.as_bytes())),
-            Headers::Other(source) => source.each_value(name, each),
+            Headers::Other(source) => source.each_value(name.as_str(), each),
         }
     }
 
@@ -162,12 +163,16 @@ impl<'a> RequestHead<'a> {
 }
 
 /// `bytes` as a string when every byte is visible ASCII, space or tab.
+/// Branch-free over the bytes, so it runs as vector code: tokens are long.
 pub(crate) fn visible_ascii(bytes: &[u8]) -> Option<&str> {
-    bytes
-        .iter()
-        .all(|b| *b == b'\t' || (0x20..0x7f).contains(b))
-        .then(|| std::str::from_utf8(bytes).ok())
-        .flatten()
+    let visible = bytes.iter().fold(true, |ok, &b| {
+        ok & ((b.wrapping_sub(0x20) < 0x5f) | (b == b'\t'))
+    });
+    if visible {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
 }
 
 impl<'a> From<&'a Parts> for RequestHead<'a> {
@@ -283,10 +288,7 @@ impl RequestIds {
     }
 
     pub(crate) fn for_request(&self, head: &RequestHead<'_>) -> Arc<str> {
-        if let Some(id) = head
-            .header(REQUEST_ID_HEADER.as_str())
-            .and_then(valid_request_id)
-        {
+        if let Some(id) = head.header(&REQUEST_ID_HEADER).and_then(valid_request_id) {
             return Arc::from(id);
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -326,6 +328,18 @@ fn valid_request_id(value: &[u8]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn visible_ascii_is_what_header_values_allow_as_text() {
+        assert_eq!(
+            visible_ascii(b"Bearer a.b-c_d~ ok\t"),
+            Some("Bearer a.b-c_d~ ok\t")
+        );
+        for bad in [&b"a\x7f"[..], b"\x1f", b"\x00", "é".as_bytes(), b"\r\n"] {
+            assert_eq!(visible_ascii(bad), None, "{bad:?}");
+        }
+        assert_eq!(visible_ascii(b""), Some(""));
+    }
 
     #[test]
     fn generated_ids_are_prefix_and_counter_in_hex() {

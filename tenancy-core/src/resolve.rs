@@ -62,7 +62,7 @@ use crate::tenant::{InvalidTenantId, TenantId};
 /// ```
 /// use tenancy_core::resolve::CustomSource;
 /// let from_cookie: CustomSource = std::sync::Arc::new(|head: &tenancy_core::engine::RequestHead<'_>| {
-///     head.header_str("cookie")?.strip_prefix("tenant=").map(str::to_owned)
+///     head.header_str(&http::header::COOKIE)?.strip_prefix("tenant=").map(str::to_owned)
 /// });
 /// # let _ = from_cookie;
 /// ```
@@ -257,7 +257,7 @@ fn each_value(
     match source {
         Source::Header(name) => {
             let mut outcome = Ok(());
-            head.each_header(name.as_str(), &mut |value| {
+            head.each_header(name, &mut |value| {
                 if outcome.is_ok() {
                     outcome = visible_ascii(value)
                         .ok_or_else(invalid)
@@ -390,7 +390,8 @@ mod tests {
             "acme"
         );
         let custom = r.clone().with_source(Arc::new(|p: &RequestHead<'_>| {
-            p.header_str("x-org").map(str::to_owned)
+            p.header_str(&http::HeaderName::from_static("x-org"))
+                .map(str::to_owned)
         }));
         assert_eq!(
             tenant_of(custom.resolve(&RequestHead::from(&parts("/", &[("x-org", "acme")])), None)),

@@ -121,7 +121,7 @@ impl TenancyBuilder {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let tenancy = Tenancy::builder(TenancyConfig::default())
     ///     .tenant_source(|head: &RequestHead<'_>| {
-    ///         head.header_str("x-org").map(str::to_owned)
+    ///         head.header_str(&http::HeaderName::from_static("x-org")).map(str::to_owned)
     ///     })
     ///     .build()
     ///     .unwrap();

@@ -59,12 +59,12 @@ impl Authenticator {
         api_keys: &dyn ApiKeyStore,
         now: DateTime<Utc>,
     ) -> Result<Caller, TenancyError> {
-        if let Some(value) = head.header(self.api_key_header.as_str()) {
+        if let Some(value) = head.header(&self.api_key_header) {
             let presented =
                 visible_ascii(value).ok_or_else(|| api_key(ApiKeyRejection::Malformed))?;
             return self.api_key(presented, api_keys, now).await;
         }
-        if let Some(value) = head.header(self.bearer_header.as_str()) {
+        if let Some(value) = head.header(&self.bearer_header) {
             let token = visible_ascii(value)
                 .and_then(|v| {
                     v.strip_prefix("Bearer ")
