@@ -7,9 +7,9 @@
 # with wrk pinned to another core, alternating them round by round:
 #
 #   bare   GET /healthz                  excluded from tenancy: the baseline
-#   key    GET /api/v1/rbac/permissions  X-API-Key (full scope)
-#   hs256  GET /api/v1/rbac/permissions  Bearer HS256 (shared realm)
-#   es256  GET /api/v1/rbac/permissions  Bearer ES256 (own realm, public_key_file)
+#   key    GET /api/v1/healthz           the same handler, X-API-Key (full scope)
+#   hs256  GET /api/v1/healthz           the same handler, Bearer HS256 (shared realm)
+#   es256  GET /api/v1/healthz           the same handler, Bearer ES256 (own realm, public_key_file)
 #   write  POST /api/v1/incidents/…/ack  Bearer HS256; a state-changing, audited call
 #
 # The front end `axum-audit-off` is the axum server with TENANCY_AUDIT=off:
@@ -223,7 +223,7 @@ route_path() {
     case $1 in
     bare) echo /healthz ;;
     write) echo /api/v1/incidents/inc-1/ack ;;
-    *) echo /api/v1/rbac/permissions ;;
+    *) echo /api/v1/healthz ;;
     esac
 }
 

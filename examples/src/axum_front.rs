@@ -48,6 +48,15 @@ async fn read_body(body: Body) -> Result<Bytes, TenancyError> {
         })
 }
 
+/// `GET /healthz` (excluded from tenancy) and `GET /api/v1/healthz` (the
+/// same answer to an admitted caller).
+async fn healthz() -> Answer {
+    respond(Ok(Reply {
+        status: StatusCode::OK,
+        body: Some(serde_json::json!({"status": "ok"})),
+    }))
+}
+
 /// The API router over `app`; `/metrics` serves `metrics` (see
 /// [`MetricsEndpoint`] for who may read it). Serve it with connect info
 /// (`into_make_service_with_connect_info`).
@@ -170,7 +179,10 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
             })
             .route_layer(RequireRoleLayer::new(Role::Admin)),
         )
-        .route("/healthz", get(|| async { respond(Ok(Reply { status: StatusCode::OK, body: Some(serde_json::json!({"status": "ok"})) })) }))
+        .route("/healthz", get(healthz))
+        // The same handler behind tenancy: what tenancy costs, measured
+        // against `/healthz` (benches/load.sh).
+        .route("/api/v1/healthz", get(healthz))
         .route("/readyz", get(|State(app): State<Arc<App>>| async move { respond(app.ready().await) }))
         .route(
             "/metrics",

@@ -794,6 +794,26 @@ async fn audit_and_usage_show_what_happened() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_behind_tenancy_is_the_same_answer_to_admitted_callers() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        let open = s.call("GET", "/healthz", &[], None).await;
+        assert_eq!(open.status, 200, "{name}");
+        assert!(open.headers.get("ratelimit-limit").is_none(), "{name}");
+        let refused = s.call("GET", "/api/v1/healthz", &[], None).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (401, "unauthenticated"),
+            "{name}"
+        );
+        let admitted = s.get("/api/v1/healthz", &root()).await;
+        assert_eq!(admitted.status, 200, "{name}");
+        assert_eq!(admitted.body, open.body, "{name}: the same handler");
+        assert!(admitted.headers.contains_key("ratelimit-limit"), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_log() {
     for (name, bin) in binaries() {
         let mut s = Server::start(name, bin, &[("RUST_LOG", "info")]);
