@@ -56,17 +56,45 @@ use crate::rbac::Role;
 use crate::request::{RequestHead, visible_ascii};
 use crate::tenant::{InvalidTenantId, TenantId};
 
-/// A tenant source of your own: returns the raw tenant id the request names,
-/// if any. The value is validated like every other source's.
+/// A tenant source of your own: the raw tenant id a request names, if any.
+/// The value is validated like every other source's. Closures
+/// `Fn(&RequestHead<'_>) -> Option<String>` are sources; a type of your own
+/// implements [`tenant`](Self::tenant).
 ///
 /// ```
-/// use tenancy_core::resolve::CustomSource;
-/// let from_cookie: CustomSource = std::sync::Arc::new(|head: &tenancy_core::engine::RequestHead<'_>| {
-///     head.header_str(&http::header::COOKIE)?.strip_prefix("tenant=").map(str::to_owned)
-/// });
-/// # let _ = from_cookie;
+/// use tenancy_core::engine::RequestHead;
+/// use tenancy_core::resolve::TenantSourceFn;
+///
+/// /// The tenant of a `tenant=` cookie.
+/// struct FromCookie;
+///
+/// impl TenantSourceFn for FromCookie {
+///     fn tenant(&self, head: &RequestHead<'_>) -> Option<String> {
+///         head.header_str(&http::header::COOKIE)?.strip_prefix("tenant=").map(str::to_owned)
+///     }
+/// }
+///
+/// let (parts, ()) = http::Request::get("/").header("cookie", "tenant=acme").body(()).unwrap().into_parts();
+/// assert_eq!(FromCookie.tenant(&RequestHead::from(&parts)).as_deref(), Some("acme"));
+/// let closure = |head: &RequestHead<'_>| head.header_str(&http::header::HOST).map(str::to_owned);
+/// assert_eq!(closure.tenant(&RequestHead::from(&parts)), None);
 /// ```
-pub type CustomSource = Arc<dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync>;
+pub trait TenantSourceFn: Send + Sync + 'static {
+    /// The raw tenant id `head` names, if any.
+    fn tenant(&self, head: &RequestHead<'_>) -> Option<String>;
+}
+
+impl<F> TenantSourceFn for F
+where
+    F: Fn(&RequestHead<'_>) -> Option<String> + Send + Sync + 'static,
+{
+    fn tenant(&self, head: &RequestHead<'_>) -> Option<String> {
+        self(head)
+    }
+}
+
+/// A shared [`TenantSourceFn`].
+pub type CustomSource = Arc<dyn TenantSourceFn>;
 
 #[derive(Clone)]
 enum Source {
@@ -302,7 +330,7 @@ fn each_value(
             }
         }
         Source::Custom(f) => {
-            if let Some(v) = f(head) {
+            if let Some(v) = f.tenant(head) {
                 found(&v)?;
             }
         }

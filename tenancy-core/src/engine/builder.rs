@@ -12,8 +12,8 @@ use super::{Inner, REQUESTS_EVENT, Stores, Tenancy};
 use crate::config::{ConfigError, TenancyConfig};
 use crate::label::Label;
 use crate::pipeline::authenticate::Authenticator;
-use crate::request::{RequestHead, RequestIds};
-use crate::resolve::{CustomSource, TenantResolver};
+use crate::request::RequestIds;
+use crate::resolve::{CustomSource, TenantResolver, TenantSourceFn};
 use crate::store::memory::{
     MemoryApiKeyStore, MemoryAuditLog, MemoryQuotaStore, MemoryRateLimiter, MemoryTenantStore,
     MemoryUsageMeter,
@@ -114,7 +114,8 @@ impl TenancyBuilder {
         self
     }
 
-    /// Adds a tenant source of your own, tried after the configured ones.
+    /// Adds a tenant source of your own (a closure or a
+    /// [`TenantSourceFn`]), tried after the configured ones.
     ///
     /// ```
     /// # use tenancy_core::{config::TenancyConfig, engine::{RequestHead, Tenancy}};
@@ -128,10 +129,7 @@ impl TenancyBuilder {
     /// # tenancy.shutdown().await;
     /// # });
     /// ```
-    pub fn tenant_source<F>(mut self, source: F) -> Self
-    where
-        F: Fn(&RequestHead<'_>) -> Option<String> + Send + Sync + 'static,
-    {
+    pub fn tenant_source(mut self, source: impl TenantSourceFn) -> Self {
         self.custom_sources.push(Arc::new(source));
         self
     }

@@ -46,7 +46,7 @@ use super::metrics::TenantMetrics;
 use crate::context::{ContextInner, TenantContext};
 use crate::error::{ErrorKind, TenancyError};
 use crate::limit::RateLimitStatus;
-use crate::pipeline::{self, Caller, gate, limit};
+use crate::pipeline::{self, Caller, gate, rate};
 use crate::request::{REQUEST_ID_HEADER, RequestHead, RoutePolicy};
 use crate::tenant::is_safe_method;
 
@@ -433,7 +433,7 @@ impl Tenancy {
             .map_err(|e| (e, None))?;
         let checked = async {
             let Some(resolution) =
-                pipeline::resolve::tenant(&inner.resolver, &stores.tenants, head, &caller).await?
+                pipeline::tenant::resolve(&inner.resolver, &stores.tenants, head, &caller).await?
             else {
                 return Ok(None);
             };
@@ -444,7 +444,7 @@ impl Tenancy {
             gate::scope(&caller, head, &inner.config.limits.ingestion_routes)?;
             let context = self.context(&caller, resolution, admission);
             if inner.config.limits.enabled {
-                let buckets = limit::Buckets {
+                let buckets = rate::Buckets {
                     tenant: context.tenant_id(),
                     key: caller
                         .key
@@ -453,7 +453,7 @@ impl Tenancy {
                     route: None,
                     tenant_rps: context.quotas().rps,
                 };
-                admission.rate_limit = limit::take(
+                admission.rate_limit = rate::take(
                     stores.limiter.as_ref(),
                     inner.config.limits.on_store_failure,
                     buckets,
@@ -498,7 +498,7 @@ impl Tenancy {
     fn context(
         &self,
         caller: &Caller,
-        resolution: pipeline::resolve::Resolution,
+        resolution: pipeline::tenant::Resolution,
         admission: &Admission,
     ) -> TenantContext {
         let tenant = &resolution.tenant;
@@ -535,13 +535,13 @@ impl Tenancy {
             if !inner.config.limits.enabled {
                 return Ok(None);
             }
-            let buckets = limit::Buckets {
+            let buckets = rate::Buckets {
                 tenant: ctx.tenant_id(),
                 key: None,
                 route: Some((route, *quota)),
                 tenant_rps: 0,
             };
-            limit::take(
+            rate::take(
                 inner.stores.limiter.as_ref(),
                 inner.config.limits.on_store_failure,
                 buckets,

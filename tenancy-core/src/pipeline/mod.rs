@@ -4,26 +4,26 @@
 //!
 //! 1. [`authenticate`]: the credential becomes a [`Caller`] (JWT realms, API
 //!    keys, or the configured anonymous role), or a refusal.
-//! 2. [`resolve`]: the tenant sources and the credential name one tenant,
+//! 2. [`tenant`]: the tenant sources and the credential name one tenant,
 //!    which must exist.
 //! 3. [`gate`]: the tenant's status, the caller's home tenant when it acts on
 //!    another, the API key's scope.
-//! 4. [`limit`]: the rate buckets of the key and the tenant, in one
+//! 4. [`rate`]: the rate buckets of the key and the tenant, in one
 //!    all-or-nothing check.
 //!
 //! The admitted request's [`TenantContext`](crate::context::TenantContext)
 //! is then built from the caller, the tenant and its plan. A route's own
 //! policy ([`RoutePolicy`](crate::engine::RoutePolicy): minimum role, route
 //! bucket) runs after admission, once routing has picked the route, through
-//! the same [`gate::role`] and [`limit::take`]
+//! the same [`gate::role`] and [`rate::take`]
 //! ([`Tenancy::check_route`](crate::Tenancy::check_route)); a request it
 //! refuses has taken its cells of the key and tenant buckets, as with
 //! stacked limiters.
 
 pub mod authenticate;
 pub mod gate;
-pub mod limit;
-pub mod resolve;
+pub mod rate;
+pub mod tenant;
 
 use chrono::{DateTime, Utc};
 

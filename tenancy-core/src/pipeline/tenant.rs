@@ -21,7 +21,7 @@ pub(crate) struct Resolution {
 
 /// The tenant `head` acts on for `caller`; `None` when it names none and
 /// none is required.
-pub(crate) async fn tenant(
+pub(crate) async fn resolve(
     resolver: &TenantResolver,
     tenants: &TenantCache,
     head: &RequestHead<'_>,
