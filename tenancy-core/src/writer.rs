@@ -40,7 +40,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -280,6 +280,9 @@ struct Shared<T> {
     queue: StdMutex<Queue<T>>,
     /// Wakes the background task: first item, or enough for a batch.
     wake: Notify,
+    /// Set by [`BatchWriter::write_soon`] and [`BatchWriter::flush`]: the
+    /// batch being filled goes out without waiting for its delay.
+    urgent: AtomicBool,
     capacity: usize,
     rejected: AtomicU64,
     abandoned: AtomicU64,
@@ -399,6 +402,7 @@ impl<T: Send + Sync + 'static> BatchWriter<T> {
             capacity: config.capacity,
             rejected: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
+            urgent: AtomicBool::new(false),
             written: AtomicU64::new(0),
             failed_writes: AtomicU64::new(0),
             dropped_metric,
@@ -476,6 +480,7 @@ impl<T: Send + Sync + 'static> BatchWriter<T> {
     /// Asks the background task to write what it holds now, without
     /// waiting for its delay; returns at once.
     pub fn write_soon(&self) {
+        self.handle.shared.urgent.store(true, Ordering::Release);
         self.handle.shared.wake.notify_one();
     }
 
@@ -491,7 +496,7 @@ impl<T: Send + Sync + 'static> BatchWriter<T> {
             if Instant::now() >= deadline {
                 return false;
             }
-            self.handle.shared.wake.notify_one();
+            self.write_soon();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -622,6 +627,9 @@ impl<T: Send + Sync + 'static, F: BatchSink<T>> Flusher<T, F> {
     async fn fill(&mut self, batch: &mut Vec<T>) {
         let flush_at = Instant::now() + self.config.max_delay;
         while self.draw(batch) && batch.len() < self.config.max_batch && self.deadline.is_none() {
+            if self.shared.urgent.swap(false, Ordering::AcqRel) {
+                break;
+            }
             tokio::select! {
                 () = self.shared.wake.notified() => {}
                 () = tokio::time::sleep_until(flush_at) => {
@@ -823,6 +831,23 @@ mod tests {
         );
         assert_eq!(writer.dropped(), 1);
         assert_eq!(writer.shutdown().await.written, 25, "shutdown twice");
+    }
+
+    #[tokio::test]
+    async fn a_flush_does_not_wait_for_the_delay() {
+        let (log, sink) = memory();
+        let writer = AuditWriter::audit(
+            sink,
+            BatchConfig::default().max_delay(Duration::from_secs(60)),
+        );
+        let tenant = TenantId::new("acme").expect("valid");
+        writer.try_enqueue(event(&tenant, 1));
+        assert!(
+            writer.flush(Duration::from_secs(5)).await,
+            "flushed well before the delay"
+        );
+        assert_eq!(log.len(), 1);
+        writer.shutdown().await;
     }
 
     #[tokio::test]
