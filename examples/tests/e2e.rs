@@ -868,6 +868,14 @@ async fn each_request_is_one_event_with_its_request_id() {
             .await;
         assert_eq!(answered.status, 200, "{name}");
         assert_eq!(answered.headers["x-request-id"], "trace-me-1", "{name}");
+        let long_path = format!("/api/v1/{}", "a".repeat(8_000));
+        s.call(
+            "GET",
+            &long_path,
+            &[("authorization", &admin), ("x-request-id", "long-path")],
+            None,
+        )
+        .await;
         let refused = s.call("GET", "/api/v1/tenants", &[], None).await;
         assert_eq!(refused.status, 401, "{name}");
         let refused_id = refused.headers["x-request-id"].to_str().unwrap().to_owned();
@@ -895,6 +903,15 @@ async fn each_request_is_one_event_with_its_request_id() {
         assert!(
             !output.contains('\u{1b}'),
             "{name}: colours in a log that is not a terminal"
+        );
+        let long = output
+            .lines()
+            .find(|l| l.contains("request_id=long-path"))
+            .unwrap_or_else(|| panic!("{name}: no event for the long path"));
+        assert!(
+            long.len() < 1_000,
+            "{name}: a caller's 8 KB path flooded the log ({} bytes)",
+            long.len()
         );
     }
 }

@@ -175,6 +175,22 @@ pub(crate) fn visible_ascii(bytes: &[u8]) -> Option<&str> {
     }
 }
 
+/// Most bytes of a path a log line carries.
+const LOGGED_PATH_BYTES: usize = 256;
+
+/// `path` cut to [`LOGGED_PATH_BYTES`] (on a character boundary), for log
+/// lines: the path is the caller's to choose.
+pub(crate) fn loggable(path: &str) -> &str {
+    if path.len() <= LOGGED_PATH_BYTES {
+        return path;
+    }
+    let mut end = LOGGED_PATH_BYTES;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
 impl<'a> From<&'a Parts> for RequestHead<'a> {
     fn from(parts: &'a Parts) -> Self {
         Self::new(&parts.method, &parts.uri, &parts.headers)
@@ -339,6 +355,15 @@ mod tests {
             assert_eq!(visible_ascii(bad), None, "{bad:?}");
         }
         assert_eq!(visible_ascii(b""), Some(""));
+    }
+
+    #[test]
+    fn logged_paths_are_cut_on_a_character_boundary() {
+        assert_eq!(loggable("/api/v1/things"), "/api/v1/things");
+        let long = "/".to_owned() + &"é".repeat(300);
+        let cut = loggable(&long);
+        assert!(cut.len() <= LOGGED_PATH_BYTES && cut.len() >= LOGGED_PATH_BYTES - 1);
+        assert!(long.starts_with(cut));
     }
 
     #[test]

@@ -43,11 +43,12 @@ use tracing::Level;
 
 use super::Tenancy;
 use super::metrics::TenantMetrics;
+use super::refusal::Who;
 use crate::context::{ContextInner, TenantContext};
 use crate::error::{ErrorKind, TenancyError};
 use crate::limit::RateLimitStatus;
 use crate::pipeline::{self, Caller, gate, rate};
-use crate::request::{REQUEST_ID_HEADER, RequestHead, RoutePolicy};
+use crate::request::{REQUEST_ID_HEADER, RequestHead, RoutePolicy, loggable};
 use crate::tenant::is_safe_method;
 
 /// What a route's policy decided ([`Tenancy::check_route`]). Route layers
@@ -223,7 +224,7 @@ impl Admission {
             tenant_id = %ctx.tenant_id(),
             principal = %ctx.principal().subject,
             method = %self.method,
-            path = %path,
+            path = %loggable(path),
             status,
             latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             request_id = %self.request_id,
@@ -243,8 +244,9 @@ impl Admission {
 }
 
 /// The target of the one event per request (`DEBUG`): tenant, principal,
-/// method, path, status, latency and request id of every admitted request,
-/// and the code of every refusal. Turn it on with
+/// method, path (its first 256 bytes: a caller's path never floods the
+/// log), status, latency and request id of every admitted request, and the
+/// code of every refusal. Turn it on with
 /// `RUST_LOG=tenancy::request=debug`.
 pub const REQUEST_LOG: &str = "tenancy::request";
 
@@ -263,7 +265,7 @@ impl Refusal {
         tracing::debug!(
             target: REQUEST_LOG,
             method = %head.method(),
-            path = %head.path(),
+            path = %loggable(head.path()),
             status = error.status().as_u16(),
             code = %error.code(),
             request_id = %request_id,
@@ -404,14 +406,7 @@ impl Tenancy {
                 {
                     throttle.failed(addr);
                 }
-                let who =
-                    caller
-                        .as_ref()
-                        .filter(|c| c.is_verified())
-                        .map(|c| super::refusal::Who {
-                            home: c.tenant.as_ref(),
-                            principal: &c.principal,
-                        });
+                let who = caller.as_ref().and_then(Who::of_caller);
                 self.record_refusal(head, &admission.request_id, who, &err)
                     .await;
                 Err(Refusal::new(err, admission.request_id.clone(), head))
@@ -552,12 +547,8 @@ impl Tenancy {
             Ok(status) => Ok(status),
             Err(err) => {
                 TenantMetrics::refused(err.code());
-                let who = (!matches!(ctx.auth_method(), crate::context::AuthMethod::Anonymous))
-                    .then(|| super::refusal::Who {
-                        home: ctx.home_tenant(),
-                        principal: ctx.principal(),
-                    });
-                self.record_refusal(head, ctx.request_id(), who, &err).await;
+                self.record_refusal(head, ctx.request_id(), Who::of_context(ctx), &err)
+                    .await;
                 Err(err)
             }
         }

@@ -11,8 +11,9 @@ use chrono::Utc;
 
 use super::Tenancy;
 use crate::audit::AuditEvent;
-use crate::context::Principal;
+use crate::context::{AuthMethod, Principal, TenantContext};
 use crate::error::{ErrorKind, TenancyError};
+use crate::pipeline::Caller;
 use crate::request::RequestHead;
 use crate::tenant::{TenantId, is_safe_method};
 
@@ -22,6 +23,25 @@ pub(crate) struct Who<'a> {
     pub(crate) home: Option<&'a TenantId>,
     /// Who it is.
     pub(crate) principal: &'a Principal,
+}
+
+impl<'a> Who<'a> {
+    /// The caller of a refused admission; `None` unless it verified.
+    pub(crate) fn of_caller(caller: &'a Caller) -> Option<Self> {
+        caller.is_verified().then_some(Self {
+            home: caller.tenant.as_ref(),
+            principal: &caller.principal,
+        })
+    }
+
+    /// The caller of an admitted request its route refused; `None` for
+    /// anonymous callers.
+    pub(crate) fn of_context(ctx: &'a TenantContext) -> Option<Self> {
+        (!matches!(ctx.auth_method(), AuthMethod::Anonymous)).then_some(Self {
+            home: ctx.home_tenant(),
+            principal: ctx.principal(),
+        })
+    }
 }
 
 impl Tenancy {
