@@ -9,7 +9,10 @@
 # HIGH requests after the same warm-up; the difference divided by
 # HIGH - LOW is what one request costs, start-up and warm-up cancelled out.
 # "over bare" subtracts the bare route of the same front end, measured in
-# the same run. Targets: API key <= 8,000 over bare, HS256 with the
+# the same run; "over a pass-through middleware" subtracts the same route
+# behind a middleware that does nothing (`noop`), which is what any layer
+# costs the framework (axum's `Router::layer` boxes and clones each
+# layered route per request). Targets: API key <= 8,000 over bare, HS256 with the
 # verified-token cache <= 5,000, every feature off <= 1,500.
 #
 # Needs valgrind; installs the Debian package when it is missing and the
@@ -21,7 +24,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 readonly LOW=200
 readonly HIGH=2200
 readonly FRONTS=(axum actix)
-readonly PATHS=(off header api_key api_key_write hs256 hs256_uncached)
+readonly PATHS=(noop off header api_key api_key_write hs256 hs256_uncached)
 
 if ! command -v valgrind >/dev/null; then
     if ((EUID == 0)) && command -v apt-get >/dev/null; then
@@ -62,13 +65,18 @@ per_request() {
     echo $(((high - low) / (HIGH - LOW)))
 }
 
-printf '| front end | path | instructions per request | over bare |\n'
-printf '|---|---|---:|---:|\n'
+printf '| front end | path | instructions per request | over bare | over a pass-through middleware |\n'
+printf '|---|---|---:|---:|---:|\n'
 for front in "${fronts[@]}"; do
     bare=$(per_request "$front" bare)
-    printf '| %s | bare | %d | |\n' "$front" "$bare"
+    noop=$(per_request "$front" noop)
+    printf '| %s | bare | %d | | |\n' "$front" "$bare"
     for path in "${paths[@]}"; do
-        n=$(per_request "$front" "$path")
-        printf '| %s | %s | %d | %+d |\n' "$front" "$path" "$n" $((n - bare))
+        if [[ $path == noop ]]; then
+            n=$noop
+        else
+            n=$(per_request "$front" "$path")
+        fi
+        printf '| %s | %s | %d | %+d | %+d |\n' "$front" "$path" "$n" $((n - bare)) $((n - noop))
     done
 done

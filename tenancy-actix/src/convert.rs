@@ -50,12 +50,32 @@ pub(crate) fn set_header(
     name: &http::HeaderName,
     value: &http::HeaderValue,
 ) {
-    if let (Ok(name), Ok(value)) = (
-        actix_header::HeaderName::from_bytes(name.as_str().as_bytes()),
+    if let (Some(name), Ok(value)) = (
+        actix_name(name),
         actix_header::HeaderValue::from_bytes(value.as_bytes()),
     ) {
         to.insert(name, value);
     }
+}
+
+/// `name` in actix-web's type: the names the core writes on every answer
+/// are made at compile time, any other is parsed.
+fn actix_name(name: &http::HeaderName) -> Option<actix_header::HeaderName> {
+    const LIMIT: actix_header::HeaderName =
+        actix_header::HeaderName::from_static("ratelimit-limit");
+    const REMAINING: actix_header::HeaderName =
+        actix_header::HeaderName::from_static("ratelimit-remaining");
+    const RESET: actix_header::HeaderName =
+        actix_header::HeaderName::from_static("ratelimit-reset");
+    const REQUEST_ID: actix_header::HeaderName =
+        actix_header::HeaderName::from_static("x-request-id");
+    Some(match name.as_str() {
+        "ratelimit-limit" => LIMIT,
+        "ratelimit-remaining" => REMAINING,
+        "ratelimit-reset" => RESET,
+        "x-request-id" => REQUEST_ID,
+        other => return actix_header::HeaderName::from_bytes(other.as_bytes()).ok(),
+    })
 }
 
 /// An `http` 1 status as an actix-web status.
@@ -67,4 +87,25 @@ pub(crate) fn status_to_actix(status: http::StatusCode) -> actix_http::StatusCod
 /// An actix-web status as an `http` 1 status.
 pub(crate) fn status_from_actix(status: actix_http::StatusCode) -> http::StatusCode {
     http::StatusCode::from_u16(status.as_u16()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tenancy_core::limit::{RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET};
+    use tenancy_core::request::REQUEST_ID_HEADER;
+
+    #[test]
+    fn header_names_carry_over_unchanged() {
+        let retry_after = http::header::RETRY_AFTER;
+        for name in [
+            &RATELIMIT_LIMIT,
+            &RATELIMIT_REMAINING,
+            &RATELIMIT_RESET,
+            &REQUEST_ID_HEADER,
+            &retry_after,
+        ] {
+            assert_eq!(actix_name(name).unwrap().as_str(), name.as_str());
+        }
+    }
 }

@@ -44,6 +44,7 @@ use std::marker::PhantomData;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use tenancy_core::engine::Admitted;
 use tenancy_core::guard;
 use tenancy_core::{Tenancy, TenancyError, TenantContext};
 
@@ -60,17 +61,13 @@ const NOT_INSTALLED: &str = "TenancyMiddleware is not installed on this route";
 pub struct Tenant(pub TenantContext);
 
 fn context(req: &HttpRequest) -> Result<TenantContext, TenancyError> {
-    let extensions = req.extensions();
-    extensions
-        .get::<TenantContext>()
-        .cloned()
-        .ok_or_else(|| guard::missing_context(extensions.get::<Tenancy>()))
+    Admitted::context_of(req.extensions().get::<Admitted>()).cloned()
 }
 
 fn engine(req: &HttpRequest) -> Result<Tenancy, TenancyError> {
     req.extensions()
-        .get::<Tenancy>()
-        .cloned()
+        .get::<Admitted>()
+        .map(|admitted| admitted.tenancy().clone())
         .ok_or_else(|| TenancyError::internal(NOT_INSTALLED))
 }
 

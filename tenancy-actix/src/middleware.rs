@@ -4,17 +4,22 @@
 //!
 //! The middleware is glue around the core's admission lifecycle
 //! ([`tenancy_core::engine::driver`]): it builds the request's
-//! [`RequestHead`](tenancy_core::engine::RequestHead) (with the peer's address), admits it, puts the
-//! [`TenantContext`] and the [`Tenancy`] in the request extensions (for the
-//! [extractors](crate::extract)), calls the inner service, and finishes the
+//! [`RequestHead`](tenancy_core::engine::RequestHead) (with the peer's
+//! address), admits it, puts the
+//! [`Admitted`](tenancy_core::engine::Admitted) (the engine and the context)
+//! in the request extensions (for the [extractors](crate::extract)), calls
+//! the inner service, and finishes the
 //! admission with the answer, which writes the `RateLimit-*` and
 //! `x-request-id` headers and records the request. A refusal is answered at
 //! once with its problem response; the inner service is never called.
 //! Excluded paths skip all of it.
 //!
-//! The engine's admission future is boxed (one allocation per admitted
-//! request); the rest of the response future is a plain state machine, and
-//! excluded paths allocate nothing.
+//! When every store the request needs answers at once (the in-memory
+//! stores, the tenant and token caches), admission runs inside `call`
+//! ([`Tenancy::admit_now`](tenancy_core::Tenancy::admit_now)) and the
+//! response future is a plain state machine around the inner service's;
+//! otherwise the admission future is boxed and awaited first. Excluded
+//! paths allocate nothing.
 //!
 //! ```
 //! use actix_web::{App, web};
@@ -42,8 +47,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::{Error, HttpMessage};
 use pin_project_lite::pin_project;
 use tenancy_core::engine::{ExcludedPaths, Refusal, RouteVerdict};
-use tenancy_core::{Admission, Tenancy, TenantContext};
-use tracing::Instrument;
+use tenancy_core::{Admission, Tenancy};
 
 use crate::convert::{ActixHeaders, head_of, method, set_header, status_from_actix};
 use crate::rejection::refusal_response;
@@ -101,8 +105,7 @@ pub struct TenancyService<S> {
     excluded: ExcludedPaths,
 }
 
-type AdmitFuture =
-    Pin<Box<dyn Future<Output = (Result<Admission, Refusal>, Tenancy, ServiceRequest)>>>;
+type AdmitFuture = Pin<Box<dyn Future<Output = (Result<Admission, Refusal>, ServiceRequest)>>>;
 
 impl<S, B> Service<ServiceRequest> for TenancyService<S>
 where
@@ -123,25 +126,59 @@ where
                 },
             };
         }
-        let tenancy = self.tenancy.clone();
-        // The request moves into the admission and comes back with it: the
-        // head reads its headers in place.
-        let admit: AdmitFuture = Box::pin(async move {
-            let result = match method(req.method()) {
-                Ok(method) => {
-                    let headers = ActixHeaders(req.headers());
-                    tenancy.admit(&head_of(&req, &method, &headers)).await
-                }
-                Err(err) => Err(Refusal::from(err)),
-            };
-            (result, tenancy, req)
-        });
-        ResponseFuture {
-            state: State::Admitting {
-                admit,
-                inner: self.inner.clone(),
+        // Stores that answer at once (memory, caches): admitted here.
+        let answer = match method(req.method()) {
+            Ok(method) => {
+                let headers = ActixHeaders(req.headers());
+                self.tenancy.admit_now(&head_of(&req, &method, &headers))
+            }
+            Err(err) => Some(Err(Refusal::from(err))),
+        };
+        let state = match answer {
+            Some(Ok(admission)) => call_admitted(self.inner.as_ref(), req, admission),
+            Some(Err(refused)) => State::Refused {
+                response: Some(refusal(req, &refused)),
             },
-        }
+            None => {
+                // The request moves into the admission and comes back with
+                // it: the head reads its headers in place.
+                let tenancy = self.tenancy.clone();
+                let admit: AdmitFuture = Box::pin(async move {
+                    let result = match method(req.method()) {
+                        Ok(method) => {
+                            let headers = ActixHeaders(req.headers());
+                            tenancy.admit(&head_of(&req, &method, &headers)).await
+                        }
+                        Err(err) => Err(Refusal::from(err)),
+                    };
+                    (result, req)
+                });
+                State::Admitting {
+                    admit,
+                    inner: self.inner.clone(),
+                }
+            }
+        };
+        ResponseFuture { state }
+    }
+}
+
+/// Calls `inner` with the request of an admission, the `Admitted` in its
+/// extensions, inside the admission's span when it is enabled.
+fn call_admitted<S, B>(inner: &S, req: ServiceRequest, admission: Admission) -> State<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    req.extensions_mut().insert(admission.admitted());
+    let span = admission.span();
+    let fut = {
+        let _entered = span.as_ref().map(tracing::Span::enter);
+        inner.call(req)
+    };
+    State::Calling {
+        fut,
+        span,
+        admission: Some(admission),
     }
 }
 
@@ -160,13 +197,17 @@ pin_project! {
             #[pin]
             fut: S::Future,
         },
+        Refused {
+            response: Option<ServiceResponse<BoxBody>>,
+        },
         Admitting {
             admit: AdmitFuture,
             inner: Rc<S>,
         },
         Calling {
             #[pin]
-            fut: tracing::instrument::Instrumented<S::Future>,
+            fut: S::Future,
+            span: Option<tracing::Span>,
             admission: Option<Admission>,
         },
     }
@@ -185,27 +226,33 @@ where
                 StateProj::Passthrough { fut } => {
                     return fut.poll(cx).map_ok(ServiceResponse::map_into_left_body);
                 }
-                StateProj::Admitting { admit, inner } => {
-                    let (result, tenancy, req) = ready!(admit.as_mut().poll(cx));
-                    let admission = match result {
-                        Ok(admission) => admission,
-                        Err(refused) => return Poll::Ready(Ok(refusal(req, &refused))),
-                    };
-                    {
-                        let mut extensions = req.extensions_mut();
-                        if let Some(ctx) = admission.context() {
-                            extensions.insert::<TenantContext>(ctx.clone());
-                        }
-                        extensions.insert(tenancy.clone());
-                    }
-                    let fut = inner.call(req).instrument(admission.span());
-                    this.state.set(State::Calling {
-                        fut,
-                        admission: Some(admission),
+                StateProj::Refused { response } => {
+                    return Poll::Ready(match response.take() {
+                        Some(response) => Ok(response.map_into_right_body()),
+                        None => Err(actix_web::error::ErrorInternalServerError(
+                            "response future polled after completion",
+                        )),
                     });
                 }
-                StateProj::Calling { fut, admission } => {
-                    let result = ready!(fut.poll(cx));
+                StateProj::Admitting { admit, inner } => {
+                    let (result, req) = ready!(admit.as_mut().poll(cx));
+                    let state = match result {
+                        Ok(admission) => call_admitted(inner.as_ref(), req, admission),
+                        Err(refused) => State::Refused {
+                            response: Some(refusal(req, &refused)),
+                        },
+                    };
+                    this.state.set(state);
+                }
+                StateProj::Calling {
+                    fut,
+                    span,
+                    admission,
+                } => {
+                    let result = {
+                        let _entered = span.as_ref().map(tracing::Span::enter);
+                        ready!(fut.poll(cx))
+                    };
                     let Some(mut admission) = admission.take() else {
                         return Poll::Ready(result.map(ServiceResponse::map_into_left_body));
                     };
@@ -240,7 +287,7 @@ where
 }
 
 /// `req` answered with the problem response of `refused`.
-fn refusal<B>(req: ServiceRequest, refused: &Refusal) -> ServiceResponse<EitherBody<B, BoxBody>> {
+fn refusal(req: ServiceRequest, refused: &Refusal) -> ServiceResponse<BoxBody> {
     let (req, _payload) = req.into_parts();
-    ServiceResponse::new(req, refusal_response(refused)).map_into_right_body()
+    ServiceResponse::new(req, refusal_response(refused))
 }

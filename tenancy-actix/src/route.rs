@@ -49,8 +49,8 @@ use std::rc::Rc;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
-use tenancy_core::engine::{RoutePolicy, RouteVerdict};
-use tenancy_core::{Tenancy, TenantContext};
+use tenancy_core::Tenancy;
+use tenancy_core::engine::{Admitted, RoutePolicy, RouteVerdict};
 
 use crate::convert::{ActixHeaders, head_of, method};
 use crate::rejection::problem_response;
@@ -123,14 +123,8 @@ where
                 Ok(method) => {
                     let headers = ActixHeaders(req.headers());
                     let head = head_of(&req, &method, &headers);
-                    let (tenancy, ctx) = {
-                        let extensions = req.extensions();
-                        (
-                            extensions.get::<Tenancy>().cloned(),
-                            extensions.get::<TenantContext>().cloned(),
-                        )
-                    };
-                    Tenancy::check_route_of(tenancy.as_ref(), ctx.as_ref(), &head, &policy).await
+                    let admitted = req.extensions().get::<Admitted>().cloned();
+                    Tenancy::check_route_of(admitted.as_ref(), &head, &policy).await
                 }
                 Err(err) => Err(err),
             };

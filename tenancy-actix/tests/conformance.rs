@@ -17,6 +17,7 @@ use tenancy_actix::{
 };
 use tenancy_core::audit::AuditFilter;
 use tenancy_core::credential::KeyId;
+use tenancy_core::engine::Admitted;
 use tenancy_core::error::{ErrorKind, TenancyError, TokenRejection};
 use tenancy_core::limit::RateLimitStatus;
 use tenancy_core::rbac::Role;
@@ -47,13 +48,14 @@ fn routes(cfg: &mut web::ServiceConfig) {
         Ok(HttpResponse::Accepted().json(json!({"accepted": 1})))
     }
     async fn revoke(
-        tenancy: web::ReqData<Tenancy>,
+        admitted: web::ReqData<Admitted>,
         Tenant(ctx): Tenant,
         key_id: web::Path<String>,
     ) -> Result<HttpResponse, TenancyRejection> {
         let key_id =
             KeyId::new(key_id.into_inner()).map_err(|_| TenancyError::new(ErrorKind::NotFound))?;
-        tenancy
+        admitted
+            .tenancy()
             .admin()
             .revoke_api_key(ctx.tenant_id(), &key_id)
             .await?;

@@ -39,6 +39,7 @@ use std::marker::PhantomData;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
+use tenancy_core::engine::Admitted;
 use tenancy_core::guard;
 use tenancy_core::{Tenancy, TenancyError, TenantContext};
 
@@ -53,18 +54,14 @@ use crate::TenancyRejection;
 pub struct Tenant(pub TenantContext);
 
 fn context(parts: &Parts) -> Result<TenantContext, TenancyError> {
-    parts
-        .extensions
-        .get::<TenantContext>()
-        .cloned()
-        .ok_or_else(|| guard::missing_context(parts.extensions.get::<Tenancy>()))
+    Admitted::context_of(parts.extensions.get::<Admitted>()).cloned()
 }
 
 fn engine(parts: &Parts) -> Result<Tenancy, TenancyError> {
     parts
         .extensions
-        .get::<Tenancy>()
-        .cloned()
+        .get::<Admitted>()
+        .map(|admitted| admitted.tenancy().clone())
         .ok_or_else(|| TenancyError::internal("TenancyLayer is not installed on this route"))
 }
 
@@ -83,7 +80,12 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Tenant {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<TenantContext>().cloned().map(Tenant))
+        Ok(parts
+            .extensions
+            .get::<Admitted>()
+            .and_then(Admitted::context)
+            .cloned()
+            .map(Tenant))
     }
 }
 

@@ -4,12 +4,19 @@
 //! The layer is glue around the core's admission lifecycle
 //! ([`tenancy_core::engine::driver`]): it builds the request's
 //! [`RequestHead`] (with the peer address of `ConnectInfo<SocketAddr>` when
-//! the server provides it), admits it, puts the [`TenantContext`] and the
-//! [`Tenancy`] in the request extensions (for the
+//! the server provides it), admits it, puts the
+//! [`Admitted`](tenancy_core::engine::Admitted) (the engine and the
+//! context) in the request extensions (for the
 //! [extractors](crate::extract)), calls the inner service, and finishes the
 //! admission with the answer, which writes the `RateLimit-*` and
 //! `x-request-id` headers and records the request. A refusal is answered at
 //! once with its problem response; the inner service is never called.
+//!
+//! When every store the request needs answers at once (the in-memory
+//! stores, the tenant and token caches), admission runs inside `call`
+//! ([`Tenancy::admit_now`](tenancy_core::Tenancy::admit_now)) and the
+//! response future is the inner service's with the admission beside it;
+//! otherwise admission is awaited in a boxed future first.
 //!
 //! ```
 //! use axum::{Router, routing::get};
@@ -33,16 +40,16 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use axum::body::Body;
 use axum::extract::Request;
 use axum::extract::{ConnectInfo, OriginalUri};
 use axum::response::Response;
 use http::request::Parts;
 use pin_project_lite::pin_project;
 use tenancy_core::engine::{ExcludedPaths, Refusal, RequestHead, RouteVerdict};
-use tenancy_core::{Admission, Tenancy, TenancyError, TenantContext};
+use tenancy_core::{Admission, Tenancy, TenancyError};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Instrument;
 
 use crate::rejection::{problem_response, refusal_response};
 
@@ -113,24 +120,52 @@ where
                 },
             };
         }
-        // Take the service that was driven to readiness; leave a clone.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
-        let tenancy = self.tenancy.clone();
-        let admit: AdmitFuture = Box::pin(async move {
-            let head = head_of(&parts);
-            let result = tenancy.admit(&head).await;
-            (result, parts)
-        });
-        ResponseFuture {
-            state: State::Admitting {
-                admit,
-                body: Some(body),
-                inner: Some(inner),
-                tenancy: self.tenancy.clone(),
+        // Stores that answer at once (memory, caches): admitted here, and
+        // the service driven to readiness is called at once.
+        let answer = self.tenancy.admit_now(&head_of(&parts));
+        let state = match answer {
+            Some(Ok(admission)) => call_admitted(&mut self.inner, parts, body, admission),
+            Some(Err(refusal)) => State::Refused {
+                response: Some(refusal_response(&refusal)),
             },
-        }
+            None => {
+                // Take the service that was driven to readiness; leave a
+                // clone.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let tenancy = self.tenancy.clone();
+                let admit: AdmitFuture = Box::pin(async move {
+                    let result = tenancy.admit(&head_of(&parts)).await;
+                    (result, parts)
+                });
+                State::Admitting {
+                    admit,
+                    body: Some(body),
+                    inner: Some(inner),
+                }
+            }
+        };
+        ResponseFuture { state }
+    }
+}
+
+/// Calls `inner` with the request of an admission, the [`Admitted`] in its
+/// extensions, inside the admission's span when it is enabled.
+fn call_admitted<S>(inner: &mut S, mut parts: Parts, body: Body, admission: Admission) -> State<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    parts.extensions.insert(admission.admitted());
+    let span = admission.span();
+    let fut = {
+        let _entered = span.as_ref().map(tracing::Span::enter);
+        inner.call(Request::from_parts(parts, body))
+    };
+    State::Calling {
+        fut,
+        span,
+        admission: Some(admission),
     }
 }
 
@@ -168,15 +203,18 @@ pin_project! {
             #[pin]
             fut: S::Future,
         },
+        Refused {
+            response: Option<Response>,
+        },
         Admitting {
             admit: AdmitFuture,
-            body: Option<axum::body::Body>,
+            body: Option<Body>,
             inner: Option<S>,
-            tenancy: Tenancy,
         },
         Calling {
             #[pin]
-            fut: tracing::instrument::Instrumented<S::Future>,
+            fut: S::Future,
+            span: Option<tracing::Span>,
             admission: Option<Admission>,
         },
     }
@@ -193,38 +231,33 @@ where
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
                 StateProj::Passthrough { fut } => return fut.poll(cx),
-                StateProj::Admitting {
-                    admit,
-                    body,
-                    inner,
-                    tenancy,
-                } => {
-                    let (result, mut parts) = ready!(admit.as_mut().poll(cx));
-                    let admission = match result {
-                        Ok(admission) => admission,
-                        Err(refusal) => return Poll::Ready(Ok(refusal_response(&refusal))),
-                    };
-                    if let Some(ctx) = admission.context() {
-                        parts.extensions.insert::<TenantContext>(ctx.clone());
-                    }
-                    parts.extensions.insert(tenancy.clone());
-                    let body = body.take().unwrap_or_default();
-                    let Some(mut service) = inner.take() else {
-                        // Polled again after completion: nothing left to call.
-                        return Poll::Ready(Ok(problem_response(&TenancyError::internal(
-                            "response future polled after completion",
-                        ))));
-                    };
-                    let fut = service
-                        .call(Request::from_parts(parts, body))
-                        .instrument(admission.span());
-                    this.state.set(State::Calling {
-                        fut,
-                        admission: Some(admission),
-                    });
+                StateProj::Refused { response } => {
+                    return Poll::Ready(Ok(response.take().unwrap_or_else(polled_again)));
                 }
-                StateProj::Calling { fut, admission } => {
-                    let mut response = match ready!(fut.poll(cx)) {
+                StateProj::Admitting { admit, body, inner } => {
+                    let (result, parts) = ready!(admit.as_mut().poll(cx));
+                    let state = match (result, inner.take()) {
+                        (Ok(admission), Some(mut service)) => {
+                            let body = body.take().unwrap_or_default();
+                            call_admitted(&mut service, parts, body, admission)
+                        }
+                        (Err(refusal), _) => State::Refused {
+                            response: Some(refusal_response(&refusal)),
+                        },
+                        (Ok(_), None) => State::Refused { response: None },
+                    };
+                    this.state.set(state);
+                }
+                StateProj::Calling {
+                    fut,
+                    span,
+                    admission,
+                } => {
+                    let polled = {
+                        let _entered = span.as_ref().map(tracing::Span::enter);
+                        fut.poll(cx)
+                    };
+                    let mut response = match ready!(polled) {
                         Ok(response) => response,
                         Err(err) => {
                             // The server answers an inner error without us;
@@ -251,4 +284,11 @@ where
             }
         }
     }
+}
+
+/// The answer of a response future polled after it completed.
+fn polled_again() -> Response {
+    problem_response(&TenancyError::internal(
+        "response future polled after completion",
+    ))
 }

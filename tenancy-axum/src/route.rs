@@ -45,8 +45,8 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::response::Response;
-use tenancy_core::engine::{RoutePolicy, RouteVerdict};
-use tenancy_core::{Tenancy, TenantContext};
+use tenancy_core::Tenancy;
+use tenancy_core::engine::{Admitted, RoutePolicy, RouteVerdict};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -119,13 +119,8 @@ where
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let head = head_of(&parts);
-            let checked = Tenancy::check_route_of(
-                parts.extensions.get::<Tenancy>(),
-                parts.extensions.get::<TenantContext>(),
-                &head,
-                &policy,
-            )
-            .await;
+            let checked =
+                Tenancy::check_route_of(parts.extensions.get::<Admitted>(), &head, &policy).await;
             match checked {
                 Ok(verdict) => {
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;

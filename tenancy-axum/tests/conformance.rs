@@ -13,6 +13,7 @@ use tenancy_axum::extract::{Audit, Quota, RequireRole, RequireScope, Tenant, rol
 use tenancy_axum::{RequireRoleLayer, RoutePolicyLayer, TenancyLayer, TenancyRejection};
 use tenancy_core::audit::AuditFilter;
 use tenancy_core::credential::KeyId;
+use tenancy_core::engine::Admitted;
 use tenancy_core::error::{ErrorKind, TenancyError};
 use tenancy_core::rbac::Role;
 use tenancy_core::testkit::conformance::{
@@ -24,12 +25,13 @@ use tower::ServiceExt;
 
 fn app(tenancy: Tenancy) -> Router {
     async fn revoke(
-        Extension(tenancy): Extension<Tenancy>,
+        Extension(admitted): Extension<Admitted>,
         Tenant(ctx): Tenant,
         Path(key_id): Path<String>,
     ) -> Result<StatusCode, TenancyRejection> {
         let key_id = KeyId::new(key_id).map_err(|_| TenancyError::new(ErrorKind::NotFound))?;
-        tenancy
+        admitted
+            .tenancy()
             .admin()
             .revoke_api_key(ctx.tenant_id(), &key_id)
             .await?;

@@ -8,6 +8,8 @@ use crate::audit::ActorKind;
 use crate::credential::KeyId;
 use crate::plan::{Plan, PlanQuotas};
 use crate::rbac::{ApiKeyScope, Permission, Role};
+use crate::request::RequestId;
+use crate::store::tenant_cache::CachedTenant;
 use crate::tenant::{TenantId, TenantRecord};
 
 /// How the caller authenticated.
@@ -87,38 +89,38 @@ pub struct TenantContext {
 /// step.
 #[derive(Debug)]
 pub(crate) struct ContextInner {
-    pub(crate) tenant: Arc<TenantRecord>,
-    pub(crate) plan: Arc<Plan>,
-    pub(crate) quotas: Arc<PlanQuotas>,
+    /// The tenant record with its plan and quotas, as the tenant cache
+    /// holds them.
+    pub(crate) tenant: Arc<CachedTenant>,
     pub(crate) principal: Principal,
     pub(crate) role: Role,
     pub(crate) auth: AuthMethod,
-    pub(crate) request_id: Arc<str>,
+    pub(crate) request_id: RequestId,
     pub(crate) cross_tenant: bool,
     pub(crate) home_tenant: Option<TenantId>,
     pub(crate) client_addr: Option<std::net::IpAddr>,
 }
 
 impl TenantContext {
-    /// A context for `principal` acting as `role` on `tenant`.
+    /// A context for `principal` acting as `role` on `tenant`, for the
+    /// request `request_id` (kept when it is a well-formed request id: up
+    /// to 128 letters, digits and `-_.:`; else empty).
     pub fn new(
         tenant: Arc<TenantRecord>,
         plan: Arc<Plan>,
         principal: Principal,
         role: Role,
         auth: AuthMethod,
-        request_id: impl Into<Arc<str>>,
+        request_id: &str,
     ) -> Self {
         let quotas = Arc::new(plan.quotas.with_overrides(&tenant.settings.quota_overrides));
         Self {
             inner: Arc::new(ContextInner {
-                tenant,
-                plan,
-                quotas,
+                tenant: Arc::new(CachedTenant::new(tenant, plan, quotas)),
                 principal,
                 role,
                 auth,
-                request_id: request_id.into(),
+                request_id: RequestId::new(request_id).unwrap_or_default(),
                 cross_tenant: false,
                 home_tenant: None,
                 client_addr: None,
@@ -171,22 +173,27 @@ impl TenantContext {
 
     /// The tenant's id.
     pub fn tenant_id(&self) -> &TenantId {
-        &self.inner.tenant.id
+        &self.inner.tenant.record.id
     }
 
     /// The tenant record.
     pub fn tenant(&self) -> &Arc<TenantRecord> {
-        &self.inner.tenant
+        &self.inner.tenant.record
     }
 
     /// The tenant's plan.
     pub fn plan(&self) -> &Arc<Plan> {
-        &self.inner.plan
+        &self.inner.tenant.plan
     }
 
     /// The plan's quotas with the tenant's overrides applied.
     pub fn quotas(&self) -> &PlanQuotas {
-        &self.inner.quotas
+        &self.inner.tenant.quotas
+    }
+
+    /// The tenant as the cache holds it (with its metric handles).
+    pub(crate) fn cached_tenant(&self) -> &CachedTenant {
+        &self.inner.tenant
     }
 
     /// Who is calling.
@@ -214,6 +221,11 @@ impl TenantContext {
 
     /// The request id.
     pub fn request_id(&self) -> &str {
+        self.inner.request_id.as_str()
+    }
+
+    /// The request id, as the answer's `x-request-id` carries it.
+    pub(crate) fn id(&self) -> &RequestId {
         &self.inner.request_id
     }
 

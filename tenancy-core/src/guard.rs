@@ -108,5 +108,3 @@ pub fn require_scope(ctx: &TenantContext, scope: ApiKeyScope) -> Result<(), Tena
         _ => Ok(()),
     }
 }
-
-pub use crate::engine::missing_context;

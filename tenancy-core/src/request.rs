@@ -303,19 +303,97 @@ impl RequestIds {
         }
     }
 
-    pub(crate) fn for_request(&self, head: &RequestHead<'_>) -> Arc<str> {
-        if let Some(id) = head.header(&REQUEST_ID_HEADER).and_then(valid_request_id) {
-            return Arc::from(id);
+    pub(crate) fn for_request(&self, head: &RequestHead<'_>) -> RequestId {
+        if let Some(id) = head
+            .header(&REQUEST_ID_HEADER)
+            .filter(|v| valid_request_id(v).is_some())
+            .and_then(|v| HeaderValue::from_bytes(v).ok())
+        {
+            return RequestId(Repr::Kept(id));
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        // `{prefix:08x}-{n:x}`, written on the stack by hand (`format!`
-        // costs more than the rest of the id): one allocation.
-        let mut buf = [0u8; 8 + 1 + 16];
-        let mut len = hex(u64::from(self.prefix), 8, &mut buf);
-        buf[len] = b'-';
+        // `{prefix:08x}-{n:x}`, written by hand on the stack (`format!`
+        // costs more than the rest of the id).
+        let mut bytes = [0u8; MADE_LEN];
+        let mut len = hex(u64::from(self.prefix), 8, &mut bytes);
+        bytes[len] = b'-';
         len += 1;
-        len += hex(n, 1, &mut buf[len..]);
-        Arc::from(std::str::from_utf8(&buf[..len]).unwrap_or("request"))
+        len += hex(n, 1, &mut bytes[len..]);
+        RequestId(Repr::Made {
+            len: u8::try_from(len).unwrap_or(0),
+            bytes,
+        })
+    }
+}
+
+/// The longest id [`RequestIds`] makes: 8 hex digits, `-`, 16 hex digits.
+const MADE_LEN: usize = 8 + 1 + 16;
+
+/// A request's id: the client's well-formed `x-request-id`, or one made
+/// here (a process prefix and a counter, held inline: no allocation).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequestId(Repr);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Repr {
+    Made { len: u8, bytes: [u8; MADE_LEN] },
+    Kept(HeaderValue),
+}
+
+impl RequestId {
+    /// `text` as a request id, when it is well formed (up to 128 letters,
+    /// digits and `-_.:`).
+    ///
+    /// ```
+    /// use tenancy_core::request::RequestId;
+    /// assert_eq!(RequestId::new("req-1").unwrap().as_str(), "req-1");
+    /// assert!(RequestId::new("not one").is_none());
+    /// ```
+    pub fn new(text: &str) -> Option<Self> {
+        valid_request_id(text.as_bytes())?;
+        HeaderValue::from_str(text)
+            .ok()
+            .map(|v| RequestId(Repr::Kept(v)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Made { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Repr::Kept(value) => value.to_str().unwrap_or_default(),
+        }
+    }
+
+    /// The id as an `x-request-id` value.
+    pub fn to_header_value(&self) -> Option<HeaderValue> {
+        match &self.0 {
+            Repr::Made { len, bytes } => HeaderValue::from_bytes(&bytes[..usize::from(*len)]).ok(),
+            Repr::Kept(value) => Some(value.clone()),
+        }
+    }
+}
+
+impl Default for RequestId {
+    /// The empty id.
+    fn default() -> Self {
+        RequestId(Repr::Made {
+            len: 0,
+            bytes: [0; MADE_LEN],
+        })
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -374,8 +452,15 @@ mod tests {
         };
         let (parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
         let head = RequestHead::from(&parts);
-        assert_eq!(&*ids.for_request(&head), "000000ab-1f");
-        assert_eq!(&*ids.for_request(&head), "000000ab-20");
+        assert_eq!(ids.for_request(&head).as_str(), "000000ab-1f");
+        assert_eq!(ids.for_request(&head).as_str(), "000000ab-20");
+        let max = RequestIds {
+            prefix: u32::MAX,
+            counter: AtomicU64::new(u64::MAX),
+        };
+        let longest = max.for_request(&head);
+        assert_eq!(longest.as_str(), "ffffffff-ffffffffffffffff");
+        assert_eq!(longest.to_header_value().unwrap(), longest.as_str());
         let mut buf = [0u8; 16];
         assert_eq!(hex(0, 1, &mut buf), 1);
         assert_eq!(&buf[..1], b"0");

@@ -9,6 +9,10 @@
 //! Paths (every one answers the same `hello` handler):
 //!
 //! - `bare`: the router or app without the middleware;
+//! - `noop`: the router or app with a pass-through middleware (axum:
+//!   `MapRequestLayer` with the identity; actix: `DefaultHeaders` with no
+//!   header): what adding any middleware costs, through `Router::layer` or
+//!   `App::wrap`;
 //! - `off`: the middleware with every feature off (tenancy disabled, a
 //!   default tenant, anonymous viewers, no rate limits, no audit);
 //! - `header`: an anonymous viewer naming its tenant in `X-Tenant-ID`,
@@ -55,7 +59,7 @@ struct Setup {
 
 async fn setup(path: &str) -> Result<Setup, String> {
     let config = match path {
-        "bare" => {
+        "bare" | "noop" => {
             return Ok(Setup {
                 method: Method::GET,
                 headers: Vec::new(),
@@ -145,7 +149,7 @@ async fn setup(path: &str) -> Result<Setup, String> {
     })
 }
 
-async fn run_axum(setup: Setup, requests: u64) -> Result<(), String> {
+async fn run_axum(setup: Setup, noop: bool, requests: u64) -> Result<(), String> {
     use axum::Router;
     use axum::body::Body;
     use axum::routing::{get, post};
@@ -154,16 +158,32 @@ async fn run_axum(setup: Setup, requests: u64) -> Result<(), String> {
     let routes = Router::new().route(PATH, get(hello).merge(post(hello)));
     let app = match &setup.tenancy {
         Some(tenancy) => routes.layer(tenancy_axum::TenancyLayer::new(tenancy.clone())),
+        None if noop => routes.layer(tower::util::MapRequestLayer::new(
+            |request: http::Request<Body>| request,
+        )),
         None => routes,
     };
+    // Parsed once, as a server hands them over: each request only clones
+    // them in.
+    let headers = setup
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            Ok((
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_str(value).map_err(|e| e.to_string())?,
+            ))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     for _ in 0..WARM_UP + requests {
         let mut request = http::Request::builder()
             .method(setup.method.clone())
-            .uri(PATH);
-        for (name, value) in &setup.headers {
-            request = request.header(*name, value);
+            .uri(PATH)
+            .body(Body::empty())
+            .map_err(|e| e.to_string())?;
+        for (name, value) in &headers {
+            request.headers_mut().insert(name.clone(), value.clone());
         }
-        let request = request.body(Body::empty()).map_err(|e| e.to_string())?;
         let Ok(response) = app.clone().oneshot(request).await;
         if response.status() != StatusCode::OK {
             return Err(format!("answered {}", response.status()));
@@ -175,7 +195,7 @@ async fn run_axum(setup: Setup, requests: u64) -> Result<(), String> {
     Ok(())
 }
 
-async fn run_actix(setup: Setup, requests: u64) -> Result<(), String> {
+async fn run_actix(setup: Setup, noop: bool, requests: u64) -> Result<(), String> {
     use actix_web::{App, test, web};
 
     let routes = || {
@@ -189,6 +209,11 @@ async fn run_actix(setup: Setup, requests: u64) -> Result<(), String> {
             let app = test::init_service(routes().wrap(middleware)).await;
             actix_requests(&app, &setup, requests).await?;
             tenancy.shutdown().await;
+        }
+        None if noop => {
+            let middleware = actix_web::middleware::DefaultHeaders::new();
+            let app = test::init_service(routes().wrap(middleware)).await;
+            actix_requests(&app, &setup, requests).await?;
         }
         None => {
             let app = test::init_service(routes()).await;
@@ -235,14 +260,17 @@ fn main() -> ExitCode {
         eprintln!("requests must be a number");
         return ExitCode::from(2);
     };
+    let noop = path == "noop";
     let result = match front.as_str() {
         "axum" => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(async { run_axum(setup(path).await?, requests).await })),
+            .and_then(|rt| {
+                rt.block_on(async { run_axum(setup(path).await?, noop, requests).await })
+            }),
         "actix" => actix_web::rt::System::new()
-            .block_on(async { run_actix(setup(path).await?, requests).await }),
+            .block_on(async { run_actix(setup(path).await?, noop, requests).await }),
         other => Err(format!("unknown front end {other:?}")),
     };
     match result {

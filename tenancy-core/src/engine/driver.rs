@@ -34,7 +34,6 @@
 //! ```
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -47,8 +46,8 @@ use super::refusal::Who;
 use crate::context::{ContextInner, TenantContext};
 use crate::error::{ErrorKind, TenancyError};
 use crate::limit::RateLimitStatus;
-use crate::pipeline::{self, Caller, gate, rate};
-use crate::request::{REQUEST_ID_HEADER, RequestHead, RoutePolicy, loggable};
+use crate::pipeline::{self, Caller, Halt, Wait, gate, rate};
+use crate::request::{REQUEST_ID_HEADER, RequestHead, RequestId, RoutePolicy, loggable};
 use crate::tenant::is_safe_method;
 
 /// What a route's policy decided ([`Tenancy::check_route`]). Route layers
@@ -85,17 +84,53 @@ impl RouteVerdict {
     }
 }
 
-/// The refusal for a request without a tenant context: `tenant_required`
-/// when the tenancy middleware admitted it without a tenant (`tenancy` is
-/// the engine it left in the request), an internal error when no tenancy
-/// middleware ran at all.
-pub fn missing_context(tenancy: Option<&Tenancy>) -> TenancyError {
-    match tenancy {
-        Some(tenancy) => {
-            let r = &tenancy.config().resolution;
-            TenancyError::tenant_required(r.tenant_header.clone(), r.query_param.clone())
+/// What an adapter leaves in an admitted request's extensions, as one
+/// value: the engine, and the context when the request has a tenant. The
+/// extractors and route policies read it.
+///
+/// ```
+/// use tenancy_core::engine::Admitted;
+///
+/// // No tenancy middleware ran: an internal error, not a client's fault.
+/// let err = Admitted::context_of(None).unwrap_err();
+/// assert_eq!(err.code(), "internal_error");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    tenancy: Tenancy,
+    context: Option<TenantContext>,
+}
+
+impl Admitted {
+    /// The engine that admitted the request.
+    pub fn tenancy(&self) -> &Tenancy {
+        &self.tenancy
+    }
+
+    /// The context; `None` for a request admitted without a tenant.
+    pub fn context(&self) -> Option<&TenantContext> {
+        self.context.as_ref()
+    }
+
+    /// The context of a request whose extensions held `admitted`:
+    /// `tenant_required` when it was admitted without a tenant, an internal
+    /// error when no tenancy middleware ran at all.
+    pub fn context_of(admitted: Option<&Admitted>) -> Result<&TenantContext, TenancyError> {
+        match admitted {
+            Some(Admitted {
+                context: Some(ctx), ..
+            }) => Ok(ctx),
+            Some(Admitted { tenancy, .. }) => {
+                let r = &tenancy.config().resolution;
+                Err(TenancyError::tenant_required(
+                    r.tenant_header.clone(),
+                    r.query_param.clone(),
+                ))
+            }
+            None => Err(TenancyError::internal(
+                "the tenancy middleware is not installed on this route",
+            )),
         }
-        None => TenancyError::internal("the tenancy middleware is not installed on this route"),
     }
 }
 
@@ -123,7 +158,8 @@ pub struct Admission {
     /// Whether the request is audited when it ends.
     audit_write: bool,
     client_addr: Option<IpAddr>,
-    request_id: Arc<str>,
+    /// The request id until the context holds it.
+    request_id: RequestId,
     admitted_at: DateTime<Utc>,
     started: Instant,
     finished: bool,
@@ -134,7 +170,7 @@ impl std::fmt::Debug for Admission {
         f.debug_struct("Admission")
             .field("context", &self.context)
             .field("rate_limit", &self.rate_limit)
-            .field("request_id", &self.request_id)
+            .field("request_id", self.id())
             .finish_non_exhaustive()
     }
 }
@@ -152,7 +188,22 @@ impl Admission {
 
     /// The request id.
     pub fn request_id(&self) -> &str {
-        &self.request_id
+        self.id().as_str()
+    }
+
+    /// What the adapter puts in the request's extensions.
+    pub fn admitted(&self) -> Admitted {
+        Admitted {
+            tenancy: self.tenancy.clone(),
+            context: self.context.clone(),
+        }
+    }
+
+    fn id(&self) -> &RequestId {
+        match &self.context {
+            Some(ctx) => ctx.id(),
+            None => &self.request_id,
+        }
     }
 
     /// Takes in what the route's policy decided ([`Tenancy::check_route`]):
@@ -175,17 +226,24 @@ impl Admission {
         }
     }
 
-    /// A tracing span with the tenant, principal and request id.
-    pub fn span(&self) -> tracing::Span {
-        match &self.context {
-            Some(ctx) => tracing::info_span!(
+    /// A `DEBUG` tracing span with the tenant, principal and request id,
+    /// to run the handler in; `None` when nothing listens at `DEBUG` (as
+    /// tower-http's `TraceLayer` makes its spans at `DEBUG`: a service
+    /// logging at `INFO` pays nothing for it).
+    pub fn span(&self) -> Option<tracing::Span> {
+        if !tracing::level_enabled!(Level::DEBUG) {
+            return None;
+        }
+        let span = match &self.context {
+            Some(ctx) => tracing::debug_span!(
                 "tenancy",
                 tenant_id = %ctx.tenant_id(),
                 principal = %ctx.principal().subject,
-                request_id = %self.request_id,
+                request_id = %ctx.id(),
             ),
-            None => tracing::info_span!("tenancy", request_id = %self.request_id),
-        }
+            None => tracing::debug_span!("tenancy", request_id = %self.request_id),
+        };
+        Some(span).filter(|span| !span.is_disabled())
     }
 
     /// Ends the request answered with `status`: passes the answer's headers
@@ -200,7 +258,7 @@ impl Admission {
         if let Some(limit) = &self.rate_limit {
             limit.each_header(&mut set_header);
         }
-        if let Ok(id) = HeaderValue::from_str(&self.request_id) {
+        if let Some(id) = self.id().to_header_value() {
             set_header(&REQUEST_ID_HEADER, id);
         }
         self.record(status.as_u16());
@@ -212,12 +270,11 @@ impl Admission {
             return;
         };
         let elapsed = self.started.elapsed();
-        let now = self.admitted_at
-            + chrono::TimeDelta::from_std(elapsed).unwrap_or(chrono::TimeDelta::zero());
+        // Metered in the hour it was admitted.
         let inner = &self.tenancy.inner;
         inner
             .recorder
-            .request_done(ctx.tenant_id(), status, elapsed, now);
+            .request_done(ctx.cached_tenant(), status, elapsed, self.admitted_at);
         let path = self.path.as_deref().unwrap_or_default();
         tracing::debug!(
             target: REQUEST_LOG,
@@ -227,10 +284,12 @@ impl Admission {
             path = %loggable(path),
             status,
             latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            request_id = %self.request_id,
+            request_id = %ctx.id(),
             "request",
         );
         if self.audit_write {
+            let now = self.admitted_at
+                + chrono::TimeDelta::from_std(elapsed).unwrap_or(chrono::TimeDelta::zero());
             let mut event = self
                 .tenancy
                 .audit_event(ctx, http_action(&self.method))
@@ -257,11 +316,11 @@ pub const REQUEST_LOG: &str = "tenancy::request";
 #[derive(Debug)]
 pub struct Refusal {
     error: TenancyError,
-    request_id: Option<Arc<str>>,
+    request_id: Option<RequestId>,
 }
 
 impl Refusal {
-    fn new(error: TenancyError, request_id: Arc<str>, head: &RequestHead<'_>) -> Self {
+    fn new(error: TenancyError, request_id: RequestId, head: &RequestHead<'_>) -> Self {
         tracing::debug!(
             target: REQUEST_LOG,
             method = %head.method(),
@@ -285,15 +344,16 @@ impl Refusal {
     /// The request id; `None` for a request refused before it got one
     /// (one the adapter could not read).
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
+        self.request_id.as_ref().map(RequestId::as_str)
     }
 
     /// The refusal's problem answer, with the request id in `x-request-id`.
     pub fn to_response(&self) -> http::Response<Vec<u8>> {
         let mut response = self.error.to_response();
         if let Some(id) = self
-            .request_id()
-            .and_then(|id| HeaderValue::from_str(id).ok())
+            .request_id
+            .as_ref()
+            .and_then(RequestId::to_header_value)
         {
             response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
         }
@@ -363,7 +423,59 @@ impl Tenancy {
     /// gate, limit ([`crate::pipeline`]). Every refusal is counted and
     /// written down (the security log or the caller's home tenant's audit
     /// log).
+    ///
+    /// An adapter asks [`admit_now`](Self::admit_now) first, and awaits
+    /// this only when that could not answer.
     pub async fn admit(&self, head: &RequestHead<'_>) -> Result<Admission, Refusal> {
+        match self.admit_in(head, Wait::Allowed).await {
+            Some(result) => result,
+            None => Err(Refusal::from(Halt::WouldWait.into_error())),
+        }
+    }
+
+    /// [`admit`](Self::admit) without waiting: the answer when every store
+    /// the request needs answers at once (the in-memory stores, the tenant
+    /// cache, the verified-token cache), else `None`, with nothing changed:
+    /// then await [`admit`](Self::admit). The adapters' fast path: no future
+    /// to box.
+    ///
+    /// ```
+    /// use tenancy_core::engine::{RequestHead, Tenancy};
+    /// use tenancy_core::rbac::Role;
+    /// use tenancy_core::tenant::{TenantId, TenantRecord};
+    /// use tenancy_core::TenancyConfig;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = TenancyConfig::builder().anonymous_role(Role::Viewer).build()?;
+    /// let tenancy = Tenancy::builder(config).build()?;
+    /// tenancy.admin().create_tenant(TenantRecord::new(TenantId::new("acme")?, "Acme", "free")).await?;
+    ///
+    /// let (parts, _) = http::Request::get("/").header("x-tenant-id", "acme").body(())?.into_parts();
+    /// let head = RequestHead::from(&parts);
+    /// let admission = match tenancy.admit_now(&head) {
+    ///     Some(answer) => answer?,
+    ///     None => tenancy.admit(&head).await?,
+    /// };
+    /// assert_eq!(admission.context().unwrap().tenant_id().as_str(), "acme");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn admit_now(&self, head: &RequestHead<'_>) -> Option<Result<Admission, Refusal>> {
+        // A run that cannot wait awaits nothing pending: one poll ends it.
+        let run = std::pin::pin!(self.admit_in(head, Wait::Never));
+        match run.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(answer) => answer,
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    /// Runs admission; `None` when `wait` is [`Wait::Never`] and a store
+    /// would have to be awaited (nothing was changed).
+    async fn admit_in(
+        &self,
+        head: &RequestHead<'_>,
+        wait: Wait,
+    ) -> Option<Result<Admission, Refusal>> {
         let inner = &self.inner;
         let admitted_at = Utc::now();
         let request_id = inner.request_ids.for_request(head);
@@ -373,7 +485,7 @@ impl Tenancy {
             inner
                 .security_log
                 .record(client_addr, err.code(), admitted_at);
-            return Err(Refusal::new(err, request_id, head));
+            return Some(Err(Refusal::new(err, request_id, head)));
         }
         let mut admission = Admission {
             tenancy: self.clone(),
@@ -389,7 +501,7 @@ impl Tenancy {
             // Nothing to record until it is admitted.
             finished: true,
         };
-        match self.run_pipeline(head, &mut admission).await {
+        match self.run_pipeline(head, &mut admission, wait).await {
             Ok(()) => {
                 admission.finished = false;
                 admission.audit_write =
@@ -397,19 +509,28 @@ impl Tenancy {
                 if admission.audit_write || tracing::enabled!(target: REQUEST_LOG, Level::DEBUG) {
                     admission.path = Some(head.path().into());
                 }
-                Ok(admission)
+                Some(Ok(admission))
             }
-            Err((err, caller)) => {
+            Err((Halt::WouldWait, _)) => None,
+            Err((Halt::Refused(err), caller)) => {
+                // Writing the refusal down is the one step that may read a
+                // store: it goes first, so a run that cannot wait stops
+                // before anything is counted.
+                let who = caller.as_ref().and_then(Who::of_caller);
+                if let Err(Halt::WouldWait) = self
+                    .record_refusal(head, &admission.request_id, who, &err, wait)
+                    .await
+                {
+                    return None;
+                }
                 TenantMetrics::refused(err.code());
                 if err.status() == StatusCode::UNAUTHORIZED
                     && let (Some(throttle), Some(addr)) = (&inner.throttle, client_addr)
                 {
                     throttle.failed(addr);
                 }
-                let who = caller.as_ref().and_then(Who::of_caller);
-                self.record_refusal(head, &admission.request_id, who, &err)
-                    .await;
-                Err(Refusal::new(err, admission.request_id.clone(), head))
+                let request_id = std::mem::take(&mut admission.request_id);
+                Some(Err(Refusal::new(err, request_id, head)))
             }
         }
     }
@@ -418,47 +539,50 @@ impl Tenancy {
         &self,
         head: &RequestHead<'_>,
         admission: &mut Admission,
-    ) -> Result<(), (TenancyError, Option<Caller>)> {
+        wait: Wait,
+    ) -> Result<(), (Halt, Option<Caller>)> {
         let inner = &self.inner;
         let stores = &inner.stores;
         let caller = inner
             .authenticator
-            .authenticate(head, stores.api_keys.as_ref(), admission.admitted_at)
+            .authenticate(head, stores.api_keys.as_ref(), admission.admitted_at, wait)
             .await
             .map_err(|e| (e, None))?;
         let checked = async {
             let Some(resolution) =
-                pipeline::tenant::resolve(&inner.resolver, &stores.tenants, head, &caller).await?
+                pipeline::tenant::resolve(&inner.resolver, &stores.tenants, head, &caller, wait)
+                    .await?
             else {
                 return Ok(None);
             };
             gate::status(&resolution.tenant.record, head.method())?;
             if resolution.cross_tenant {
-                gate::home_active(&stores.tenants, caller.tenant.as_ref()).await?;
+                gate::home_active(&stores.tenants, caller.tenant.as_ref(), wait).await?;
             }
             gate::scope(&caller, head, &inner.config.limits.ingestion_routes)?;
-            let context = self.context(&caller, resolution, admission);
             if inner.config.limits.enabled {
                 let buckets = rate::Buckets {
-                    tenant: context.tenant_id(),
+                    tenant: &resolution.tenant.record.id,
                     key: caller
                         .key
                         .as_ref()
                         .and_then(|k| Some((&k.key_id, k.rate_limit_rps?))),
                     route: None,
-                    tenant_rps: context.quotas().rps,
+                    tenant_rps: resolution.tenant.quotas.rps,
                 };
                 admission.rate_limit = rate::take(
                     stores.limiter.as_ref(),
                     inner.config.limits.on_store_failure,
                     buckets,
+                    wait,
                 )
                 .await?;
             }
-            Ok(Some(context))
+            // The rate buckets were the last store: nothing below waits.
+            Ok(Some(resolution))
         };
-        let context = match checked.await {
-            Ok(context) => context,
+        let resolution = match checked.await {
+            Ok(resolution) => resolution,
             Err(e) => return Err((e, Some(caller))),
         };
         if let Some(key) = &caller.key
@@ -471,17 +595,14 @@ impl Tenancy {
                 .recorder
                 .touch(tenant, &key.key_id, admission.admitted_at);
         }
+        let context = resolution.map(|r| self.context(caller, r, admission));
         if let Some(ctx) = context.as_ref().filter(|c| c.is_cross_tenant()) {
             let event = self
                 .audit_event(ctx, "tenant.cross_access")
                 .resource(head.path())
                 .detail(
                     "home_tenant",
-                    caller
-                        .tenant
-                        .as_ref()
-                        .map(|t| t.as_str())
-                        .unwrap_or_default(),
+                    ctx.home_tenant().map(|t| t.as_str()).unwrap_or_default(),
                 );
             self.record_audit(event);
         }
@@ -492,21 +613,18 @@ impl Tenancy {
     /// The context of an admitted request.
     fn context(
         &self,
-        caller: &Caller,
+        caller: Caller,
         resolution: pipeline::tenant::Resolution,
-        admission: &Admission,
+        admission: &mut Admission,
     ) -> TenantContext {
-        let tenant = &resolution.tenant;
         TenantContext::from_inner(ContextInner {
-            tenant: tenant.record.clone(),
-            plan: tenant.plan.clone(),
-            quotas: tenant.quotas.clone(),
-            principal: caller.principal.clone(),
+            tenant: resolution.tenant,
+            principal: caller.principal,
             role: caller.role,
-            auth: caller.auth.clone(),
-            request_id: admission.request_id.clone(),
+            auth: caller.auth,
+            request_id: std::mem::take(&mut admission.request_id),
             cross_tenant: resolution.cross_tenant,
-            home_tenant: caller.tenant.clone(),
+            home_tenant: caller.tenant,
             client_addr: admission.client_addr,
         })
     }
@@ -540,14 +658,18 @@ impl Tenancy {
                 inner.stores.limiter.as_ref(),
                 inner.config.limits.on_store_failure,
                 buckets,
+                Wait::Allowed,
             )
             .await
+            .map_err(Halt::into_error)
         };
         match checked.await {
             Ok(status) => Ok(status),
             Err(err) => {
                 TenantMetrics::refused(err.code());
-                self.record_refusal(head, ctx.request_id(), Who::of_context(ctx), &err)
+                // Waiting is allowed: it cannot stop.
+                let _ = self
+                    .record_refusal(head, ctx.id(), Who::of_context(ctx), &err, Wait::Allowed)
                     .await;
                 Err(err)
             }
@@ -555,21 +677,21 @@ impl Tenancy {
     }
 
     /// What a route layer runs: `policy` for a request whose extensions
-    /// held `ctx` and `tenancy` (either missing: the refusal
-    /// [`missing_context`] gives).
+    /// held `admitted` (no context: the refusal [`Admitted::context_of`]
+    /// gives).
     pub async fn check_route_of(
-        tenancy: Option<&Tenancy>,
-        ctx: Option<&TenantContext>,
+        admitted: Option<&Admitted>,
         head: &RequestHead<'_>,
         policy: &RoutePolicy,
     ) -> Result<RouteVerdict, TenancyError> {
-        match (tenancy, ctx) {
-            (Some(tenancy), Some(ctx)) => tenancy
-                .check_route(ctx, head, policy)
-                .await
-                .map(RouteVerdict::Allowed),
-            _ => Err(missing_context(tenancy)),
-        }
+        let ctx = Admitted::context_of(admitted)?;
+        let tenancy = admitted.map(Admitted::tenancy).ok_or_else(|| {
+            TenancyError::internal("the tenancy middleware is not installed on this route")
+        })?;
+        tenancy
+            .check_route(ctx, head, policy)
+            .await
+            .map(RouteVerdict::Allowed)
     }
 
     /// `rate_limited` when the client's address is over its allowance of

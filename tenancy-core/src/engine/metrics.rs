@@ -26,68 +26,73 @@ pub const USAGE_DROPPED_TOTAL: &str = "tenancy_usage_dropped_total";
 /// store failed.
 pub const KEY_USES_DROPPED_TOTAL: &str = "tenancy_key_uses_dropped_total";
 
-struct Handles {
+/// One tenant's metric handles and its requests not yet metered.
+pub(crate) struct TenantHandles {
     requests: Counter,
     errors: Counter,
     latency: Histogram,
-    /// The hour (unix seconds of its start) whose requests `pending` counts.
     hour: AtomicI64,
-    /// Requests of `hour` not yet metered: counted here, with no map write
-    /// per request, and metered in batches ([`TenantMetrics::drain`]).
     pending: AtomicU64,
+}
+
+impl std::fmt::Debug for TenantHandles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantHandles")
+            .field("hour", &self.hour)
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantHandles {
+    /// Counts a request answered with `status` after `elapsed` in the UTC
+    /// hour starting at `hour`; when it is the first of a new hour, returns
+    /// the hour before and its count, to be metered.
+    pub(crate) fn record(&self, status: u16, elapsed: Duration, hour: i64) -> Option<(i64, u64)> {
+        self.requests.increment(1);
+        if status >= 500 {
+            self.errors.increment(1);
+        }
+        self.latency.record(elapsed.as_secs_f64());
+        let counted = self.hour.load(Ordering::Relaxed);
+        let finished = (hour > counted
+            && self
+                .hour
+                .compare_exchange(counted, hour, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok())
+        .then(|| (counted, self.pending.swap(0, Ordering::AcqRel)))
+        .filter(|(_, n)| *n > 0);
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        finished
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct TenantMetrics {
-    handles: ConcurrentMap<TenantId, Arc<Handles>>,
+    handles: ConcurrentMap<TenantId, Arc<TenantHandles>>,
 }
 
 impl TenantMetrics {
-    /// Records an answered request of `tenant` in the hour starting at
-    /// `hour`. When that hour is newer than the one counted so far, returns
-    /// the older hour's count, to be metered now.
-    pub(crate) fn record(
-        &self,
-        tenant: &TenantId,
-        status: u16,
-        elapsed: Duration,
-        hour: i64,
-    ) -> Option<(i64, u64)> {
-        let handles = match self.handles.get(tenant) {
-            Some(h) => h.clone(),
-            None => self
-                .handles
-                .entry(tenant.clone())
-                .or_insert_with(|| {
-                    let label = tenant.to_string();
-                    Arc::new(Handles {
-                        requests: metrics::counter!(REQUESTS_TOTAL, "tenant" => label.clone()),
-                        errors: metrics::counter!(ERRORS_TOTAL, "tenant" => label.clone()),
-                        latency: metrics::histogram!(REQUEST_DURATION, "tenant" => label),
-                        hour: AtomicI64::new(hour),
-                        pending: AtomicU64::new(0),
-                    })
-                })
-                .clone(),
-        };
-        handles.requests.increment(1);
-        if status >= 500 {
-            handles.errors.increment(1);
+    /// The handles of `tenant`, registered on its first request.
+    pub(crate) fn handles(&self, tenant: &TenantId, hour: i64) -> Arc<TenantHandles> {
+        if let Some(h) = self.handles.get(tenant) {
+            return h.clone();
         }
-        handles.latency.record(elapsed.as_secs_f64());
-        let counted = handles.hour.load(Ordering::Relaxed);
-        let finished = (hour > counted
-            && handles
-                .hour
-                .compare_exchange(counted, hour, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok())
-        .then(|| (counted, handles.pending.swap(0, Ordering::AcqRel)))
-        .filter(|(_, n)| *n > 0);
-        handles.pending.fetch_add(1, Ordering::AcqRel);
-        finished
+        self.handles
+            .entry(tenant.clone())
+            .or_insert_with(|| {
+                let label = tenant.to_string();
+                Arc::new(TenantHandles {
+                    requests: metrics::counter!(REQUESTS_TOTAL, "tenant" => label.clone()),
+                    errors: metrics::counter!(ERRORS_TOTAL, "tenant" => label.clone()),
+                    latency: metrics::histogram!(REQUEST_DURATION, "tenant" => label),
+                    hour: AtomicI64::new(hour),
+                    pending: AtomicU64::new(0),
+                })
+            })
+            .clone()
     }
 
-    /// Takes every tenant's requests counted so far: `(tenant, hour, n)`.
     pub(crate) fn drain(&self, mut take: impl FnMut(&TenantId, i64, u64)) {
         for entry in self.handles.iter() {
             let n = entry.pending.swap(0, Ordering::AcqRel);
@@ -111,10 +116,11 @@ mod tests {
         let metrics = TenantMetrics::default();
         let acme = TenantId::new("acme").unwrap();
         let ok = Duration::from_millis(1);
-        assert_eq!(metrics.record(&acme, 200, ok, 3600), None);
-        assert_eq!(metrics.record(&acme, 500, ok, 3600), None);
+        let handles = metrics.handles(&acme, 3600);
+        assert_eq!(handles.record(200, ok, 3600), None);
+        assert_eq!(metrics.handles(&acme, 3600).record(500, ok, 3600), None);
         // The next hour hands the last one's count back, to be metered.
-        assert_eq!(metrics.record(&acme, 200, ok, 7200), Some((3600, 2)));
+        assert_eq!(handles.record(200, ok, 7200), Some((3600, 2)));
         let mut drained = Vec::new();
         metrics.drain(|t, hour, n| drained.push((t.clone(), hour, n)));
         assert_eq!(drained, vec![(acme.clone(), 7200, 1)]);

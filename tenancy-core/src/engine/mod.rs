@@ -60,9 +60,7 @@ use chrono::Utc;
 pub use self::auth_throttle::AUTH_THROTTLE_UNTRACKED_TOTAL;
 use self::auth_throttle::AuthThrottle;
 pub use self::builder::TenancyBuilder;
-pub use self::driver::{
-    Admission, CLIENT_CLOSED, REQUEST_LOG, Refusal, RouteVerdict, missing_context,
-};
+pub use self::driver::{Admission, Admitted, CLIENT_CLOSED, REQUEST_LOG, Refusal, RouteVerdict};
 pub use self::metrics::{
     AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, KEY_USES_DROPPED_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION,
     REQUESTS_TOTAL, USAGE_DROPPED_TOTAL,

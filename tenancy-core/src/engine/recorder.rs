@@ -28,6 +28,7 @@ use crate::credential::KeyId;
 use crate::engine::metrics::{KEY_USES_DROPPED_TOTAL, TenantMetrics};
 use crate::label::Label;
 use crate::metering::UsageRecord;
+use crate::store::tenant_cache::CachedTenant;
 use crate::store::{ApiKeyStore, AuditSink, UsageMeter};
 use crate::tenant::TenantId;
 use crate::writer::{BatchConfig, BatchWriter, KeyUse};
@@ -126,15 +127,19 @@ impl Recorder {
     /// in batches (no map write per request).
     pub(crate) fn request_done(
         &self,
-        tenant: &TenantId,
+        tenant: &CachedTenant,
         status: u16,
         elapsed: Duration,
         at: DateTime<Utc>,
     ) {
         let ts = at.timestamp();
         let hour = ts - ts.rem_euclid(3600);
-        if let Some((finished, n)) = self.shared.metrics.record(tenant, status, elapsed, hour) {
-            self.shared.meter_requests(tenant, finished, n);
+        let id = &tenant.record.id;
+        let handles = tenant
+            .metrics
+            .get_or_init(|| self.shared.metrics.handles(id, hour));
+        if let Some((finished, n)) = handles.record(status, elapsed, hour) {
+            self.shared.meter_requests(id, finished, n);
         }
     }
 

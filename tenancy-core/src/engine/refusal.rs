@@ -13,8 +13,8 @@ use super::Tenancy;
 use crate::audit::AuditEvent;
 use crate::context::{AuthMethod, Principal, TenantContext};
 use crate::error::{ErrorKind, TenancyError};
-use crate::pipeline::Caller;
-use crate::request::RequestHead;
+use crate::pipeline::{Caller, Halt, Wait, now_or_await};
+use crate::request::{RequestHead, RequestId};
 use crate::tenant::{TenantId, is_safe_method};
 
 /// A refused caller whose credential verified.
@@ -48,15 +48,17 @@ impl Tenancy {
     pub(crate) async fn record_refusal(
         &self,
         head: &RequestHead<'_>,
-        request_id: &str,
+        request_id: &RequestId,
         who: Option<Who<'_>>,
         err: &TenancyError,
-    ) {
+        wait: Wait,
+    ) -> Result<(), Halt> {
         let inner = &self.inner;
         let to_security_log = || {
             inner
                 .security_log
                 .record(head.client_addr(), err.code(), Utc::now());
+            Ok(())
         };
         let Some(who) = who else {
             return to_security_log();
@@ -66,11 +68,18 @@ impl Tenancy {
             ErrorKind::TenantMismatch | ErrorKind::TenantNotAllowed | ErrorKind::UnknownTenant
         );
         if !inner.config.audit.enabled || (is_safe_method(head.method()) && !at_boundary) {
-            return;
+            return Ok(());
         }
+        let tenants = &inner.stores.tenants;
         let home = match who.home {
-            Some(home) if matches!(inner.stores.tenants.get(home).await, Ok(Some(_))) => home,
-            _ => return to_security_log(),
+            Some(home) => {
+                let known = now_or_await!(wait, tenants.get_now(home).map(Ok), tenants.get(home));
+                matches!(known, Ok(Some(_))).then_some(home)
+            }
+            None => None,
+        };
+        let Some(home) = home else {
+            return to_security_log();
         };
         let mut event = AuditEvent::new(
             home.clone(),
@@ -87,8 +96,9 @@ impl Tenancy {
         {
             event = event.detail("requested_tenant", requested.as_str());
         }
-        event.request_id = Some(request_id.to_owned());
+        event.request_id = Some(request_id.to_string());
         event.client_addr = head.client_addr();
         self.record_audit(event);
+        Ok(())
     }
 }

@@ -1557,3 +1557,59 @@ async fn rotation_with_grace_ends_the_keys_a_key_issued() {
     );
     t.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_admission_that_would_wait_changes_nothing_until_it_is_awaited() {
+    // The counting store has no `find_by_digest_now`: it must be awaited.
+    let store = Arc::new(CountingKeys::default());
+    let t = Tenancy::builder(base_config().build().unwrap())
+        .api_key_store(store.clone())
+        .build()
+        .unwrap();
+    seed(&t).await;
+    let secret = key(&t, "acme", ApiKeyScope::Full, Some(1)).await;
+    let parts = get("/x", &[("x-api-key", secret)]);
+    let head = RequestHead::from(&parts);
+    for _ in 0..3 {
+        assert!(
+            t.admit_now(&head).is_none(),
+            "the key store must be awaited"
+        );
+    }
+    assert_eq!(store.calls(), 0);
+    // The key's one request per second was not taken by the runs that
+    // stopped.
+    let admission = t.admit(&head).await.expect("admitted");
+    assert_eq!(admission.rate_limit().map(|s| s.remaining), Some(0));
+    admission.finish(StatusCode::OK, |_, _| {});
+    let err = t.admit(&head).await.expect_err("over the key's rate");
+    assert_eq!(err.code(), "rate_limited");
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn in_memory_stores_admit_and_refuse_without_waiting() {
+    let t = tenancy().await;
+    let secret = key(&t, "acme", ApiKeyScope::Full, None).await;
+    let parts = get("/x", &[("x-api-key", secret)]);
+    // A tenant the cache does not hold yet is read from its store: awaited.
+    assert!(t.admit_now(&RequestHead::from(&parts)).is_none());
+    t.admit(&RequestHead::from(&parts))
+        .await
+        .expect("admitted")
+        .finish(StatusCode::OK, |_, _| {});
+    let admission = t
+        .admit_now(&RequestHead::from(&parts))
+        .expect("answered at once")
+        .expect("admitted");
+    assert_eq!(admission.context().unwrap().tenant_id().as_str(), "acme");
+    admission.finish(StatusCode::OK, |_, _| {});
+    let typo = get("/x", &[("x-api-key", "tnk_typo".to_owned())]);
+    let refused = t
+        .admit_now(&RequestHead::from(&typo))
+        .expect("answered at once")
+        .expect_err("refused");
+    assert_eq!(refused.code(), "invalid_api_key");
+    assert!(refused.request_id().is_some());
+    t.shutdown().await;
+}

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use http::HeaderName;
 
-use super::{Caller, PresentedKey};
+use super::{Caller, Halt, PresentedKey, Wait, now_or_await};
 use crate::audit::ActorKind;
 use crate::config::{ConfigError, TenancyConfig};
 use crate::context::{AuthMethod, Principal};
@@ -58,11 +58,12 @@ impl Authenticator {
         head: &RequestHead<'_>,
         api_keys: &dyn ApiKeyStore,
         now: DateTime<Utc>,
-    ) -> Result<Caller, TenancyError> {
+        wait: Wait,
+    ) -> Result<Caller, Halt> {
         if let Some(value) = head.header(&self.api_key_header) {
             let presented =
                 visible_ascii(value).ok_or_else(|| api_key(ApiKeyRejection::Malformed))?;
-            return self.api_key(presented, api_keys, now).await;
+            return self.api_key(presented, api_keys, now, wait).await;
         }
         if let Some(value) = head.header(&self.bearer_header) {
             let token = visible_ascii(value)
@@ -74,7 +75,7 @@ impl Authenticator {
                 .ok_or_else(|| {
                     TenancyError::from(ErrorKind::InvalidToken(TokenRejection::Malformed))
                 })?;
-            let verified = self.jwt.verify(token).await?;
+            let verified = now_or_await!(wait, self.jwt.verify_now(token), self.jwt.verify(token))?;
             let kind = if verified.role == Role::System {
                 ActorKind::Service
             } else {
@@ -109,12 +110,15 @@ impl Authenticator {
         presented: &str,
         api_keys: &dyn ApiKeyStore,
         now: DateTime<Utc>,
-    ) -> Result<Caller, TenancyError> {
+        wait: Wait,
+    ) -> Result<Caller, Halt> {
         let digest = self.hasher.digest(presented).map_err(api_key)?;
-        let record = api_keys
-            .find_by_digest(&digest)
-            .await
-            .map_err(|e| {
+        let record = now_or_await!(
+            wait,
+            api_keys.find_by_digest_now(&digest),
+            api_keys.find_by_digest(&digest)
+        )
+        .map_err(|e| {
                 tracing::error!(error = %e, "API key store failed; refusing (authentication fails closed)");
                 TenancyError::from(e)
             })?
@@ -166,8 +170,10 @@ mod tests {
             &RequestHead::from(&parts),
             &MemoryApiKeyStore::new(),
             Utc::now(),
+            Wait::Never,
         )
         .await
+        .map_err(Halt::into_error)
     }
 
     #[tokio::test]

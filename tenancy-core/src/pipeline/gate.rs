@@ -10,7 +10,7 @@
 
 use http::Method;
 
-use super::{Caller, store_failure};
+use super::{Caller, Halt, Wait, now_or_await, store_failure};
 use crate::config::RouteSpec;
 use crate::context::AuthMethod;
 use crate::error::{ErrorKind, TenancyError};
@@ -40,15 +40,16 @@ fn refusal(status: TenantStatus) -> ErrorKind {
 pub(crate) async fn home_active(
     tenants: &TenantCache,
     home: Option<&TenantId>,
-) -> Result<(), TenancyError> {
+    wait: Wait,
+) -> Result<(), Halt> {
     let Some(home) = home else {
         return Err(ErrorKind::TenantMismatch.into());
     };
-    match tenants.get(home).await {
+    match now_or_await!(wait, tenants.get_now(home).map(Ok), tenants.get(home)) {
         Ok(Some(t)) if t.record.status == TenantStatus::Active => Ok(()),
         Ok(Some(t)) => Err(refusal(t.record.status).into()),
         Ok(None) => Err(ErrorKind::UnknownTenant.into()),
-        Err(e) => Err(store_failure("tenant store", e)),
+        Err(e) => Err(store_failure("tenant store", e).into()),
     }
 }
 

@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 
 use crate::context::{AuthMethod, Principal};
 use crate::credential::KeyId;
+use crate::error::{ErrorKind, TenancyError};
 use crate::rbac::Role;
 use crate::tenant::TenantId;
 
@@ -67,6 +68,69 @@ pub struct PresentedKey {
 
 /// A store failed: the failure is logged here, and the client gets only
 /// `store_unavailable` (its text never reaches an answer).
+/// Whether a stage may wait on a store.
+///
+/// Admission first runs with [`Wait::Never`]: every store call asks the
+/// store's `*_now` method (in-memory stores, cache hits), so a request that
+/// needs no I/O is admitted without a future to box. A store that would
+/// have to be awaited stops the run with [`Halt::WouldWait`] before
+/// anything changed (the rate buckets are the last store a request
+/// touches), and the adapter awaits the run again with [`Wait::Allowed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Await stores that cannot answer at once.
+    Allowed,
+    /// Stop with [`Halt::WouldWait`] instead.
+    Never,
+}
+
+/// Why a stage stopped.
+#[derive(Debug)]
+pub enum Halt {
+    /// The request is refused.
+    Refused(TenancyError),
+    /// A store would have to be awaited ([`Wait::Never`]); nothing was
+    /// changed.
+    WouldWait,
+}
+
+impl From<TenancyError> for Halt {
+    fn from(e: TenancyError) -> Self {
+        Halt::Refused(e)
+    }
+}
+
+impl From<ErrorKind> for Halt {
+    fn from(kind: ErrorKind) -> Self {
+        Halt::Refused(kind.into())
+    }
+}
+
+impl Halt {
+    /// The refusal; `WouldWait` (a run that could not wait) reads as an
+    /// internal error, which only a run with [`Wait::Never`] can meet.
+    pub fn into_error(self) -> TenancyError {
+        match self {
+            Halt::Refused(e) => e,
+            Halt::WouldWait => TenancyError::internal("a store had to be awaited"),
+        }
+    }
+}
+
+/// A store's answer: from its `*_now` method when it has one at once, else
+/// awaited when `$wait` allows, else the stage stops with
+/// [`Halt::WouldWait`].
+macro_rules! now_or_await {
+    ($wait:expr, $now:expr, $later:expr) => {
+        match $now {
+            Some(answer) => answer,
+            None if $wait == $crate::pipeline::Wait::Allowed => $later.await,
+            None => return Err($crate::pipeline::Halt::WouldWait),
+        }
+    };
+}
+pub(crate) use now_or_await;
+
 pub(crate) fn store_failure(
     store: &'static str,
     e: crate::store::StoreError,

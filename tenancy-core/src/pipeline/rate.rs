@@ -4,10 +4,10 @@
 //! a limit of its own takes a cell of the route bucket once routing has
 //! picked it ([`Tenancy::check_route`](crate::Tenancy::check_route)).
 
-use super::store_failure;
+use super::{Halt, Wait, now_or_await, store_failure};
 use crate::config::FailurePolicy;
 use crate::credential::KeyId;
-use crate::error::{ErrorKind, TenancyError};
+use crate::error::ErrorKind;
 use crate::label::Label;
 use crate::limit::{RateCheck, RateLimitKey, RateLimitStatus, RateQuota};
 use crate::store::RateLimiter;
@@ -32,7 +32,8 @@ pub async fn take(
     limiter: &dyn RateLimiter,
     on_failure: FailurePolicy,
     buckets: Buckets<'_>,
-) -> Result<Option<RateLimitStatus>, TenancyError> {
+    wait: Wait,
+) -> Result<Option<RateLimitStatus>, Halt> {
     let tenant = buckets.tenant;
     let key = buckets.key.and_then(|(key_id, rps)| {
         RateQuota::per_second(rps).map(|quota| RateCheck {
@@ -49,16 +50,13 @@ pub async fn take(
         quota,
     });
     // The checks live on the stack: no allocation per request.
-    let result = match (key, route, whole) {
+    let checks: &[RateCheck] = match (key, route, whole) {
         (None, None, None) => return Ok(None),
-        (Some(a), None, None) | (None, Some(a), None) | (None, None, Some(a)) => {
-            limiter.check(&[a]).await
-        }
-        (Some(a), Some(b), None) | (Some(a), None, Some(b)) | (None, Some(a), Some(b)) => {
-            limiter.check(&[a, b]).await
-        }
-        (Some(a), Some(b), Some(c)) => limiter.check(&[a, b, c]).await,
+        (Some(a), None, None) | (None, Some(a), None) | (None, None, Some(a)) => &[a],
+        (Some(a), Some(b), None) | (Some(a), None, Some(b)) | (None, Some(a), Some(b)) => &[a, b],
+        (Some(a), Some(b), Some(c)) => &[a, b, c],
     };
+    let result = now_or_await!(wait, limiter.check_now(checks), limiter.check(checks));
     match result {
         Ok(decision) if decision.allowed => Ok(Some(decision.status)),
         Ok(decision) => Err(ErrorKind::RateLimited(decision.status).into()),
@@ -67,7 +65,7 @@ pub async fn take(
                 tracing::warn!(error = %e, "rate limiter failed; letting the request through (fail-open)");
                 Ok(None)
             }
-            FailurePolicy::Closed => Err(store_failure("rate limiter", e)),
+            FailurePolicy::Closed => Err(store_failure("rate limiter", e).into()),
         },
     }
 }
@@ -89,16 +87,17 @@ mod tests {
             route: None,
             tenant_rps: 100,
         };
-        let first = take(&limiter, FailurePolicy::Closed, buckets)
+        let first = take(&limiter, FailurePolicy::Closed, buckets, Wait::Never)
             .await
             .unwrap()
             .unwrap();
         assert_eq!((first.limit, first.remaining), (2, 1));
-        take(&limiter, FailurePolicy::Closed, buckets)
+        take(&limiter, FailurePolicy::Closed, buckets, Wait::Never)
             .await
             .unwrap();
-        let refused = take(&limiter, FailurePolicy::Closed, buckets)
+        let refused = take(&limiter, FailurePolicy::Closed, buckets, Wait::Never)
             .await
+            .map_err(Halt::into_error)
             .unwrap_err();
         assert_eq!(refused.code(), "rate_limited");
         let none = Buckets {
@@ -107,7 +106,9 @@ mod tests {
             ..buckets
         };
         assert_eq!(
-            take(&limiter, FailurePolicy::Closed, none).await.unwrap(),
+            take(&limiter, FailurePolicy::Closed, none, Wait::Never)
+                .await
+                .unwrap(),
             None
         );
     }
@@ -123,12 +124,30 @@ mod tests {
             tenant_rps: 10,
         };
         assert_eq!(
-            take(&limiter, FailurePolicy::Open, buckets).await.unwrap(),
+            take(&limiter, FailurePolicy::Open, buckets, Wait::Allowed)
+                .await
+                .unwrap(),
             None
         );
-        let err = take(&limiter, FailurePolicy::Closed, buckets)
+        let err = take(&limiter, FailurePolicy::Closed, buckets, Wait::Allowed)
             .await
+            .map_err(Halt::into_error)
             .unwrap_err();
         assert_eq!(err.code(), "store_unavailable");
+    }
+
+    #[tokio::test]
+    async fn a_limiter_that_must_be_awaited_stops_a_run_that_cannot_wait() {
+        // The failing store has no `check_now`: it can only be awaited.
+        let limiter = FailingStore::default();
+        let tenant = TenantId::new("acme").unwrap();
+        let buckets = Buckets {
+            tenant: &tenant,
+            key: None,
+            route: None,
+            tenant_rps: 10,
+        };
+        let halt = take(&limiter, FailurePolicy::Open, buckets, Wait::Never).await;
+        assert!(matches!(halt, Err(Halt::WouldWait)), "{halt:?}");
     }
 }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{Caller, store_failure};
-use crate::error::{ErrorKind, TenancyError};
+use super::{Caller, Halt, Wait, now_or_await, store_failure};
+use crate::error::ErrorKind;
 use crate::request::RequestHead;
 use crate::resolve::{Resolved, TenantResolver};
 use crate::store::tenant_cache::{CachedTenant, TenantCache};
@@ -26,18 +26,19 @@ pub(crate) async fn resolve(
     tenants: &TenantCache,
     head: &RequestHead<'_>,
     caller: &Caller,
-) -> Result<Option<Resolution>, TenancyError> {
+    wait: Wait,
+) -> Result<Option<Resolution>, Halt> {
     let credential = caller.tenant.as_ref().map(|t| (t, caller.role));
     let (id, cross_tenant) = match resolver.resolve(head, credential)? {
         Resolved::Tenant { id, cross_tenant } => (id, cross_tenant),
         Resolved::NoTenant => return Ok(None),
     };
-    match tenants.get(&id).await {
+    match now_or_await!(wait, tenants.get_now(&id).map(Ok), tenants.get(&id)) {
         Ok(Some(tenant)) => Ok(Some(Resolution {
             tenant,
             cross_tenant,
         })),
         Ok(None) => Err(ErrorKind::UnknownTenant.into()),
-        Err(e) => Err(store_failure("tenant store", e)),
+        Err(e) => Err(store_failure("tenant store", e).into()),
     }
 }

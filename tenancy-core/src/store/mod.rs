@@ -130,6 +130,17 @@ pub trait ApiKeyStore: Send + Sync + 'static {
         &self,
         digest: &ApiKeyDigest,
     ) -> Result<Option<Arc<ApiKeyRecord>>, StoreError>;
+    /// [`find_by_digest`](Self::find_by_digest) answered without waiting,
+    /// when the store can (it holds its records in memory); `None` when the
+    /// answer needs I/O, and the caller awaits `find_by_digest`. The default
+    /// is `None`. The request path asks this first, so an in-memory store
+    /// costs a lookup and no future.
+    fn find_by_digest_now(
+        &self,
+        _digest: &ApiKeyDigest,
+    ) -> Option<Result<Option<Arc<ApiKeyRecord>>, StoreError>> {
+        None
+    }
     /// The key `key_id` of `tenant`; `None` for another tenant's key.
     async fn get(
         &self,
@@ -174,6 +185,13 @@ pub trait RateLimiter: Send + Sync + 'static {
     /// allow. The decision reports the tightest bucket. An empty `checks`
     /// is allowed.
     async fn check(&self, checks: &[RateCheck]) -> Result<RateDecision, StoreError>;
+    /// [`check`](Self::check) decided without waiting, when the limiter
+    /// can (its buckets are in memory); `None` when the decision needs I/O,
+    /// and nothing was taken: the caller awaits `check`. The default is
+    /// `None`.
+    fn check_now(&self, _checks: &[RateCheck]) -> Option<Result<RateDecision, StoreError>> {
+        None
+    }
     /// Whether the backend answers.
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())

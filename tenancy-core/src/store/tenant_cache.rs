@@ -3,10 +3,11 @@
 //! cached with its plan and effective quotas, worked out once per fetch
 //! rather than once per request.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::ConcurrentMap;
+use crate::engine::metrics::TenantHandles;
 
 use crate::plan::{Plan, PlanCatalog, PlanQuotas};
 use crate::store::{StoreError, TenantStore};
@@ -19,6 +20,19 @@ pub(crate) struct CachedTenant {
     pub(crate) record: Arc<TenantRecord>,
     pub(crate) plan: Arc<Plan>,
     pub(crate) quotas: Arc<PlanQuotas>,
+    /// The tenant's metric handles, looked up on its first request.
+    pub(crate) metrics: OnceLock<Arc<TenantHandles>>,
+}
+
+impl CachedTenant {
+    pub(crate) fn new(record: Arc<TenantRecord>, plan: Arc<Plan>, quotas: Arc<PlanQuotas>) -> Self {
+        Self {
+            record,
+            plan,
+            quotas,
+            metrics: OnceLock::new(),
+        }
+    }
 }
 
 /// Where tenants' plans come from: the catalog, and the plan of tenants
@@ -40,11 +54,7 @@ impl Plans {
     fn cached(&self, record: TenantRecord) -> CachedTenant {
         let plan = self.of(&record);
         let quotas = Arc::new(plan.quotas.with_overrides(&record.settings.quota_overrides));
-        CachedTenant {
-            record: Arc::new(record),
-            plan,
-            quotas,
-        }
+        CachedTenant::new(Arc::new(record), plan, quotas)
     }
 }
 
@@ -86,17 +96,8 @@ impl TenantCache {
     /// tenants are cached too, so probing random ids costs one store call
     /// per id per TTL at most.
     pub(crate) async fn get(&self, id: &TenantId) -> Result<Option<Arc<CachedTenant>>, StoreError> {
-        if self.ttl > Duration::ZERO {
-            if let Some(entry) = self.entries.get(id)
-                && entry.fetched.elapsed() < self.ttl
-            {
-                return Ok(Some(entry.tenant.clone()));
-            }
-            if let Some(fetched) = self.unknown.get(id)
-                && fetched.elapsed() < self.ttl
-            {
-                return Ok(None);
-            }
+        if let Some(cached) = self.get_now(id) {
+            return Ok(cached);
         }
         let tenant = self
             .store
@@ -136,6 +137,25 @@ impl TenantCache {
             }
         }
         Ok(tenant)
+    }
+
+    /// The tenant while the cache holds it fresh (`Some(None)`: known to be
+    /// unknown); `None` when it must be fetched with [`get`](Self::get).
+    pub(crate) fn get_now(&self, id: &TenantId) -> Option<Option<Arc<CachedTenant>>> {
+        if self.ttl == Duration::ZERO {
+            return None;
+        }
+        if let Some(entry) = self.entries.get(id)
+            && entry.fetched.elapsed() < self.ttl
+        {
+            return Some(Some(entry.tenant.clone()));
+        }
+        if let Some(fetched) = self.unknown.get(id)
+            && fetched.elapsed() < self.ttl
+        {
+            return Some(None);
+        }
+        None
     }
 
     pub(crate) fn invalidate(&self, id: &TenantId) {

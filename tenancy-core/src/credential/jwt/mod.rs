@@ -352,6 +352,45 @@ impl JwtVerifier {
             Err(Fail::Refused(e)) => return Err(e),
             Err(Fail::NeedKeys(index, reason)) => (index, reason),
         };
+        self.verify_after_fetch(token, index, reason).await
+    }
+
+    /// [`verify`](Self::verify) without waiting: `None` when the token's
+    /// realm must fetch its JWK set first (then await `verify`). Every
+    /// other token, valid or not, is answered here.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tenancy_core::config::{RealmConfig, TenancyConfig};
+    /// use tenancy_core::credential::{JwtClaims, JwtVerifier, encode_hs256};
+    /// use tenancy_core::secret::Secret;
+    ///
+    /// let secret = "0123456789abcdef0123456789abcdef";
+    /// let realm = RealmConfig::hs256("staff", "https://id.example.com", secret);
+    /// let verifier = JwtVerifier::from_config(&TenancyConfig::builder().realm(realm).build()?)?;
+    /// let claims = JwtClaims::new("https://id.example.com", "bob", "viewer", Duration::from_secs(60))
+    ///     .with_tenant("acme");
+    /// let token = encode_hs256(&Secret::new(secret), &claims)?;
+    /// let verified = verifier.verify_now(&token).expect("no key to fetch")?;
+    /// assert_eq!(verified.tenant.as_str(), "acme");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_now(&self, token: &str) -> Option<Result<VerifiedToken, TenancyError>> {
+        match self.inner.check(token, unix_now(), true) {
+            Ok(verified) => Some(Ok(verified)),
+            Err(Fail::Refused(e)) => Some(Err(e)),
+            Err(Fail::NeedKeys(..)) => None,
+        }
+    }
+
+    /// The rest of [`verify`](Self::verify) once `check` asked for the
+    /// keys of realm `index`.
+    async fn verify_after_fetch(
+        &self,
+        token: &str,
+        index: usize,
+        reason: RefreshReason,
+    ) -> Result<VerifiedToken, TenancyError> {
         let realm = &self.inner.realms[index];
         if let RealmKeys::Remote(remote) = &realm.keys {
             // Boxed: the fetch is rare and its state would otherwise make

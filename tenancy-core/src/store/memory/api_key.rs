@@ -113,6 +113,13 @@ impl ApiKeyStore for MemoryApiKeyStore {
         Ok(self.by_digest.get(digest).map(|r| Arc::clone(&r)))
     }
 
+    fn find_by_digest_now(
+        &self,
+        digest: &ApiKeyDigest,
+    ) -> Option<Result<Option<Arc<ApiKeyRecord>>, StoreError>> {
+        Some(Ok(self.by_digest.get(digest).map(|r| Arc::clone(&r))))
+    }
+
     async fn get(
         &self,
         tenant: &TenantId,

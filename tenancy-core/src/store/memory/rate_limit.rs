@@ -176,14 +176,15 @@ fn take_all(
     decision
 }
 
-#[async_trait]
-impl RateLimiter for MemoryRateLimiter {
-    async fn check(&self, checks: &[RateCheck]) -> Result<RateDecision, StoreError> {
+impl MemoryRateLimiter {
+    /// Takes a cell from every bucket of `checks` if all allow: one lock
+    /// per tenant, held across the decision.
+    fn decide(&self, checks: &[RateCheck]) -> RateDecision {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.evict_idle();
         }
         let Some(first) = checks.first() else {
-            return Ok(gcra::decide(std::iter::empty()));
+            return gcra::decide(std::iter::empty());
         };
         let now = self.now();
         let tenant = &first.key.tenant;
@@ -191,7 +192,7 @@ impl RateLimiter for MemoryRateLimiter {
             // One tenant, as every request's checks are: one lock.
             let buckets = self.buckets_of(tenant);
             let mut held = [(tenant, lock(&buckets))];
-            return Ok(take_all(&mut held, checks, now));
+            return take_all(&mut held, checks, now);
         }
         let mut tenants: Vec<&TenantId> = checks.iter().map(|c| &c.key.tenant).collect();
         tenants.sort();
@@ -201,7 +202,18 @@ impl RateLimiter for MemoryRateLimiter {
             .into_iter()
             .zip(buckets.iter().map(|b| lock(b)))
             .collect();
-        Ok(take_all(&mut held, checks, now))
+        take_all(&mut held, checks, now)
+    }
+}
+
+#[async_trait]
+impl RateLimiter for MemoryRateLimiter {
+    async fn check(&self, checks: &[RateCheck]) -> Result<RateDecision, StoreError> {
+        Ok(self.decide(checks))
+    }
+
+    fn check_now(&self, checks: &[RateCheck]) -> Option<Result<RateDecision, StoreError>> {
+        Some(Ok(self.decide(checks)))
     }
 }
 
