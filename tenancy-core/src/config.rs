@@ -49,6 +49,14 @@
 //!
 //! # Environment
 //!
+//! Each `TENANCY_*` variable sets one TOML key (the realm variables make the
+//! realm `default`). Loading reads the variables present into a TOML table,
+//! merges it over the file's (tables key by key; an empty optional variable
+//! unsets the key), deserializes the result once and validates it once, so
+//! a value is checked the same way wherever it came from, and a refusal
+//! names the variable it came from. This table is printed from the one
+//! loading reads ([`TenancyConfig::environment_table`]):
+//!
 //! | variable | key | value |
 //! |---|---|---|
 //! | `TENANCY_ENABLED` | `resolution.enabled` | bool |
@@ -97,6 +105,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use self::env::{JwtVars, Overrides};
 use crate::plan::{Plan, PlanCatalog, PlanQuotas};
 use crate::rbac::{Role, RoleAliases};
 use crate::secret::Secret;
@@ -158,20 +167,6 @@ pub enum TenantSource {
     Path,
     /// The default tenant.
     Default,
-}
-
-impl TenantSource {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "credential" => Self::Credential,
-            "header" => Self::Header,
-            "query" => Self::Query,
-            "host" => Self::Host,
-            "path" => Self::Path,
-            "default" => Self::Default,
-            _ => return None,
-        })
-    }
 }
 
 /// How the tenant of a request is found.
@@ -716,19 +711,14 @@ impl TenancyConfig {
 
     /// Parses and validates TOML.
     pub fn from_toml_str(toml_text: &str) -> Result<Self, ConfigError> {
-        let config: TenancyConfig =
-            toml::from_str(toml_text).map_err(|e| ConfigError::new(toml_key(&e), e.message()))?;
-        config.validate()?;
-        Ok(config)
+        Self::read(Some(toml_text), None, Overrides::default())
     }
 
     /// Reads, parses and validates a TOML file.
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(CONFIG_FILE_VAR, format!("{}: {e}", path.display())))?;
-        Self::from_toml_str(&text)
-            .map_err(|e| ConfigError::new(format!("{} ({})", e.key, path.display()), e.message))
+        let text = read_file(path)?;
+        Self::read(Some(&text), Some(path), Overrides::default())
     }
 
     /// The defaults with the `TENANCY_*` variables in `vars` applied, validated.
@@ -737,10 +727,7 @@ impl TenancyConfig {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut config = Self::default();
-        config.apply_vars(vars)?;
-        config.validate()?;
-        Ok(config)
+        Self::read(None, None, Overrides::read(vars)?)
     }
 
     /// [`from_vars`](Self::from_vars) over the process environment.
@@ -759,19 +746,66 @@ impl TenancyConfig {
         let file = vars
             .iter()
             .find(|(k, _)| k.as_ref() == CONFIG_FILE_VAR)
-            .map(|(_, v)| v.as_ref().to_owned());
-        let mut config = match file {
-            Some(path) if !path.is_empty() => Self::from_toml_file(path)?,
-            _ => Self::default(),
-        };
-        config.apply_vars(vars)?;
-        config.validate()?;
-        Ok(config)
+            .map(|(_, v)| PathBuf::from(v.as_ref()))
+            .filter(|path| !path.as_os_str().is_empty());
+        let overrides = Overrides::read(vars)?;
+        match file {
+            Some(path) => Self::read(Some(&read_file(&path)?), Some(&path), overrides),
+            None => Self::read(None, None, overrides),
+        }
     }
 
     /// [`load_from`](Self::load_from) over the process environment.
     pub fn load() -> Result<Self, ConfigError> {
         Self::load_from(std::env::vars())
+    }
+
+    /// The one way configuration is read: the TOML `text` (of the file at
+    /// `path`, when it came from one) with the `overrides` of the
+    /// environment merged over it, deserialized once and validated once.
+    /// A refusal names the variable when the value came from one, else the
+    /// key (and the file).
+    fn read(
+        text: Option<&str>,
+        path: Option<&Path>,
+        overrides: Overrides,
+    ) -> Result<Self, ConfigError> {
+        let in_file = |key: String| match path {
+            Some(path) => format!("{key} ({})", path.display()),
+            None => key,
+        };
+        let mut table = match text {
+            Some(text) => toml::from_str::<toml::Table>(text)
+                .map_err(|e| ConfigError::new(in_file(toml_key(&e)), e.message()))?,
+            None => toml::Table::new(),
+        };
+        overrides.apply_to(&mut table);
+        let mut config: TenancyConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let at = e.path().to_string();
+                let key = match overrides.variable_of(&at) {
+                    Some(var) => var.to_owned(),
+                    None => in_file(at),
+                };
+                ConfigError::new(key, e.inner().message())
+            })?;
+        config.apply_jwt_vars(overrides.jwt)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The `TENANCY_*` variables as a markdown table (variable, TOML key,
+    /// value): the table in the [module docs](self), printed from the one
+    /// table loading reads.
+    ///
+    /// ```
+    /// use tenancy_core::config::TenancyConfig;
+    ///
+    /// let table = TenancyConfig::environment_table();
+    /// assert!(table.contains("| `TENANCY_AUDIT` | `audit.enabled` | bool |"));
+    /// ```
+    pub fn environment_table() -> String {
+        env::markdown()
     }
 
     /// The plan catalog: the four defaults, with `plans` merged over them.
@@ -786,115 +820,14 @@ impl TenancyConfig {
         catalog
     }
 
-    /// Applies the `TENANCY_*` variables in `vars`; others are ignored.
-    /// Does not validate the result.
-    pub fn apply_vars<K, V>(
-        &mut self,
-        vars: impl IntoIterator<Item = (K, V)>,
-    ) -> Result<(), ConfigError>
-    where
-        K: AsRef<str>,
-        V: AsRef<str>,
-    {
-        let mut jwt_secret = None;
-        let mut jwt_issuer = None;
-        let mut jwt_audience = None;
-        for (name, value) in vars {
-            let (name, value) = (name.as_ref(), value.as_ref());
-            let err = |m: &str| ConfigError::new(name, m);
-            match name {
-                "TENANCY_ENABLED" => self.resolution.enabled = parse_bool(value).ok_or_else(|| err(BOOL))?,
-                "TENANCY_DEFAULT_TENANT" => {
-                    self.resolution.default_tenant = if value.is_empty() {
-                        None
-                    } else {
-                        Some(TenantId::new(value).map_err(|e| err(&e.to_string()))?)
-                    }
-                }
-                "TENANCY_TENANT_HEADER" => self.resolution.tenant_header = value.to_owned(),
-                "TENANCY_TENANT_QUERY_PARAM" => self.resolution.query_param = value.to_owned(),
-                "TENANCY_TENANT_REQUIRED" => {
-                    self.resolution.required = parse_bool(value).ok_or_else(|| err(BOOL))?
-                }
-                "TENANCY_ALLOWED_TENANTS" => {
-                    self.resolution.allowed_tenants = comma_list(value)
-                        .map(|t| TenantId::new(t).map_err(|e| err(&e.to_string())))
-                        .collect::<Result<_, _>>()?
-                }
-                "TENANCY_TENANT_SOURCES" => {
-                    self.resolution.sources = comma_list(value)
-                        .map(|s| {
-                            TenantSource::parse(s).ok_or_else(|| {
-                                err("expected a comma list of credential, header, query, host, path, default")
-                            })
-                        })
-                        .collect::<Result<_, _>>()?
-                }
-                "TENANCY_HOST_TEMPLATE" => self.resolution.host_template = non_empty(value),
-                "TENANCY_PATH_PREFIX" => self.resolution.path_prefix = non_empty(value),
-                "TENANCY_JWT_SECRET" => jwt_secret = non_empty(value),
-                "TENANCY_JWT_ISSUER" => jwt_issuer = non_empty(value),
-                "TENANCY_JWT_AUDIENCE" => {
-                    jwt_audience = Some(comma_list(value).map(str::to_owned).collect::<Vec<_>>())
-                }
-                "TENANCY_JWT_LEEWAY_SECS" => {
-                    self.auth.leeway_secs = value.parse().map_err(|_| err("expected whole seconds"))?
-                }
-                "TENANCY_API_KEY_HEADER" => self.auth.api_key_header = value.to_owned(),
-                "TENANCY_API_KEY_PREFIX" => self.auth.api_key_prefix = value.to_owned(),
-                "TENANCY_API_KEY_PEPPER" => self.auth.api_key_pepper = non_empty(value).map(Secret::new),
-                "TENANCY_ANONYMOUS_ROLE" => {
-                    self.auth.anonymous_role = if value.is_empty() {
-                        None
-                    } else {
-                        Some(value.parse().map_err(|_| err("expected viewer, operator or admin"))?)
-                    }
-                }
-                "TENANCY_ROLE_ALIASES" => {
-                    for pair in comma_list(value) {
-                        let (alias, role) = pair
-                            .split_once('=')
-                            .ok_or_else(|| err("expected alias=role pairs separated by commas"))?;
-                        let role: Role = role.trim().parse().map_err(|_| {
-                            err("unknown role: expected viewer, operator, admin, super_admin or system")
-                        })?;
-                        self.role_aliases.insert(alias.trim(), role);
-                    }
-                }
-                "TENANCY_DEFAULT_PLAN" => self.default_plan = value.to_owned(),
-                "TENANCY_RATE_LIMITS" => self.limits.enabled = parse_bool(value).ok_or_else(|| err(BOOL))?,
-                "TENANCY_LIMITS_ON_STORE_FAILURE" => {
-                    self.limits.on_store_failure = match value {
-                        "open" => FailurePolicy::Open,
-                        "closed" => FailurePolicy::Closed,
-                        _ => return Err(err("expected open or closed")),
-                    }
-                }
-                "TENANCY_INGESTION_ROUTES" => {
-                    self.limits.ingestion_routes = comma_list(value)
-                        .map(|r| RouteSpec::parse(r).ok_or_else(|| err("expected a comma list of \"METHOD /path\"")))
-                        .collect::<Result<_, _>>()?
-                }
-                "TENANCY_AUDIT" => {
-                    self.audit.enabled = parse_bool(value).ok_or_else(|| err(BOOL))?
-                }
-                "TENANCY_AUTH_THROTTLE" => {
-                    self.auth.failure_throttle.enabled = parse_bool(value).ok_or_else(|| err(BOOL))?
-                }
-                "TENANCY_AUTH_FAILURES_PER_SEC" => {
-                    self.auth.failure_throttle.per_second =
-                        value.parse().map_err(|_| err("expected a count"))?
-                }
-                "TENANCY_AUTH_FAILURE_BURST" => {
-                    self.auth.failure_throttle.burst =
-                        value.parse().map_err(|_| err("expected a count"))?
-                }
-                "TENANCY_AUDIT_BUFFER" => {
-                    self.audit.buffer_capacity = value.parse().map_err(|_| err("expected a count"))?
-                }
-                _ => {}
-            }
-        }
+    /// Makes or changes the realm `default` from `TENANCY_JWT_SECRET`,
+    /// `TENANCY_JWT_ISSUER` and `TENANCY_JWT_AUDIENCE`.
+    fn apply_jwt_vars(&mut self, jwt: JwtVars) -> Result<(), ConfigError> {
+        let JwtVars {
+            secret: jwt_secret,
+            issuer: jwt_issuer,
+            audience: jwt_audience,
+        } = jwt;
         if let Some(secret) = jwt_secret {
             let issuer = jwt_issuer.unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
             let mut realm = RealmConfig::hs256(ENV_REALM, issuer, secret).for_platform();
@@ -926,10 +859,7 @@ impl TenancyConfig {
     /// Checks every value; the first refusal names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let r = &self.resolution;
-        header_name(
-            &r.tenant_header,
-            "resolution.tenant_header / TENANCY_TENANT_HEADER",
-        )?;
+        header_name(&r.tenant_header, env::label("resolution.tenant_header"))?;
         if r.query_param.is_empty()
             || !r
                 .query_param
@@ -937,13 +867,13 @@ impl TenancyConfig {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
             return Err(ConfigError::new(
-                "resolution.query_param / TENANCY_TENANT_QUERY_PARAM",
+                env::label("resolution.query_param"),
                 "must be 1 or more of A-Z, a-z, 0-9, '_' or '-'",
             ));
         }
         if !r.enabled && r.default_tenant.is_none() {
             return Err(ConfigError::new(
-                "resolution.default_tenant / TENANCY_DEFAULT_TENANT",
+                env::label("resolution.default_tenant"),
                 "required when tenancy is disabled (every request maps to it)",
             ));
         }
@@ -952,18 +882,18 @@ impl TenancyConfig {
             && !r.allowed_tenants.contains(default)
         {
             return Err(ConfigError::new(
-                "resolution.default_tenant / TENANCY_DEFAULT_TENANT",
+                env::label("resolution.default_tenant"),
                 "is not in allowed_tenants",
             ));
         }
-        const SOURCES: &str = "resolution.sources / TENANCY_TENANT_SOURCES";
+        let sources = || env::label("resolution.sources");
         if r.sources.is_empty() {
-            return Err(ConfigError::new(SOURCES, "must name at least one source"));
+            return Err(ConfigError::new(sources(), "must name at least one source"));
         }
         let mut seen = HashSet::new();
         if let Some(dup) = r.sources.iter().find(|s| !seen.insert(**s)) {
             return Err(ConfigError::new(
-                SOURCES,
+                sources(),
                 format!("{dup:?} is listed twice"),
             ));
         }
@@ -974,7 +904,7 @@ impl TenancyConfig {
                 .is_some_and(|t| t.matches("{tenant}").count() == 1);
             if !ok {
                 return Err(ConfigError::new(
-                    "resolution.host_template / TENANCY_HOST_TEMPLATE",
+                    env::label("resolution.host_template"),
                     "the host source needs a template with {tenant} once, e.g. {tenant}.example.com",
                 ));
             }
@@ -986,17 +916,14 @@ impl TenancyConfig {
                 .is_some_and(|p| p.starts_with('/') && !p.ends_with('/'))
         {
             return Err(ConfigError::new(
-                "resolution.path_prefix / TENANCY_PATH_PREFIX",
+                env::label("resolution.path_prefix"),
                 "the path source needs a prefix starting with '/' and not ending with it, e.g. /t",
             ));
         }
 
         let a = &self.auth;
         header_name(&a.bearer_header, "auth.bearer_header")?;
-        header_name(
-            &a.api_key_header,
-            "auth.api_key_header / TENANCY_API_KEY_HEADER",
-        )?;
+        header_name(&a.api_key_header, env::label("auth.api_key_header"))?;
         if a.api_key_prefix.is_empty()
             || a.api_key_prefix.len() > 16
             || !a
@@ -1005,19 +932,19 @@ impl TenancyConfig {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         {
             return Err(ConfigError::new(
-                "auth.api_key_prefix / TENANCY_API_KEY_PREFIX",
+                env::label("auth.api_key_prefix"),
                 "must be 1 to 16 of a-z and 0-9",
             ));
         }
         if a.api_key_pepper.as_ref().is_some_and(|p| p.len() < 16) {
             return Err(ConfigError::new(
-                "auth.api_key_pepper / TENANCY_API_KEY_PEPPER",
+                env::label("auth.api_key_pepper"),
                 "must be at least 16 bytes",
             ));
         }
         if a.leeway_secs > 600 {
             return Err(ConfigError::new(
-                "auth.leeway_secs / TENANCY_JWT_LEEWAY_SECS",
+                env::label("auth.leeway_secs"),
                 "must be at most 600 seconds",
             ));
         }
@@ -1030,7 +957,7 @@ impl TenancyConfig {
         }
         if a.anonymous_role.is_some_and(|role| role > Role::Admin) {
             return Err(ConfigError::new(
-                "auth.anonymous_role / TENANCY_ANONYMOUS_ROLE",
+                env::label("auth.anonymous_role"),
                 "anonymous callers can be at most admin",
             ));
         }
@@ -1092,7 +1019,7 @@ impl TenancyConfig {
         let plans = self.plans();
         if !plans.contains(&self.default_plan) {
             return Err(ConfigError::new(
-                "default_plan / TENANCY_DEFAULT_PLAN",
+                env::label("default_plan"),
                 "names no plan",
             ));
         }
@@ -1123,7 +1050,7 @@ impl TenancyConfig {
 
         if self.audit.buffer_capacity == 0 {
             return Err(ConfigError::new(
-                "audit.buffer_capacity / TENANCY_AUDIT_BUFFER",
+                env::label("audit.buffer_capacity"),
                 "must be at least 1",
             ));
         }
@@ -1140,28 +1067,16 @@ impl TenancyConfig {
     }
 }
 
-const BOOL: &str = "expected true or false";
-
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
-fn comma_list(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty())
-}
-
-fn non_empty(value: &str) -> Option<String> {
-    (!value.is_empty()).then(|| value.to_owned())
-}
-
-fn header_name(name: &str, key: &str) -> Result<(), ConfigError> {
+fn header_name(name: &str, key: impl Into<String>) -> Result<(), ConfigError> {
     http::HeaderName::from_bytes(name.as_bytes())
         .map(|_| ())
         .map_err(|_| ConfigError::new(key, "is not a valid HTTP header name"))
+}
+
+/// The text of the config file at `path`.
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(CONFIG_FILE_VAR, format!("{}: {e}", path.display())))
 }
 
 /// The TOML key a parse error points at, from its span.
@@ -1312,5 +1227,6 @@ impl TenancyConfigBuilder {
     }
 }
 
+mod env;
 #[cfg(test)]
 mod tests;

@@ -74,13 +74,16 @@ async fn bare(parts: &Parts) -> StatusCode {
     }
 }
 
-/// What the adapters do around a handler: admit, then finish with the
-/// answer (its headers written into a map, as an answer's would be).
+/// What the adapters do around a handler: admit (at once when the stores
+/// answer at once, else awaited), then finish with the answer (its headers
+/// written into a map, as an answer's would be).
 async fn admit_and_complete(tenancy: &Tenancy, parts: &Parts) -> http::HeaderMap {
-    let admission = tenancy
-        .admit(&RequestHead::from(parts))
-        .await
-        .expect("admitted");
+    let head = RequestHead::from(parts);
+    let admission = match tenancy.admit_now(&head) {
+        Some(answer) => answer,
+        None => tenancy.admit(&head).await,
+    }
+    .expect("admitted");
     let mut headers = http::HeaderMap::new();
     admission.finish(StatusCode::OK, |name, value| {
         headers.insert(name.clone(), value);

@@ -352,6 +352,33 @@ fn env_overrides_the_file() {
     .unwrap();
     assert_eq!(c.resolution.tenant_header, "X-Env");
     assert_eq!(c.default_plan, "gold");
+    // An empty optional variable unsets the file's value; tables merge key
+    // by key.
+    let c = TenancyConfig::load_from([
+        (CONFIG_FILE_VAR, path.to_str().unwrap()),
+        ("TENANCY_HOST_TEMPLATE", ""),
+        ("TENANCY_TENANT_SOURCES", "credential,header"),
+        ("TENANCY_AUTH_FAILURE_BURST", "7"),
+    ])
+    .unwrap();
+    assert_eq!(c.resolution.host_template, None);
+    assert_eq!(c.resolution.default_tenant.unwrap().as_str(), "acme");
+    assert_eq!(c.auth.failure_throttle.burst, 7);
+    assert_eq!(c.auth.api_key_header, "X-Key");
+    // A bad value names its variable when it came from one, else its key
+    // and the file.
+    let err = TenancyConfig::load_from([
+        (CONFIG_FILE_VAR, path.to_str().unwrap()),
+        ("TENANCY_ANONYMOUS_ROLE", "root"),
+    ])
+    .unwrap_err();
+    assert_eq!(err.key(), "TENANCY_ANONYMOUS_ROLE");
+    std::fs::write(&path, "[auth]\nanonymous_role = \"root\"\n").unwrap();
+    let err = TenancyConfig::load_from([(CONFIG_FILE_VAR, path.to_str().unwrap())]).unwrap_err();
+    assert_eq!(
+        err.key(),
+        format!("auth.anonymous_role ({})", path.display())
+    );
     let missing =
         TenancyConfig::load_from([(CONFIG_FILE_VAR, "/nonexistent/tenancy.toml")]).unwrap_err();
     assert_eq!(missing.key(), CONFIG_FILE_VAR);

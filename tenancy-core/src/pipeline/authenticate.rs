@@ -29,14 +29,15 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// The authenticator `config` describes; loads the realms' keys.
-    pub fn from_config(config: &TenancyConfig) -> Result<Self, ConfigError> {
+    /// The authenticator `config` (validated) describes; loads the
+    /// realms' keys.
+    pub(crate) fn from_config(config: &TenancyConfig) -> Result<Self, ConfigError> {
         let header = |name: &str, key: &str| {
             HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| ConfigError::new(key, "is not a valid HTTP header name"))
         };
         Ok(Self {
-            jwt: JwtVerifier::from_config(config)?,
+            jwt: JwtVerifier::from_validated(config)?,
             hasher: ApiKeyHasher::new(
                 config.auth.api_key_prefix.clone(),
                 config.auth.api_key_pepper.as_ref(),

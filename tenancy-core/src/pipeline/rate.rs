@@ -114,7 +114,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_limiter_follows_the_failure_policy() {
+    async fn a_failed_limiter_follows_the_failure_policy_and_cannot_answer_at_once() {
         let limiter = FailingStore::default();
         let tenant = TenantId::new("acme").unwrap();
         let buckets = Buckets {
@@ -134,19 +134,8 @@ mod tests {
             .map_err(Halt::into_error)
             .unwrap_err();
         assert_eq!(err.code(), "store_unavailable");
-    }
-
-    #[tokio::test]
-    async fn a_limiter_that_must_be_awaited_stops_a_run_that_cannot_wait() {
-        // The failing store has no `check_now`: it can only be awaited.
-        let limiter = FailingStore::default();
-        let tenant = TenantId::new("acme").unwrap();
-        let buckets = Buckets {
-            tenant: &tenant,
-            key: None,
-            route: None,
-            tenant_rps: 10,
-        };
+        // It has no `check_now`: it can only be awaited, so a run that
+        // cannot wait stops, whatever the failure policy.
         let halt = take(&limiter, FailurePolicy::Open, buckets, Wait::Never).await;
         assert!(matches!(halt, Err(Halt::WouldWait)), "{halt:?}");
     }

@@ -253,11 +253,17 @@ impl JwtVerifier {
     /// # Ok::<(), tenancy_core::config::ConfigError>(())
     /// ```
     pub fn from_config(config: &TenancyConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Self::from_validated(config)
+    }
+
+    /// [`from_config`](Self::from_config) of a config already validated
+    /// (the engine's builder validates it once, for every part).
+    pub(crate) fn from_validated(config: &TenancyConfig) -> Result<Self, ConfigError> {
         Self::build(config, JwksTiming::default())
     }
 
     fn build(config: &TenancyConfig, timing: JwksTiming) -> Result<Self, ConfigError> {
-        config.validate()?;
         let mut realms = Vec::with_capacity(config.realms.len());
         let mut by_issuer = HashMap::with_capacity(config.realms.len());
         for (i, realm) in config.realms.iter().enumerate() {
