@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::audit::ActorKind;
-use crate::credential::KeyId;
+use crate::key_id::KeyId;
 use crate::plan::{Plan, PlanQuotas};
 use crate::rbac::{ApiKeyScope, Permission, Role};
 use crate::request::RequestId;

@@ -39,7 +39,6 @@ use serde::Serialize;
 
 use crate::limit::{RateLimitStatus, seconds_header};
 use crate::rbac::{ApiKeyScope, Role};
-use crate::store::StoreError;
 use crate::tenant::InvalidTenantId;
 
 /// The content type of every refusal body.
@@ -515,6 +514,46 @@ impl Problem {
 
 /// The names of the headers refusals can carry, for adapters that copy them.
 pub const REFUSAL_HEADERS: [HeaderName; 2] = [WWW_AUTHENTICATE, RETRY_AFTER];
+
+/// A boxed error from a store's backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a store call failed. Never shown to clients: the engine answers
+/// `store_unavailable` (or fails open, per policy) and logs this.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot be reached.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The call passed its deadline.
+    #[error("store call timed out")]
+    Timeout,
+    /// An insert found the record already there.
+    #[error("record already exists")]
+    AlreadyExists,
+    /// An update found no record.
+    #[error("record not found")]
+    NotFound,
+    /// A stored record could not be decoded.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other backend failure.
+    #[error("store backend error: {0}")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] from any error.
+    pub fn unavailable(e: impl Into<BoxError>) -> Self {
+        Self::Unavailable(e.into())
+    }
+
+    /// [`StoreError::Backend`] from any error.
+    pub fn backend(e: impl Into<BoxError>) -> Self {
+        Self::Backend(e.into())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -89,6 +89,7 @@ pub mod error;
 pub mod gcra;
 pub mod guard;
 pub mod handle;
+pub mod key_id;
 pub mod keyspace;
 pub mod label;
 pub mod limit;
@@ -101,6 +102,7 @@ pub mod resolve;
 pub mod secret;
 pub mod store;
 pub mod tenant;
+pub(crate) mod tenant_metrics;
 pub mod writer;
 
 #[cfg(feature = "testkit")]

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
-use crate::credential::KeyId;
+use crate::key_id::KeyId;
 use crate::label::Label;
 use crate::plan::{Period, PeriodWindow};
 use crate::tenant::TenantId;

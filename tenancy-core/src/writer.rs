@@ -52,7 +52,7 @@ use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-pub use crate::engine::{
+pub use crate::tenant_metrics::{
     AUDIT_DROPPED_TOTAL as AUDIT_DROPPED_METRIC, USAGE_DROPPED_TOTAL as USAGE_DROPPED_METRIC,
 };
 
@@ -89,7 +89,7 @@ pub struct KeyUse {
     /// The key's tenant.
     pub tenant: crate::tenant::TenantId,
     /// The key.
-    pub key_id: crate::credential::KeyId,
+    pub key_id: crate::key_id::KeyId,
     /// When it was used.
     pub at: chrono::DateTime<chrono::Utc>,
 }

@@ -5,7 +5,8 @@ mod api_key;
 mod api_key_secret;
 mod jwt;
 
-pub use api_key::{ApiKeyDigest, ApiKeyRecord, InvalidKeyId, KeyId};
+pub use crate::key_id::{InvalidKeyId, KeyId};
+pub use api_key::{ApiKeyDigest, ApiKeyRecord};
 pub use api_key_secret::{ApiKeyHasher, ApiKeySecret, new_key_id};
 #[cfg(fuzzing)]
 #[doc(hidden)]

@@ -41,7 +41,6 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use tracing::Level;
 
 use super::Tenancy;
-use super::metrics::TenantMetrics;
 use super::refusal::Who;
 use crate::context::{ContextInner, TenantContext};
 use crate::error::{ErrorKind, TenancyError};
@@ -49,6 +48,7 @@ use crate::limit::RateLimitStatus;
 use crate::pipeline::{self, Caller, Halt, Wait, gate, rate};
 use crate::request::{REQUEST_ID_HEADER, RequestHead, RequestId, RoutePolicy, loggable};
 use crate::tenant::is_safe_method;
+use crate::tenant_metrics::TenantMetrics;
 
 /// What a route's policy decided ([`Tenancy::check_route`]). Route layers
 /// put it in the response extensions, and the tenancy layer passes it to

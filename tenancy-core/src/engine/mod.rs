@@ -47,7 +47,6 @@
 mod auth_throttle;
 mod builder;
 pub mod driver;
-pub(crate) mod metrics;
 mod recorder;
 mod refusal;
 mod security_log;
@@ -61,10 +60,6 @@ pub use self::auth_throttle::AUTH_THROTTLE_UNTRACKED_TOTAL;
 use self::auth_throttle::AuthThrottle;
 pub use self::builder::TenancyBuilder;
 pub use self::driver::{Admission, Admitted, CLIENT_CLOSED, REQUEST_LOG, Refusal, RouteVerdict};
-pub use self::metrics::{
-    AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, KEY_USES_DROPPED_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION,
-    REQUESTS_TOTAL, USAGE_DROPPED_TOTAL,
-};
 use self::recorder::Recorder;
 pub use self::recorder::{MAX_EVENT_TYPES_PER_HOUR, OVERFLOW_EVENT_TYPE};
 use self::security_log::SecurityLog;
@@ -86,6 +81,10 @@ use crate::resolve::TenantResolver;
 use crate::store::tenant_cache::TenantCache;
 use crate::store::{
     ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, TenantStore, UsageMeter,
+};
+pub use crate::tenant_metrics::{
+    AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, KEY_USES_DROPPED_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION,
+    REQUESTS_TOTAL, USAGE_DROPPED_TOTAL,
 };
 
 /// The usage event type metered for every admitted request.

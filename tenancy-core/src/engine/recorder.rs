@@ -24,13 +24,13 @@ use tokio::task::JoinHandle;
 
 use crate::audit::AuditEvent;
 use crate::config::AuditConfig;
-use crate::credential::KeyId;
-use crate::engine::metrics::{KEY_USES_DROPPED_TOTAL, TenantMetrics};
+use crate::key_id::KeyId;
 use crate::label::Label;
 use crate::metering::UsageRecord;
 use crate::store::tenant_cache::CachedTenant;
 use crate::store::{ApiKeyStore, AuditSink, UsageMeter};
 use crate::tenant::TenantId;
+use crate::tenant_metrics::{KEY_USES_DROPPED_TOTAL, TenantMetrics};
 use crate::writer::{BatchConfig, BatchWriter, KeyUse};
 
 /// Most distinct event types one tenant meters in one hour.

@@ -28,8 +28,8 @@ pub mod tenant;
 use chrono::{DateTime, Utc};
 
 use crate::context::{AuthMethod, Principal};
-use crate::credential::KeyId;
 use crate::error::{ErrorKind, TenancyError};
+use crate::key_id::KeyId;
 use crate::rbac::Role;
 use crate::tenant::TenantId;
 

@@ -6,8 +6,8 @@
 
 use super::{Halt, Wait, now_or_await, store_failure};
 use crate::config::FailurePolicy;
-use crate::credential::KeyId;
 use crate::error::ErrorKind;
+use crate::key_id::KeyId;
 use crate::label::Label;
 use crate::limit::{RateCheck, RateLimitKey, RateLimitStatus, RateQuota};
 use crate::store::RateLimiter;

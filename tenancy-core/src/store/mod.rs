@@ -38,45 +38,7 @@ use crate::metering::UsageRecord;
 use crate::plan::Limit;
 use crate::tenant::{TenantId, TenantRecord};
 
-/// A boxed error from a store's backend.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// Why a store call failed. Never shown to clients: the engine answers
-/// `store_unavailable` (or fails open, per policy) and logs this.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The backend cannot be reached.
-    #[error("store unavailable: {0}")]
-    Unavailable(#[source] BoxError),
-    /// The call passed its deadline.
-    #[error("store call timed out")]
-    Timeout,
-    /// An insert found the record already there.
-    #[error("record already exists")]
-    AlreadyExists,
-    /// An update found no record.
-    #[error("record not found")]
-    NotFound,
-    /// A stored record could not be decoded.
-    #[error("stored record is corrupt: {0}")]
-    Corrupt(String),
-    /// Any other backend failure.
-    #[error("store backend error: {0}")]
-    Backend(#[source] BoxError),
-}
-
-impl StoreError {
-    /// [`StoreError::Unavailable`] from any error.
-    pub fn unavailable(e: impl Into<BoxError>) -> Self {
-        Self::Unavailable(e.into())
-    }
-
-    /// [`StoreError::Backend`] from any error.
-    pub fn backend(e: impl Into<BoxError>) -> Self {
-        Self::Backend(e.into())
-    }
-}
+pub use crate::error::{BoxError, StoreError};
 
 /// Tenant records.
 #[async_trait]

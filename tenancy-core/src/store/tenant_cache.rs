@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::ConcurrentMap;
-use crate::engine::metrics::TenantHandles;
+use crate::tenant_metrics::TenantHandles;
 
 use crate::plan::{Plan, PlanCatalog, PlanQuotas};
 use crate::store::{StoreError, TenantStore};
