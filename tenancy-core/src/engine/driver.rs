@@ -41,6 +41,7 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use tracing::Level;
 
 use super::Tenancy;
+use super::recorder::LAST_USE_PRECISION;
 use super::refusal::Who;
 use crate::context::{ContextInner, TenantContext};
 use crate::error::{ErrorKind, TenancyError};
@@ -136,10 +137,6 @@ impl Admitted {
 
 /// The status a request is recorded with when its answer never came.
 pub const CLIENT_CLOSED: u16 = 499;
-
-/// How long a key's recorded last use may lag: a key used again within a
-/// minute of its recorded last use writes nothing.
-const LAST_USE_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// An admitted request: its context (when it has a tenant), the rate-limit
 /// status to report, and what is recorded when it ends.

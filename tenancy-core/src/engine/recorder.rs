@@ -42,6 +42,10 @@ pub const OVERFLOW_EVENT_TYPE: &str = "other_types";
 type UsageKey = (TenantId, DateTime<Utc>, Label);
 
 /// How long shutdown waits for each writer to write what it holds.
+/// How long a key's recorded last use may lag: a key used again within a
+/// minute of its recorded (or pending) last use writes nothing.
+pub(crate) const LAST_USE_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a flush waits for each writer.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,7 +59,9 @@ struct Shared {
     overflow: Label,
     /// The engine's own per-request type, always metered under its name.
     requests: Label,
-    touches: ConcurrentMap<(TenantId, KeyId), DateTime<Utc>>,
+    /// Key last-use times not yet handed over, by key (key ids are unique
+    /// across tenants).
+    touches: ConcurrentMap<KeyId, (TenantId, DateTime<Utc>)>,
     audit: BatchWriter<AuditEvent>,
     usage_writer: BatchWriter<UsageRecord>,
     key_uses: BatchWriter<KeyUse>,
@@ -202,10 +208,18 @@ impl Recorder {
     }
 
     pub(crate) fn touch(&self, tenant: &TenantId, key_id: &KeyId, at: DateTime<Utc>) {
-        if self.shared.touches.len() < self.shared.usage_cap {
-            self.shared
-                .touches
-                .insert((tenant.clone(), key_id.clone()), at);
+        let touches = &self.shared.touches;
+        // A use already waiting for the next hand-over within the minute is
+        // as good as this one (last use is kept to the minute): a read, no
+        // write.
+        if touches
+            .get(key_id)
+            .is_some_and(|pending| at - pending.1 < LAST_USE_PRECISION)
+        {
+            return;
+        }
+        if touches.len() < self.shared.usage_cap {
+            touches.insert(key_id.clone(), (tenant.clone(), at));
         } else {
             self.shared.key_uses.try_enqueue(KeyUse {
                 tenant: tenant.clone(),
@@ -281,9 +295,9 @@ impl Shared {
                 });
             }
         }
-        let keys: Vec<(TenantId, KeyId)> = self.touches.iter().map(|e| e.key().clone()).collect();
+        let keys: Vec<KeyId> = self.touches.iter().map(|e| e.key().clone()).collect();
         for key in keys {
-            if let Some(((tenant, key_id), at)) = self.touches.remove(&key) {
+            if let Some((key_id, (tenant, at))) = self.touches.remove(&key) {
                 self.key_uses.try_enqueue(KeyUse { tenant, key_id, at });
             }
         }
