@@ -18,6 +18,7 @@ use tenancy_store_clickhouse::ClickHouseStores;
 use tenancy_store_redis::{RedisOptions, RedisStores};
 
 use crate::app::App;
+use crate::metrics::MetricsEndpoint;
 
 /// The tenant created at start, home of the platform's super_admins.
 pub const PLATFORM_TENANT: &str = "platform";
@@ -317,6 +318,72 @@ pub fn token_command(
         ttl,
     )
     .map_err(|e| e.to_string())
+}
+
+/// What both servers have before they serve: the application, the metrics
+/// endpoint, and the listening socket (non-blocking, as both runtimes take
+/// it).
+pub struct Started {
+    /// The application and the process settings.
+    pub prepared: Prepared,
+    /// `GET /metrics`.
+    pub metrics: MetricsEndpoint,
+    /// The socket, bound to `TENANCY_BIND`.
+    pub listener: std::net::TcpListener,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+}
+
+impl Started {
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.prepared.settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Prints the listen line and the banner (the generated token and a
+    /// curl line) to stdout.
+    #[allow(clippy::print_stdout)]
+    pub fn announce(&self, program: &str) {
+        println!("{program} listening on {}://{}", self.scheme(), self.addr);
+        if let Some(banner) = &self.prepared.banner {
+            println!("\n{banner}");
+        }
+    }
+}
+
+/// Installs the metrics recorder, prepares the application from the
+/// process environment and binds its socket; a failure is printed as
+/// `{program}: …` and returned as the exit code (2 for a configuration
+/// error).
+pub async fn start(program: &str) -> Result<Started, std::process::ExitCode> {
+    use std::process::ExitCode;
+    let handle = MetricsEndpoint::install().map_err(|e| {
+        eprintln!("{program}: cannot install the metrics recorder: {e}");
+        ExitCode::FAILURE
+    })?;
+    let prepared = prepare(std::env::vars()).await.map_err(|e| {
+        eprintln!("{program}: {e}");
+        ExitCode::from(2)
+    })?;
+    let bind = prepared.settings.bind;
+    let listener = std::net::TcpListener::bind(bind)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| {
+            eprintln!("{program}: cannot listen on {bind}: {e}");
+            ExitCode::FAILURE
+        })?;
+    let addr = listener.local_addr().unwrap_or(bind);
+    let metrics = MetricsEndpoint::new(handle, prepared.settings.metrics_token.clone());
+    Ok(Started {
+        prepared,
+        metrics,
+        listener,
+        addr,
+    })
 }
 
 /// When `args` (without the program name) are a `token` command, runs it:

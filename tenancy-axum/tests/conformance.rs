@@ -11,7 +11,6 @@ use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 use tenancy_axum::extract::{Audit, Quota, RequireRole, RequireScope, Tenant, role, scope};
 use tenancy_axum::{RequireRoleLayer, RoutePolicyLayer, TenancyLayer, TenancyRejection};
-use tenancy_core::audit::AuditFilter;
 use tenancy_core::credential::KeyId;
 use tenancy_core::engine::Admitted;
 use tenancy_core::error::{ErrorKind, TenancyError};
@@ -19,7 +18,7 @@ use tenancy_core::rbac::Role;
 use tenancy_core::testkit::conformance::{
     self, CaseRequest, Fixture, Observed, audit_route_refusal, context_json, limited_route,
 };
-use tenancy_core::testkit::faults::{FAILURE_TEXT, FailingStore};
+use tenancy_core::testkit::faults::FailingStore;
 use tenancy_core::{Tenancy, TenancyConfig};
 use tower::ServiceExt;
 
@@ -112,33 +111,7 @@ async fn conformance_table() {
             case.check(&observed);
         }
     }
-    // The audit handle recorded its event with the request's tenant and
-    // actor, although the handler refused the request.
-    let tenancy = suite.tenancy(Fixture::Standard);
-    tenancy.flush().await;
-    let acme = tenancy_core::tenant::TenantId::new("acme").unwrap();
-    let events = tenancy
-        .audit_query()
-        .unwrap()
-        .query(&acme, &AuditFilter::default().action("widget.create"))
-        .await
-        .unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].actor, "admin@acme");
-    assert_eq!(events[0].tenant_id, acme);
-    assert_eq!(events[0].resource.as_deref(), Some("w-1"));
-    // …and the refused write itself is audited with its outcome.
-    let refused = tenancy
-        .audit_query()
-        .unwrap()
-        .query(&acme, &AuditFilter::default().action("http.post"))
-        .await
-        .unwrap();
-    assert!(
-        refused
-            .iter()
-            .any(|e| e.resource.as_deref() == Some("/audit") && e.outcome == 409)
-    );
+    suite.check_audit_handle().await;
     suite.shutdown().await;
 }
 
@@ -152,48 +125,11 @@ fn config() -> TenancyConfig {
 #[tokio::test]
 async fn store_errors_never_reach_a_response() {
     let failing = Arc::new(FailingStore::default());
-    let tenancy = Tenancy::builder(config())
-        .tenant_store(failing.clone())
-        .api_key_store(failing.clone())
-        .build()
-        .unwrap();
+    let tenancy = FailingStore::engine(&failing, config());
     let app = app(tenancy.clone());
-    let key = "tnk_".to_owned();
-    // A well-formed key needs a real issuer; use another engine's.
-    let other = Tenancy::builder(config()).build().unwrap();
-    other
-        .admin()
-        .create_tenant(tenancy_core::tenant::TenantRecord::new(
-            tenancy_core::tenant::TenantId::new("acme").unwrap(),
-            "Acme",
-            "pro",
-        ))
-        .await
-        .unwrap();
-    let issued = other
-        .admin()
-        .issue_api_key(
-            &tenancy_core::tenant::TenantId::new("acme").unwrap(),
-            tenancy_core::admin::NewApiKey::new("k").scope(tenancy_core::rbac::ApiKeyScope::Full),
-        )
-        .await
-        .unwrap();
-    assert!(issued.secret.expose().starts_with(&key));
-    let request = CaseRequest {
-        method: http::Method::GET,
-        uri: "/ctx".into(),
-        headers: vec![("x-api-key".into(), issued.secret.expose().to_owned())],
-    };
+    let (request, other) = conformance::request_with_issued_key(config()).await;
     let observed = send(&app, &request).await;
-    assert_eq!(observed.status, StatusCode::SERVICE_UNAVAILABLE);
-    let body = String::from_utf8(observed.body).unwrap();
-    assert!(
-        !body.contains("hunter2") && !body.contains("redis") && !body.contains("10.1.2.3"),
-        "{body}"
-    );
-    assert!(!body.contains(FAILURE_TEXT));
-    let problem: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(problem["code"], "store_unavailable");
+    conformance::check_store_failure_hidden(&observed);
     assert!(failing.calls() > 0);
     tenancy.shutdown().await;
     other.shutdown().await;
@@ -202,15 +138,7 @@ async fn store_errors_never_reach_a_response() {
 #[tokio::test]
 async fn excluded_routes_call_no_store() {
     let failing = Arc::new(FailingStore::default());
-    let tenancy = Tenancy::builder(config())
-        .tenant_store(failing.clone())
-        .api_key_store(failing.clone())
-        .rate_limiter(failing.clone())
-        .quota_store(failing.clone())
-        .audit(failing.clone(), Some(failing.clone()))
-        .usage_meter(failing.clone())
-        .build()
-        .unwrap();
+    let tenancy = FailingStore::engine(&failing, config());
     let app = app(tenancy.clone());
     for path in ["/healthz", "/healthz/deep"] {
         let request = CaseRequest {

@@ -6,12 +6,13 @@
 use std::process::ExitCode;
 
 use actix_web::{App, HttpServer};
-use tenancy_examples::metrics::MetricsEndpoint;
 use tenancy_examples::{DRAIN_TIMEOUT, HEADER_READ_TIMEOUT, actix_front, init_logging, startup};
+
+const PROGRAM: &str = "tenancy-server-actix";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(code) = startup::run_token_command("tenancy-server-actix", &args) {
+    if let Some(code) = startup::run_token_command(PROGRAM, &args) {
         return code;
     }
     init_logging();
@@ -19,33 +20,18 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
-    let metrics = match MetricsEndpoint::install() {
-        Ok(handle) => handle,
-        Err(e) => {
-            eprintln!("tenancy-server-actix: cannot install the metrics recorder: {e}");
-            return ExitCode::FAILURE;
-        }
+    let started = match startup::start(PROGRAM).await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let prepared = match startup::prepare(std::env::vars()).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("tenancy-server-actix: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let listener = match std::net::TcpListener::bind(prepared.settings.bind) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "tenancy-server-actix: cannot listen on {}: {e}",
-                prepared.settings.bind
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = listener.local_addr().unwrap_or(prepared.settings.bind);
+    started.announce(PROGRAM);
+    let startup::Started {
+        prepared,
+        metrics,
+        listener,
+        addr,
+    } = started;
     let app = prepared.app.clone();
-    let metrics = MetricsEndpoint::new(metrics, prepared.settings.metrics_token.clone());
     let configure = actix_front::configure(app.clone(), metrics);
     let middleware_app = app.clone();
     let server = HttpServer::new(move || {
@@ -56,11 +42,6 @@ async fn run() -> ExitCode {
     .shutdown_timeout(DRAIN_TIMEOUT.as_secs())
     .client_request_timeout(HEADER_READ_TIMEOUT)
     .keep_alive(HEADER_READ_TIMEOUT);
-    let scheme = if prepared.settings.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
     let server = match prepared.settings.tls.clone() {
         None => server.listen(listener),
         Some(tls) => server.listen_rustls_0_23(listener, (*tls).clone()),
@@ -68,14 +49,10 @@ async fn run() -> ExitCode {
     let server = match server {
         Ok(s) => s.run(),
         Err(e) => {
-            eprintln!("tenancy-server-actix: cannot listen on {addr}: {e}");
+            eprintln!("{PROGRAM}: cannot listen on {addr}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    println!("tenancy-server-actix listening on {scheme}://{addr}");
-    if let Some(banner) = &prepared.banner {
-        println!("\n{banner}");
-    }
     let served = server.await;
     tracing::info!("shutting down: requests drained, flushing audit and usage");
     app.shutdown().await;
@@ -86,7 +63,7 @@ async fn run() -> ExitCode {
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tenancy-server-actix: {e}");
+            eprintln!("{PROGRAM}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -7,14 +7,15 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use hyper_util::rt::TokioTimer;
-use tenancy_examples::metrics::MetricsEndpoint;
 use tenancy_examples::{
     DRAIN_TIMEOUT, HEADER_READ_TIMEOUT, axum_front, init_logging, shutdown_signal, startup,
 };
 
+const PROGRAM: &str = "tenancy-server";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(code) = startup::run_token_command("tenancy-server", &args) {
+    if let Some(code) = startup::run_token_command(PROGRAM, &args) {
         return code;
     }
     init_logging();
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("tenancy-server: cannot start the runtime: {e}");
+            eprintln!("{PROGRAM}: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -32,44 +33,18 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
-    let metrics = match MetricsEndpoint::install() {
-        Ok(handle) => handle,
-        Err(e) => {
-            eprintln!("tenancy-server: cannot install the metrics recorder: {e}");
-            return ExitCode::FAILURE;
-        }
+    let started = match startup::start(PROGRAM).await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let prepared = match startup::prepare(std::env::vars()).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("tenancy-server: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let listener = match std::net::TcpListener::bind(prepared.settings.bind)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "tenancy-server: cannot listen on {}: {e}",
-                prepared.settings.bind
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = listener.local_addr().unwrap_or(prepared.settings.bind);
-    let scheme = if prepared.settings.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    println!("tenancy-server listening on {scheme}://{addr}");
-    if let Some(banner) = &prepared.banner {
-        println!("\n{banner}");
-    }
+    started.announce(PROGRAM);
+    let startup::Started {
+        prepared,
+        metrics,
+        listener,
+        ..
+    } = started;
     let app = prepared.app.clone();
-    let metrics = MetricsEndpoint::new(metrics, prepared.settings.metrics_token.clone());
     let service = axum_front::router(app.clone(), metrics)
         .into_make_service_with_connect_info::<SocketAddr>();
     // One server for plain and TLS: axum-server, whose hyper builder takes
@@ -111,7 +86,7 @@ async fn run() -> ExitCode {
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tenancy-server: {e}");
+            eprintln!("{PROGRAM}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -31,6 +31,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::admin::NewApiKey;
+use crate::audit::AuditFilter;
 use crate::config::TenancyConfig;
 use crate::context::TenantContext;
 use crate::engine::{RoutePolicy, Tenancy};
@@ -94,6 +95,46 @@ pub fn context_json(ctx: &TenantContext) -> Value {
         "scope": ctx.scope().map(|s| s.as_str()),
         "cross_tenant": ctx.is_cross_tenant(),
     })
+}
+
+/// A `GET /ctx` with a well-formed API key that `config`'s engine issued
+/// for `acme` (in memory), to send to an engine whose stores fail; returns
+/// the issuing engine too, to shut down.
+pub async fn request_with_issued_key(config: TenancyConfig) -> (CaseRequest, Tenancy) {
+    let issuer = Tenancy::builder(config).build().expect("engine");
+    let acme = TenantId::new("acme").expect("tenant id");
+    issuer
+        .admin()
+        .create_tenant(TenantRecord::new(acme.clone(), "Acme", "pro"))
+        .await
+        .expect("tenant");
+    let issued = issuer
+        .admin()
+        .issue_api_key(&acme, NewApiKey::new("k").scope(ApiKeyScope::Full))
+        .await
+        .expect("key");
+    let request = CaseRequest {
+        method: Method::GET,
+        uri: "/ctx".into(),
+        headers: vec![("x-api-key".into(), issued.secret.expose().to_owned())],
+    };
+    (request, issuer)
+}
+
+/// Checks the answer of a request whose store failed
+/// ([`faults::FailingStore`](super::faults::FailingStore)): `503
+/// store_unavailable`, and nothing of the store's error (its password,
+/// host or kind) in the body.
+pub fn check_store_failure_hidden(observed: &Observed) {
+    assert_eq!(observed.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = String::from_utf8_lossy(&observed.body);
+    assert!(
+        !body.contains("hunter2") && !body.contains("redis") && !body.contains("10.1.2.3"),
+        "{body}"
+    );
+    assert!(!body.contains(super::faults::FAILURE_TEXT));
+    let problem: Value = serde_json::from_str(&body).expect("a problem body");
+    assert_eq!(problem["code"], "store_unavailable");
 }
 
 /// The refusal the `POST /audit` route answers with after recording its event.
@@ -365,6 +406,35 @@ impl Suite {
     /// The engine of `fixture`.
     pub fn tenancy(&self, fixture: Fixture) -> Tenancy {
         self.tenancies[&fixture].clone()
+    }
+
+    /// Checks what the `/audit` case left in the audit log, once the table
+    /// ran: the handler's audit handle recorded `widget.create` with the
+    /// request's tenant and actor although the handler refused the request,
+    /// and the refused write itself was audited with its outcome.
+    pub async fn check_audit_handle(&self) {
+        let tenancy = self.tenancy(Fixture::Standard);
+        tenancy.flush().await;
+        let acme = TenantId::new("acme").expect("tenant id");
+        let query = tenancy.audit_query().expect("an audit query");
+        let events = query
+            .query(&acme, &AuditFilter::default().action("widget.create"))
+            .await
+            .expect("audit query");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].actor, "admin@acme");
+        assert_eq!(events[0].tenant_id, acme);
+        assert_eq!(events[0].resource.as_deref(), Some("w-1"));
+        let refused = query
+            .query(&acme, &AuditFilter::default().action("http.post"))
+            .await
+            .expect("audit query");
+        assert!(
+            refused
+                .iter()
+                .any(|e| e.resource.as_deref() == Some("/audit") && e.outcome == 409),
+            "the refused write is audited with its outcome"
+        );
     }
 
     /// Writes every buffered audit event and stops the engines.

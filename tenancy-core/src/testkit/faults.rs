@@ -1,13 +1,16 @@
 //! [`FailingStore`]: a store that fails every call, for tests of failure
 //! policies and of what reaches clients when a backend is down.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditEvent, AuditFilter};
+use crate::config::TenancyConfig;
 use crate::credential::{ApiKeyDigest, ApiKeyRecord, KeyId};
+use crate::engine::Tenancy;
 use crate::limit::{QuotaCharge, QuotaKey, RateCheck, RateDecision};
 use crate::metering::UsageRecord;
 use crate::plan::Limit;
@@ -41,6 +44,32 @@ pub struct FailingStore {
 }
 
 impl FailingStore {
+    /// An engine over `config` whose every store is `store`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tenancy_core::TenancyConfig;
+    /// use tenancy_core::testkit::faults::FailingStore;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = Arc::new(FailingStore::default());
+    /// let tenancy = FailingStore::engine(&store, TenancyConfig::default());
+    /// assert!(tenancy.health().await.is_err());
+    /// # tenancy.shutdown().await;
+    /// # });
+    /// ```
+    pub fn engine(store: &Arc<FailingStore>, config: TenancyConfig) -> Tenancy {
+        Tenancy::builder(config)
+            .tenant_store(store.clone())
+            .api_key_store(store.clone())
+            .rate_limiter(store.clone())
+            .quota_store(store.clone())
+            .audit(store.clone(), Some(store.clone()))
+            .usage_meter(store.clone())
+            .build()
+            .expect("an engine on failing stores")
+    }
+
     /// How many calls it has refused.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::SeqCst)
