@@ -40,11 +40,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::extract::{ConnectInfo, OriginalUri};
 use axum::response::Response;
-use http::request::Parts;
 use pin_project_lite::pin_project;
 use tenancy_core::engine::{ExcludedPaths, Refusal, RequestHead, RouteVerdict};
 use tenancy_core::{Admission, Tenancy, TenancyError};
@@ -97,7 +95,7 @@ pub struct TenancyService<S> {
     excluded: ExcludedPaths,
 }
 
-type AdmitFuture = Pin<Box<dyn Future<Output = (Result<Admission, Refusal>, Parts)> + Send>>;
+type AdmitFuture = Pin<Box<dyn Future<Output = (Result<Admission, Refusal>, Request)> + Send>>;
 
 impl<S> Service<Request> for TenancyService<S>
 where
@@ -120,12 +118,11 @@ where
                 },
             };
         }
-        let (parts, body) = req.into_parts();
         // Stores that answer at once (memory, caches): admitted here, and
         // the service driven to readiness is called at once.
-        let answer = self.tenancy.admit_now(&head_of(&parts));
+        let answer = self.tenancy.admit_now(&head_of(&req));
         let state = match answer {
-            Some(Ok(admission)) => call_admitted(&mut self.inner, parts, body, admission),
+            Some(Ok(admission)) => call_admitted(&mut self.inner, req, admission),
             Some(Err(refusal)) => State::Refused {
                 response: Some(refusal_response(&refusal)),
             },
@@ -136,12 +133,11 @@ where
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let tenancy = self.tenancy.clone();
                 let admit: AdmitFuture = Box::pin(async move {
-                    let result = tenancy.admit(&head_of(&parts)).await;
-                    (result, parts)
+                    let result = tenancy.admit(&head_of(&req)).await;
+                    (result, req)
                 });
                 State::Admitting {
                     admit,
-                    body: Some(body),
                     inner: Some(inner),
                 }
             }
@@ -152,15 +148,15 @@ where
 
 /// Calls `inner` with the request of an admission, the [`Admitted`] in its
 /// extensions, inside the admission's span when it is enabled.
-fn call_admitted<S>(inner: &mut S, mut parts: Parts, body: Body, admission: Admission) -> State<S>
+fn call_admitted<S>(inner: &mut S, mut req: Request, admission: Admission) -> State<S>
 where
     S: Service<Request, Response = Response>,
 {
-    parts.extensions.insert(admission.admitted());
+    req.extensions_mut().insert(admission.admitted());
     let span = admission.span();
     let fut = {
         let _entered = span.as_ref().map(tracing::Span::enter);
-        inner.call(Request::from_parts(parts, body))
+        inner.call(req)
     };
     State::Calling {
         fut,
@@ -171,21 +167,18 @@ where
 
 /// The head of a request as its client sent it: inside `Router::nest` the
 /// URI lost its prefix, and `OriginalUri` still has it.
-pub(crate) fn head_of(parts: &Parts) -> RequestHead<'_> {
-    let uri = match parts.extensions.get::<OriginalUri>() {
+pub(crate) fn head_of(req: &Request) -> RequestHead<'_> {
+    let extensions = req.extensions();
+    let uri = match extensions.get::<OriginalUri>() {
         Some(OriginalUri(uri)) => uri,
-        None => &parts.uri,
+        None => req.uri(),
     };
-    RequestHead::new(&parts.method, uri, &parts.headers).with_client_addr(client_addr(parts))
-}
-
-/// The peer's address, when the server was started with
-/// `into_make_service_with_connect_info::<SocketAddr>()`.
-fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
-    parts
-        .extensions
+    // The peer's address, when the server was started with
+    // `into_make_service_with_connect_info::<SocketAddr>()`.
+    let client_addr = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+        .map(|ConnectInfo(addr)| addr.ip());
+    RequestHead::new(req.method(), uri, req.headers()).with_client_addr(client_addr)
 }
 
 pin_project! {
@@ -208,7 +201,6 @@ pin_project! {
         },
         Admitting {
             admit: AdmitFuture,
-            body: Option<Body>,
             inner: Option<S>,
         },
         Calling {
@@ -234,12 +226,11 @@ where
                 StateProj::Refused { response } => {
                     return Poll::Ready(Ok(response.take().unwrap_or_else(polled_again)));
                 }
-                StateProj::Admitting { admit, body, inner } => {
-                    let (result, parts) = ready!(admit.as_mut().poll(cx));
+                StateProj::Admitting { admit, inner } => {
+                    let (result, req) = ready!(admit.as_mut().poll(cx));
                     let state = match (result, inner.take()) {
                         (Ok(admission), Some(mut service)) => {
-                            let body = body.take().unwrap_or_default();
-                            call_admitted(&mut service, parts, body, admission)
+                            call_admitted(&mut service, req, admission)
                         }
                         (Err(refusal), _) => State::Refused {
                             response: Some(refusal_response(&refusal)),

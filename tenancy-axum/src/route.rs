@@ -117,13 +117,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy.clone();
         Box::pin(async move {
-            let (parts, body) = req.into_parts();
-            let head = head_of(&parts);
-            let checked =
-                Tenancy::check_route_of(parts.extensions.get::<Admitted>(), &head, &policy).await;
+            let checked = {
+                let head = head_of(&req);
+                Tenancy::check_route_of(req.extensions().get::<Admitted>(), &head, &policy).await
+            };
             match checked {
                 Ok(verdict) => {
-                    let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                    let mut response = inner.call(req).await?;
                     let nested = response.extensions().get::<RouteVerdict>().copied();
                     response.extensions_mut().insert(verdict.merge(nested));
                     Ok(response)

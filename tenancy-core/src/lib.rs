@@ -81,6 +81,7 @@ pub(crate) type ConcurrentMap<K, V> = dashmap::DashMap<K, V, foldhash::fast::Ran
 
 pub mod admin;
 pub mod audit;
+pub(crate) mod clock;
 pub mod config;
 pub mod context;
 pub mod credential;

@@ -289,7 +289,8 @@ pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id
 /// (as tower-http's request-id layer keeps it), else a process prefix and a
 /// counter.
 pub(crate) struct RequestIds {
-    prefix: u32,
+    /// `{prefix:08x}-`, written once.
+    prefix: [u8; 9],
     counter: AtomicU64,
 }
 
@@ -297,9 +298,15 @@ impl RequestIds {
     pub(crate) fn new() -> Self {
         let mut seed = [0u8; 4];
         let _ = getrandom::fill(&mut seed);
+        Self::with_prefix(u32::from_be_bytes(seed), 0)
+    }
+
+    fn with_prefix(prefix: u32, counter: u64) -> Self {
+        let mut bytes = [b'-'; 9];
+        hex(u64::from(prefix), 8, &mut bytes);
         Self {
-            prefix: u32::from_be_bytes(seed),
-            counter: AtomicU64::new(0),
+            prefix: bytes,
+            counter: AtomicU64::new(counter),
         }
     }
 
@@ -315,10 +322,8 @@ impl RequestIds {
         // `{prefix:08x}-{n:x}`, written by hand on the stack (`format!`
         // costs more than the rest of the id).
         let mut bytes = [0u8; MADE_LEN];
-        let mut len = hex(u64::from(self.prefix), 8, &mut bytes);
-        bytes[len] = b'-';
-        len += 1;
-        len += hex(n, 1, &mut bytes[len..]);
+        bytes[..self.prefix.len()].copy_from_slice(&self.prefix);
+        let len = self.prefix.len() + hex(n, 1, &mut bytes[self.prefix.len()..]);
         RequestId(Repr::Made {
             len: u8::try_from(len).unwrap_or(0),
             bytes,
@@ -446,18 +451,12 @@ mod tests {
 
     #[test]
     fn generated_ids_are_prefix_and_counter_in_hex() {
-        let ids = RequestIds {
-            prefix: 0xab,
-            counter: AtomicU64::new(0x1f),
-        };
+        let ids = RequestIds::with_prefix(0xab, 0x1f);
         let (parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
         let head = RequestHead::from(&parts);
         assert_eq!(ids.for_request(&head).as_str(), "000000ab-1f");
         assert_eq!(ids.for_request(&head).as_str(), "000000ab-20");
-        let max = RequestIds {
-            prefix: u32::MAX,
-            counter: AtomicU64::new(u64::MAX),
-        };
+        let max = RequestIds::with_prefix(u32::MAX, u64::MAX);
         let longest = max.for_request(&head);
         assert_eq!(longest.as_str(), "ffffffff-ffffffffffffffff");
         assert_eq!(longest.to_header_value().unwrap(), longest.as_str());

@@ -217,6 +217,7 @@ impl TenancyBuilder {
                 stores,
                 recorder,
                 request_ids: RequestIds::new(),
+                clock: crate::clock::Clock::new(),
                 throttle: AuthThrottle::new(&config.auth.failure_throttle),
                 security_log: SecurityLog::default(),
                 config,

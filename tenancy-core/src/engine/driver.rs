@@ -34,15 +34,14 @@
 //! ```
 
 use std::net::IpAddr;
-use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use tracing::Level;
 
 use super::Tenancy;
-use super::recorder::LAST_USE_PRECISION;
+use super::recorder::LAST_USE_PRECISION_NANOS;
 use super::refusal::Who;
+use crate::clock::Now;
 use crate::context::{ContextInner, TenantContext};
 use crate::error::{ErrorKind, TenancyError};
 use crate::limit::RateLimitStatus;
@@ -157,8 +156,8 @@ pub struct Admission {
     client_addr: Option<IpAddr>,
     /// The request id until the context holds it.
     request_id: RequestId,
-    admitted_at: DateTime<Utc>,
-    started: Instant,
+    /// When it was admitted.
+    admitted: Now,
     finished: bool,
 }
 
@@ -266,12 +265,15 @@ impl Admission {
         let Some(ctx) = &self.context else {
             return;
         };
-        let elapsed = self.started.elapsed();
+        let elapsed = self.admitted.instant.elapsed();
         // Metered in the hour it was admitted.
         let inner = &self.tenancy.inner;
-        inner
-            .recorder
-            .request_done(ctx.cached_tenant(), status, elapsed, self.admitted_at);
+        inner.recorder.request_done(
+            ctx.cached_tenant(),
+            status,
+            elapsed,
+            self.admitted.unix_secs(),
+        );
         let path = self.path.as_deref().unwrap_or_default();
         tracing::debug!(
             target: REQUEST_LOG,
@@ -285,7 +287,7 @@ impl Admission {
             "request",
         );
         if self.audit_write {
-            let now = self.admitted_at
+            let now = self.admitted.utc()
                 + chrono::TimeDelta::from_std(elapsed).unwrap_or(chrono::TimeDelta::zero());
             let mut event = self
                 .tenancy
@@ -474,14 +476,14 @@ impl Tenancy {
         wait: Wait,
     ) -> Option<Result<Admission, Refusal>> {
         let inner = &self.inner;
-        let admitted_at = Utc::now();
+        let admitted = inner.clock.now();
         let request_id = inner.request_ids.for_request(head);
         let client_addr = head.client_addr();
         if let Some(err) = self.throttled(client_addr) {
             TenantMetrics::refused(err.code());
             inner
                 .security_log
-                .record(client_addr, err.code(), admitted_at);
+                .record(client_addr, err.code(), admitted.utc());
             return Some(Err(Refusal::new(err, request_id, head)));
         }
         let mut admission = Admission {
@@ -493,8 +495,7 @@ impl Tenancy {
             audit_write: false,
             client_addr,
             request_id,
-            admitted_at,
-            started: Instant::now(),
+            admitted,
             // Nothing to record until it is admitted.
             finished: true,
         };
@@ -542,7 +543,7 @@ impl Tenancy {
         let stores = &inner.stores;
         let caller = inner
             .authenticator
-            .authenticate(head, stores.api_keys.as_ref(), admission.admitted_at, wait)
+            .authenticate(head, stores.api_keys.as_ref(), admission.admitted, wait)
             .await
             .map_err(|e| (e, None))?;
         let checked = async {
@@ -584,13 +585,14 @@ impl Tenancy {
         };
         if let Some(key) = &caller.key
             && let Some(tenant) = &caller.tenant
-            && key
-                .last_used_at
-                .is_none_or(|at| admission.admitted_at - at >= LAST_USE_PRECISION)
+            && key.last_used_at.is_none_or(|at| {
+                at.timestamp_nanos_opt()
+                    .is_none_or(|at| admission.admitted.unix_nanos - at >= LAST_USE_PRECISION_NANOS)
+            })
         {
             inner
                 .recorder
-                .touch(tenant, &key.key_id, admission.admitted_at);
+                .touch(tenant, &key.key_id, admission.admitted.utc());
         }
         let context = resolution.map(|r| self.context(caller, r, admission));
         if let Some(ctx) = context.as_ref().filter(|c| c.is_cross_tenant()) {

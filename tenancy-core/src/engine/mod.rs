@@ -107,6 +107,7 @@ pub(crate) struct Inner {
     pub(crate) stores: Stores,
     pub(crate) recorder: Recorder,
     pub(crate) request_ids: RequestIds,
+    pub(crate) clock: crate::clock::Clock,
     pub(crate) throttle: Option<AuthThrottle>,
     pub(crate) security_log: SecurityLog,
 }

@@ -44,7 +44,10 @@ type UsageKey = (TenantId, DateTime<Utc>, Label);
 /// How long shutdown waits for each writer to write what it holds.
 /// How long a key's recorded last use may lag: a key used again within a
 /// minute of its recorded (or pending) last use writes nothing.
-pub(crate) const LAST_USE_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+pub(crate) const LAST_USE_PRECISION: chrono::TimeDelta =
+    chrono::TimeDelta::nanoseconds(LAST_USE_PRECISION_NANOS);
+/// [`LAST_USE_PRECISION`] in nanoseconds: a minute.
+pub(crate) const LAST_USE_PRECISION_NANOS: i64 = 60_000_000_000;
 
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a flush waits for each writer.
@@ -136,10 +139,9 @@ impl Recorder {
         tenant: &CachedTenant,
         status: u16,
         elapsed: Duration,
-        at: DateTime<Utc>,
+        unix_secs: i64,
     ) {
-        let ts = at.timestamp();
-        let hour = ts - ts.rem_euclid(3600);
+        let hour = unix_secs - unix_secs.rem_euclid(3600);
         let id = &tenant.record.id;
         let handles = tenant
             .metrics

@@ -5,7 +5,7 @@
 //! through to anonymous. No credential: the configured anonymous role, else
 //! `unauthenticated`.
 
-use chrono::{DateTime, Utc};
+use crate::clock::Now;
 use http::HeaderName;
 
 use super::{Caller, Halt, PresentedKey, Wait, now_or_await};
@@ -54,11 +54,11 @@ impl Authenticator {
     }
 
     /// Who `head`'s credential says it is, at `now`.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         head: &RequestHead<'_>,
         api_keys: &dyn ApiKeyStore,
-        now: DateTime<Utc>,
+        now: Now,
         wait: Wait,
     ) -> Result<Caller, Halt> {
         if let Some(value) = head.header(&self.api_key_header) {
@@ -110,7 +110,7 @@ impl Authenticator {
         &self,
         presented: &str,
         api_keys: &dyn ApiKeyStore,
-        now: DateTime<Utc>,
+        now: Now,
         wait: Wait,
     ) -> Result<Caller, Halt> {
         let digest = self.hasher.digest(presented).map_err(api_key)?;
@@ -124,7 +124,7 @@ impl Authenticator {
                 TenancyError::from(e)
             })?
             .ok_or_else(|| api_key(ApiKeyRejection::Unknown))?;
-        record.check_usable(now).map_err(api_key)?;
+        record.check_usable(now.utc()).map_err(api_key)?;
         Ok(Caller {
             tenant: Some(record.tenant_id.clone()),
             principal: Principal::new(record.key_id.to_arc(), ActorKind::ApiKey),
@@ -170,7 +170,7 @@ mod tests {
         auth.authenticate(
             &RequestHead::from(&parts),
             &MemoryApiKeyStore::new(),
-            Utc::now(),
+            crate::clock::Clock::new().now(),
             Wait::Never,
         )
         .await
