@@ -3,6 +3,7 @@
 # machine, so a change's effect shows without noise.
 #
 #   benches/instructions.sh                 # every front end and path
+#   benches/instructions.sh engine off      # the engine alone, as the adapters call it
 #   benches/instructions.sh axum api_key    # one front end, some paths
 #
 # Each path runs twice in process (src/bin/instructions.rs), with LOW and
@@ -23,7 +24,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 readonly LOW=200
 readonly HIGH=2200
-readonly FRONTS=(axum actix)
+readonly FRONTS=(engine axum actix)
 readonly PATHS=(noop off header api_key api_key_write hs256 hs256_uncached)
 
 if ! command -v valgrind >/dev/null; then

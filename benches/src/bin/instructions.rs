@@ -3,8 +3,12 @@
 //! under callgrind.
 //!
 //! ```text
-//! instructions <axum|actix> <path> <requests>
+//! instructions <axum|actix|engine> <path> <requests>
 //! ```
+//!
+//! `engine` calls the engine as the adapters do, without a framework:
+//! `admit_now` (else `admit`) on the request's head, then `finish` into a
+//! header map; its `bare` builds the same request and does nothing else.
 //!
 //! Paths (every one answers the same `hello` handler):
 //!
@@ -250,10 +254,55 @@ where
     Ok(())
 }
 
+async fn run_engine(setup: Setup, requests: u64) -> Result<(), String> {
+    use tenancy_core::engine::RequestHead;
+
+    let headers = setup
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            Ok((
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_str(value).map_err(|e| e.to_string())?,
+            ))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    for _ in 0..WARM_UP + requests {
+        let mut request = http::Request::builder()
+            .method(setup.method.clone())
+            .uri(PATH)
+            .body(())
+            .map_err(|e| e.to_string())?;
+        for (name, value) in &headers {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
+        let (parts, ()) = request.into_parts();
+        let Some(tenancy) = &setup.tenancy else {
+            std::hint::black_box(&parts);
+            continue;
+        };
+        let head = RequestHead::from(&parts);
+        let admission = match tenancy.admit_now(&head) {
+            Some(answer) => answer,
+            None => tenancy.admit(&head).await,
+        }
+        .map_err(|e| format!("refused: {}", e.code()))?;
+        let mut answer = http::HeaderMap::new();
+        admission.finish(StatusCode::OK, |name, value| {
+            answer.insert(name.clone(), value);
+        });
+        std::hint::black_box(answer);
+    }
+    if let Some(tenancy) = &setup.tenancy {
+        tenancy.shutdown().await;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [front, path, requests] = args.as_slice() else {
-        eprintln!("usage: instructions <axum|actix> <path> <requests>");
+        eprintln!("usage: instructions <axum|actix|engine> <path> <requests>");
         return ExitCode::from(2);
     };
     let Ok(requests) = requests.parse::<u64>() else {
@@ -269,6 +318,11 @@ fn main() -> ExitCode {
             .and_then(|rt| {
                 rt.block_on(async { run_axum(setup(path).await?, noop, requests).await })
             }),
+        "engine" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| rt.block_on(async { run_engine(setup(path).await?, requests).await })),
         "actix" => actix_web::rt::System::new()
             .block_on(async { run_actix(setup(path).await?, noop, requests).await }),
         other => Err(format!("unknown front end {other:?}")),
