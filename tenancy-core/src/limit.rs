@@ -213,25 +213,70 @@ pub(crate) fn seconds_header(d: Duration) -> HeaderValue {
     number_header(secs)
 }
 
-/// `n` as a header value. Numbers below [`STATIC_NUMBERS`] are made once
-/// and shared, so the `RateLimit-*` headers of most answers allocate
-/// nothing.
+/// `n` as a header value. Numbers below [`STATIC_NUMBERS`] are slices of
+/// one static table of digits, so the `RateLimit-*` headers of every limit
+/// below 10,000 per second allocate nothing; larger numbers are formatted.
 fn number_header(n: u64) -> HeaderValue {
-    static SMALL: std::sync::LazyLock<Box<[HeaderValue]>> = std::sync::LazyLock::new(|| {
-        (0..STATIC_NUMBERS)
-            .map(|i| HeaderValue::from_static(Box::leak(i.to_string().into_boxed_str())))
-            .collect()
-    });
-    usize::try_from(n)
-        .ok()
-        .and_then(|i| SMALL.get(i))
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from(n))
+    match static_number(n) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(n),
+    }
 }
 
-/// How many small numbers [`number_header`] keeps made (a few kilobytes,
-/// once per process).
-const STATIC_NUMBERS: u64 = 1024;
+/// How many numbers [`DIGITS`] holds: 0 to 9,999.
+const STATIC_NUMBERS: u64 = 10_000;
+
+/// 0, 1, …, 9999 written one after the other (38,890 bytes).
+static DIGITS: [u8; DIGITS_LEN] = digits();
+
+const DIGITS_LEN: usize = 10 + 90 * 2 + 900 * 3 + 9000 * 4;
+
+const fn digits() -> [u8; DIGITS_LEN] {
+    let mut out = [0u8; DIGITS_LEN];
+    let mut n = 0;
+    let mut at = 0;
+    while n < 10_000 {
+        let width = digit_width(n);
+        let mut i = 0;
+        let mut rest = n;
+        while i < width {
+            out[at + width - 1 - i] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            i += 1;
+        }
+        at += width;
+        n += 1;
+    }
+    out
+}
+
+const fn digit_width(n: usize) -> usize {
+    if n < 10 {
+        1
+    } else if n < 100 {
+        2
+    } else if n < 1000 {
+        3
+    } else {
+        4
+    }
+}
+
+/// `n` in decimal as a slice of [`DIGITS`], when it is there.
+fn static_number(n: u64) -> Option<&'static str> {
+    if n >= STATIC_NUMBERS {
+        return None;
+    }
+    let n = usize::try_from(n).ok()?;
+    let start = match digit_width(n) {
+        1 => n,
+        2 => 10 + (n - 10) * 2,
+        3 => 190 + (n - 100) * 3,
+        _ => 2890 + (n - 1000) * 4,
+    };
+    let bytes = DIGITS.get(start..start + digit_width(n))?;
+    std::str::from_utf8(bytes).ok()
+}
 
 /// The answer of a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,9 +377,25 @@ mod tests {
 
     #[test]
     fn numbers_are_written_the_same_made_once_or_not() {
-        for n in [0, 7, 1023, 1024, 65_536, u64::MAX] {
+        for n in [
+            0,
+            7,
+            9,
+            10,
+            99,
+            100,
+            999,
+            1000,
+            1234,
+            9999,
+            10_000,
+            65_536,
+            u64::MAX,
+        ] {
             assert_eq!(number_header(n).to_str().unwrap(), n.to_string());
         }
+        assert!(static_number(9999).is_some());
+        assert!(static_number(10_000).is_none());
         assert_eq!(seconds_header(Duration::from_millis(1001)), "2");
         assert_eq!(seconds_header(Duration::ZERO), "0");
     }
