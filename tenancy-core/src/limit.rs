@@ -217,11 +217,26 @@ pub(crate) fn seconds_header(d: Duration) -> HeaderValue {
 /// one static table of digits, so the `RateLimit-*` headers of every limit
 /// below 10,000 per second allocate nothing; larger numbers are formatted.
 fn number_header(n: u64) -> HeaderValue {
+    // The most common numbers are made once, as header values.
+    static SMALL: std::sync::LazyLock<Box<[HeaderValue]>> = std::sync::LazyLock::new(|| {
+        (0..SMALL_NUMBERS)
+            .filter_map(static_number)
+            .map(HeaderValue::from_static)
+            .collect()
+    });
+    if let Some(value) = usize::try_from(n).ok().and_then(|i| SMALL.get(i)) {
+        return value.clone();
+    }
     match static_number(n) {
         Some(text) => HeaderValue::from_static(text),
         None => HeaderValue::from(n),
     }
 }
+
+/// How many numbers [`number_header`] keeps made as header values (40 KB,
+/// once per process); the rest below [`STATIC_NUMBERS`] are made from the
+/// static digits each time, without allocating.
+const SMALL_NUMBERS: u64 = 1024;
 
 /// How many numbers [`DIGITS`] holds: 0 to 9,999.
 const STATIC_NUMBERS: u64 = 10_000;
