@@ -9,6 +9,7 @@ use actix_web::http as actix_http;
 use actix_web::http::header as actix_header;
 use tenancy_core::TenancyError;
 use tenancy_core::engine::RequestHead;
+use tenancy_core::limit::static_number_text;
 use tenancy_core::request::HeaderSource;
 
 /// The request's headers, read in place by the core.
@@ -50,10 +51,12 @@ pub(crate) fn set_header(
     name: &http::HeaderName,
     value: &http::HeaderValue,
 ) {
-    if let (Some(name), Ok(value)) = (
-        actix_name(name),
-        actix_header::HeaderValue::from_bytes(value.as_bytes()),
-    ) {
+    // Small numbers (the `RateLimit-*` values) have static text: no copy.
+    let value = match static_number_text(value.as_bytes()) {
+        Some(text) => Ok(actix_header::HeaderValue::from_static(text)),
+        None => actix_header::HeaderValue::from_bytes(value.as_bytes()),
+    };
+    if let (Some(name), Ok(value)) = (actix_name(name), value) {
         to.insert(name, value);
     }
 }

@@ -277,6 +277,31 @@ const fn digit_width(n: usize) -> usize {
     }
 }
 
+/// The static text of a header value that is a number below 10,000 (as
+/// the `RateLimit-*` values mostly are), so that an adapter whose framework
+/// has its own header types can make its value without allocating.
+///
+/// ```
+/// use tenancy_core::limit::static_number_text;
+/// assert_eq!(static_number_text(b"9999"), Some("9999"));
+/// assert_eq!(static_number_text(b"10000"), None);
+/// assert_eq!(static_number_text(b"012"), None);
+/// assert_eq!(static_number_text(b"abc"), None);
+/// ```
+pub fn static_number_text(value: &[u8]) -> Option<&'static str> {
+    if value.is_empty() || value.len() > 4 || (value.len() > 1 && value[0] == b'0') {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in value {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    static_number(n)
+}
+
 /// `n` in decimal as a slice of [`DIGITS`], when it is there.
 fn static_number(n: u64) -> Option<&'static str> {
     if n >= STATIC_NUMBERS {
