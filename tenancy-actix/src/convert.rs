@@ -7,23 +7,75 @@
 use actix_web::dev::ServiceRequest;
 use actix_web::http as actix_http;
 use actix_web::http::header as actix_header;
-use tenancy_core::TenancyError;
+use std::sync::Arc;
+
 use tenancy_core::engine::RequestHead;
 use tenancy_core::limit::static_number_text;
 use tenancy_core::request::HeaderSource;
+use tenancy_core::{Tenancy, TenancyError};
 
-/// The request's headers, read in place by the core.
-pub(crate) struct ActixHeaders<'a>(pub(crate) &'a actix_header::HeaderMap);
+/// The request's headers, read in place by the core, by the names the
+/// engine reads ([`KnownNames`]: parsed once) or any other name (parsed
+/// per lookup).
+pub(crate) struct ActixHeaders<'a> {
+    pub(crate) map: &'a actix_header::HeaderMap,
+    pub(crate) names: Option<&'a KnownNames>,
+}
 
 impl HeaderSource for ActixHeaders<'_> {
     fn each_value(&self, name: &str, each: &mut dyn FnMut(&[u8])) {
-        for value in self.0.get_all(name) {
+        let values = match self.names.and_then(|n| n.get(name)) {
+            Some(known) => self.map.get_all(known),
+            None => self.map.get_all(name),
+        };
+        for value in values {
             each(value.as_bytes());
         }
     }
 
     fn first_value(&self, name: &str) -> Option<&[u8]> {
-        self.0.get(name).map(actix_header::HeaderValue::as_bytes)
+        let value = match self.names.and_then(|n| n.get(name)) {
+            Some(known) => self.map.get(known),
+            None => self.map.get(name),
+        };
+        value.map(actix_header::HeaderValue::as_bytes)
+    }
+}
+
+/// The header names the engine reads on every request (its credential
+/// headers, its tenant header, `x-request-id`, `host`), in actix-web's type,
+/// parsed once per middleware instead of once per lookup.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownNames(Arc<[(Box<str>, actix_header::HeaderName)]>);
+
+impl KnownNames {
+    /// The names `tenancy`'s configuration reads.
+    pub(crate) fn of(tenancy: &Tenancy) -> Self {
+        let config = tenancy.config();
+        let names = [
+            config.auth.api_key_header.as_str(),
+            config.auth.bearer_header.as_str(),
+            config.resolution.tenant_header.as_str(),
+            "x-request-id",
+            "host",
+        ];
+        Self(
+            names
+                .iter()
+                .filter_map(|name| {
+                    let parsed = actix_header::HeaderName::from_bytes(name.as_bytes()).ok()?;
+                    Some((parsed.as_str().into(), parsed))
+                })
+                .collect(),
+        )
+    }
+
+    /// The parsed name `name` (lowercase, as the core passes names).
+    fn get(&self, name: &str) -> Option<&actix_header::HeaderName> {
+        self.0
+            .iter()
+            .find(|(text, _)| &**text == name)
+            .map(|(_, parsed)| parsed)
     }
 }
 
@@ -97,6 +149,38 @@ mod tests {
     use super::*;
     use tenancy_core::limit::{RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET};
     use tenancy_core::request::REQUEST_ID_HEADER;
+
+    #[actix_web::test]
+    async fn headers_are_found_by_known_and_other_names() {
+        let tenancy = Tenancy::builder(tenancy_core::TenancyConfig::default())
+            .build()
+            .unwrap();
+        let names = KnownNames::of(&tenancy);
+        let mut map = actix_header::HeaderMap::new();
+        for (name, value) in [
+            ("x-api-key", "k"),
+            ("x-tenant-id", "acme"),
+            ("x-other", "o"),
+        ] {
+            map.append(
+                actix_header::HeaderName::from_static(name),
+                actix_header::HeaderValue::from_static(value),
+            );
+        }
+        map.append(
+            actix_header::HeaderName::from_static("x-tenant-id"),
+            actix_header::HeaderValue::from_static("globex"),
+        );
+        for names in [Some(&names), None] {
+            let headers = ActixHeaders { map: &map, names };
+            assert_eq!(headers.first_value("x-api-key"), Some(&b"k"[..]));
+            assert_eq!(headers.first_value("x-other"), Some(&b"o"[..]));
+            assert_eq!(headers.first_value("authorization"), None);
+            let mut tenants = Vec::new();
+            headers.each_value("x-tenant-id", &mut |v| tenants.push(v.to_vec()));
+            assert_eq!(tenants, [b"acme".to_vec(), b"globex".to_vec()]);
+        }
+    }
 
     #[test]
     fn header_names_carry_over_unchanged() {

@@ -49,7 +49,7 @@ use pin_project_lite::pin_project;
 use tenancy_core::engine::{ExcludedPaths, Refusal, RouteVerdict};
 use tenancy_core::{Admission, Tenancy};
 
-use crate::convert::{ActixHeaders, head_of, method, set_header, status_from_actix};
+use crate::convert::{ActixHeaders, KnownNames, head_of, method, set_header, status_from_actix};
 use crate::rejection::refusal_response;
 
 /// Runs [`Tenancy`] on every request of an `App`, `Scope` or `Resource`
@@ -91,6 +91,7 @@ where
     fn new_transform(&self, inner: S) -> Self::Future {
         ready(Ok(TenancyService {
             inner: Rc::new(inner),
+            names: KnownNames::of(&self.tenancy),
             tenancy: self.tenancy.clone(),
             excluded: self.excluded.clone(),
         }))
@@ -101,6 +102,7 @@ where
 #[derive(Debug)]
 pub struct TenancyService<S> {
     inner: Rc<S>,
+    names: KnownNames,
     tenancy: Tenancy,
     excluded: ExcludedPaths,
 }
@@ -129,7 +131,10 @@ where
         // Stores that answer at once (memory, caches): admitted here.
         let answer = match method(req.method()) {
             Ok(method) => {
-                let headers = ActixHeaders(req.headers());
+                let headers = ActixHeaders {
+                    map: req.headers(),
+                    names: Some(&self.names),
+                };
                 self.tenancy.admit_now(&head_of(&req, &method, &headers))
             }
             Err(err) => Some(Err(Refusal::from(err))),
@@ -143,10 +148,14 @@ where
                 // The request moves into the admission and comes back with
                 // it: the head reads its headers in place.
                 let tenancy = self.tenancy.clone();
+                let names = self.names.clone();
                 let admit: AdmitFuture = Box::pin(async move {
                     let result = match method(req.method()) {
                         Ok(method) => {
-                            let headers = ActixHeaders(req.headers());
+                            let headers = ActixHeaders {
+                                map: req.headers(),
+                                names: Some(&names),
+                            };
                             tenancy.admit(&head_of(&req, &method, &headers)).await
                         }
                         Err(err) => Err(Refusal::from(err)),

@@ -121,7 +121,10 @@ where
         Box::pin(async move {
             let checked = match method(req.method()) {
                 Ok(method) => {
-                    let headers = ActixHeaders(req.headers());
+                    let headers = ActixHeaders {
+                        map: req.headers(),
+                        names: None,
+                    };
                     let head = head_of(&req, &method, &headers);
                     let admitted = req.extensions().get::<Admitted>().cloned();
                     Tenancy::check_route_of(admitted.as_ref(), &head, &policy).await
