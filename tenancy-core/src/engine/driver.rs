@@ -150,7 +150,7 @@ pub struct Admission {
     method: Method,
     /// The path, kept for the audit event of a state-changing request and
     /// for the request log when it is on.
-    path: Option<Box<str>>,
+    path: Option<String>,
     /// Whether the request is audited when it ends.
     audit_write: bool,
     client_addr: Option<IpAddr>,
@@ -292,9 +292,10 @@ impl Admission {
             let mut event = self
                 .tenancy
                 .audit_event(ctx, http_action(&self.method))
-                .resource(path)
                 .outcome(status)
                 .at(now);
+            // The path kept for this event moves into it: one copy in all.
+            event.resource = self.path.take();
             event.client_addr = self.client_addr;
             self.tenancy.record_audit(event);
         }
@@ -505,7 +506,7 @@ impl Tenancy {
                 admission.audit_write =
                     !is_safe_method(head.method()) && inner.config.audit.enabled;
                 if admission.audit_write || tracing::enabled!(target: REQUEST_LOG, Level::DEBUG) {
-                    admission.path = Some(head.path().into());
+                    admission.path = Some(head.path().to_owned());
                 }
                 Some(Ok(admission))
             }
