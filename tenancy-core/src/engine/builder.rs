@@ -10,6 +10,7 @@ use super::recorder::{OVERFLOW_EVENT_TYPE, Recorder, Sinks};
 use super::security_log::SecurityLog;
 use super::{Inner, REQUESTS_EVENT, Stores, Tenancy};
 use crate::config::{ConfigError, TenancyConfig};
+use crate::credential::ApiKeyDigest;
 use crate::label::Label;
 use crate::pipeline::authenticate::Authenticator;
 use crate::request::RequestIds;
@@ -192,6 +193,15 @@ impl TenancyBuilder {
             },
             &runtime,
         );
+        let limiter = self
+            .limiter
+            .unwrap_or_else(|| Arc::new(MemoryRateLimiter::new()));
+        // Probed once: a store that cannot answer at once is never tried
+        // without waiting, so a request through it is not run twice.
+        let keys_answer_now = api_keys
+            .find_by_digest_now(&ApiKeyDigest::from_bytes([0; 32]))
+            .is_some();
+        let limiter_answers_now = limiter.check_now(&[]).is_some();
         let stores = Stores {
             tenants: TenantCache::new(
                 self.tenants
@@ -200,15 +210,15 @@ impl TenancyBuilder {
                 plans,
             ),
             api_keys,
-            limiter: self
-                .limiter
-                .unwrap_or_else(|| Arc::new(MemoryRateLimiter::new())),
+            limiter,
             quotas: self
                 .quotas
                 .unwrap_or_else(|| Arc::new(MemoryQuotaStore::new())),
             audit_query,
             usage,
             audit_sink,
+            keys_answer_now,
+            limiter_answers_now,
         };
         Ok(Tenancy {
             inner: Arc::new(Inner {

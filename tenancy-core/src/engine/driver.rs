@@ -461,6 +461,16 @@ impl Tenancy {
     /// # }).unwrap();
     /// ```
     pub fn admit_now(&self, head: &RequestHead<'_>) -> Option<Result<Admission, Refusal>> {
+        // A store that never answers at once would stop the run after the
+        // work before it (the key's digest, the tenant, the gates): skip
+        // the run, so that work is not done twice.
+        let inner = &self.inner;
+        let stores = &inner.stores;
+        if (inner.config.limits.enabled && !stores.limiter_answers_now)
+            || (!stores.keys_answer_now && inner.authenticator.presents_api_key(head))
+        {
+            return None;
+        }
         // A run that cannot wait awaits nothing pending: one poll ends it.
         let run = std::pin::pin!(self.admit_in(head, Wait::Never));
         match run.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {

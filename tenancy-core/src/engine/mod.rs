@@ -98,6 +98,12 @@ pub(crate) struct Stores {
     pub(crate) audit_query: Option<Arc<dyn AuditQuery>>,
     pub(crate) usage: Arc<dyn UsageMeter>,
     pub(crate) audit_sink: Arc<dyn AuditSink>,
+    /// Whether the key store answers lookups at once (its
+    /// `find_by_digest_now` answered the probe at build).
+    pub(crate) keys_answer_now: bool,
+    /// Whether the rate limiter decides at once (its `check_now` answered
+    /// the probe at build).
+    pub(crate) limiter_answers_now: bool,
 }
 
 pub(crate) struct Inner {

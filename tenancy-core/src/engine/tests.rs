@@ -1613,3 +1613,63 @@ async fn in_memory_stores_admit_and_refuse_without_waiting() {
     assert!(refused.request_id().is_some());
     t.shutdown().await;
 }
+
+#[tokio::test]
+async fn stores_that_never_answer_at_once_are_not_tried_without_waiting() {
+    // The counting key store has no `find_by_digest_now`; the failing
+    // limiter has no `check_now`.
+    let keys = Arc::new(CountingKeys::default());
+    let t = Tenancy::builder(base_config().anonymous_role(Role::Viewer).build().unwrap())
+        .api_key_store(keys.clone())
+        .build()
+        .unwrap();
+    seed(&t).await;
+    let tenant_only = get("/x", &[("x-tenant-id", "acme".to_owned())]);
+    let head = RequestHead::from(&tenant_only);
+    t.admit(&head)
+        .await
+        .expect("admitted")
+        .finish(StatusCode::OK, |_, _| {});
+    // A request without a key never reaches the key store: answered at once.
+    assert!(t.admit_now(&head).is_some());
+    let secret = key(&t, "acme", ApiKeyScope::Full, None).await;
+    let with_key = get("/x", &[("x-api-key", secret)]);
+    assert!(t.admit_now(&RequestHead::from(&with_key)).is_none());
+    assert_eq!(keys.calls(), 0);
+    t.shutdown().await;
+
+    let limiter = Arc::new(FailingStore::default());
+    let t = Tenancy::builder(base_config().anonymous_role(Role::Viewer).build().unwrap())
+        .rate_limiter(limiter.clone())
+        .build()
+        .unwrap();
+    seed(&t).await;
+    let head = RequestHead::from(&tenant_only);
+    assert!(t.admit_now(&head).is_none());
+    assert_eq!(limiter.calls(), 0);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn failed_authentications_answered_at_once_are_counted_once() {
+    let t = tenancy().await;
+    let random_key = || {
+        ApiKeySecret::generate("tnk", new_key_id().unwrap())
+            .unwrap()
+            .expose()
+            .to_owned()
+    };
+    let flood = |key: String| get("/x", &[("x-api-key", key)]);
+    let admit_now = |parts: &Parts| {
+        let head = RequestHead::from(parts).with_client_addr(Some("198.51.100.9".parse().unwrap()));
+        t.admit_now(&head).expect("answered at once")
+    };
+    // The default allowance is a burst of 50 failures: each is counted once.
+    for _ in 0..50 {
+        let err = admit_now(&flood(random_key())).expect_err("refused");
+        assert_eq!(err.code(), "invalid_api_key");
+    }
+    let err = admit_now(&flood(random_key())).expect_err("refused");
+    assert_eq!(err.code(), "rate_limited");
+    t.shutdown().await;
+}

@@ -48,6 +48,11 @@ impl Authenticator {
         })
     }
 
+    /// Whether `head` presents an API key (well-formed or not).
+    pub(crate) fn presents_api_key(&self, head: &RequestHead<'_>) -> bool {
+        head.header(&self.api_key_header).is_some()
+    }
+
     /// The hasher of presented and issued API keys.
     pub fn hasher(&self) -> &ApiKeyHasher {
         &self.hasher

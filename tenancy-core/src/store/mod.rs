@@ -96,7 +96,9 @@ pub trait ApiKeyStore: Send + Sync + 'static {
     /// when the store can (it holds its records in memory); `None` when the
     /// answer needs I/O, and the caller awaits `find_by_digest`. The default
     /// is `None`. The request path asks this first, so an in-memory store
-    /// costs a lookup and no future.
+    /// costs a lookup and no future. The engine probes it once when it is
+    /// built (with a digest no key has): a store that answers `None` there
+    /// is never asked on the request path.
     fn find_by_digest_now(
         &self,
         _digest: &ApiKeyDigest,
@@ -150,7 +152,9 @@ pub trait RateLimiter: Send + Sync + 'static {
     /// [`check`](Self::check) decided without waiting, when the limiter
     /// can (its buckets are in memory); `None` when the decision needs I/O,
     /// and nothing was taken: the caller awaits `check`. The default is
-    /// `None`.
+    /// `None`. The engine probes it once when it is built (with no checks):
+    /// a limiter that answers `None` there is never asked on the request
+    /// path.
     fn check_now(&self, _checks: &[RateCheck]) -> Option<Result<RateDecision, StoreError>> {
         None
     }
