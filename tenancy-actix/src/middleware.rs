@@ -179,14 +179,12 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
     req.extensions_mut().insert(admission.admitted());
-    let span = admission.span();
     let fut = {
-        let _entered = span.as_ref().map(tracing::Span::enter);
+        let _entered = admission.enter();
         inner.call(req)
     };
     State::Calling {
         fut,
-        span,
         admission: Some(admission),
     }
 }
@@ -216,7 +214,6 @@ pin_project! {
         Calling {
             #[pin]
             fut: S::Future,
-            span: Option<tracing::Span>,
             admission: Option<Admission>,
         },
     }
@@ -253,13 +250,9 @@ where
                     };
                     this.state.set(state);
                 }
-                StateProj::Calling {
-                    fut,
-                    span,
-                    admission,
-                } => {
+                StateProj::Calling { fut, admission } => {
                     let result = {
-                        let _entered = span.as_ref().map(tracing::Span::enter);
+                        let _entered = admission.as_ref().and_then(Admission::enter);
                         ready!(fut.poll(cx))
                     };
                     let Some(mut admission) = admission.take() else {

@@ -153,14 +153,12 @@ where
     S: Service<Request, Response = Response>,
 {
     req.extensions_mut().insert(admission.admitted());
-    let span = admission.span();
     let fut = {
-        let _entered = span.as_ref().map(tracing::Span::enter);
+        let _entered = admission.enter();
         inner.call(req)
     };
     State::Calling {
         fut,
-        span,
         admission: Some(admission),
     }
 }
@@ -206,7 +204,6 @@ pin_project! {
         Calling {
             #[pin]
             fut: S::Future,
-            span: Option<tracing::Span>,
             admission: Option<Admission>,
         },
     }
@@ -239,13 +236,9 @@ where
                     };
                     this.state.set(state);
                 }
-                StateProj::Calling {
-                    fut,
-                    span,
-                    admission,
-                } => {
+                StateProj::Calling { fut, admission } => {
                     let polled = {
-                        let _entered = span.as_ref().map(tracing::Span::enter);
+                        let _entered = admission.as_ref().and_then(Admission::enter);
                         fut.poll(cx)
                     };
                     let mut response = match ready!(polled) {

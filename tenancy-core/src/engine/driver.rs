@@ -158,6 +158,8 @@ pub struct Admission {
     request_id: RequestId,
     /// When it was admitted.
     admitted: Now,
+    /// The span the handler runs in ([`Admission::span`]).
+    span: Option<tracing::Span>,
     finished: bool,
 }
 
@@ -222,11 +224,21 @@ impl Admission {
         }
     }
 
-    /// A `DEBUG` tracing span with the tenant, principal and request id,
-    /// to run the handler in; `None` when nothing listens at `DEBUG` (as
-    /// tower-http's `TraceLayer` makes its spans at `DEBUG`: a service
-    /// logging at `INFO` pays nothing for it).
-    pub fn span(&self) -> Option<tracing::Span> {
+    /// The `DEBUG` tracing span the handler runs in, with the tenant,
+    /// principal and request id; `None` when nothing listened at `DEBUG`
+    /// when it was admitted (tower-http's `TraceLayer` makes its spans at
+    /// `DEBUG` too: a service logging at `INFO` pays nothing for it).
+    pub fn span(&self) -> Option<&tracing::Span> {
+        self.span.as_ref()
+    }
+
+    /// Enters the admission's span (if any) until the guard drops: an
+    /// adapter holds it while it calls and polls the handler.
+    pub fn enter(&self) -> Option<tracing::span::Entered<'_>> {
+        self.span.as_ref().map(tracing::Span::enter)
+    }
+
+    fn make_span(&self) -> Option<tracing::Span> {
         if !tracing::level_enabled!(Level::DEBUG) {
             return None;
         }
@@ -507,6 +519,7 @@ impl Tenancy {
             client_addr,
             request_id,
             admitted,
+            span: None,
             // Nothing to record until it is admitted.
             finished: true,
         };
@@ -518,6 +531,7 @@ impl Tenancy {
                 if admission.audit_write || tracing::enabled!(target: REQUEST_LOG, Level::DEBUG) {
                     admission.path = Some(head.path().to_owned());
                 }
+                admission.span = admission.make_span();
                 Some(Ok(admission))
             }
             Err((Halt::WouldWait, _)) => None,
