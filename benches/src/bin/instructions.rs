@@ -156,6 +156,44 @@ async fn setup(path: &str) -> Result<Setup, String> {
     })
 }
 
+/// The request a path sends, its headers parsed once (as a server hands
+/// them over): each request only clones them in.
+struct Template {
+    method: Method,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl Template {
+    fn of(setup: &Setup) -> Result<Self, String> {
+        let headers = setup
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                Ok((
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_str(value).map_err(|e| e.to_string())?,
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            method: setup.method.clone(),
+            headers,
+        })
+    }
+
+    fn request<B>(&self, body: B) -> Result<http::Request<B>, String> {
+        let mut request = http::Request::builder()
+            .method(self.method.clone())
+            .uri(PATH)
+            .body(body)
+            .map_err(|e| e.to_string())?;
+        for (name, value) in &self.headers {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
+        Ok(request)
+    }
+}
+
 async fn run_axum(setup: Setup, noop: bool, requests: u64) -> Result<(), String> {
     use axum::Router;
     use axum::body::Body;
@@ -170,27 +208,9 @@ async fn run_axum(setup: Setup, noop: bool, requests: u64) -> Result<(), String>
         )),
         None => routes,
     };
-    // Parsed once, as a server hands them over: each request only clones
-    // them in.
-    let headers = setup
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            Ok((
-                http::HeaderName::from_static(name),
-                http::HeaderValue::from_str(value).map_err(|e| e.to_string())?,
-            ))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    let template = Template::of(&setup)?;
     for _ in 0..WARM_UP + requests {
-        let mut request = http::Request::builder()
-            .method(setup.method.clone())
-            .uri(PATH)
-            .body(Body::empty())
-            .map_err(|e| e.to_string())?;
-        for (name, value) in &headers {
-            request.headers_mut().insert(name.clone(), value.clone());
-        }
+        let request = template.request(Body::empty())?;
         let Ok(response) = app.clone().oneshot(request).await;
         if response.status() != StatusCode::OK {
             return Err(format!("answered {}", response.status()));
@@ -260,26 +280,9 @@ where
 async fn run_engine(setup: Setup, requests: u64) -> Result<(), String> {
     use tenancy_core::engine::RequestHead;
 
-    let headers = setup
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            Ok((
-                http::HeaderName::from_static(name),
-                http::HeaderValue::from_str(value).map_err(|e| e.to_string())?,
-            ))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    let template = Template::of(&setup)?;
     for _ in 0..WARM_UP + requests {
-        let mut request = http::Request::builder()
-            .method(setup.method.clone())
-            .uri(PATH)
-            .body(())
-            .map_err(|e| e.to_string())?;
-        for (name, value) in &headers {
-            request.headers_mut().insert(name.clone(), value.clone());
-        }
-        let (parts, ()) = request.into_parts();
+        let (parts, ()) = template.request(())?.into_parts();
         let Some(tenancy) = &setup.tenancy else {
             std::hint::black_box(&parts);
             continue;
