@@ -67,11 +67,14 @@ impl Clock {
         if since - self.synced_at.load(Ordering::Relaxed) >= RESYNC_NANOS {
             self.synced_at.store(since, Ordering::Relaxed);
             self.wall_at_anchor
-                .store(unix_nanos_now() - since, Ordering::Relaxed);
+                .store(unix_nanos_now().saturating_sub(since), Ordering::Relaxed);
         }
         Now {
             instant,
-            unix_nanos: self.wall_at_anchor.load(Ordering::Relaxed) + since,
+            unix_nanos: self
+                .wall_at_anchor
+                .load(Ordering::Relaxed)
+                .saturating_add(since),
         }
     }
 }
@@ -83,7 +86,7 @@ fn nanos(d: Duration) -> i64 {
 fn unix_nanos_now() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => nanos(d),
-        Err(e) => -nanos(e.duration()),
+        Err(e) => nanos(e.duration()).saturating_neg(),
     }
 }
 

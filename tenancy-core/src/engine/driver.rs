@@ -611,8 +611,9 @@ impl Tenancy {
         if let Some(key) = &caller.key
             && let Some(tenant) = &caller.tenant
             && key.last_used_at.is_none_or(|at| {
-                at.timestamp_nanos_opt()
-                    .is_none_or(|at| admission.admitted.unix_nanos - at >= LAST_USE_PRECISION_NANOS)
+                at.timestamp_nanos_opt().is_none_or(|at| {
+                    admission.admitted.unix_nanos.saturating_sub(at) >= LAST_USE_PRECISION_NANOS
+                })
             })
         {
             inner
