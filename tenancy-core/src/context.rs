@@ -58,8 +58,9 @@ impl Principal {
     }
 }
 
-/// The admitted request's tenant and caller. Cheap to clone (one reference
-/// count): the adapters put it in the request extensions.
+/// The admitted request's tenant and caller. Cheap to clone (a few
+/// reference counts, no allocation): the adapters put it in the request
+/// extensions.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -82,12 +83,12 @@ impl Principal {
 /// ```
 #[derive(Debug, Clone)]
 pub struct TenantContext {
-    inner: Arc<ContextInner>,
+    inner: ContextInner,
 }
 
 /// Everything a context holds; the engine builds contexts from it in one
 /// step.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ContextInner {
     /// The tenant record with its plan and quotas, as the tenant cache
     /// holds them.
@@ -115,7 +116,7 @@ impl TenantContext {
     ) -> Self {
         let quotas = Arc::new(plan.quotas.with_overrides(&tenant.settings.quota_overrides));
         Self {
-            inner: Arc::new(ContextInner {
+            inner: ContextInner {
                 tenant: Arc::new(CachedTenant::new(tenant, plan, quotas)),
                 principal,
                 role,
@@ -124,31 +125,25 @@ impl TenantContext {
                 cross_tenant: false,
                 home_tenant: None,
                 client_addr: None,
-            }),
+            },
         }
     }
 
-    /// A context of everything in `inner`: one allocation.
+    /// A context of everything in `inner`.
     pub(crate) fn from_inner(inner: ContextInner) -> Self {
-        Self {
-            inner: Arc::new(inner),
-        }
+        Self { inner }
     }
 
     /// Marks the context as a super_admin or system caller acting on a
     /// tenant other than its credential's.
     pub fn with_cross_tenant(mut self, cross: bool) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.cross_tenant = cross;
-        }
+        self.inner.cross_tenant = cross;
         self
     }
 
     /// Records the tenant of the caller's credential, when it has one.
     pub fn with_home_tenant(mut self, home: Option<TenantId>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.home_tenant = home;
-        }
+        self.inner.home_tenant = home;
         self
     }
 
@@ -160,9 +155,7 @@ impl TenantContext {
 
     /// Records the client's address, for audit events.
     pub fn with_client_addr(mut self, addr: Option<std::net::IpAddr>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.client_addr = addr;
-        }
+        self.inner.client_addr = addr;
         self
     }
 

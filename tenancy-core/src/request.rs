@@ -4,8 +4,10 @@
 //! request ids.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::BytesMut;
 
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
@@ -288,11 +290,21 @@ pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id
 /// Request ids: the client's `X-Request-Id` when it is short and printable
 /// (as tower-http's request-id layer keeps it), else a process prefix and a
 /// counter.
+///
+/// Made ids are written into a shared block of text, each id a slice of
+/// it: taking one, and cloning it into the answer's header, allocates
+/// nothing. A new block is allocated when the current one is full and
+/// some id in it is still held; when none is, its memory is used again.
 pub(crate) struct RequestIds {
     /// `{prefix:08x}-`, written once.
     prefix: [u8; 9],
     counter: AtomicU64,
+    /// The block the next ids are written into.
+    block: Mutex<BytesMut>,
 }
+
+/// How many of the longest ids one block holds.
+const IDS_PER_BLOCK: usize = 128;
 
 impl RequestIds {
     pub(crate) fn new() -> Self {
@@ -307,6 +319,7 @@ impl RequestIds {
         Self {
             prefix: bytes,
             counter: AtomicU64::new(counter),
+            block: Mutex::new(BytesMut::new()),
         }
     }
 
@@ -316,7 +329,7 @@ impl RequestIds {
             .filter(|v| valid_request_id(v).is_some())
             .and_then(|v| HeaderValue::from_bytes(v).ok())
         {
-            return RequestId(Repr::Kept(id));
+            return RequestId(id);
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         // `{prefix:08x}-{n:x}`, written by hand on the stack (`format!`
@@ -324,10 +337,20 @@ impl RequestIds {
         let mut bytes = [0u8; MADE_LEN];
         bytes[..self.prefix.len()].copy_from_slice(&self.prefix);
         let len = self.prefix.len() + hex(n, 1, &mut bytes[self.prefix.len()..]);
-        RequestId(Repr::Made {
-            len: u8::try_from(len).unwrap_or(0),
-            bytes,
-        })
+        let text = {
+            // A poisoned lock only means another thread panicked between
+            // two statements below; the block is still whole bytes.
+            let mut block = self.block.lock().unwrap_or_else(PoisonError::into_inner);
+            if block.capacity() < len {
+                block.reserve(MADE_LEN * IDS_PER_BLOCK);
+            }
+            block.extend_from_slice(&bytes[..len]);
+            block.split().freeze()
+        };
+        // Hex digits and `-`: always a valid value.
+        RequestId(
+            HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| HeaderValue::from_static("")),
+        )
     }
 }
 
@@ -335,15 +358,10 @@ impl RequestIds {
 const MADE_LEN: usize = 8 + 1 + 16;
 
 /// A request's id: the client's well-formed `x-request-id`, or one made
-/// here (a process prefix and a counter, held inline: no allocation).
+/// here (a process prefix and a counter). Held as the header value it is
+/// answered with: cloning it allocates nothing.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RequestId(Repr);
-
-#[derive(Clone, PartialEq, Eq)]
-enum Repr {
-    Made { len: u8, bytes: [u8; MADE_LEN] },
-    Kept(HeaderValue),
-}
+pub struct RequestId(HeaderValue);
 
 impl RequestId {
     /// `text` as a request id, when it is well formed (up to 128 letters,
@@ -356,37 +374,25 @@ impl RequestId {
     /// ```
     pub fn new(text: &str) -> Option<Self> {
         valid_request_id(text.as_bytes())?;
-        HeaderValue::from_str(text)
-            .ok()
-            .map(|v| RequestId(Repr::Kept(v)))
+        HeaderValue::from_str(text).ok().map(RequestId)
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Made { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
-            Repr::Kept(value) => value.to_str().unwrap_or_default(),
-        }
+        // Every id is printable ASCII (checked when it was made or kept).
+        self.0.to_str().unwrap_or_default()
     }
 
     /// The id as an `x-request-id` value.
     pub fn to_header_value(&self) -> Option<HeaderValue> {
-        match &self.0 {
-            Repr::Made { len, bytes } => HeaderValue::from_bytes(&bytes[..usize::from(*len)]).ok(),
-            Repr::Kept(value) => Some(value.clone()),
-        }
+        (!self.0.is_empty()).then(|| self.0.clone())
     }
 }
 
 impl Default for RequestId {
     /// The empty id.
     fn default() -> Self {
-        RequestId(Repr::Made {
-            len: 0,
-            bytes: [0; MADE_LEN],
-        })
+        RequestId(HeaderValue::from_static(""))
     }
 }
 
@@ -465,6 +471,27 @@ mod tests {
         assert_eq!(&buf[..1], b"0");
         assert_eq!(hex(u64::MAX, 1, &mut buf), 16);
         assert_eq!(&buf, b"ffffffffffffffff");
+    }
+
+    #[test]
+    fn made_ids_are_slices_of_one_block() {
+        let ids = RequestIds::with_prefix(0xab, 0x10);
+        let (parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        let head = RequestHead::from(&parts);
+        let first = ids.for_request(&head).to_header_value().unwrap();
+        let second = ids.for_request(&head).to_header_value().unwrap();
+        assert_eq!(first, "000000ab-10");
+        assert_eq!(second, "000000ab-11");
+        // The second id's text follows the first's in the same buffer.
+        let end_of_first = first.as_bytes().as_ptr().wrapping_add(first.len());
+        assert_eq!(second.as_bytes().as_ptr(), end_of_first);
+        // A full block is followed by a new one: every id stays whole.
+        let many: Vec<RequestId> = (0..3 * IDS_PER_BLOCK)
+            .map(|_| ids.for_request(&head))
+            .collect();
+        for (i, id) in many.iter().enumerate() {
+            assert_eq!(id.as_str(), format!("000000ab-{:x}", 0x12 + i));
+        }
     }
 
     #[test]

@@ -54,7 +54,7 @@ use crate::config::{ConfigError, ResolutionConfig, TenantSource};
 use crate::error::{ErrorKind, TenancyError};
 use crate::rbac::Role;
 use crate::request::{RequestHead, visible_ascii};
-use crate::tenant::{InvalidTenantId, TenantId};
+use crate::tenant::{InvalidTenantId, TenantId, TenantIdText};
 
 /// A tenant source of your own: the raw tenant id a request names, if any.
 /// The value is validated like every other source's. Closures
@@ -204,15 +204,30 @@ impl TenantResolver {
         head: &RequestHead<'_>,
         credential: Option<(&TenantId, Role)>,
     ) -> Result<Resolved, TenancyError> {
+        Ok(match self.resolve_named(head, credential)? {
+            Some((named, cross_tenant)) => Resolved::Tenant {
+                id: named.to_id(),
+                cross_tenant,
+            },
+            None => Resolved::NoTenant,
+        })
+    }
+
+    /// [`resolve`](Self::resolve), the tenant as named: no id is allocated.
+    pub(crate) fn resolve_named<'r>(
+        &'r self,
+        head: &RequestHead<'_>,
+        credential: Option<(&'r TenantId, Role)>,
+    ) -> Result<Option<(Named<'r>, bool)>, TenancyError> {
         if !self.enabled {
             // Validated at start: tenancy off means a default tenant is set.
-            let Some(default) = self.default.clone() else {
+            let Some(default) = &self.default else {
                 return Err(TenancyError::internal(
                     "tenancy disabled without a default tenant",
                 ));
             };
             let cross = match credential {
-                Some((own, role)) if *own != default => {
+                Some((own, role)) if own != default => {
                     if !role.may_cross_tenants() {
                         return Err(ErrorKind::TenantMismatch.into());
                     }
@@ -220,57 +235,88 @@ impl TenantResolver {
                 }
                 _ => false,
             };
-            return Ok(Resolved::Tenant {
-                id: default,
-                cross_tenant: cross,
-            });
+            return Ok(Some((Named::Id(default), cross)));
         }
 
-        let requested = self.requested(head)?;
-        let (id, cross_tenant) = match (credential, requested) {
-            (Some((own, role)), Some(named)) if named != *own => {
+        let requested = self.requested_text(head)?;
+        let (named, cross_tenant) = match (credential, requested) {
+            (Some((own, role)), Some(named)) if named.as_str() != own.as_str() => {
                 if role.may_cross_tenants() {
-                    (named, true)
+                    (Named::Text(named), true)
                 } else {
                     return Err(ErrorKind::TenantMismatch.into());
                 }
             }
-            (Some((own, _)), Some(_)) => (own.clone(), false),
-            (Some((own, _)), None) if self.use_credential => (own.clone(), false),
-            (_, Some(named)) => (named, false),
+            (Some((own, _)), Some(_)) => (Named::Id(own), false),
+            (Some((own, _)), None) if self.use_credential => (Named::Id(own), false),
+            (_, Some(named)) => (Named::Text(named), false),
             (_, None) => match &self.default {
-                Some(default) if self.use_default => (default.clone(), false),
+                Some(default) if self.use_default => (Named::Id(default), false),
                 _ if self.required => {
                     return Err(TenancyError::tenant_required(
                         self.header_name.clone(),
                         self.query_name.clone(),
                     ));
                 }
-                _ => return Ok(Resolved::NoTenant),
+                _ => return Ok(None),
             },
         };
-        if !self.allowed.is_empty() && !self.allowed.contains(&id) {
+        if !self.allowed.is_empty() && !self.allowed.contains(named.as_str()) {
             return Err(ErrorKind::TenantNotAllowed.into());
         }
-        Ok(Resolved::Tenant { id, cross_tenant })
+        Ok(Some((named, cross_tenant)))
     }
 
     /// The tenant the request itself names (header, query, host, path,
     /// custom), if every source that names one agrees.
     pub fn requested(&self, head: &RequestHead<'_>) -> Result<Option<TenantId>, TenancyError> {
-        let mut found: Option<TenantId> = None;
+        Ok(self.requested_text(head)?.map(TenantIdText::to_id))
+    }
+
+    fn requested_text(&self, head: &RequestHead<'_>) -> Result<Option<TenantIdText>, TenancyError> {
+        let mut found: Option<TenantIdText> = None;
         for source in &self.sources {
             each_value(source, head, &mut |raw| {
-                let id = TenantId::new(raw).map_err(TenancyError::from)?;
+                let id = TenantIdText::new(raw).map_err(TenancyError::from)?;
                 match &found {
                     None => found = Some(id),
-                    Some(prev) if *prev != id => return Err(ErrorKind::TenantMismatch.into()),
+                    Some(prev) if prev.as_str() != id.as_str() => {
+                        return Err(ErrorKind::TenantMismatch.into());
+                    }
                     Some(_) => {}
                 }
                 Ok(())
             })?;
         }
         Ok(found)
+    }
+}
+
+/// The tenant a request acts on, as resolution named it: a configured or
+/// credential id, or one the request named, held inline.
+#[derive(Clone, Copy)]
+pub(crate) enum Named<'r> {
+    /// The default tenant or the credential's.
+    Id(&'r TenantId),
+    /// Named by the request.
+    Text(TenantIdText),
+}
+
+impl Named<'_> {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Named::Id(id) => id.as_str(),
+            Named::Text(text) => text.as_str(),
+        }
+    }
+
+    /// The id, kept (a reference count, or one allocation for a named
+    /// one).
+    pub(crate) fn to_id(self) -> TenantId {
+        match self {
+            Named::Id(id) => id.clone(),
+            Named::Text(text) => text.to_id(),
+        }
     }
 }
 

@@ -79,6 +79,37 @@ impl TenantId {
     }
 }
 
+/// A validated tenant id held inline: what a request names, looked up
+/// without allocating (a [`TenantId`] is made only when one is kept).
+#[derive(Clone, Copy)]
+pub(crate) struct TenantIdText {
+    len: u8,
+    bytes: [u8; TENANT_ID_MAX_LEN],
+}
+
+impl TenantIdText {
+    /// `id` when it is a valid tenant id.
+    pub(crate) fn new(id: &str) -> Result<Self, InvalidTenantId> {
+        validate_slug(id)?;
+        let mut bytes = [0; TENANT_ID_MAX_LEN];
+        bytes[..id.len()].copy_from_slice(id.as_bytes());
+        Ok(Self {
+            len: u8::try_from(id.len()).map_err(|_| InvalidTenantId::TooLong)?,
+            bytes,
+        })
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Validated ASCII.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    /// The id, kept.
+    pub(crate) fn to_id(self) -> TenantId {
+        TenantId(Arc::from(self.as_str()))
+    }
+}
+
 fn validate_slug(id: &str) -> Result<(), InvalidTenantId> {
     let bytes = id.as_bytes();
     let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {

@@ -572,9 +572,15 @@ impl Tenancy {
             .await
             .map_err(|e| (e, None))?;
         let checked = async {
-            let Some(resolution) =
-                pipeline::tenant::resolve(&inner.resolver, &stores.tenants, head, &caller, wait)
-                    .await?
+            let Some(resolution) = pipeline::tenant::resolve(
+                &inner.resolver,
+                &stores.tenants,
+                head,
+                &caller,
+                admission.admitted.instant,
+                wait,
+            )
+            .await?
             else {
                 return Ok(None);
             };

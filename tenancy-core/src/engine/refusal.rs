@@ -73,7 +73,13 @@ impl Tenancy {
         let tenants = &inner.stores.tenants;
         let home = match who.home {
             Some(home) => {
-                let known = now_or_await!(wait, tenants.get_now(home).map(Ok), tenants.get(home));
+                let known = now_or_await!(
+                    wait,
+                    tenants
+                        .get_now(home.as_str(), std::time::Instant::now())
+                        .map(Ok),
+                    tenants.get(home)
+                );
                 matches!(known, Ok(Some(_))).then_some(home)
             }
             None => None,

@@ -45,7 +45,13 @@ pub(crate) async fn home_active(
     let Some(home) = home else {
         return Err(ErrorKind::TenantMismatch.into());
     };
-    match now_or_await!(wait, tenants.get_now(home).map(Ok), tenants.get(home)) {
+    match now_or_await!(
+        wait,
+        tenants
+            .get_now(home.as_str(), std::time::Instant::now())
+            .map(Ok),
+        tenants.get(home)
+    ) {
         Ok(Some(t)) if t.record.status == TenantStatus::Active => Ok(()),
         Ok(Some(t)) => Err(refusal(t.record.status).into()),
         Ok(None) => Err(ErrorKind::UnknownTenant.into()),

@@ -2,11 +2,12 @@
 //! one tenant ([`crate::resolve`]), which must exist.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::{Caller, Halt, Wait, now_or_await, store_failure};
 use crate::error::ErrorKind;
 use crate::request::RequestHead;
-use crate::resolve::{Resolved, TenantResolver};
+use crate::resolve::TenantResolver;
 use crate::store::tenant_cache::{CachedTenant, TenantCache};
 
 /// The tenant a request acts on.
@@ -26,14 +27,19 @@ pub(crate) async fn resolve(
     tenants: &TenantCache,
     head: &RequestHead<'_>,
     caller: &Caller,
+    now: Instant,
     wait: Wait,
 ) -> Result<Option<Resolution>, Halt> {
     let credential = caller.tenant.as_ref().map(|t| (t, caller.role));
-    let (id, cross_tenant) = match resolver.resolve(head, credential)? {
-        Resolved::Tenant { id, cross_tenant } => (id, cross_tenant),
-        Resolved::NoTenant => return Ok(None),
+    let Some((named, cross_tenant)) = resolver.resolve_named(head, credential)? else {
+        return Ok(None);
     };
-    match now_or_await!(wait, tenants.get_now(&id).map(Ok), tenants.get(&id)) {
+    // Looked up by name; an id is made only when the store is asked.
+    match now_or_await!(
+        wait,
+        tenants.get_now(named.as_str(), now).map(Ok),
+        tenants.get(&named.to_id())
+    ) {
         Ok(Some(tenant)) => Ok(Some(Resolution {
             tenant,
             cross_tenant,

@@ -96,7 +96,7 @@ impl TenantCache {
     /// tenants are cached too, so probing random ids costs one store call
     /// per id per TTL at most.
     pub(crate) async fn get(&self, id: &TenantId) -> Result<Option<Arc<CachedTenant>>, StoreError> {
-        if let Some(cached) = self.get_now(id) {
+        if let Some(cached) = self.get_now(id.as_str(), Instant::now()) {
             return Ok(cached);
         }
         let tenant = self
@@ -141,17 +141,20 @@ impl TenantCache {
 
     /// The tenant while the cache holds it fresh (`Some(None)`: known to be
     /// unknown); `None` when it must be fetched with [`get`](Self::get).
-    pub(crate) fn get_now(&self, id: &TenantId) -> Option<Option<Arc<CachedTenant>>> {
+    /// `id` need not be valid (an invalid one is not held); `now` is the
+    /// request's clock reading.
+    pub(crate) fn get_now(&self, id: &str, now: Instant) -> Option<Option<Arc<CachedTenant>>> {
         if self.ttl == Duration::ZERO {
             return None;
         }
+        let fresh = |fetched: Instant| now.saturating_duration_since(fetched) < self.ttl;
         if let Some(entry) = self.entries.get(id)
-            && entry.fetched.elapsed() < self.ttl
+            && fresh(entry.fetched)
         {
             return Some(Some(entry.tenant.clone()));
         }
         if let Some(fetched) = self.unknown.get(id)
-            && fetched.elapsed() < self.ttl
+            && fresh(*fetched)
         {
             return Some(None);
         }
