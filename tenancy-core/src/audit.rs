@@ -100,8 +100,19 @@ impl AuditEvent {
         actor_kind: ActorKind,
         action: impl Into<String>,
     ) -> Self {
+        Self::new_at(Utc::now(), tenant_id, actor, actor_kind, action)
+    }
+
+    /// [`new`](Self::new), at `timestamp` (no clock read).
+    pub(crate) fn new_at(
+        timestamp: DateTime<Utc>,
+        tenant_id: TenantId,
+        actor: impl Into<String>,
+        actor_kind: ActorKind,
+        action: impl Into<String>,
+    ) -> Self {
         Self {
-            timestamp: Utc::now(),
+            timestamp,
             tenant_id,
             actor: actor.into(),
             actor_kind,

@@ -66,19 +66,24 @@ pub trait BatchSink<T>: Send + Sync + 'static {
     /// Writes `batch` in one go. [`StoreError::Unavailable`] and
     /// [`StoreError::Timeout`] mean "try again later"; other errors are
     /// retried a few times only.
-    async fn write_batch(&self, batch: &[T]) -> Result<(), StoreError>;
+    ///
+    /// A sink that keeps the items themselves (in memory) may take them out
+    /// of `batch` instead of copying them, once its write can no longer
+    /// fail: on an error, `batch` must still hold every item, for the
+    /// retry. What is left after a success is dropped.
+    async fn write_batch(&self, batch: &mut Vec<T>) -> Result<(), StoreError>;
 }
 
 #[async_trait]
 impl BatchSink<AuditEvent> for Arc<dyn AuditSink> {
-    async fn write_batch(&self, batch: &[AuditEvent]) -> Result<(), StoreError> {
-        self.record(batch).await
+    async fn write_batch(&self, batch: &mut Vec<AuditEvent>) -> Result<(), StoreError> {
+        self.record_taking(batch).await
     }
 }
 
 #[async_trait]
 impl BatchSink<UsageRecord> for Arc<dyn UsageMeter> {
-    async fn write_batch(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
+    async fn write_batch(&self, batch: &mut Vec<UsageRecord>) -> Result<(), StoreError> {
         self.record(batch).await
     }
 }
@@ -96,8 +101,8 @@ pub struct KeyUse {
 
 #[async_trait]
 impl BatchSink<KeyUse> for Arc<dyn crate::store::ApiKeyStore> {
-    async fn write_batch(&self, batch: &[KeyUse]) -> Result<(), StoreError> {
-        for used in batch {
+    async fn write_batch(&self, batch: &mut Vec<KeyUse>) -> Result<(), StoreError> {
+        for used in batch.iter() {
             self.touch(&used.tenant, &used.key_id, used.at).await?;
         }
         Ok(())
@@ -674,7 +679,7 @@ struct BatchWrite<T, F> {
 impl<T: Send + Sync + 'static, F: BatchSink<T>> BatchWrite<T, F> {
     /// Writes `batch`, retrying with backoff; counts it as written or
     /// dropped and releases its room in the buffer.
-    async fn run(mut self, batch: Vec<T>) {
+    async fn run(mut self, mut batch: Vec<T>) {
         let n = batch.len();
         let mut attempts = 0u32;
         let mut pause = self.config.backoff_initial;
@@ -688,7 +693,7 @@ impl<T: Send + Sync + 'static, F: BatchSink<T>> BatchWrite<T, F> {
             let result = if budget.is_zero() {
                 Err(StoreError::Timeout)
             } else {
-                tokio::time::timeout(budget, self.target.write_batch(&batch))
+                tokio::time::timeout(budget, self.target.write_batch(&mut batch))
                     .await
                     .unwrap_or(Err(StoreError::Timeout))
             };

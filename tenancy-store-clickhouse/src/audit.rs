@@ -68,7 +68,7 @@ impl AuditSink for ClickHouseAuditSink {
 
 #[async_trait]
 impl tenancy_core::writer::BatchSink<AuditEvent> for ClickHouseAuditSink {
-    async fn write_batch(&self, batch: &[AuditEvent]) -> Result<(), StoreError> {
+    async fn write_batch(&self, batch: &mut Vec<AuditEvent>) -> Result<(), StoreError> {
         self.insert(batch).await
     }
 }

@@ -92,9 +92,9 @@ impl UsageMeter for ClickHouseUsageMeter {
 impl tenancy_core::writer::BatchSink<UsageRecord> for ClickHouseUsageMeter {
     /// Adds up the records of the same tenant, hour and event type, then
     /// writes one row for each.
-    async fn write_batch(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
+    async fn write_batch(&self, batch: &mut Vec<UsageRecord>) -> Result<(), StoreError> {
         let mut sums: HashMap<(&TenantId, DateTime<Utc>, &str), u64> = HashMap::new();
-        for r in batch {
+        for r in batch.iter() {
             let sum = sums
                 .entry((&r.tenant_id, r.hour, r.event_type.as_str()))
                 .or_insert(0);

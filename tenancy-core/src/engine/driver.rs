@@ -303,9 +303,8 @@ impl Admission {
                 + chrono::TimeDelta::from_std(elapsed).unwrap_or(chrono::TimeDelta::zero());
             let mut event = self
                 .tenancy
-                .audit_event(ctx, http_action(&self.method))
-                .outcome(status)
-                .at(now);
+                .audit_event_at(ctx, http_action(&self.method), now)
+                .outcome(status);
             // The path kept for this event moves into it: one copy in all.
             event.resource = self.path.take();
             event.client_addr = self.client_addr;
@@ -629,7 +628,7 @@ impl Tenancy {
         let context = resolution.map(|r| self.context(caller, r, admission));
         if let Some(ctx) = context.as_ref().filter(|c| c.is_cross_tenant()) {
             let event = self
-                .audit_event(ctx, "tenant.cross_access")
+                .audit_event_at(ctx, "tenant.cross_access", admission.admitted.utc())
                 .resource(head.path())
                 .detail(
                     "home_tenant",

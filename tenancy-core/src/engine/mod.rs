@@ -54,7 +54,7 @@ mod security_log;
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 pub use self::auth_throttle::AUTH_THROTTLE_UNTRACKED_TOTAL;
 use self::auth_throttle::AuthThrottle;
@@ -195,7 +195,18 @@ impl Tenancy {
     /// set the resource and outcome, then pass it to
     /// [`record_audit`](Self::record_audit).
     pub fn audit_event(&self, ctx: &TenantContext, action: impl Into<String>) -> AuditEvent {
-        let mut event = AuditEvent::new(
+        self.audit_event_at(ctx, action, Utc::now())
+    }
+
+    /// [`audit_event`](Self::audit_event) at `at`.
+    pub(crate) fn audit_event_at(
+        &self,
+        ctx: &TenantContext,
+        action: impl Into<String>,
+        at: DateTime<Utc>,
+    ) -> AuditEvent {
+        let mut event = AuditEvent::new_at(
+            at,
             ctx.tenant_id().clone(),
             ctx.principal().subject.as_ref(),
             ctx.principal().kind,

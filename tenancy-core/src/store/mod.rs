@@ -189,6 +189,15 @@ pub trait QuotaStore: Send + Sync + 'static {
 pub trait AuditSink: Send + Sync + 'static {
     /// Writes a batch of events.
     async fn record(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+    /// Writes a batch of events the sink may take out of `events` rather
+    /// than copy them, once its write can no longer fail (on an error,
+    /// `events` must be left whole, for a retry). What the engine's writer
+    /// calls; by default [`record`](Self::record), which suits every sink
+    /// that sends events elsewhere. The in-memory log keeps the events it
+    /// is given.
+    async fn record_taking(&self, events: &mut Vec<AuditEvent>) -> Result<(), StoreError> {
+        self.record(events).await
+    }
     /// Whether the backend answers.
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())

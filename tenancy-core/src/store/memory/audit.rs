@@ -55,6 +55,17 @@ impl MemoryAuditLog {
         self.evicted.load(Ordering::Relaxed)
     }
 
+    /// Holds `event` in its tenant's ring, pushing out the oldest when the
+    /// ring is full.
+    fn keep(&self, event: AuditEvent) {
+        let mut ring = self.rings.entry(event.tenant_id.clone()).or_default();
+        if ring.len() == self.capacity {
+            ring.pop_front();
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        ring.push_back(event);
+    }
+
     /// How many events are held in all.
     pub fn len(&self) -> usize {
         self.rings.iter().map(|r| r.len()).sum()
@@ -70,12 +81,15 @@ impl MemoryAuditLog {
 impl AuditSink for MemoryAuditLog {
     async fn record(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         for event in events {
-            let mut ring = self.rings.entry(event.tenant_id.clone()).or_default();
-            if ring.len() == self.capacity {
-                ring.pop_front();
-                self.evicted.fetch_add(1, Ordering::Relaxed);
-            }
-            ring.push_back(event.clone());
+            self.keep(event.clone());
+        }
+        Ok(())
+    }
+
+    async fn record_taking(&self, events: &mut Vec<AuditEvent>) -> Result<(), StoreError> {
+        // Nothing here can fail: the events are kept, not copied.
+        for event in events.drain(..) {
+            self.keep(event);
         }
         Ok(())
     }
