@@ -1,7 +1,6 @@
 use std::fmt;
 
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use aws_lc_rs::{digest, hmac};
 
 use crate::credential::{ApiKeyDigest, KeyId};
 use crate::error::ApiKeyRejection;
@@ -110,7 +109,9 @@ impl fmt::Display for ApiKeySecret {
 #[derive(Clone)]
 pub struct ApiKeyHasher {
     prefix: String,
-    pepper: Option<Hmac<Sha256>>,
+    /// HMAC-SHA256 with the pepper as its key (the key's inner and outer
+    /// pads hashed once, here).
+    pepper: Option<hmac::Key>,
 }
 
 impl fmt::Debug for ApiKeyHasher {
@@ -127,7 +128,7 @@ impl ApiKeyHasher {
     pub fn new(prefix: impl Into<String>, pepper: Option<&Secret>) -> Self {
         Self {
             prefix: prefix.into(),
-            pepper: pepper.and_then(|p| Hmac::<Sha256>::new_from_slice(p.expose().as_bytes()).ok()),
+            pepper: pepper.map(|p| hmac::Key::new(hmac::HMAC_SHA256, p.expose().as_bytes())),
         }
     }
 
@@ -157,7 +158,7 @@ impl ApiKeyHasher {
         }
         let (signed, check) = bytes.split_at(bytes.len() - CHECKSUM_CHARS);
         let mut expected = [0u8; CHECKSUM_CHARS];
-        write_base62(&checksum(signed).to_be_bytes(), &mut expected);
+        write_base62_u32(checksum(signed), &mut expected);
         if expected != check {
             return Err(ApiKeyRejection::Malformed);
         }
@@ -165,14 +166,13 @@ impl ApiKeyHasher {
     }
 
     fn digest_unchecked(&self, presented: &str) -> ApiKeyDigest {
-        let bytes: [u8; 32] = match &self.pepper {
-            Some(mac) => {
-                let mut mac = mac.clone();
-                mac.update(presented.as_bytes());
-                mac.finalize().into_bytes().into()
-            }
-            None => Sha256::digest(presented.as_bytes()).into(),
-        };
+        // AWS-LC's SHA-256 (SHA extensions, else AVX2 or SSSE3 code).
+        let mut bytes = [0u8; 32];
+        match &self.pepper {
+            Some(key) => bytes.copy_from_slice(hmac::sign(key, presented.as_bytes()).as_ref()),
+            None => bytes
+                .copy_from_slice(digest::digest(&digest::SHA256, presented.as_bytes()).as_ref()),
+        }
         ApiKeyDigest::from_bytes(bytes)
     }
 }
@@ -226,10 +226,29 @@ fn write_base62(bytes: &[u8], digits: &mut [u8]) {
     }
 }
 
+/// [`write_base62`] of a `u32`, in machine arithmetic (the checksum of
+/// every presented key).
+fn write_base62_u32(mut n: u32, digits: &mut [u8]) {
+    for slot in digits.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn checksum_digits_are_the_long_division_digits(n in any::<u32>()) {
+            let (mut long, mut short) = ([0u8; CHECKSUM_CHARS], [0u8; CHECKSUM_CHARS]);
+            write_base62(&n.to_be_bytes(), &mut long);
+            write_base62_u32(n, &mut short);
+            prop_assert_eq!(long, short);
+        }
+    }
 
     fn key() -> ApiKeySecret {
         ApiKeySecret::generate("tnk", KeyId::new("k1").unwrap()).unwrap()
@@ -285,8 +304,17 @@ mod tests {
             .digest(k.expose())
             .unwrap();
         assert_ne!(plain, peppered);
-        let expected: [u8; 32] = Sha256::digest(k.expose().as_bytes()).into();
+        // The digests are SHA-256 and HMAC-SHA256, as another
+        // implementation computes them: stored digests stay valid.
+        use ::hmac::Mac as _;
+        use sha2::Digest as _;
+        let expected: [u8; 32] = sha2::Sha256::digest(k.expose().as_bytes()).into();
         assert_eq!(plain.as_bytes(), &expected);
+        let mut mac =
+            ::hmac::Hmac::<sha2::Sha256>::new_from_slice(pepper.expose().as_bytes()).unwrap();
+        mac.update(k.expose().as_bytes());
+        let expected: [u8; 32] = mac.finalize().into_bytes().into();
+        assert_eq!(peppered.as_bytes(), &expected);
     }
 
     #[test]
