@@ -145,28 +145,35 @@ pub const CLIENT_CLOSED: u16 = 499;
 /// closed the request).
 pub struct Admission {
     tenancy: Tenancy,
-    context: Option<TenantContext>,
+    subject: Subject,
     rate_limit: Option<RateLimitStatus>,
     method: Method,
     /// The path, kept for the audit event of a state-changing request and
     /// for the request log when it is on.
-    path: Option<String>,
+    path: Option<Box<str>>,
     /// Whether the request is audited when it ends.
     audit_write: bool,
-    client_addr: Option<IpAddr>,
-    /// The request id until the context holds it.
-    request_id: RequestId,
     /// When it was admitted.
     admitted: Now,
-    /// The span the handler runs in ([`Admission::span`]).
-    span: Option<tracing::Span>,
+    /// The span the handler runs in ([`Admission::span`]), boxed: it is
+    /// there only while something listens at `DEBUG`, and the admission
+    /// moves with the answer's future.
+    span: Option<Box<tracing::Span>>,
     finished: bool,
+}
+
+/// Who an admission is for.
+enum Subject {
+    /// A request with a tenant: its context, which holds the request id.
+    Tenant(TenantContext),
+    /// A request without one (or not yet admitted): its request id.
+    NoTenant(RequestId),
 }
 
 impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Admission")
-            .field("context", &self.context)
+            .field("context", &self.context())
             .field("rate_limit", &self.rate_limit)
             .field("request_id", self.id())
             .finish_non_exhaustive()
@@ -176,7 +183,10 @@ impl std::fmt::Debug for Admission {
 impl Admission {
     /// The context; `None` for tenant-less requests.
     pub fn context(&self) -> Option<&TenantContext> {
-        self.context.as_ref()
+        match &self.subject {
+            Subject::Tenant(ctx) => Some(ctx),
+            Subject::NoTenant(_) => None,
+        }
     }
 
     /// The rate-limit status to report on the answer.
@@ -193,14 +203,22 @@ impl Admission {
     pub fn admitted(&self) -> Admitted {
         Admitted {
             tenancy: self.tenancy.clone(),
-            context: self.context.clone(),
+            context: self.context().cloned(),
         }
     }
 
     fn id(&self) -> &RequestId {
-        match &self.context {
-            Some(ctx) => ctx.id(),
-            None => &self.request_id,
+        match &self.subject {
+            Subject::Tenant(ctx) => ctx.id(),
+            Subject::NoTenant(id) => id,
+        }
+    }
+
+    /// The request id, taken out (the context or the refusal keeps it).
+    fn take_id(&mut self) -> RequestId {
+        match &mut self.subject {
+            Subject::Tenant(ctx) => ctx.id().clone(),
+            Subject::NoTenant(id) => std::mem::take(id),
         }
     }
 
@@ -229,29 +247,29 @@ impl Admission {
     /// when it was admitted (tower-http's `TraceLayer` makes its spans at
     /// `DEBUG` too: a service logging at `INFO` pays nothing for it).
     pub fn span(&self) -> Option<&tracing::Span> {
-        self.span.as_ref()
+        self.span.as_deref()
     }
 
     /// Enters the admission's span (if any) until the guard drops: an
     /// adapter holds it while it calls and polls the handler.
     pub fn enter(&self) -> Option<tracing::span::Entered<'_>> {
-        self.span.as_ref().map(tracing::Span::enter)
+        self.span.as_deref().map(tracing::Span::enter)
     }
 
-    fn make_span(&self) -> Option<tracing::Span> {
+    fn make_span(&self) -> Option<Box<tracing::Span>> {
         if !tracing::level_enabled!(Level::DEBUG) {
             return None;
         }
-        let span = match &self.context {
-            Some(ctx) => tracing::debug_span!(
+        let span = match &self.subject {
+            Subject::Tenant(ctx) => tracing::debug_span!(
                 "tenancy",
                 tenant_id = %ctx.tenant_id(),
                 principal = %ctx.principal().subject,
                 request_id = %ctx.id(),
             ),
-            None => tracing::debug_span!("tenancy", request_id = %self.request_id),
+            Subject::NoTenant(id) => tracing::debug_span!("tenancy", request_id = %id),
         };
-        Some(span).filter(|span| !span.is_disabled())
+        Some(Box::new(span)).filter(|span| !span.is_disabled())
     }
 
     /// Ends the request answered with `status`: passes the answer's headers
@@ -274,7 +292,7 @@ impl Admission {
 
     fn record(&mut self, status: u16) {
         self.finished = true;
-        let Some(ctx) = &self.context else {
+        let Subject::Tenant(ctx) = &self.subject else {
             return;
         };
         let elapsed = self.admitted.instant.elapsed();
@@ -306,8 +324,7 @@ impl Admission {
                 .audit_event_at(ctx, http_action(&self.method), now)
                 .outcome(status);
             // The path kept for this event moves into it: one copy in all.
-            event.resource = self.path.take();
-            event.client_addr = self.client_addr;
+            event.resource = self.path.take().map(String::from);
             self.tenancy.record_audit(event);
         }
     }
@@ -510,13 +527,11 @@ impl Tenancy {
         }
         let mut admission = Admission {
             tenancy: self.clone(),
-            context: None,
+            subject: Subject::NoTenant(request_id),
             rate_limit: None,
             method: head.method().clone(),
             path: None,
             audit_write: false,
-            client_addr,
-            request_id,
             admitted,
             span: None,
             // Nothing to record until it is admitted.
@@ -528,7 +543,7 @@ impl Tenancy {
                 admission.audit_write =
                     !is_safe_method(head.method()) && inner.config.audit.enabled;
                 if admission.audit_write || tracing::enabled!(target: REQUEST_LOG, Level::DEBUG) {
-                    admission.path = Some(head.path().to_owned());
+                    admission.path = Some(head.path().into());
                 }
                 admission.span = admission.make_span();
                 Some(Ok(admission))
@@ -540,7 +555,7 @@ impl Tenancy {
                 // before anything is counted.
                 let who = caller.as_ref().and_then(Who::of_caller);
                 if let Err(Halt::WouldWait) = self
-                    .record_refusal(head, &admission.request_id, who, &err, wait)
+                    .record_refusal(head, admission.id(), who, &err, wait)
                     .await
                 {
                     return None;
@@ -551,8 +566,7 @@ impl Tenancy {
                 {
                     throttle.failed(addr);
                 }
-                let request_id = std::mem::take(&mut admission.request_id);
-                Some(Err(Refusal::new(err, request_id, head)))
+                Some(Err(Refusal::new(err, admission.take_id(), head)))
             }
         }
     }
@@ -625,10 +639,13 @@ impl Tenancy {
                 .recorder
                 .touch(tenant, &key.key_id, admission.admitted.utc());
         }
-        let context = resolution.map(|r| self.context(caller, r, admission));
-        if let Some(ctx) = context.as_ref().filter(|c| c.is_cross_tenant()) {
+        let Some(resolution) = resolution else {
+            return Ok(());
+        };
+        let ctx = self.context(caller, resolution, admission, head);
+        if ctx.is_cross_tenant() {
             let event = self
-                .audit_event_at(ctx, "tenant.cross_access", admission.admitted.utc())
+                .audit_event_at(&ctx, "tenant.cross_access", admission.admitted.utc())
                 .resource(head.path())
                 .detail(
                     "home_tenant",
@@ -636,7 +653,7 @@ impl Tenancy {
                 );
             self.record_audit(event);
         }
-        admission.context = context;
+        admission.subject = Subject::Tenant(ctx);
         Ok(())
     }
 
@@ -646,16 +663,17 @@ impl Tenancy {
         caller: Caller,
         resolution: pipeline::tenant::Resolution,
         admission: &mut Admission,
+        head: &RequestHead<'_>,
     ) -> TenantContext {
         TenantContext::from_inner(ContextInner {
             tenant: resolution.tenant,
             principal: caller.principal,
             role: caller.role,
             auth: caller.auth,
-            request_id: std::mem::take(&mut admission.request_id),
+            request_id: admission.take_id(),
             cross_tenant: resolution.cross_tenant,
             home_tenant: caller.tenant,
-            client_addr: admission.client_addr,
+            client_addr: head.client_addr(),
         })
     }
 
