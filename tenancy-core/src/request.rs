@@ -3,9 +3,10 @@
 //! ([`RoutePolicy`]), the paths that skip tenancy ([`ExcludedPaths`]), and
 //! request ids.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::BytesMut;
 
@@ -291,16 +292,21 @@ pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id
 /// (as tower-http's request-id layer keeps it), else a process prefix and a
 /// counter.
 ///
-/// Made ids are written into a shared block of text, each id a slice of
-/// it: taking one, and cloning it into the answer's header, allocates
-/// nothing. A new block is allocated when the current one is full and
-/// some id in it is still held; when none is, its memory is used again.
+/// Made ids are written into a block of text of the thread's own, each id
+/// a slice of it: taking one, and cloning it into the answer's header,
+/// allocates nothing, and no two threads wait on each other for it. A new
+/// block is allocated when the current one is full and some id in it is
+/// still held; when none is, its memory is used again.
 pub(crate) struct RequestIds {
     /// `{prefix:08x}-`, written once.
     prefix: [u8; 9],
     counter: AtomicU64,
-    /// The block the next ids are written into.
-    block: Mutex<BytesMut>,
+}
+
+thread_local! {
+    /// The block this thread's next made ids are written into (shared by
+    /// every engine: it is only storage).
+    static ID_BLOCK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
 /// How many of the longest ids one block holds.
@@ -319,7 +325,6 @@ impl RequestIds {
         Self {
             prefix: bytes,
             counter: AtomicU64::new(counter),
-            block: Mutex::new(BytesMut::new()),
         }
     }
 
@@ -337,16 +342,15 @@ impl RequestIds {
         let mut bytes = [0u8; MADE_LEN];
         bytes[..self.prefix.len()].copy_from_slice(&self.prefix);
         let len = self.prefix.len() + hex(n, 1, &mut bytes[self.prefix.len()..]);
-        let text = {
-            // A poisoned lock only means another thread panicked between
-            // two statements below; the block is still whole bytes.
-            let mut block = self.block.lock().unwrap_or_else(PoisonError::into_inner);
+        let text = ID_BLOCK.with(|block| {
+            // Nothing below calls out while the block is borrowed.
+            let mut block = block.borrow_mut();
             if block.capacity() < len {
                 block.reserve(MADE_LEN * IDS_PER_BLOCK);
             }
             block.extend_from_slice(&bytes[..len]);
             block.split().freeze()
-        };
+        });
         // Hex digits and `-`: always a valid value.
         RequestId(
             HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| HeaderValue::from_static("")),
@@ -492,6 +496,31 @@ mod tests {
         for (i, id) in many.iter().enumerate() {
             assert_eq!(id.as_str(), format!("000000ab-{:x}", 0x12 + i));
         }
+    }
+
+    #[test]
+    fn threads_make_distinct_ids_each_in_its_own_block() {
+        let ids = Arc::new(RequestIds::with_prefix(0xab, 0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let ids = ids.clone();
+                std::thread::spawn(move || {
+                    let (parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+                    let head = RequestHead::from(&parts);
+                    (0..1_000)
+                        .map(|_| ids.for_request(&head).to_string())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<String> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 4_000);
+        assert!(all.iter().all(|id| id.starts_with("000000ab-")));
     }
 
     #[test]

@@ -195,6 +195,23 @@ pub trait AuditSink: Send + Sync + 'static {
     /// calls; by default [`record`](Self::record), which suits every sink
     /// that sends events elsewhere. The in-memory log keeps the events it
     /// is given.
+    ///
+    /// ```
+    /// use tenancy_core::audit::{ActorKind, AuditEvent, AuditFilter};
+    /// use tenancy_core::store::memory::MemoryAuditLog;
+    /// use tenancy_core::store::{AuditQuery, AuditSink};
+    /// use tenancy_core::tenant::TenantId;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let log = MemoryAuditLog::new();
+    /// let acme = TenantId::new("acme")?;
+    /// let mut batch = vec![AuditEvent::new(acme.clone(), "alice", ActorKind::User, "widget.create")];
+    /// log.record_taking(&mut batch).await?;
+    /// assert!(batch.is_empty(), "kept, not copied");
+    /// assert_eq!(log.query(&acme, &AuditFilter::default()).await?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     async fn record_taking(&self, events: &mut Vec<AuditEvent>) -> Result<(), StoreError> {
         self.record(events).await
     }
