@@ -244,6 +244,12 @@ const STATIC_NUMBERS: u64 = 10_000;
 /// 0, 1, …, 9999 written one after the other (38,890 bytes).
 static DIGITS: [u8; DIGITS_LEN] = digits();
 
+/// [`DIGITS`] as text, checked once, when the program is compiled.
+static DIGITS_TEXT: &str = match std::str::from_utf8(&DIGITS) {
+    Ok(text) => text,
+    Err(_) => panic!("the digits table is ASCII"),
+};
+
 const DIGITS_LEN: usize = 10 + 90 * 2 + 900 * 3 + 9000 * 4;
 
 const fn digits() -> [u8; DIGITS_LEN] {
@@ -302,7 +308,7 @@ pub fn static_number_text(value: &[u8]) -> Option<&'static str> {
     static_number(n)
 }
 
-/// `n` in decimal as a slice of [`DIGITS`], when it is there.
+/// `n` in decimal as a slice of [`DIGITS_TEXT`], when it is there.
 fn static_number(n: u64) -> Option<&'static str> {
     if n >= STATIC_NUMBERS {
         return None;
@@ -314,8 +320,7 @@ fn static_number(n: u64) -> Option<&'static str> {
         3 => 190 + (n - 100) * 3,
         _ => 2890 + (n - 1000) * 4,
     };
-    let bytes = DIGITS.get(start..start + digit_width(n))?;
-    std::str::from_utf8(bytes).ok()
+    DIGITS_TEXT.get(start..start + digit_width(n))
 }
 
 /// The answer of a rate-limit check.
