@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::request::prefix_within;
 use crate::tenant::TenantId;
 
 /// What kind of principal acted.
@@ -214,10 +215,7 @@ fn cut(s: &mut String, max: usize) {
         return;
     }
     const ELLIPSIS: &str = "…";
-    let mut end = max.saturating_sub(ELLIPSIS.len());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = prefix_within(s, max.saturating_sub(ELLIPSIS.len())).len();
     s.truncate(end);
     s.push_str(ELLIPSIS);
 }

@@ -184,14 +184,20 @@ const LOGGED_PATH_BYTES: usize = 256;
 /// `path` cut to [`LOGGED_PATH_BYTES`] (on a character boundary), for log
 /// lines: the path is the caller's to choose.
 pub(crate) fn loggable(path: &str) -> &str {
-    if path.len() <= LOGGED_PATH_BYTES {
-        return path;
+    prefix_within(path, LOGGED_PATH_BYTES)
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+pub(crate) fn prefix_within(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
     }
-    let mut end = LOGGED_PATH_BYTES;
-    while !path.is_char_boundary(end) {
+    let mut end = max;
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    &path[..end]
+    &text[..end]
 }
 
 impl<'a> From<&'a Parts> for RequestHead<'a> {

@@ -46,7 +46,9 @@ use crate::context::{ContextInner, TenantContext};
 use crate::error::{ErrorKind, TenancyError};
 use crate::limit::RateLimitStatus;
 use crate::pipeline::{self, Caller, Halt, Wait, gate, rate};
-use crate::request::{REQUEST_ID_HEADER, RequestHead, RequestId, RoutePolicy, loggable};
+use crate::request::{
+    REQUEST_ID_HEADER, RequestHead, RequestId, RoutePolicy, loggable, prefix_within,
+};
 use crate::tenant::is_safe_method;
 use crate::tenant_metrics::TenantMetrics;
 
@@ -133,6 +135,10 @@ impl Admitted {
         }
     }
 }
+
+/// How much of an admitted request's path is kept for its audit event and
+/// log line: the event's limit and one character more.
+const KEPT_PATH_BYTES: usize = crate::audit::MAX_RESOURCE_BYTES + 4;
 
 /// The status a request is recorded with when its answer never came.
 pub const CLIENT_CLOSED: u16 = 499;
@@ -543,7 +549,12 @@ impl Tenancy {
                 admission.audit_write =
                     !is_safe_method(head.method()) && inner.config.audit.enabled;
                 if admission.audit_write || tracing::enabled!(target: REQUEST_LOG, Level::DEBUG) {
-                    admission.path = Some(head.path().into());
+                    // The caller chooses the path's length: keep only what
+                    // the event and the log line can hold (a path cut here
+                    // is still longer than the event's limit, so the event
+                    // still marks it cut).
+                    let kept = prefix_within(head.path(), KEPT_PATH_BYTES);
+                    admission.path = Some(kept.into());
                 }
                 admission.span = admission.make_span();
                 Some(Ok(admission))

@@ -626,6 +626,32 @@ async fn quotas_charge_calendar_budgets_and_counts() {
     t.shutdown().await;
 }
 
+/// A caller chooses its path's length: an audited write keeps a bounded
+/// prefix of it, and its event marks the resource as cut.
+#[tokio::test]
+async fn a_long_written_path_is_audited_cut() {
+    let t = tenancy().await;
+    let long_path = format!("/{}", "a".repeat(32 * 1024));
+    let admission = t
+        .admit_parts(&post(&long_path, &[bearer("acme", "operator")]))
+        .await
+        .unwrap();
+    admission.finish(StatusCode::OK, |_, _| {});
+    t.flush().await;
+    let events = t
+        .audit_query()
+        .unwrap()
+        .query(&tid("acme"), &AuditFilter::default().action("http.post"))
+        .await
+        .unwrap();
+    let resource = events[0].resource.as_deref().unwrap();
+    assert!(resource.len() <= crate::audit::MAX_RESOURCE_BYTES);
+    assert!(resource.len() >= crate::audit::MAX_RESOURCE_BYTES - 4);
+    let kept = resource.strip_suffix('…').unwrap();
+    assert!(long_path.starts_with(kept));
+    t.shutdown().await;
+}
+
 #[tokio::test]
 async fn completion_audits_writes_and_meters_requests() {
     let t = tenancy().await;
