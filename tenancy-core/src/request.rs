@@ -145,6 +145,18 @@ impl<'a> RequestHead<'a> {
         }
     }
 
+    /// The first value of `name` as a header value: from an `http` map a
+    /// clone (a reference count on the request's own buffer), from another
+    /// source a copy.
+    pub(crate) fn header_value(&self, name: &HeaderName) -> Option<HeaderValue> {
+        match self.headers {
+            Headers::Http(map) => map.get(name).cloned(),
+            Headers::Other(source) => source
+                .first_value(name.as_str())
+                .and_then(|v| HeaderValue::from_bytes(v).ok()),
+        }
+    }
+
     /// The first value of header `name` when it is visible ASCII, as
     /// `http`'s `HeaderValue::to_str` requires.
     pub fn header_str(&self, name: &HeaderName) -> Option<&'a str> {
@@ -335,10 +347,14 @@ impl RequestIds {
     }
 
     pub(crate) fn for_request(&self, head: &RequestHead<'_>) -> RequestId {
-        if let Some(id) = head
+        // A well-formed incoming id is kept as the request's own value (no
+        // copy from an `http` map); a malformed one costs no copy.
+        let well_formed = head
             .header(&REQUEST_ID_HEADER)
-            .filter(|v| valid_request_id(v).is_some())
-            .and_then(|v| HeaderValue::from_bytes(v).ok())
+            .is_some_and(|v| valid_request_id(v).is_some());
+        if let Some(id) = well_formed
+            .then(|| head.header_value(&REQUEST_ID_HEADER))
+            .flatten()
         {
             return RequestId(id);
         }

@@ -41,7 +41,7 @@ async fn path(name: &str) -> (Tenancy, Vec<(HeaderName, HeaderValue)>) {
             config.audit.enabled = false;
             config
         }
-        "header" => TenancyConfig::builder()
+        "header" | "header_with_request_id" => TenancyConfig::builder()
             .anonymous_role(Role::Viewer)
             .build()
             .unwrap(),
@@ -66,6 +66,11 @@ async fn path(name: &str) -> (Tenancy, Vec<(HeaderName, HeaderValue)>) {
     let headers = match name {
         "off" => Vec::new(),
         "header" => vec![header("x-tenant-id", TENANT)],
+        // A proxy's request id, kept: the request's own value, not a copy.
+        "header_with_request_id" => vec![
+            header("x-tenant-id", TENANT),
+            header("x-request-id", "proxy-7f3a-0001"),
+        ],
         "api_key" => {
             let new = NewApiKey {
                 name: "test".into(),
@@ -129,7 +134,7 @@ async fn engine_allocations(
 
 #[tokio::test]
 async fn an_admitted_request_allocates_nothing_in_the_engine() {
-    for name in ["off", "header", "api_key", "hs256"] {
+    for name in ["off", "header", "header_with_request_id", "api_key", "hs256"] {
         let (tenancy, headers) = path(name).await;
         let made = engine_allocations(&tenancy, &headers, 500).await;
         assert_eq!(made, 0, "{name}: {made} allocations for 500 requests");
