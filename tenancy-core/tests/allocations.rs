@@ -134,7 +134,13 @@ async fn engine_allocations(
 
 #[tokio::test]
 async fn an_admitted_request_allocates_nothing_in_the_engine() {
-    for name in ["off", "header", "header_with_request_id", "api_key", "hs256"] {
+    for name in [
+        "off",
+        "header",
+        "header_with_request_id",
+        "api_key",
+        "hs256",
+    ] {
         let (tenancy, headers) = path(name).await;
         let made = engine_allocations(&tenancy, &headers, 500).await;
         assert_eq!(made, 0, "{name}: {made} allocations for 500 requests");
