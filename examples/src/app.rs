@@ -1048,7 +1048,7 @@ mod tests {
 
     #[test]
     fn queries_ignore_unknown_parameters_and_refuse_repeated_ones() {
-        let q: MetricsQuery = parse_query("tenant=globex&type=metric&name=cpu&x&y=").unwrap();
+        let q: MetricsQuery = parse_query("tenant_id=globex&type=metric&name=cpu&x&y=").unwrap();
         assert_eq!(q.event_type.as_deref(), Some("metric"));
         assert_eq!(q.name.as_deref(), Some("cpu"));
         assert_eq!(q.limit, None);

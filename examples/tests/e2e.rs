@@ -376,7 +376,9 @@ async fn cross_tenant_attempts_are_refused() {
             (403, "tenant_mismatch"),
             "{name}"
         );
-        let by_query = s.get("/api/v1/metrics/query?tenant=globex", &admin).await;
+        let by_query = s
+            .get("/api/v1/metrics/query?tenant_id=globex", &admin)
+            .await;
         assert_eq!(
             (by_query.status, by_query.code()),
             (403, "tenant_mismatch"),

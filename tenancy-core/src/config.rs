@@ -103,9 +103,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use self::env::{JwtVars, Overrides};
+use crate::credential::ClaimPath;
 use crate::plan::{Plan, PlanCatalog, PlanQuotas};
 use crate::rbac::{Role, RoleAliases};
 use crate::secret::Secret;
@@ -179,7 +180,8 @@ pub struct ResolutionConfig {
     pub default_tenant: Option<TenantId>,
     /// The tenant header (default `X-Tenant-ID`).
     pub tenant_header: String,
-    /// The tenant query parameter (default `tenant`).
+    /// The tenant query parameter (default `tenant_id`, as in
+    /// `?tenant_id=acme`).
     pub query_param: String,
     /// When on, a request with no tenant is refused with `tenant_required`;
     /// when off, it proceeds without a tenant context.
@@ -202,7 +204,7 @@ impl Default for ResolutionConfig {
             enabled: true,
             default_tenant: None,
             tenant_header: "X-Tenant-ID".to_owned(),
-            query_param: "tenant".to_owned(),
+            query_param: "tenant_id".to_owned(),
             required: true,
             allowed_tenants: Vec::new(),
             sources: vec![
@@ -238,6 +240,10 @@ pub struct AuthConfig {
     pub anonymous_role: Option<Role>,
     /// Throttling of failed authentications per client address.
     pub failure_throttle: FailureThrottleConfig,
+    /// A PEM bundle of extra CA certificates trusted, besides the system's,
+    /// when fetching JWK sets and discovery documents (on-premises
+    /// issuers); a realm may add its own (`realms.ca_file`).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Failed authentications per client address (GCRA), counted before any
@@ -284,6 +290,7 @@ impl Default for AuthConfig {
             token_cache_capacity: 10_000,
             anonymous_role: None,
             failure_throttle: FailureThrottleConfig::default(),
+            ca_file: None,
         }
     }
 }
@@ -445,11 +452,122 @@ pub struct RealmConfig {
     /// [`role_ceiling`](Self::role_ceiling) for the default.
     #[serde(default)]
     pub max_role: Option<Role>,
-    /// Its verification keys.
+    /// Where its tokens carry the tenant, the roles and the subject.
+    #[serde(default)]
+    pub claims: ClaimsConfig,
+    /// Whether its keys are found through OIDC discovery: the
+    /// `jwks_uri` of `{issuer}/.well-known/openid-configuration`, whose
+    /// `issuer` must equal [`issuer`](Self::issuer) exactly. Such a realm
+    /// needs no `keys`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// A PEM bundle of CA certificates trusted for this realm's fetches,
+    /// besides the system's and `auth.ca_file`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept plain `http` for discovery to a host that is not loopback
+    /// (default off: keys fetched in the clear can be swapped on the path).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Its verification keys (may be empty with `discovery`).
+    #[serde(default)]
     pub keys: Vec<RealmKeyConfig>,
 }
 
+/// Where a realm's tokens carry the tenant, the roles and the subject: a
+/// [`ClaimPath`] each, dotted or a JSON Pointer. The defaults are the
+/// library's own claim names.
+///
+/// The roles claim may be one name or an array of names. Each name goes
+/// through the role aliases; names no alias knows are ignored (Keycloak adds
+/// `offline_access`, `uma_authorization`, `default-roles-…`); the highest
+/// known role wins; a token with no known role is refused. The realm's role
+/// ceiling applies to the role that won.
+///
+/// ```
+/// use tenancy_core::config::TenancyConfig;
+///
+/// let config = TenancyConfig::from_toml_str(r#"
+///     [[realms]]
+///     name = "kc"
+///     issuer = "https://id.example.com/realms/kc"
+///     [realms.claims]
+///     tenant = "org.tenant"
+///     roles = "resource_access.tenancy-api.roles"
+///     subject = "preferred_username"
+///     [[realms.keys]]
+///     algorithm = "HS256"
+///     secret = "0123456789abcdef0123456789abcdef"
+/// "#)?;
+/// let claims = &config.realms[0].claims;
+/// assert_eq!(claims.roles.as_str(), "resource_access.tenancy-api.roles");
+/// assert!(!claims.is_default());
+/// # Ok::<(), tenancy_core::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimsConfig {
+    /// The tenant id, a string (default `tenant_id`).
+    pub tenant: ClaimPath,
+    /// The roles, a string or an array of strings (default `role`).
+    pub roles: ClaimPath,
+    /// The subject, a non-empty string (default `sub`).
+    pub subject: ClaimPath,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        Self {
+            tenant: ClaimPath::top_level("tenant_id"),
+            roles: ClaimPath::top_level("role"),
+            subject: ClaimPath::top_level("sub"),
+        }
+    }
+}
+
+impl ClaimsConfig {
+    /// Whether every path is the default one.
+    pub fn is_default(&self) -> bool {
+        self.tenant.is_top_level("tenant_id")
+            && self.roles.is_top_level("role")
+            && self.subject.is_top_level("sub")
+    }
+}
+
 impl RealmConfig {
+    /// A shared realm of `issuer` with `keys`, the default claim names and
+    /// role ceiling.
+    ///
+    /// ```
+    /// use tenancy_core::config::{JwtAlgorithm, RealmConfig, RealmKeyConfig};
+    ///
+    /// let pem = "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----";
+    /// let realm = RealmConfig::new("kc", "https://id.example.com/realms/kc", vec![
+    ///     RealmKeyConfig::pem(JwtAlgorithm::RS256, pem),
+    /// ]);
+    /// assert!(realm.tenant.is_none() && !realm.discovery);
+    /// ```
+    pub fn new(
+        name: impl Into<String>,
+        issuer: impl Into<String>,
+        keys: Vec<RealmKeyConfig>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            issuer: issuer.into(),
+            audience: Vec::new(),
+            tenant: None,
+            services: false,
+            platform: false,
+            max_role: None,
+            claims: ClaimsConfig::default(),
+            discovery: false,
+            ca_file: None,
+            allow_http: false,
+            keys,
+        }
+    }
+
     /// A shared HS256 realm.
     ///
     /// ```
@@ -462,16 +580,11 @@ impl RealmConfig {
         issuer: impl Into<String>,
         secret: impl Into<String>,
     ) -> Self {
-        Self {
-            name: name.into(),
-            issuer: issuer.into(),
-            audience: Vec::new(),
-            tenant: None,
-            services: false,
-            platform: false,
-            max_role: None,
-            keys: vec![RealmKeyConfig::hmac(JwtAlgorithm::HS256, secret)],
-        }
+        Self::new(
+            name,
+            issuer,
+            vec![RealmKeyConfig::hmac(JwtAlgorithm::HS256, secret)],
+        )
     }
 
     /// Binds the realm to one tenant (dedicated realm).
@@ -497,6 +610,27 @@ impl RealmConfig {
     pub fn max_role(mut self, role: Role) -> Self {
         self.max_role = Some(role);
         self
+    }
+
+    /// Reads the tenant, the roles and the subject where `claims` says.
+    pub fn claims(mut self, claims: ClaimsConfig) -> Self {
+        self.claims = claims;
+        self
+    }
+
+    /// A realm whose keys are found through OIDC discovery at `issuer`.
+    ///
+    /// ```
+    /// use tenancy_core::config::RealmConfig;
+    ///
+    /// let realm = RealmConfig::discovered("kc", "https://id.example.com/realms/kc");
+    /// assert!(realm.discovery && realm.keys.is_empty());
+    /// ```
+    pub fn discovered(name: impl Into<String>, issuer: impl Into<String>) -> Self {
+        Self {
+            discovery: true,
+            ..Self::new(name, issuer, Vec::new())
+        }
     }
 
     /// The highest role a token of this realm may carry: `max_role` when
@@ -990,10 +1124,18 @@ impl TenancyConfig {
                     "two realms have this issuer",
                 ));
             }
-            if realm.keys.is_empty() {
+            if realm.keys.is_empty() && !realm.discovery {
                 return Err(ConfigError::new(
                     format!("{key}.keys"),
-                    "a realm needs a key",
+                    "a realm needs a key, or discovery = true",
+                ));
+            }
+            if realm.discovery
+                && !(realm.issuer.starts_with("https://") || realm.issuer.starts_with("http://"))
+            {
+                return Err(ConfigError::new(
+                    format!("{key}.issuer"),
+                    "discovery needs an http or https issuer URL",
                 ));
             }
             for (j, k) in realm.keys.iter().enumerate() {

@@ -449,7 +449,10 @@ mod tests {
             "acme"
         );
         assert_eq!(
-            tenant_of(r.resolve(&RequestHead::from(&parts("/?a=1&tenant=acme", &[])), None)),
+            tenant_of(r.resolve(
+                &RequestHead::from(&parts("/?a=1&tenant_id=acme", &[])),
+                None
+            )),
             "acme"
         );
         assert_eq!(
@@ -490,7 +493,7 @@ mod tests {
     #[test]
     fn sources_must_agree() {
         let r = all_sources();
-        let p = parts("/?tenant=globex", &[("x-tenant-id", "acme")]);
+        let p = parts("/?tenant_id=globex", &[("x-tenant-id", "acme")]);
         assert_eq!(
             r.resolve(&RequestHead::from(&p), None).unwrap_err().code(),
             "tenant_mismatch"
@@ -502,7 +505,7 @@ mod tests {
                 .code(),
             "tenant_mismatch"
         );
-        let same = parts("/t/acme?tenant=acme", &[("x-tenant-id", "acme")]);
+        let same = parts("/t/acme?tenant_id=acme", &[("x-tenant-id", "acme")]);
         assert_eq!(
             tenant_of(r.resolve(&RequestHead::from(&same), None)),
             "acme"
@@ -514,8 +517,8 @@ mod tests {
         let r = all_sources();
         for p in [
             parts("/", &[("x-tenant-id", "Acme")]),
-            parts("/?tenant=a%3Ab", &[]),
-            parts("/?tenant=", &[]),
+            parts("/?tenant_id=a%3Ab", &[]),
+            parts("/?tenant_id=", &[]),
             parts("/t/{x}/y", &[]),
         ] {
             assert_eq!(
@@ -616,7 +619,7 @@ mod tests {
         ])
         .unwrap();
         let r = TenantResolver::from_config(&c.resolution).unwrap();
-        let p = parts("/?tenant=other", &[("x-tenant-id", "Bad Id")]);
+        let p = parts("/?tenant_id=other", &[("x-tenant-id", "Bad Id")]);
         assert_eq!(tenant_of(r.resolve(&RequestHead::from(&p), None)), "solo");
         assert_eq!(
             r.resolve(&RequestHead::from(&p), Some((&t("other"), Role::Admin)))

@@ -216,16 +216,7 @@ mod jwt {
 
     /// One realm of `algorithm` with the PEM public key `pem`.
     fn pem_realm(name: &str, issuer: &str, algorithm: JwtAlgorithm, pem: &str) -> RealmConfig {
-        RealmConfig {
-            name: name.to_owned(),
-            issuer: issuer.to_owned(),
-            audience: Vec::new(),
-            tenant: None,
-            services: false,
-            platform: false,
-            max_role: None,
-            keys: vec![RealmKeyConfig::pem(algorithm, pem)],
-        }
+        RealmConfig::new(name, issuer, vec![RealmKeyConfig::pem(algorithm, pem)])
     }
 
     /// Three shared realms, HS256, RS256 and ES256; `token_cache_capacity`

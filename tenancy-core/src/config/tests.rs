@@ -8,7 +8,7 @@ fn defaults_are_valid() {
     let c = TenancyConfig::default();
     c.validate().unwrap();
     assert_eq!(c.resolution.tenant_header, "X-Tenant-ID");
-    assert_eq!(c.resolution.query_param, "tenant");
+    assert_eq!(c.resolution.query_param, "tenant_id");
     assert_eq!(c.auth.api_key_prefix, "tnk");
     assert_eq!(c.auth.leeway_secs, 30);
     assert_eq!(c.default_plan, "free");

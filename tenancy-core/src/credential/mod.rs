@@ -11,4 +11,4 @@ pub use api_key_secret::{ApiKeyHasher, ApiKeySecret, new_key_id};
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub use jwt::parse_jwk_set_for_fuzzing;
-pub use jwt::{JwtClaims, JwtVerifier, VerifiedToken, encode_hs256};
+pub use jwt::{ClaimPath, InvalidClaimPath, JwtClaims, JwtVerifier, VerifiedToken, encode_hs256};

@@ -208,7 +208,7 @@ async fn tenant_required_and_invalid_tenant_id() {
         (err.status().as_u16(), err.code()),
         (400, "invalid_tenant_id")
     );
-    let err = refusal(&t, get("/x?tenant=a:b", &[])).await;
+    let err = refusal(&t, get("/x?tenant_id=a:b", &[])).await;
     assert_eq!(err.code(), "invalid_tenant_id");
     let ctx = admitted(&t, get("/x", &[("x-tenant-id", "acme".into())])).await;
     assert_eq!(ctx.role(), Role::Viewer);
@@ -878,9 +878,9 @@ proptest! {
             let mut headers = vec![credential];
             let uri = match via {
                 0 => { headers.push(("x-tenant-id", b.clone())); "/x".to_owned() }
-                1 => format!("/x?tenant={b}"),
+                1 => format!("/x?tenant_id={b}"),
                 2 => { headers.push(("host", format!("{b}.example.com"))); "/x".to_owned() }
-                _ => { headers.push(("x-tenant-id", b.clone())); format!("/x?tenant={b}") }
+                _ => { headers.push(("x-tenant-id", b.clone())); format!("/x?tenant_id={b}") }
             };
             let result = t.admit_parts(&get(&uri, &headers)).await;
             if let Ok(admission) = &result

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use crate::admin::NewApiKey;
 use crate::audit::AuditFilter;
-use crate::config::TenancyConfig;
+use crate::config::{ClaimsConfig, RealmConfig, TenancyConfig};
 use crate::context::TenantContext;
 use crate::engine::{RoutePolicy, Tenancy};
 use crate::error::{ErrorKind, TenancyError};
@@ -47,6 +47,14 @@ use crate::tenant::{TenantId, TenantRecord, TenantStatus};
 pub const SECRET: &str = "conformance-secret-0123456789abcdef";
 /// The issuer of the conformance realm.
 pub const ISSUER: &str = "tenancy-conformance";
+/// The issuer of the realm that reads Keycloak's shapes: roles from
+/// `realm_access.roles`, the tenant from `org.tenant`, the subject from
+/// `preferred_username` (HS256 with [`SECRET`]).
+pub const KEYCLOAK_ISSUER: &str = "https://id.conformance.example/realms/kc";
+/// The issuer of the realm that reads namespaced claims through JSON
+/// Pointers: `/https:~1~1conformance.example~1tenant` and
+/// `/https:~1~1conformance.example~1roles` (HS256 with [`SECRET`]).
+pub const NAMESPACED_ISSUER: &str = "https://conformance.example.auth0.com/";
 
 /// The routes every adapter's conformance app serves, and what each does.
 ///
@@ -160,7 +168,21 @@ impl Fixture {
     fn config(self) -> TenancyConfig {
         let b = TenancyConfig::builder().jwt_hs256(ISSUER, SECRET);
         let b = match self {
-            Fixture::Standard => b,
+            Fixture::Standard => b
+                .realm(mapped_realm(
+                    "kc",
+                    KEYCLOAK_ISSUER,
+                    ["org.tenant", "realm_access.roles", "preferred_username"],
+                ))
+                .realm(mapped_realm(
+                    "namespaced",
+                    NAMESPACED_ISSUER,
+                    [
+                        "/https:~1~1conformance.example~1tenant",
+                        "/https:~1~1conformance.example~1roles",
+                        "sub",
+                    ],
+                )),
             Fixture::Anonymous => b
                 .anonymous_role(Role::Viewer)
                 .allowed_tenants(["acme", "sleepy"].map(|t| TenantId::new(t).expect("valid"))),
@@ -294,6 +316,51 @@ pub fn token(tenant: &str, role: &str, exp_in: i64) -> String {
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .expect("conformance tokens encode")
+}
+
+/// A shared HS256 realm with [`SECRET`] reading the tenant, the roles and
+/// the subject at `paths`.
+fn mapped_realm(name: &str, issuer: &str, paths: [&str; 3]) -> RealmConfig {
+    let [tenant, roles, subject] = paths.map(|p| p.parse().expect("a valid claim path"));
+    RealmConfig::hs256(name, issuer, SECRET).claims(ClaimsConfig {
+        tenant,
+        roles,
+        subject,
+    })
+}
+
+/// A token of the realm `issuer`, HS256 with [`SECRET`], with exactly the
+/// claims `extra` plus `iss`, `iat` and `exp` (in 600 seconds).
+pub fn token_with(issuer: &str, extra: Value) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({ "iss": issuer, "iat": now, "exp": now + 600 });
+    if let (Some(claims), Value::Object(extra)) = (claims.as_object_mut(), extra) {
+        claims.extend(extra);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("conformance tokens encode")
+}
+
+/// A token shaped as Keycloak issues it, of the [`KEYCLOAK_ISSUER`] realm:
+/// `realm_roles` in `realm_access.roles`, `tenant` in `org.tenant`, the
+/// subject `alice` in `preferred_username` (and an opaque `sub`).
+pub fn keycloak_token(tenant: &str, realm_roles: &[&str]) -> String {
+    token_with(
+        KEYCLOAK_ISSUER,
+        json!({
+            "sub": "0b4f2a4e-0f5c-4bb6-9d0e-4f1a2b3c4d5e",
+            "preferred_username": "alice",
+            "typ": "Bearer",
+            "azp": "tenancy-api",
+            "realm_access": { "roles": realm_roles },
+            "resource_access": { "account": { "roles": ["view-profile"] } },
+            "org": { "tenant": tenant },
+        }),
+    )
 }
 
 /// Builds the three engines, their tenants and keys. Runs inside a tokio
@@ -569,9 +636,87 @@ impl Suite {
             ),
             refused(
                 "query names another tenant",
-                r(M::GET, "/ctx?tenant=globex", vec![k("full")]),
+                r(M::GET, "/ctx?tenant_id=globex", vec![k("full")]),
                 403,
                 "tenant_mismatch",
+            ),
+            ok(
+                "mapped claims: Keycloak realm roles, the highest known wins",
+                r(
+                    M::GET,
+                    "/ctx",
+                    vec![a(&format!(
+                        "Bearer {}",
+                        keycloak_token("acme", &["offline_access", "viewer", "tenant-admin"])
+                    ))],
+                ),
+                200,
+                ctx("acme", "admin", "alice", None, false),
+            ),
+            refused(
+                "mapped claims: no known role",
+                r(
+                    M::GET,
+                    "/ctx",
+                    vec![a(&format!(
+                        "Bearer {}",
+                        keycloak_token("acme", &["offline_access", "uma_authorization"])
+                    ))],
+                ),
+                401,
+                "invalid_token",
+            ),
+            refused(
+                "mapped claims: a role above the realm's ceiling",
+                r(
+                    M::GET,
+                    "/ctx",
+                    vec![a(&format!(
+                        "Bearer {}",
+                        keycloak_token("acme", &["viewer", "cpi-admin"])
+                    ))],
+                ),
+                401,
+                "invalid_token",
+            ),
+            refused(
+                "mapped claims: the nested tenant against another named one",
+                r(
+                    M::GET,
+                    "/ctx",
+                    vec![
+                        a(&format!("Bearer {}", keycloak_token("acme", &["viewer"]))),
+                        ("x-tenant-id", "globex".into()),
+                    ],
+                ),
+                403,
+                "tenant_mismatch",
+            ),
+            ok(
+                "mapped claims: namespaced tenant and roles through JSON Pointers",
+                r(
+                    M::GET,
+                    "/ctx",
+                    vec![a(&format!(
+                        "Bearer {}",
+                        token_with(
+                            NAMESPACED_ISSUER,
+                            json!({
+                                "sub": "auth0|42",
+                                "https://conformance.example/tenant": "globex",
+                                "https://conformance.example/roles": ["devops"],
+                            })
+                        )
+                    ))],
+                ),
+                200,
+                ctx("globex", "operator", "auth0|42", None, false),
+            ),
+            ok(
+                "the query parameter is tenant_id, not tenant",
+                r(M::GET, "/maybe?tenant=globex", vec![k("full")]),
+                200,
+                Some(json!({"tenant": "acme"})),
             ),
             ok(
                 "super_admin selects another tenant",
@@ -861,7 +1006,7 @@ fn anonymous_cases() -> Vec<Case> {
         ),
         ok(
             "anonymous with a tenant query",
-            req(M::GET, "/ctx?tenant=acme", &[]),
+            req(M::GET, "/ctx?tenant_id=acme", &[]),
             200,
             ctx("acme", "viewer", "anonymous", None, false),
         ),
@@ -879,7 +1024,7 @@ fn anonymous_cases() -> Vec<Case> {
         ),
         refused(
             "anonymous naming two tenants",
-            req(M::GET, "/ctx?tenant=sleepy", &[("x-tenant-id", "acme")]),
+            req(M::GET, "/ctx?tenant_id=sleepy", &[("x-tenant-id", "acme")]),
             403,
             "tenant_mismatch",
         ),

@@ -273,16 +273,104 @@ pub(super) struct RawHeader<'a> {
     pub(super) crit: Option<IgnoredAny>,
 }
 
+/// A claim a realm maps to the tenant, the roles or the subject, of
+/// whatever type the token gave it; the verifier decides what it accepts.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Claim<'a> {
+    /// A string.
+    Str(Cow<'a, str>),
+    /// An array; its strings, in order (other elements dropped).
+    Strs(Vec<Cow<'a, str>>),
+    /// Anything else.
+    Other,
+}
+
+impl<'a> Claim<'a> {
+    /// The claim of a payload read as a whole (a realm with mapped claims).
+    pub(super) fn from_value(value: &'a serde_json::Value) -> Self {
+        match value {
+            serde_json::Value::String(s) => Claim::Str(Cow::Borrowed(s)),
+            serde_json::Value::Array(items) => Claim::Strs(
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(Cow::Borrowed))
+                    .collect(),
+            ),
+            _ => Claim::Other,
+        }
+    }
+
+    /// The string, if the claim is one.
+    pub(super) fn as_str(&self) -> Option<&str> {
+        match self {
+            Claim::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Claim<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ClaimVisitor;
+        impl<'de> Visitor<'de> for ClaimVisitor {
+            type Value = Claim<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Claim::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Claim::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Claim::Str(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut strs = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(16));
+                while let Some(item) = seq.next_element::<Claim<'de>>()? {
+                    if let Claim::Str(s) = item {
+                        strs.push(s);
+                    }
+                }
+                Ok(Claim::Strs(strs))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Claim::Other)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Claim::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Claim::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Claim::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Claim::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Claim::Other)
+            }
+        }
+        deserializer.deserialize_any(ClaimVisitor)
+    }
+}
+
 /// The payload fields the verifier reads; every one is optional here so a
-/// missing claim gives `Claims`, not `Malformed`.
+/// missing claim gives `Claims`, not `Malformed`, and the mapped ones take
+/// any type, so a realm that reads its claims elsewhere is not refused for
+/// what these hold.
 #[derive(Deserialize)]
 pub(super) struct RawClaims<'a> {
     #[serde(borrow, default)]
-    pub(super) sub: Option<Str<'a>>,
+    pub(super) sub: Option<Claim<'a>>,
     #[serde(borrow, default)]
-    pub(super) tenant_id: Option<Str<'a>>,
+    pub(super) tenant_id: Option<Claim<'a>>,
     #[serde(borrow, default)]
-    pub(super) role: Option<Str<'a>>,
+    pub(super) role: Option<Claim<'a>>,
     #[serde(default, deserialize_with = "numeric_date")]
     pub(super) exp: Option<i64>,
     #[serde(default, deserialize_with = "numeric_date")]

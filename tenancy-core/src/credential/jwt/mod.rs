@@ -3,6 +3,7 @@
 //! development tokens.
 
 mod cache;
+mod claim_path;
 mod claims;
 mod keys;
 mod remote;
@@ -13,13 +14,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+pub use claim_path::{ClaimPath, InvalidClaimPath};
 pub use claims::{JwtClaims, encode_hs256};
 
 use self::cache::TokenCache;
-use self::claims::{ParseFailure, RawClaims, RawHeader, parse_object, unix_now};
+use self::claims::{Claim, ParseFailure, RawClaims, RawHeader, parse_object, unix_now};
 use self::keys::{KeyMiss, KeySet, VerifyKey, parse_algorithm, parse_jwks};
 use self::remote::{JwksTiming, JwksUrl, RefreshReason, RemoteKeys, RemoteSource};
-use crate::config::{ConfigError, JwtAlgorithm, RealmKeyConfig, TenancyConfig};
+use crate::config::{ClaimsConfig, ConfigError, JwtAlgorithm, RealmKeyConfig, TenancyConfig};
 use crate::error::{ErrorKind, TenancyError, TokenRejection};
 use crate::rbac::{Role, RoleAliases};
 use crate::store::StoreError;
@@ -98,15 +100,20 @@ pub struct VerifiedToken {
 /// 5. `exp` is required (`Claims`); past `exp` + leeway, or before `nbf` −
 ///    leeway: `token_expired`.
 /// 6. When the realm lists audiences, `aud` must hold one (`Audience`).
-/// 7. `sub` and `role` are required; `role` goes through the role aliases
-///    (`Claims` when unknown); a role above the realm's ceiling
+/// 7. The subject and the roles are required, read where the realm's
+///    [`ClaimsConfig`] says (`sub` and `role` by default; a dotted path or a
+///    JSON Pointer otherwise). The roles claim is a name or an array of
+///    names; each goes through the role aliases, unknown names are ignored,
+///    and the highest known role wins (`Claims` when none is known); a role
+///    above the realm's ceiling
 ///    ([`RealmConfig::role_ceiling`](crate::config::RealmConfig::role_ceiling):
 ///    `admin` unless the realm is the platform's or a services realm),
 ///    `super_admin` from a realm not marked `platform`, and `system` from a
 ///    realm not marked `services` are refused (`Realm`).
-/// 8. Shared realm: `tenant_id` is required and must be a valid tenant id
-///    (`Claims`). Dedicated realm: `tenant_id` may be left out, and must
-///    otherwise be the realm's tenant (`Realm`).
+/// 8. The tenant claim (`tenant_id` by default), when present, must be a
+///    string. Shared realm: it is required and must be a valid tenant id
+///    (`Claims`). Dedicated realm: it may be left out, and must otherwise
+///    be the realm's tenant (`Realm`).
 ///
 /// JWK sets behind a URL are fetched on the first token of their realm,
 /// refreshed when a token names an unknown `kid` or the set is older than
@@ -170,6 +177,9 @@ struct Realm {
     services: bool,
     platform: bool,
     ceiling: Role,
+    /// Where the tenant, roles and subject are; `None`: the default names,
+    /// read with the registered claims in one pass.
+    mapping: Option<ClaimsConfig>,
     keys: RealmKeys,
 }
 
@@ -183,6 +193,7 @@ impl fmt::Debug for Realm {
             .field("services", &self.services)
             .field("platform", &self.platform)
             .field("ceiling", &self.ceiling)
+            .field("mapping", &self.mapping)
             .field("keys", &self.keys)
             .finish()
     }
@@ -291,6 +302,7 @@ impl JwtVerifier {
                 services: realm.services,
                 platform: realm.platform,
                 ceiling: realm.role_ceiling(),
+                mapping: (!realm.claims.is_default()).then(|| realm.claims.clone()),
                 keys,
             });
         }
@@ -579,7 +591,7 @@ impl Inner {
             });
         }
 
-        let verified = self.check_claims(realm, &claims, now)?;
+        let verified = self.check_claims(realm, &claims, payload_json, now)?;
         if let Some(cache) = &self.cache {
             let valid_until = verified.expires_at.saturating_add(self.leeway);
             cache.insert(token, signature, &verified, valid_until, now);
@@ -592,6 +604,7 @@ impl Inner {
         &self,
         realm: &Realm,
         claims: &RawClaims<'_>,
+        payload_json: &[u8],
         now: i64,
     ) -> Result<VerifiedToken, TenancyError> {
         use TokenRejection::{Audience, Claims};
@@ -614,16 +627,48 @@ impl Inner {
         {
             return Err(invalid(Audience));
         }
-        let subject = claims
-            .sub
-            .as_ref()
-            .map(|s| &*s.0)
+        let Some(mapping) = &realm.mapping else {
+            let identity = Identity {
+                subject: claims.sub.as_ref(),
+                roles: claims.role.as_ref(),
+                tenant: claims.tenant_id.as_ref(),
+            };
+            return self.identify(realm, identity, exp);
+        };
+        // A realm with mapped claims reads the (verified) payload whole.
+        let payload: serde_json::Value =
+            serde_json::from_slice(payload_json).map_err(|_| invalid(Claims))?;
+        let found = |path: &ClaimPath| path.find(&payload).map(Claim::from_value);
+        let (subject, roles, tenant) = (
+            found(&mapping.subject),
+            found(&mapping.roles),
+            found(&mapping.tenant),
+        );
+        let identity = Identity {
+            subject: subject.as_ref(),
+            roles: roles.as_ref(),
+            tenant: tenant.as_ref(),
+        };
+        self.identify(realm, identity, exp)
+    }
+
+    /// Who the token speaks for, with which role, for which tenant.
+    fn identify(
+        &self,
+        realm: &Realm,
+        identity: Identity<'_>,
+        exp: i64,
+    ) -> Result<VerifiedToken, TenancyError> {
+        use TokenRejection::Claims;
+
+        let subject = identity
+            .subject
+            .and_then(Claim::as_str)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| invalid(Claims))?;
-        let role = claims
-            .role
-            .as_ref()
-            .and_then(|r| self.aliases.resolve(&r.0))
+        let role = identity
+            .roles
+            .and_then(|roles| self.highest_role(roles))
             .ok_or_else(|| invalid(Claims))?;
         // The realm's ceiling, whatever alias the role came through: a
         // tenant's identity provider never mints platform power.
@@ -633,7 +678,10 @@ impl Inner {
         {
             return Err(invalid(TokenRejection::Realm));
         }
-        let claimed = claims.tenant_id.as_ref().map(|t| &*t.0);
+        let claimed = match identity.tenant {
+            None => None,
+            Some(claim) => Some(claim.as_str().ok_or_else(|| invalid(Claims))?),
+        };
         let tenant = match (&realm.tenant, claimed) {
             (Some(own), None) => own.clone(),
             (Some(own), Some(claimed)) if own.as_str() == claimed => own.clone(),
@@ -650,6 +698,23 @@ impl Inner {
             services: realm.services,
         })
     }
+
+    /// The highest role the roles claim names through the aliases, names
+    /// no alias knows ignored; `None` when it names no known role.
+    fn highest_role(&self, roles: &Claim<'_>) -> Option<Role> {
+        match roles {
+            Claim::Str(name) => self.aliases.resolve(name),
+            Claim::Strs(names) => names.iter().filter_map(|n| self.aliases.resolve(n)).max(),
+            Claim::Other => None,
+        }
+    }
+}
+
+/// The claims a realm reads the caller from, wherever they were.
+struct Identity<'c> {
+    subject: Option<&'c Claim<'c>>,
+    roles: Option<&'c Claim<'c>>,
+    tenant: Option<&'c Claim<'c>>,
 }
 
 /// Whether `s` is a non-empty unpadded base64url string of a possible length.

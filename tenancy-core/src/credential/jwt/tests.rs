@@ -479,6 +479,187 @@ async fn unknown_or_missing_role_and_subject_are_claims_refusals() {
     }
 }
 
+/// A shared realm reading Keycloak's shapes: roles from `roles`, the
+/// subject from `preferred_username`, the tenant from `tenant`.
+fn mapped(tenant: &str, roles: &str, subject: &str) -> RealmConfig {
+    shared().claims(crate::config::ClaimsConfig {
+        tenant: tenant.parse().unwrap(),
+        roles: roles.parse().unwrap(),
+        subject: subject.parse().unwrap(),
+    })
+}
+
+/// Claims as Keycloak issues them: no `role`, no top-level `tenant_id`.
+fn keycloak_claims(realm_roles: Value) -> Value {
+    json!({
+        "sub": "f:1c2b:alice",
+        "preferred_username": "alice",
+        "iss": ISS,
+        "iat": now(),
+        "exp": now() + 600,
+        "typ": "Bearer",
+        "azp": "tenancy-api",
+        "realm_access": { "roles": realm_roles },
+        "resource_access": {
+            "tenancy-api": { "roles": ["operator"] },
+            "account": { "roles": ["manage-account", "view-profile"] }
+        },
+        "org": { "tenant": "acme" },
+        "https://example.com/tenant_id": "globex",
+    })
+}
+
+#[tokio::test]
+async fn mapped_claims_read_realm_roles_client_roles_nested_and_namespaced_tenants() {
+    let kc_roles = json!([
+        "offline_access",
+        "uma_authorization",
+        "default-roles-staff",
+        "viewer",
+        "tenant-admin"
+    ]);
+    for (realm, role, tenant, subject) in [
+        (
+            mapped("org.tenant", "realm_access.roles", "preferred_username"),
+            Role::Admin,
+            "acme",
+            "alice",
+        ),
+        (
+            mapped("org.tenant", "resource_access.tenancy-api.roles", "sub"),
+            Role::Operator,
+            "acme",
+            "f:1c2b:alice",
+        ),
+        (
+            mapped(
+                "/https:~1~1example.com~1tenant_id",
+                "/realm_access/roles",
+                "preferred_username",
+            ),
+            Role::Admin,
+            "globex",
+            "alice",
+        ),
+    ] {
+        let v = verifier([realm]);
+        let t = v
+            .verify(&hs(&keycloak_claims(kc_roles.clone())))
+            .await
+            .unwrap();
+        assert_eq!(
+            (t.role, t.tenant.as_str(), &*t.subject),
+            (role, tenant, subject)
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_highest_known_role_wins_and_no_known_role_is_refused() {
+    let v = verifier([mapped(
+        "org.tenant",
+        "realm_access.roles",
+        "preferred_username",
+    )]);
+    let role_of = |roles: Value| {
+        let token = hs(&keycloak_claims(roles));
+        let v = v.clone();
+        async move { v.verify(&token).await }
+    };
+    assert_eq!(
+        role_of(json!(["viewer", "devops", "viewer"]))
+            .await
+            .unwrap()
+            .role,
+        Role::Operator
+    );
+    assert_eq!(
+        role_of(json!("tenant-admin")).await.unwrap().role,
+        Role::Admin
+    );
+    assert_eq!(
+        role_of(json!([7, {"x": 1}, "viewer"])).await.unwrap().role,
+        Role::Viewer
+    );
+    for no_role in [
+        json!(["offline_access", "uma_authorization"]),
+        json!([]),
+        json!(3),
+        json!({"admin": true}),
+        json!(null),
+    ] {
+        assert_eq!(
+            rejection(role_of(no_role.clone()).await),
+            TokenRejection::Claims,
+            "{no_role}"
+        );
+    }
+    // The winner is held to the realm's ceiling: a tenant realm is refused,
+    // not capped, when a role above it is in the list.
+    assert_eq!(
+        rejection(role_of(json!(["viewer", "cpi-admin"])).await),
+        TokenRejection::Realm
+    );
+    // The default mapping takes an array too.
+    let v = verifier([shared()]);
+    let t = v
+        .verify(&hs(&with(claims(), "role", json!(["viewer", "operator"]))))
+        .await
+        .unwrap();
+    assert_eq!(t.role, Role::Operator);
+}
+
+#[tokio::test]
+async fn mapped_claims_of_the_wrong_type_are_refused_and_unmapped_ones_ignored() {
+    let v = verifier([mapped(
+        "org.tenant",
+        "realm_access.roles",
+        "preferred_username",
+    )]);
+    // What sits under the default names does not matter to a mapped realm.
+    let mut odd = keycloak_claims(json!(["viewer"]));
+    odd["role"] = json!(5);
+    odd["tenant_id"] = json!({"nested": true});
+    assert_eq!(v.verify(&hs(&odd)).await.unwrap().tenant.as_str(), "acme");
+    for (path, value) in [
+        ("org", json!({"tenant": 42})),
+        ("org", json!({"tenant": ["acme"]})),
+        ("org", json!({"tenant": "Not A Slug"})),
+        ("org", json!({})),
+        ("preferred_username", json!("")),
+        ("preferred_username", json!(1)),
+    ] {
+        let mut claims = keycloak_claims(json!(["viewer"]));
+        claims[path] = value.clone();
+        assert_eq!(
+            rejection(v.verify(&hs(&claims)).await),
+            TokenRejection::Claims,
+            "{path}: {value}"
+        );
+    }
+    // A dedicated realm still refuses another tenant at the mapped place.
+    let acme = crate::tenant::TenantId::new("globex").unwrap();
+    let v = verifier([mapped("org.tenant", "realm_access.roles", "sub").dedicated_to(acme)]);
+    assert_eq!(
+        rejection(v.verify(&hs(&keycloak_claims(json!(["viewer"])))).await),
+        TokenRejection::Realm
+    );
+}
+
+#[test]
+fn claim_paths_are_checked_when_the_config_is_read() {
+    let toml = |roles: &str| {
+        format!(
+            "[[realms]]\nname = \"kc\"\nissuer = \"{ISS}\"\n[realms.claims]\nroles = \"{roles}\"\n[[realms.keys]]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n"
+        )
+    };
+    let config = TenancyConfig::from_toml_str(&toml("realm_access.roles")).unwrap();
+    assert_eq!(config.realms[0].claims.roles.as_str(), "realm_access.roles");
+    assert!(config.realms[0].claims.tenant.is_top_level("tenant_id"));
+    assert!(TenancyConfig::from_toml_str(&toml("realm_access..roles")).is_err());
+    assert!(TenancyConfig::from_toml_str(&toml("/a~9")).is_err());
+}
+
 #[tokio::test]
 async fn malformed_tokens_are_refused_before_any_crypto() {
     let v = verifier([shared()]);
