@@ -5,6 +5,9 @@
 mod cache;
 mod claim_path;
 mod claims;
+mod fetch;
+#[cfg(test)]
+mod idp_tests;
 mod keys;
 mod remote;
 #[cfg(test)]
@@ -19,8 +22,9 @@ pub use claims::{JwtClaims, encode_hs256};
 
 use self::cache::TokenCache;
 use self::claims::{Claim, ParseFailure, RawClaims, RawHeader, parse_object, unix_now};
+use self::fetch::{KeyClient, KeyUrl};
 use self::keys::{KeyMiss, KeySet, VerifyKey, parse_algorithm, parse_jwks};
-use self::remote::{JwksTiming, JwksUrl, RefreshReason, RemoteKeys, RemoteSource};
+use self::remote::{JwksTiming, RefreshReason, RemoteKeys, RemoteSource};
 use crate::config::{ClaimsConfig, ConfigError, JwtAlgorithm, RealmKeyConfig, TenancyConfig};
 use crate::error::{ErrorKind, TenancyError, TokenRejection};
 use crate::rbac::{Role, RoleAliases};
@@ -115,13 +119,18 @@ pub struct VerifiedToken {
 ///    (`Claims`). Dedicated realm: it may be left out, and must otherwise
 ///    be the realm's tenant (`Realm`).
 ///
-/// JWK sets behind a URL are fetched on the first token of their realm,
-/// refreshed when a token names an unknown `kid` or the set is older than
-/// 15 minutes, at most once per 30 seconds per realm, one fetch in flight at
-/// a time. Plain `http` is accepted for loopback hosts only, unless the key
-/// sets `allow_http`; `https` needs the `jwks-https` feature. Symmetric
-/// (`oct`) keys are never taken from a JWK set. When a realm's keys were never fetched, its tokens
-/// are refused with `store_unavailable` (fail closed).
+/// JWK sets behind a URL (`jwks_url`, or the `jwks_uri` of the realm's OIDC
+/// discovery document, whose `issuer` must equal the realm's exactly) are
+/// fetched on the first token of their realm, refreshed when a token names
+/// an unknown `kid` or the set is older than 15 minutes, at most once per 30
+/// seconds per realm, one fetch in flight at a time. Fetches use `reqwest`
+/// with rustls: the system's roots plus `auth.ca_file` and the realm's
+/// `ca_file`, the usual proxy variables, 5 seconds, at most 1 MiB, no
+/// redirects. Plain `http` is accepted for loopback hosts only, unless the
+/// key (or, for discovery, the realm) sets `allow_http`. Symmetric (`oct`)
+/// keys are never taken from a JWK set. When a realm's keys were never
+/// fetched, its tokens are refused with `store_unavailable` (fail closed)
+/// and the reason is logged at `WARN`.
 ///
 /// Verified tokens are cached (`auth.token_cache_capacity`, 0 turns the
 /// cache off) until `exp` + leeway, matched on the whole token, so repeats of
@@ -288,10 +297,17 @@ impl JwtVerifier {
                     &mut sources,
                 )?;
             }
+            if realm.discovery {
+                sources.push(
+                    RemoteSource::discovery(&realm.issuer, realm.allow_http)
+                        .map_err(|m| ConfigError::new(format!("realms[{i}].issuer"), m))?,
+                );
+            }
             let keys = if sources.is_empty() {
                 RealmKeys::Fixed(KeySet::new(fixed))
             } else {
-                RealmKeys::Remote(Box::new(RemoteKeys::new(fixed, sources, timing)))
+                let client = key_client(config, i, timing.timeout)?;
+                RealmKeys::Remote(Box::new(RemoteKeys::new(fixed, sources, client, timing)))
             };
             by_issuer.insert(realm.issuer.as_str().into(), realms.len());
             realms.push(Realm {
@@ -431,6 +447,30 @@ pub fn parse_jwk_set_for_fuzzing(bytes: &[u8]) -> Result<usize, String> {
     parse_jwks(bytes, None, None).map(|keys| keys.len())
 }
 
+/// The key client of realm `index`: the system's roots plus
+/// `auth.ca_file` and the realm's `ca_file`.
+fn key_client(
+    config: &TenancyConfig,
+    index: usize,
+    timeout: std::time::Duration,
+) -> Result<KeyClient, ConfigError> {
+    let realm = &config.realms[index];
+    let files: Vec<(String, &std::path::Path)> = [
+        ("auth.ca_file".to_owned(), config.auth.ca_file.as_deref()),
+        (format!("realms[{index}].ca_file"), realm.ca_file.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(key, file)| Some((key, file?)))
+    .collect();
+    let paths: Vec<&std::path::Path> = files.iter().map(|(_, f)| *f).collect();
+    KeyClient::new(&paths, timeout).map_err(|(i, message)| {
+        let key = files
+            .get(i)
+            .map_or_else(|| format!("realms[{index}]"), |(k, _)| k.clone());
+        ConfigError::new(key, message)
+    })
+}
+
 fn load_key(
     config: &RealmKeyConfig,
     path: &str,
@@ -483,13 +523,13 @@ fn load_key(
         })?;
         fixed.extend(keys);
     } else if let Some(url) = &config.jwks_url {
-        let url = JwksUrl::parse(url, config.allow_http)
+        let url = KeyUrl::parse(url, config.allow_http)
             .map_err(|m| ConfigError::new(format!("{path}.jwks_url"), m))?;
-        sources.push(RemoteSource {
+        sources.push(RemoteSource::jwks(
             url,
-            only_alg: config.algorithm,
-            only_kid: config.kid.clone(),
-        });
+            config.algorithm,
+            config.kid.clone(),
+        ));
     } else {
         return Err(ConfigError::new(
             path,

@@ -1,28 +1,19 @@
-//! JWK sets behind a URL: fetched lazily, cached, refreshed on an unknown
-//! `kid` or when old, at most once per interval per realm, one fetch in
-//! flight at a time.
-//!
-//! The fetch is one HTTP/1.1 `GET` over a fresh connection (hyper's
-//! connection API over a tokio socket), with a timeout and a size limit.
-//! `https` needs the `jwks-https` feature (rustls with the aws-lc-rs
-//! provider and the Mozilla roots of `webpki-roots`).
+//! Keys behind a URL: JWK sets named directly (`jwks_url`) or found through
+//! OIDC discovery. Fetched lazily, cached, refreshed on an unknown `kid` or
+//! when old, at most once per interval per realm, one fetch in flight at a
+//! time. The HTTP side is [`KeyClient`](super::fetch::KeyClient).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-
+use super::fetch::{KeyClient, KeyUrl};
 use super::keys::{KeySet, VerifyKey, parse_jwks};
 use crate::config::JwtAlgorithm;
 
-/// Largest JWK set accepted, in bytes.
-const MAX_JWKS_BYTES: usize = 1 << 20;
+/// What a JWK set answer is asked for as.
+const JWKS_ACCEPT: &str = "application/jwk-set+json, application/json";
 
 /// How often a realm's JWK sets may be fetched, and when they are old.
 #[derive(Debug, Clone, Copy)]
@@ -48,84 +39,64 @@ impl Default for JwksTiming {
     }
 }
 
-/// A parsed `http` or `https` JWK set URL.
-#[derive(Clone)]
-pub(super) struct JwksUrl {
-    text: Box<str>,
-    https: bool,
-    host: Box<str>,
-    port: u16,
-    uri: http::Uri,
+/// Where a realm's remote keys are.
+#[derive(Debug)]
+pub(super) enum Source {
+    /// A `jwks_url` key.
+    Jwks(KeyUrl),
+    /// The `jwks_uri` of the realm's OIDC discovery document.
+    Discovery {
+        /// The realm's issuer, which the document must name exactly.
+        issuer: Box<str>,
+        /// `{issuer}/.well-known/openid-configuration`.
+        document: KeyUrl,
+        /// Whether a plain-http `jwks_uri` off loopback is accepted.
+        allow_http: bool,
+    },
 }
 
-impl fmt::Debug for JwksUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+/// One remote key source of a realm, with the `alg` and `kid` it is
+/// restricted to.
+#[derive(Debug)]
+pub(super) struct RemoteSource {
+    pub(super) source: Source,
+    pub(super) only_alg: Option<JwtAlgorithm>,
+    pub(super) only_kid: Option<String>,
+}
+
+impl RemoteSource {
+    /// Every key of the set at `url`.
+    pub(super) fn jwks(
+        url: KeyUrl,
+        only_alg: Option<JwtAlgorithm>,
+        only_kid: Option<String>,
+    ) -> Self {
+        Self {
+            source: Source::Jwks(url),
+            only_alg,
+            only_kid,
+        }
     }
-}
 
-/// `localhost` or a loopback address.
-fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-impl JwksUrl {
-    /// Parses `url`; the message says what is wrong. Plain `http` only to a
-    /// loopback host, or anywhere when `allow_http`: keys fetched in the
-    /// clear can be swapped by anyone on the path.
-    pub(super) fn parse(url: &str, allow_http: bool) -> Result<Self, String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => return Err("must be an http or https URL".to_owned()),
-        };
-        if https && !cfg!(feature = "jwks-https") {
-            return Err(
-                "https JWK set URLs need the `jwks-https` feature of tenancy-core".to_owned(),
-            );
-        }
-        let authority = uri.authority().ok_or("the URL has no host")?;
-        if authority.as_str().contains('@') {
-            return Err("the URL must not hold credentials".to_owned());
-        }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        if host.is_empty() {
-            return Err("the URL has no host".to_owned());
-        }
-        if !https && !allow_http && !is_loopback_host(host) {
-            return Err(
-                "plain http is accepted only for a loopback host; use https, or set allow_http = true on this key"
-                    .to_owned(),
-            );
-        }
-        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    /// Every key of the set the discovery document of `issuer` names.
+    pub(super) fn discovery(issuer: &str, allow_http: bool) -> Result<Self, String> {
         Ok(Self {
-            text: url.into(),
-            https,
-            host: host.into(),
-            port,
-            uri,
+            source: Source::Discovery {
+                issuer: issuer.into(),
+                document: KeyUrl::discovery(issuer, allow_http)?,
+                allow_http,
+            },
+            only_alg: None,
+            only_kid: None,
         })
     }
 
-    pub(super) fn as_str(&self) -> &str {
-        &self.text
+    /// The URL to name in a log line.
+    fn url(&self) -> &str {
+        match &self.source {
+            Source::Jwks(url) | Source::Discovery { document: url, .. } => url.as_str(),
+        }
     }
-}
-
-/// One `jwks_url` key of a realm.
-#[derive(Debug)]
-pub(super) struct RemoteSource {
-    pub(super) url: JwksUrl,
-    pub(super) only_alg: Option<JwtAlgorithm>,
-    pub(super) only_kid: Option<String>,
 }
 
 /// Why a realm's keys are being refreshed.
@@ -144,6 +115,7 @@ pub(super) enum RefreshReason {
 pub(super) struct RemoteKeys {
     fixed: Vec<Arc<VerifyKey>>,
     sources: Vec<RemoteSource>,
+    client: KeyClient,
     timing: JwksTiming,
     current: RwLock<Arc<KeySet>>,
     /// Reference point of `fetched_at`.
@@ -162,6 +134,9 @@ struct RefreshState {
     last_attempt: Option<Instant>,
     /// The keys last fetched from each source (`None`: never).
     fetched: Vec<Option<Vec<Arc<VerifyKey>>>>,
+    /// The JWK set URL each discovery source last found, kept while its
+    /// set can be fetched.
+    discovered: Vec<Option<KeyUrl>>,
 }
 
 impl fmt::Debug for RemoteKeys {
@@ -177,13 +152,16 @@ impl RemoteKeys {
     pub(super) fn new(
         fixed: Vec<Arc<VerifyKey>>,
         sources: Vec<RemoteSource>,
+        client: KeyClient,
         timing: JwksTiming,
     ) -> Self {
         let fetched = sources.iter().map(|_| None).collect();
+        let discovered = sources.iter().map(|_| None).collect();
         Self {
             current: RwLock::new(Arc::new(KeySet::new(fixed.clone()))),
             fixed,
             sources,
+            client,
             timing,
             epoch: Instant::now(),
             fetched_at: AtomicU64::new(0),
@@ -192,6 +170,7 @@ impl RemoteKeys {
             refresh: tokio::sync::Mutex::new(RefreshState {
                 last_attempt: None,
                 fetched,
+                discovered,
             }),
         }
     }
@@ -258,11 +237,11 @@ impl RemoteKeys {
 
         let mut any_success = false;
         for (i, source) in self.sources.iter().enumerate() {
-            match self.fetch_one(source).await {
+            match self.fetch_one(source, &mut state.discovered[i]).await {
                 Ok(keys) => {
                     tracing::debug!(
                         realm,
-                        url = source.url.as_str(),
+                        url = source.url(),
                         keys = keys.len(),
                         ?reason,
                         "JWK set fetched"
@@ -273,14 +252,17 @@ impl RemoteKeys {
                 Err(error) => {
                     tracing::warn!(
                         realm,
-                        url = source.url.as_str(),
+                        url = source.url(),
                         %error,
                         ?reason,
-                        "JWK set fetch failed"
+                        "JWK set fetch failed; the realm's tokens are refused until one succeeds"
                     );
                 }
             }
         }
+        // The interval runs from the end of the attempt: a server that
+        // answers slowly is not asked again the moment it has answered.
+        state.last_attempt = Some(Instant::now());
         if any_success {
             let mut keys = self.fixed.clone();
             for fetched in state.fetched.iter().flatten() {
@@ -297,141 +279,65 @@ impl RemoteKeys {
         self.attempts.fetch_add(1, Ordering::AcqRel);
     }
 
-    async fn fetch_one(&self, source: &RemoteSource) -> Result<Vec<Arc<VerifyKey>>, String> {
-        let body = tokio::time::timeout(self.timing.timeout, fetch(&source.url))
+    /// The keys of one source; a discovery source finds its set first,
+    /// unless the set it last found is still there.
+    async fn fetch_one(
+        &self,
+        source: &RemoteSource,
+        discovered: &mut Option<KeyUrl>,
+    ) -> Result<Vec<Arc<VerifyKey>>, String> {
+        let url = match (&source.source, &*discovered) {
+            (Source::Jwks(url), _) => url.clone(),
+            (Source::Discovery { .. }, Some(url)) => url.clone(),
+            (
+                Source::Discovery {
+                    issuer,
+                    document,
+                    allow_http,
+                },
+                None,
+            ) => self.discover(issuer, document, *allow_http).await?,
+        };
+        let keys = self
+            .client
+            .get(&url, JWKS_ACCEPT)
             .await
-            .map_err(|_| format!("no answer within {:?}", self.timing.timeout))??;
-        parse_jwks(&body, source.only_alg, source.only_kid.as_deref())
+            .and_then(|body| parse_jwks(&body, source.only_alg, source.only_kid.as_deref()))
+            .map_err(|e| format!("{}: {e}", url.as_str()));
+        if matches!(source.source, Source::Discovery { .. }) {
+            // Found again on the next refresh if it stopped working.
+            *discovered = keys.is_ok().then_some(url);
+        }
+        keys
+    }
+
+    /// The `jwks_uri` of the discovery document at `document`, whose
+    /// `issuer` must be exactly `issuer`.
+    async fn discover(
+        &self,
+        issuer: &str,
+        document: &KeyUrl,
+        allow_http: bool,
+    ) -> Result<KeyUrl, String> {
+        #[derive(serde::Deserialize)]
+        struct Metadata {
+            issuer: String,
+            jwks_uri: String,
+        }
+        let body = self.client.get(document, "application/json").await?;
+        let metadata: Metadata = serde_json::from_slice(&body)
+            .map_err(|e| format!("not an OIDC discovery document: {e}"))?;
+        if metadata.issuer != issuer {
+            let named: String = metadata.issuer.chars().take(256).collect();
+            return Err(format!(
+                "the discovery document names the issuer {named:?}, not the realm's {issuer:?}"
+            ));
+        }
+        KeyUrl::parse(&metadata.jwks_uri, allow_http)
+            .map_err(|e| format!("the discovery document's jwks_uri: {e}"))
     }
 }
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// `GET url`, answering the body of a `200`.
-async fn fetch(url: &JwksUrl) -> Result<Bytes, String> {
-    let tcp = tokio::net::TcpStream::connect((&*url.host, url.port))
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    if url.https {
-        #[cfg(feature = "jwks-https")]
-        {
-            let tls = tls::connect(&url.host, tcp).await?;
-            return get(url, hyper_util::rt::TokioIo::new(tls)).await;
-        }
-        #[cfg(not(feature = "jwks-https"))]
-        {
-            return Err("https needs the `jwks-https` feature".to_owned());
-        }
-    }
-    get(url, hyper_util::rt::TokioIo::new(tcp)).await
-}
-
-/// One request over a fresh HTTP/1.1 connection, driving the connection in
-/// the same task (no spawn, so dropping the future closes the socket).
-async fn get<IO>(url: &JwksUrl, io: IO) -> Result<Bytes, String>
-where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
-        .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-    let path = url
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    let host = url
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .unwrap_or_default();
-    let request = http::Request::get(path)
-        .header(http::header::HOST, host)
-        .header(
-            http::header::ACCEPT,
-            "application/jwk-set+json, application/json",
-        )
-        .header(http::header::USER_AGENT, "tenancy-jwks")
-        .header(http::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("cannot build the request: {e}"))?;
-
-    let exchange = async move {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
-        if response.status() != http::StatusCode::OK {
-            return Err(format!("answered {}", response.status()));
-        }
-        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("cannot read the body: {e}"))?;
-        Ok(body.to_bytes())
-    };
-
-    let mut exchange = pin!(exchange);
-    let mut conn = pin!(conn);
-    let mut conn_done = false;
-    std::future::poll_fn(move |cx| {
-        if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
-            return Poll::Ready(result);
-        }
-        if !conn_done && let Poll::Ready(result) = conn.as_mut().poll(cx) {
-            conn_done = true;
-            if let Err(e) = result {
-                return Poll::Ready(Err(format!("connection failed: {e}")));
-            }
-            // The connection closed; what it delivered may still finish the
-            // exchange.
-            return exchange.as_mut().poll(cx);
-        }
-        Poll::Pending
-    })
-    .await
-}
-
-#[cfg(feature = "jwks-https")]
-mod tls {
-    use std::sync::{Arc, OnceLock};
-
-    use tokio::net::TcpStream;
-    use tokio_rustls::TlsConnector;
-    use tokio_rustls::client::TlsStream;
-    use tokio_rustls::rustls::pki_types::ServerName;
-    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
-
-    fn connector() -> Result<TlsConnector, String> {
-        static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-        CONFIG
-            .get_or_init(|| {
-                let roots =
-                    RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-                let config = ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| format!("TLS set-up failed: {e}"))?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                Ok(Arc::new(config))
-            })
-            .clone()
-            .map(TlsConnector::from)
-    }
-
-    pub(super) async fn connect(
-        host: &str,
-        tcp: TcpStream,
-    ) -> Result<TlsStream<TcpStream>, String> {
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|e| format!("not a TLS server name: {e}"))?;
-        connector()?
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake failed: {e}"))
-    }
 }

@@ -817,17 +817,35 @@ fn unusable_keys_are_refused_at_start_naming_the_key() {
     }
 }
 
-#[cfg(not(feature = "jwks-https"))]
 #[test]
-fn https_jwks_urls_need_the_feature() {
-    let mut realm = shared();
-    realm.keys = vec![RealmKeyConfig {
-        jwks_url: Some("https://id.example.com/certs".into()),
-        ..RealmKeyConfig::default()
-    }];
-    let err = JwtVerifier::from_config(&config([realm])).unwrap_err();
+fn key_urls_and_ca_files_are_checked_at_start() {
+    let jwks = |url: &str| {
+        let mut realm = shared();
+        realm.keys = vec![RealmKeyConfig {
+            jwks_url: Some(url.into()),
+            ..RealmKeyConfig::default()
+        }];
+        realm
+    };
+    assert!(JwtVerifier::from_config(&config([jwks("https://id.example.com/certs")])).is_ok());
+    let err = TenancyConfig::builder()
+        .realm(jwks("ftp://id.example.com/certs"))
+        .build()
+        .unwrap_err();
     assert_eq!(err.key(), "realms[0].keys[0].jwks_url");
-    assert!(err.message().contains("jwks-https"), "{err}");
+
+    let mut realm = jwks("https://id.example.com/certs");
+    realm.ca_file = Some("/no/such/ca.pem".into());
+    let err = JwtVerifier::from_config(&config([realm.clone()])).unwrap_err();
+    assert_eq!(err.key(), "realms[0].ca_file", "{err}");
+    realm.ca_file = Some(temp_file("not-a-ca.pem", "hello"));
+    let err = JwtVerifier::from_config(&config([realm.clone()])).unwrap_err();
+    assert_eq!(err.key(), "realms[0].ca_file", "{err}");
+    realm.ca_file = None;
+    let mut config = config([realm]);
+    config.auth.ca_file = Some(temp_file("empty-ca.pem", ""));
+    let err = JwtVerifier::from_config(&config).unwrap_err();
+    assert_eq!(err.key(), "auth.ca_file", "{err}");
 }
 
 fn jwk(alg: Algorithm, private: &str, kid: Option<&str>) -> Value {
