@@ -26,7 +26,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::context::{AuthMethod, TenantContext};
-use crate::credential::{ApiKeyRecord, ApiKeySecret, KeyId, new_key_id};
+use crate::credential::{ApiKeyRecord, ApiKeySecret, KeyId, TenantRealm, new_key_id};
 use crate::engine::Tenancy;
 use crate::error::{ApiKeyRejection, ErrorKind, TenancyError};
 use crate::pipeline::store_failure;
@@ -215,6 +215,90 @@ impl TenancyAdmin {
             Err(StoreError::NotFound) => Err(ErrorKind::NotFound.into()),
             Err(e) => Err(store_failure("tenant store", e)),
         }
+    }
+
+    /// Sets (`Some`) or removes (`None`) the realm `tenant` brings: its own
+    /// identity provider, dedicated to it with a role ceiling of `admin`.
+    /// It counts from the next request on every instance sharing the realm
+    /// store; once removed, its tokens are refused on the next request.
+    ///
+    /// Refusals: `not_found` for an unknown tenant; `invalid_request` when
+    /// the realm does not pass [`TenantRealm::validate`]; `conflict` when a
+    /// configured realm or another tenant's realm has the issuer.
+    ///
+    /// ```
+    /// use tenancy_core::credential::TenantRealm;
+    /// use tenancy_core::tenant::{TenantId, TenantRecord};
+    /// use tenancy_core::{Tenancy, TenancyConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let tenancy = Tenancy::builder(TenancyConfig::default()).build()?;
+    /// let admin = tenancy.admin();
+    /// let (acme, globex) = (TenantId::new("acme")?, TenantId::new("globex")?);
+    /// for id in [&acme, &globex] {
+    ///     admin.create_tenant(TenantRecord::new(id.clone(), id.as_str(), "pro")).await?;
+    /// }
+    /// let realm = TenantRealm::discovered("https://id.acme.example/realms/acme");
+    /// admin.set_tenant_realm(&acme, Some(realm.clone())).await?;
+    /// assert_eq!(admin.tenant_realm(&acme).await?, Some(realm.clone()));
+    ///
+    /// let taken = admin.set_tenant_realm(&globex, Some(realm)).await.unwrap_err();
+    /// assert_eq!(taken.code(), "conflict");
+    ///
+    /// admin.set_tenant_realm(&acme, None).await?;
+    /// assert_eq!(admin.tenant_realm(&acme).await?, None);
+    /// # tenancy.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn set_tenant_realm(
+        &self,
+        tenant: &TenantId,
+        realm: Option<TenantRealm>,
+    ) -> Result<(), TenancyError> {
+        if let Some(realm) = &realm {
+            realm.validate().map_err(TenancyError::invalid_request)?;
+            if self
+                .tenancy
+                .config()
+                .realms
+                .iter()
+                .any(|r| r.issuer == realm.issuer)
+            {
+                return Err(
+                    ErrorKind::Conflict("a configured realm has this issuer".to_owned()).into(),
+                );
+            }
+        }
+        match self.tenancy.tenant_store().get(tenant).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(ErrorKind::NotFound.into()),
+            Err(e) => return Err(store_failure("tenant store", e)),
+        }
+        let store = self.tenancy.realm_store();
+        let result = match realm {
+            Some(realm) => store.put(tenant, realm).await,
+            None => store.remove(tenant).await.map(|_| ()),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists) => {
+                Err(ErrorKind::Conflict("another tenant's realm has this issuer".to_owned()).into())
+            }
+            Err(e) => Err(store_failure("realm store", e)),
+        }
+    }
+
+    /// The realm `tenant` brings, if any.
+    pub async fn tenant_realm(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<TenantRealm>, TenancyError> {
+        self.tenancy
+            .realm_store()
+            .get(tenant)
+            .await
+            .map_err(|e| store_failure("realm store", e))
     }
 
     /// Drops a tenant from the cache, so the next request reads the store.

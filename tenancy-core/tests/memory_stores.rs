@@ -3,14 +3,19 @@
 use std::sync::Arc;
 
 use tenancy_core::store::memory::{
-    MemoryApiKeyStore, MemoryAuditLog, MemoryQuotaStore, MemoryRateLimiter, MemoryTenantStore,
-    MemoryUsageMeter,
+    MemoryApiKeyStore, MemoryAuditLog, MemoryQuotaStore, MemoryRateLimiter, MemoryRealmStore,
+    MemoryTenantStore, MemoryUsageMeter,
 };
 use tenancy_core::testkit::stores;
 
 #[tokio::test]
 async fn tenant_store() {
     stores::tenant_store(&MemoryTenantStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn realm_store() {
+    stores::realm_store(&[Arc::new(MemoryRealmStore::new())]).await;
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ use tenancy_core::store::StoreError;
 
 use crate::error::RedisStoreError;
 use crate::keyspace::Keyspace;
-use crate::{RedisApiKeyStore, RedisQuotaStore, RedisRateLimiter, RedisTenantStore};
+use crate::{
+    RedisApiKeyStore, RedisQuotaStore, RedisRateLimiter, RedisRealmStore, RedisTenantStore,
+};
 
 /// The default key prefix.
 pub const DEFAULT_KEY_PREFIX: &str = "tenancy";
@@ -228,6 +230,11 @@ impl RedisStores {
     /// The [`TenantStore`](tenancy_core::store::TenantStore) on this connection.
     pub fn tenant_store(&self) -> RedisTenantStore {
         RedisTenantStore::new(self.clone())
+    }
+
+    /// The [`RealmStore`](tenancy_core::store::RealmStore) on this connection.
+    pub fn realm_store(&self) -> RedisRealmStore {
+        RedisRealmStore::new(self.clone())
     }
 
     /// The [`ApiKeyStore`](tenancy_core::store::ApiKeyStore) on this connection.

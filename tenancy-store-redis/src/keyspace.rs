@@ -33,6 +33,17 @@ impl Keyspace {
     }
 
     /// `<prefix>:apikey:<digest hex>`: an API key record (hash).
+    /// Issuer -> the claim of the tenant realm with that issuer.
+    pub(crate) fn realms_by_issuer(&self) -> String {
+        format!("{}:{{realms}}:by-issuer", self.prefix)
+    }
+
+    /// Tenant id -> the issuer of its realm (same slot as
+    /// [`realms_by_issuer`](Self::realms_by_issuer)).
+    pub(crate) fn realm_issuers(&self) -> String {
+        format!("{}:{{realms}}:issuer-of", self.prefix)
+    }
+
     pub(crate) fn api_key(&self, digest: &ApiKeyDigest) -> String {
         format!("{}:apikey:{}", self.prefix, digest.to_hex())
     }

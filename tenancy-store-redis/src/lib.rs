@@ -86,6 +86,7 @@ mod error;
 mod keyspace;
 mod quota;
 mod rate_limit;
+mod realm;
 mod tenant;
 
 pub use api_key::RedisApiKeyStore;
@@ -95,6 +96,7 @@ pub use connection::{
 pub use error::RedisStoreError;
 pub use quota::{QUOTA_EXPIRY_MARGIN, RedisQuotaStore};
 pub use rate_limit::RedisRateLimiter;
+pub use realm::RedisRealmStore;
 pub use tenant::RedisTenantStore;
 
 /// The `redis` client this crate is written against.

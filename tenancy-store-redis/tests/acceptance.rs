@@ -36,6 +36,21 @@ async fn tenant_store() {
     stores::tenant_store(&redis.tenant_store()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realm_store_across_instances() {
+    let Some(url) = services::redis_url() else {
+        return;
+    };
+    let prefix = unique_prefix("realms");
+    let first = connect(&url, &prefix).await;
+    let second = connect(&url, &prefix).await;
+    stores::realm_store(&[
+        Arc::new(first.realm_store()),
+        Arc::new(second.realm_store()),
+    ])
+    .await;
+}
+
 #[tokio::test]
 async fn api_key_store() {
     let Some(url) = services::redis_url() else {

@@ -1,6 +1,7 @@
 //! Two `Tenancy` instances over one Redis, as two service replicas would
 //! run: a key revoked through one is refused by the other on its next
-//! request, and a tenant's RPS holds across both together.
+//! request, a tenant's RPS holds across both together, and a realm a tenant
+//! brings counts on both from the next request.
 
 mod redis_server;
 
@@ -25,6 +26,7 @@ async fn instance(url: &str, prefix: &str) -> Tenancy {
         .api_key_store(Arc::new(redis.api_key_store()))
         .rate_limiter(Arc::new(redis.rate_limiter()))
         .quota_store(Arc::new(redis.quota_store()))
+        .realm_store(Arc::new(redis.realm_store()))
         .build()
         .unwrap()
 }
@@ -114,6 +116,124 @@ async fn revocation_and_tenant_rps_hold_across_instances() {
             tenancy_core::error::ApiKeyRejection::Revoked
         )
     ));
+
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+/// A realm a tenant brings, set through one instance: the other uses it on
+/// its next request, and refuses its tokens on the next request once it is
+/// removed; an issuer cannot be claimed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_brought_realm_is_added_and_removed_on_both_instances() {
+    use jwt_simple::prelude::{Claims, Duration, RS256KeyPair, RSAKeyPairLike};
+    use serde_json::json;
+    use tenancy_core::config::ClaimsConfig;
+    use tenancy_core::credential::TenantRealm;
+    use tenancy_core::rbac::Role;
+    use tenancy_core::testkit::idp::IdpServer;
+
+    let Some(url) = services::redis_url() else {
+        return;
+    };
+    let prefix = unique_prefix("tenant-realms");
+    let first = instance(&url, &prefix).await;
+    let second = instance(&url, &prefix).await;
+    let (bigcorp, globex) = (
+        TenantId::new("bigcorp").unwrap(),
+        TenantId::new("globex").unwrap(),
+    );
+    for id in [&bigcorp, &globex] {
+        first
+            .admin()
+            .create_tenant(TenantRecord::new(id.clone(), id.as_str(), "enterprise"))
+            .await
+            .unwrap();
+    }
+
+    // Bigcorp's Keycloak, and a token from it as Keycloak shapes them.
+    let idp = IdpServer::start().await;
+    let key = RS256KeyPair::from_pem(include_str!(
+        "../../tenancy-core/src/credential/jwt/testdata/rsa_private.pem"
+    ))
+    .unwrap()
+    .with_key_id("bigcorp-2026");
+    let jwk: serde_json::Value = serde_json::from_str(&key.public_key().to_jwk()).unwrap();
+    idp.publish_realm("bigcorp", json!({ "keys": [jwk] }));
+    let issuer = idp.issuer("bigcorp");
+    let claims = Claims::with_custom_claims(
+        json!({
+            "preferred_username": "dana",
+            "realm_access": { "roles": ["offline_access", "tenant-admin"] },
+        }),
+        Duration::from_mins(10),
+    )
+    .with_issuer(&issuer)
+    .with_subject("4f1b0c2e");
+    let token = key.sign(claims).unwrap();
+    let request = || {
+        http::Request::get("/api/v1/metrics/query")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    };
+
+    // No realm has the issuer yet.
+    let err = second
+        .admit(&RequestHead::from(&request()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_token");
+
+    let realm = TenantRealm::discovered(&issuer).claims(ClaimsConfig {
+        tenant: "tenant_id".parse().unwrap(),
+        roles: "realm_access.roles".parse().unwrap(),
+        subject: "preferred_username".parse().unwrap(),
+    });
+    first
+        .admin()
+        .set_tenant_realm(&bigcorp, Some(realm.clone()))
+        .await
+        .unwrap();
+    for instance in [&second, &first] {
+        let admitted = instance
+            .admit(&RequestHead::from(&request()))
+            .await
+            .unwrap();
+        let ctx = admitted.context().expect("a tenant context");
+        assert_eq!(
+            (
+                ctx.tenant_id().as_str(),
+                ctx.role(),
+                &*ctx.principal().subject
+            ),
+            ("bigcorp", Role::Admin, "dana")
+        );
+    }
+    // The issuer is bigcorp's: globex cannot claim it, through either.
+    let err = second
+        .admin()
+        .set_tenant_realm(&globex, Some(realm))
+        .await
+        .unwrap_err();
+    assert_eq!((err.code(), err.status().as_u16()), ("conflict", 409));
+
+    // Removed through the second: the first refuses the same token at once.
+    second
+        .admin()
+        .set_tenant_realm(&bigcorp, None)
+        .await
+        .unwrap();
+    for instance in [&first, &second] {
+        let err = instance
+            .admit(&RequestHead::from(&request()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_token");
+    }
+    assert_eq!(second.admin().tenant_realm(&bigcorp).await.unwrap(), None);
 
     first.shutdown().await;
     second.shutdown().await;

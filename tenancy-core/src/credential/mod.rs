@@ -8,7 +8,11 @@ mod jwt;
 pub use crate::key_id::{InvalidKeyId, KeyId};
 pub use api_key::{ApiKeyDigest, ApiKeyRecord};
 pub use api_key_secret::{ApiKeyHasher, ApiKeySecret, new_key_id};
+pub(crate) use jwt::Pending;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub use jwt::parse_jwk_set_for_fuzzing;
-pub use jwt::{ClaimPath, InvalidClaimPath, JwtClaims, JwtVerifier, VerifiedToken, encode_hs256};
+pub use jwt::{
+    ClaimPath, InvalidClaimPath, JwtClaims, JwtVerifier, RealmClaim, TenantRealm, VerifiedToken,
+    encode_hs256,
+};

@@ -16,12 +16,13 @@ use crate::pipeline::authenticate::Authenticator;
 use crate::request::RequestIds;
 use crate::resolve::{CustomSource, TenantResolver, TenantSourceFn};
 use crate::store::memory::{
-    MemoryApiKeyStore, MemoryAuditLog, MemoryQuotaStore, MemoryRateLimiter, MemoryTenantStore,
-    MemoryUsageMeter,
+    MemoryApiKeyStore, MemoryAuditLog, MemoryQuotaStore, MemoryRateLimiter, MemoryRealmStore,
+    MemoryTenantStore, MemoryUsageMeter,
 };
 use crate::store::tenant_cache::{Plans, TenantCache};
 use crate::store::{
-    ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, TenantStore, UsageMeter,
+    ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, RealmStore, TenantStore,
+    UsageMeter,
 };
 
 /// Builds a [`Tenancy`]; stores default to the in-memory ones.
@@ -44,6 +45,7 @@ pub struct TenancyBuilder {
     config: TenancyConfig,
     tenants: Option<Arc<dyn TenantStore>>,
     api_keys: Option<Arc<dyn ApiKeyStore>>,
+    realms: Option<Arc<dyn RealmStore>>,
     limiter: Option<Arc<dyn RateLimiter>>,
     quotas: Option<Arc<dyn QuotaStore>>,
     audit_sink: Option<Arc<dyn AuditSink>>,
@@ -67,6 +69,7 @@ impl TenancyBuilder {
             config,
             tenants: None,
             api_keys: None,
+            realms: None,
             limiter: None,
             quotas: None,
             audit_sink: None,
@@ -86,6 +89,12 @@ impl TenancyBuilder {
     /// The API key store (default: in memory).
     pub fn api_key_store(mut self, store: Arc<dyn ApiKeyStore>) -> Self {
         self.api_keys = Some(store);
+        self
+    }
+
+    /// The store of the realms tenants bring (default: in memory).
+    pub fn realm_store(mut self, store: Arc<dyn RealmStore>) -> Self {
+        self.realms = Some(store);
         self
     }
 
@@ -210,6 +219,9 @@ impl TenancyBuilder {
                 plans,
             ),
             api_keys,
+            realms: self
+                .realms
+                .unwrap_or_else(|| Arc::new(MemoryRealmStore::new())),
             limiter,
             quotas: self
                 .quotas

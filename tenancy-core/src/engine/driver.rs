@@ -592,7 +592,13 @@ impl Tenancy {
         let stores = &inner.stores;
         let caller = inner
             .authenticator
-            .authenticate(head, stores.api_keys.as_ref(), admission.admitted, wait)
+            .authenticate(
+                head,
+                stores.api_keys.as_ref(),
+                stores.realms.as_ref(),
+                admission.admitted,
+                wait,
+            )
             .await
             .map_err(|e| (e, None))?;
         let checked = async {

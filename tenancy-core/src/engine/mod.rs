@@ -80,7 +80,8 @@ pub use crate::request::{ExcludedPaths, REQUEST_ID_HEADER, RequestHead, RoutePol
 use crate::resolve::TenantResolver;
 use crate::store::tenant_cache::TenantCache;
 use crate::store::{
-    ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, TenantStore, UsageMeter,
+    ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, RealmStore, TenantStore,
+    UsageMeter,
 };
 pub use crate::tenant_metrics::{
     AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, KEY_USES_DROPPED_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION,
@@ -93,6 +94,7 @@ pub const REQUESTS_EVENT: &str = "requests";
 pub(crate) struct Stores {
     pub(crate) tenants: TenantCache,
     pub(crate) api_keys: Arc<dyn ApiKeyStore>,
+    pub(crate) realms: Arc<dyn RealmStore>,
     pub(crate) limiter: Arc<dyn RateLimiter>,
     pub(crate) quotas: Arc<dyn QuotaStore>,
     pub(crate) audit_query: Option<Arc<dyn AuditQuery>>,
@@ -161,6 +163,11 @@ impl Tenancy {
     /// The API key store.
     pub fn api_key_store(&self) -> &Arc<dyn ApiKeyStore> {
         &self.inner.stores.api_keys
+    }
+
+    /// The store of the realms tenants bring.
+    pub fn realm_store(&self) -> &Arc<dyn RealmStore> {
+        &self.inner.stores.realms
     }
 
     /// Where audit events are read back, when the sink supports it.

@@ -12,11 +12,12 @@ use super::{Caller, Halt, PresentedKey, Wait, now_or_await};
 use crate::audit::ActorKind;
 use crate::config::{ConfigError, TenancyConfig};
 use crate::context::{AuthMethod, Principal};
+use crate::credential::Pending;
 use crate::credential::{ApiKeyHasher, JwtVerifier};
 use crate::error::{ApiKeyRejection, ErrorKind, TenancyError, TokenRejection};
 use crate::rbac::Role;
 use crate::request::{RequestHead, visible_ascii};
-use crate::store::ApiKeyStore;
+use crate::store::{ApiKeyStore, RealmStore};
 
 /// Turns credentials into callers.
 #[derive(Debug)]
@@ -58,11 +59,14 @@ impl Authenticator {
         &self.hasher
     }
 
-    /// Who `head`'s credential says it is, at `now`.
+    /// Who `head`'s credential says it is, at `now`. A token whose issuer
+    /// no configured realm has is checked against the realm a tenant
+    /// brought with it, as `realms` has it now.
     pub(crate) async fn authenticate(
         &self,
         head: &RequestHead<'_>,
         api_keys: &dyn ApiKeyStore,
+        realms: &dyn RealmStore,
         now: Now,
         wait: Wait,
     ) -> Result<Caller, Halt> {
@@ -81,7 +85,17 @@ impl Authenticator {
                 .ok_or_else(|| {
                     TenancyError::from(ErrorKind::InvalidToken(TokenRejection::Malformed))
                 })?;
-            let verified = now_or_await!(wait, self.jwt.verify_now(token), self.jwt.verify(token))?;
+            let verified = match self.jwt.check_now(token) {
+                Ok(verified) => verified,
+                Err(Pending::Refused(e)) => return Err(e.into()),
+                Err(_) if wait == Wait::Never => return Err(Halt::WouldWait),
+                Err(Pending::Fetch) => self.jwt.verify(token).await?,
+                Err(Pending::Foreign(issuer)) => {
+                    self.jwt
+                        .verify_in_tenant_realm(token, &issuer, realms)
+                        .await?
+                }
+            };
             let kind = if verified.role == Role::System {
                 ActorKind::Service
             } else {
@@ -175,6 +189,7 @@ mod tests {
         auth.authenticate(
             &RequestHead::from(&parts),
             &MemoryApiKeyStore::new(),
+            &crate::store::memory::MemoryRealmStore::new(),
             crate::clock::Clock::new().now(),
             Wait::Never,
         )

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditEvent, AuditFilter};
-use crate::credential::{ApiKeyDigest, ApiKeyRecord, KeyId};
+use crate::credential::{ApiKeyDigest, ApiKeyRecord, KeyId, RealmClaim, TenantRealm};
 use crate::limit::{QuotaCharge, QuotaKey, RateCheck, RateDecision};
 use crate::metering::UsageRecord;
 use crate::plan::Limit;
@@ -61,6 +61,28 @@ pub trait TenantStore: Send + Sync + 'static {
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// The realms tenants bring ([`TenantRealm`]), by issuer for verification
+/// and by tenant for management. An issuer belongs to one tenant at most,
+/// and a tenant has one realm at most.
+///
+/// Verification asks [`find_by_issuer`](Self::find_by_issuer) on every
+/// request carrying such a realm's token, so a realm put or removed here
+/// counts from the next request on every instance sharing the store.
+#[async_trait]
+pub trait RealmStore: Send + Sync + 'static {
+    /// The realm whose issuer is `issuer`, with the tenant that brought it.
+    async fn find_by_issuer(&self, issuer: &str) -> Result<Option<RealmClaim>, StoreError>;
+    /// The realm `tenant` brought.
+    async fn get(&self, tenant: &TenantId) -> Result<Option<TenantRealm>, StoreError>;
+    /// Sets `tenant`'s realm, replacing the one it had (whose issuer is
+    /// then free); [`StoreError::AlreadyExists`] when another tenant's
+    /// realm has the issuer, nothing changed. One atomic step: two tenants
+    /// claiming one issuer at once, from any instances, never both win.
+    async fn put(&self, tenant: &TenantId, realm: TenantRealm) -> Result<(), StoreError>;
+    /// Removes `tenant`'s realm; whether it had one.
+    async fn remove(&self, tenant: &TenantId) -> Result<bool, StoreError>;
 }
 
 /// API keys, by digest for verification and by tenant for management.

@@ -15,6 +15,7 @@
 //!
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! stores::tenant_store(&MemoryTenantStore::new()).await;
+//! stores::realm_store(&[Arc::new(MemoryRealmStore::new())]).await;
 //! stores::api_key_store(&MemoryApiKeyStore::new()).await;
 //! stores::quota_store(Arc::new(MemoryQuotaStore::new())).await;
 //! stores::rate_limiter(Arc::new(MemoryRateLimiter::new())).await;
@@ -509,6 +510,96 @@ pub async fn api_key_count_quota(stores: &[Arc<dyn ApiKeyStore>]) {
             .await
             .expect("insert")
     );
+}
+
+/// A [`RealmStore`](crate::store::RealmStore): each issuer belongs to one
+/// tenant, a tenant's new realm frees the issuer of its old one, removal
+/// frees it too, and of many tenants claiming one issuer at once through
+/// `stores` (one per instance), exactly one wins.
+pub async fn realm_store(stores: &[Arc<dyn crate::store::RealmStore>]) {
+    use crate::credential::TenantRealm;
+    let store = &stores[0];
+    let (a, b) = (unique_tenant("realm"), unique_tenant("realm"));
+    let issuer = |name: &str| format!("https://id.example.com/realms/{name}-{a}");
+    let first = TenantRealm::discovered(issuer("first"));
+    assert_eq!(
+        store.find_by_issuer(&first.issuer).await.expect("find"),
+        None
+    );
+    assert_eq!(store.get(&a).await.expect("get"), None);
+    assert!(!store.remove(&a).await.expect("remove"));
+
+    store.put(&a, first.clone()).await.expect("put");
+    let claim = store
+        .find_by_issuer(&first.issuer)
+        .await
+        .expect("find")
+        .expect("claimed");
+    assert_eq!((&claim.tenant, &claim.realm), (&a, &first));
+    assert_eq!(store.get(&a).await.expect("get"), Some(first.clone()));
+    // Putting the same issuer again (a changed mapping) is the owner's right.
+    let mut changed = first.clone();
+    changed.audience = vec!["api".into()];
+    store.put(&a, changed.clone()).await.expect("put again");
+    assert_eq!(store.get(&a).await.expect("get"), Some(changed));
+    // Another tenant cannot take it; nothing of either changes.
+    assert!(matches!(
+        store.put(&b, first.clone()).await,
+        Err(crate::store::StoreError::AlreadyExists)
+    ));
+    assert_eq!(store.get(&b).await.expect("get"), None);
+    let owner = store
+        .find_by_issuer(&first.issuer)
+        .await
+        .expect("find")
+        .expect("claimed")
+        .tenant;
+    assert_eq!(owner, a);
+    // A new realm frees the old issuer, which another tenant may then take.
+    let second = TenantRealm::with_jwks_url(issuer("second"), "https://id.example.com/certs");
+    store.put(&a, second.clone()).await.expect("put second");
+    assert_eq!(
+        store.find_by_issuer(&first.issuer).await.expect("find"),
+        None
+    );
+    store
+        .put(&b, first.clone())
+        .await
+        .expect("b takes the freed issuer");
+    assert_eq!(store.get(&a).await.expect("get"), Some(second.clone()));
+    // Removal frees the issuer.
+    assert!(store.remove(&a).await.expect("remove"));
+    assert_eq!(
+        store.find_by_issuer(&second.issuer).await.expect("find"),
+        None
+    );
+    assert_eq!(store.get(&a).await.expect("get"), None);
+    assert!(store.remove(&b).await.expect("remove b"));
+
+    // A race for one issuer, across instances: exactly one tenant wins.
+    let contested = TenantRealm::discovered(issuer("contested"));
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % stores.len()]);
+            let tenant = unique_tenant("racer");
+            let realm = contested.clone();
+            tokio::spawn(async move { store.put(&tenant, realm).await.is_ok().then_some(tenant) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        if let Some(tenant) = task.await.expect("task") {
+            winners.push(tenant);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let claim = store
+        .find_by_issuer(&contested.issuer)
+        .await
+        .expect("find")
+        .expect("claimed");
+    assert_eq!(claim.tenant, winners[0]);
+    assert!(store.remove(&winners[0]).await.expect("remove winner"));
 }
 
 /// The [`QuotaStore`] contract: limits, isolation, period rollover, and no

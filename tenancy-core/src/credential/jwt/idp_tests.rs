@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::remote::JwksTiming;
 use super::*;
 use crate::config::{ClaimsConfig, RealmConfig, TenancyConfig};
+use crate::tenant::TenantId;
 use crate::testkit::idp::{IdpServer, Reply};
 
 const RSA_PRIVATE: &str = include_str!("testdata/rsa_private.pem");
@@ -483,4 +484,91 @@ async fn bad_discovery_and_jwk_set_answers_are_logged_and_refuse_the_token() {
         assert!(v.verify(&token).await.is_err());
         assert_eq!(idp.hits(&path), hits, "{realm}");
     }
+}
+
+#[tokio::test]
+async fn a_tenant_realm_is_used_while_the_store_has_it_and_never_after() {
+    use crate::store::RealmStore;
+    use crate::store::memory::MemoryRealmStore;
+
+    let idp = IdpServer::start().await;
+    let rs = Signer::rs256(RSA_PRIVATE, "bigcorp-1");
+    idp.publish_realm("bigcorp", keycloak_certs(&[&rs]));
+    let issuer = idp.issuer("bigcorp");
+    let store = MemoryRealmStore::new();
+    let bigcorp = TenantId::new("bigcorp").unwrap();
+    // Token caching on: a removed realm's cached tokens must not outlive it.
+    let mut config = TenancyConfig::default();
+    config.auth.token_cache_capacity = 100;
+    let v = JwtVerifier::build(&config, fast()).unwrap();
+    let token = |roles: Value, tenant: Option<&str>| {
+        let mut claims = json!({ "realm_access": { "roles": roles } });
+        if let Some(tenant) = tenant {
+            claims["tenant_id"] = json!(tenant);
+        }
+        rs.sign(&issuer, "carol", claims)
+    };
+    let admin = token(json!(["tenant-admin"]), None);
+    let verify = |token: String| {
+        let v = v.clone();
+        let store = &store;
+        let issuer = issuer.clone();
+        async move { v.verify_in_tenant_realm(&token, &issuer, store).await }
+    };
+
+    // Unknown issuer: refused, nothing fetched.
+    assert_eq!(
+        rejection(verify(admin.clone()).await),
+        TokenRejection::Issuer
+    );
+    assert_eq!(idp.hits(&IdpServer::discovery_path("bigcorp")), 0);
+    // The public API knows only the configured realms.
+    assert_eq!(rejection(v.verify(&admin).await), TokenRejection::Issuer);
+
+    let realm =
+        TenantRealm::discovered(&issuer).claims(mapping("tenant_id", "realm_access.roles", "sub"));
+    store.put(&bigcorp, realm.clone()).await.unwrap();
+    let t = verify(admin.clone()).await.unwrap();
+    assert_eq!(
+        (&*t.realm, t.tenant.as_str(), t.role),
+        ("tenant:bigcorp", "bigcorp", Role::Admin)
+    );
+    assert!(verify(admin.clone()).await.is_ok(), "a cached repeat");
+    // Dedicated to its tenant, capped at admin.
+    assert_eq!(
+        rejection(verify(token(json!(["viewer"]), Some("globex"))).await),
+        TokenRejection::Realm
+    );
+    for platform in [
+        json!(["super_admin"]),
+        json!(["cpi-admin", "viewer"]),
+        json!(["system"]),
+    ] {
+        assert_eq!(
+            rejection(verify(token(platform.clone(), None)).await),
+            TokenRejection::Realm,
+            "{platform}"
+        );
+    }
+
+    // Changing its mapping counts from the next token.
+    store
+        .put(
+            &bigcorp,
+            realm
+                .clone()
+                .claims(mapping("tenant_id", "resource_access.x.roles", "sub")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rejection(verify(admin.clone()).await),
+        TokenRejection::Claims
+    );
+    store.put(&bigcorp, realm).await.unwrap();
+    assert!(verify(admin.clone()).await.is_ok());
+
+    // Removed: the very token verified a moment ago is refused.
+    assert!(store.remove(&bigcorp).await.unwrap());
+    assert_eq!(rejection(verify(admin).await), TokenRejection::Issuer);
 }

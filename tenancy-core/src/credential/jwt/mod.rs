@@ -10,6 +10,7 @@ mod fetch;
 mod idp_tests;
 mod keys;
 mod remote;
+mod tenant_realm;
 #[cfg(test)]
 mod tests;
 
@@ -19,16 +20,18 @@ use std::sync::Arc;
 
 pub use claim_path::{ClaimPath, InvalidClaimPath};
 pub use claims::{JwtClaims, encode_hs256};
+pub use tenant_realm::{RealmClaim, TenantRealm};
 
 use self::cache::TokenCache;
 use self::claims::{Claim, ParseFailure, RawClaims, RawHeader, parse_object, unix_now};
 use self::fetch::{KeyClient, KeyUrl};
 use self::keys::{KeyMiss, KeySet, VerifyKey, parse_algorithm, parse_jwks};
 use self::remote::{JwksTiming, RefreshReason, RemoteKeys, RemoteSource};
+use self::tenant_realm::{InUse, TenantRealms};
 use crate::config::{ClaimsConfig, ConfigError, JwtAlgorithm, RealmKeyConfig, TenancyConfig};
 use crate::error::{ErrorKind, TenancyError, TokenRejection};
 use crate::rbac::{Role, RoleAliases};
-use crate::store::StoreError;
+use crate::store::{RealmStore, StoreError};
 use crate::tenant::TenantId;
 
 /// Longest token accepted, in bytes.
@@ -176,6 +179,11 @@ struct Inner {
     aliases: RoleAliases,
     leeway: i64,
     cache: Option<TokenCache>,
+    /// The realms tenants brought, as last found in the realm store.
+    tenant_realms: TenantRealms,
+    /// `auth.ca_file`, for the tenant realms' key client.
+    ca_file: Option<std::path::PathBuf>,
+    timing: JwksTiming,
 }
 
 struct Realm {
@@ -219,8 +227,23 @@ enum RealmKeys {
 /// Why [`Inner::check`] stopped.
 enum Fail {
     Refused(TenancyError),
-    /// The realm's keys must be fetched first.
-    NeedKeys(usize, RefreshReason),
+    /// The realm's keys must be fetched first (the index of a configured
+    /// realm; `None` for the tenant realm being checked).
+    NeedKeys(Option<usize>, RefreshReason),
+    /// No configured realm has this issuer; a tenant's realm may.
+    Foreign(Box<str>),
+}
+
+/// What [`JwtVerifier::check_now`] could not finish without waiting.
+pub(crate) enum Pending {
+    /// The token is refused.
+    Refused(TenancyError),
+    /// A configured realm's keys must be fetched: await
+    /// [`JwtVerifier::verify`].
+    Fetch,
+    /// No configured realm has the token's issuer: await
+    /// [`JwtVerifier::verify_in_tenant_realm`] with it.
+    Foreign(Box<str>),
 }
 
 impl From<TokenRejection> for Fail {
@@ -329,6 +352,9 @@ impl JwtVerifier {
                 aliases: config.role_aliases.clone(),
                 leeway: i64::try_from(config.auth.leeway_secs).unwrap_or(i64::MAX),
                 cache: TokenCache::new(config.auth.token_cache_capacity),
+                tenant_realms: TenantRealms::default(),
+                ca_file: config.auth.ca_file.clone(),
+                timing,
             }),
         })
     }
@@ -384,7 +410,10 @@ impl JwtVerifier {
         let (index, reason) = match self.inner.check(token, unix_now(), true) {
             Ok(verified) => return Ok(verified),
             Err(Fail::Refused(e)) => return Err(e),
-            Err(Fail::NeedKeys(index, reason)) => (index, reason),
+            Err(Fail::Foreign(_)) | Err(Fail::NeedKeys(None, _)) => {
+                return Err(invalid(TokenRejection::Issuer));
+            }
+            Err(Fail::NeedKeys(Some(index), reason)) => (index, reason),
         };
         self.verify_after_fetch(token, index, reason).await
     }
@@ -410,10 +439,70 @@ impl JwtVerifier {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn verify_now(&self, token: &str) -> Option<Result<VerifiedToken, TenancyError>> {
-        match self.inner.check(token, unix_now(), true) {
+        match self.check_now(token) {
             Ok(verified) => Some(Ok(verified)),
-            Err(Fail::Refused(e)) => Some(Err(e)),
-            Err(Fail::NeedKeys(..)) => None,
+            Err(Pending::Refused(e)) => Some(Err(e)),
+            Err(Pending::Foreign(_)) => Some(Err(invalid(TokenRejection::Issuer))),
+            Err(Pending::Fetch) => None,
+        }
+    }
+
+    /// [`verify_now`](Self::verify_now) telling apart a token whose issuer
+    /// no configured realm has, which a tenant's realm may have.
+    pub(crate) fn check_now(&self, token: &str) -> Result<VerifiedToken, Pending> {
+        match self.inner.check(token, unix_now(), true) {
+            Ok(verified) => Ok(verified),
+            Err(Fail::Refused(e)) => Err(Pending::Refused(e)),
+            Err(Fail::Foreign(issuer)) => Err(Pending::Foreign(issuer)),
+            Err(Fail::NeedKeys(..)) => Err(Pending::Fetch),
+        }
+    }
+
+    /// Verifies a token whose issuer no configured realm has, against the
+    /// realm a tenant brought with that issuer, as `realms` has it now: a
+    /// realm removed or changed there is never used again. `Issuer` when no
+    /// tenant has the issuer; `store_unavailable` when the store fails.
+    pub(crate) async fn verify_in_tenant_realm(
+        &self,
+        token: &str,
+        issuer: &str,
+        realms: &dyn RealmStore,
+    ) -> Result<VerifiedToken, TenancyError> {
+        let claim = match realms.find_by_issuer(issuer).await {
+            Ok(Some(claim)) if claim.realm.issuer == issuer => claim,
+            Ok(_) => return Err(invalid(TokenRejection::Issuer)),
+            Err(e) => {
+                tracing::error!(store = "realm store", error = %e, "store failed");
+                return Err(TenancyError::from(e));
+            }
+        };
+        let tenant = claim.tenant.clone();
+        let inner = &self.inner;
+        let in_use = inner
+            .tenant_realms
+            .in_use(
+                claim,
+                inner.ca_file.as_deref(),
+                inner.timing,
+                inner.cache.is_some(),
+            )
+            .map_err(|e| {
+                tracing::warn!(tenant_id = %tenant, error = %e, "a tenant's realm cannot be used");
+                invalid(TokenRejection::Issuer)
+            })?;
+        let reason = match inner.check_in(token, unix_now(), true, &in_use) {
+            Ok(verified) => return Ok(verified),
+            Err(Fail::Refused(e)) => return Err(e),
+            Err(Fail::NeedKeys(_, reason)) => reason,
+            Err(Fail::Foreign(_)) => return Err(invalid(TokenRejection::Issuer)),
+        };
+        if let RealmKeys::Remote(remote) = &in_use.realm.keys {
+            Box::pin(remote.refresh(&in_use.realm.name, reason)).await;
+        }
+        match inner.check_in(token, unix_now(), false, &in_use) {
+            Ok(verified) => Ok(verified),
+            Err(Fail::Refused(e)) => Err(e),
+            Err(_) => Err(invalid(TokenRejection::Signature)),
         }
     }
 
@@ -434,6 +523,7 @@ impl JwtVerifier {
         match self.inner.check(token, unix_now(), false) {
             Ok(verified) => Ok(verified),
             Err(Fail::Refused(e)) => Err(e),
+            Err(Fail::Foreign(_)) => Err(invalid(TokenRejection::Issuer)),
             Err(Fail::NeedKeys(..)) => Err(invalid(TokenRejection::Signature)),
         }
     }
@@ -557,16 +647,58 @@ impl std::ops::Deref for KeysNow<'_> {
 }
 
 impl Inner {
-    /// Verifies `token` at `now` without waiting; asks for a key fetch when
-    /// `may_fetch` and the realm needs one.
+    /// Verifies `token` at `now` with the configured realm of its issuer,
+    /// without waiting; asks for a key fetch when `may_fetch` and the realm
+    /// needs one.
     fn check(&self, token: &str, now: i64, may_fetch: bool) -> Result<VerifiedToken, Fail> {
+        self.check_with(
+            token,
+            now,
+            may_fetch,
+            self.cache.as_ref(),
+            |issuer| match self.by_issuer.get(issuer) {
+                Some(&index) => Ok((&self.realms[index], Some(index))),
+                None => Err(Fail::Foreign(issuer.into())),
+            },
+        )
+    }
+
+    /// [`check`](Self::check) with the tenant realm `in_use`, whose issuer
+    /// the token must carry.
+    fn check_in(
+        &self,
+        token: &str,
+        now: i64,
+        may_fetch: bool,
+        in_use: &InUse,
+    ) -> Result<VerifiedToken, Fail> {
+        self.check_with(token, now, may_fetch, in_use.cache.as_ref(), |issuer| {
+            if *issuer == *in_use.realm.issuer {
+                Ok((&in_use.realm, None))
+            } else {
+                Err(invalid(TokenRejection::Issuer).into())
+            }
+        })
+    }
+
+    /// The checks of a token, with the realm `pick` gives for its issuer
+    /// (and that realm's index, for a configured one) and the verified
+    /// tokens of `cache`.
+    fn check_with<'r>(
+        &self,
+        token: &str,
+        now: i64,
+        may_fetch: bool,
+        cache: Option<&TokenCache>,
+        pick: impl FnOnce(&str) -> Result<(&'r Realm, Option<usize>), Fail>,
+    ) -> Result<VerifiedToken, Fail> {
         use TokenRejection::{Algorithm, Claims, Issuer, Malformed, Signature};
 
         if token.len() > MAX_TOKEN_LEN {
             return Err(Malformed.into());
         }
         let (signed, signature) = token.rsplit_once('.').ok_or(Malformed)?;
-        if let Some(cache) = &self.cache
+        if let Some(cache) = cache
             && let Some(hit) = cache.get(token, signature, now)
         {
             return Ok(hit);
@@ -597,8 +729,7 @@ impl Inner {
         }
 
         let issuer = claims.iss.as_ref().ok_or(Issuer)?;
-        let index = *self.by_issuer.get(&*issuer.0).ok_or(Issuer)?;
-        let realm = &self.realms[index];
+        let (realm, index) = pick(&issuer.0)?;
         let keys = match &realm.keys {
             RealmKeys::Fixed(keys) => KeysNow::Fixed(keys),
             RealmKeys::Remote(remote) => {
@@ -632,7 +763,7 @@ impl Inner {
         }
 
         let verified = self.check_claims(realm, &claims, payload_json, now)?;
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = cache {
             let valid_until = verified.expires_at.saturating_add(self.leeway);
             cache.insert(token, signature, &verified, valid_until, now);
         }

@@ -10,6 +10,7 @@
 //! | [`ApiKeyStore`](super::ApiKeyStore) | [`MemoryApiKeyStore`] |
 //! | [`RateLimiter`](super::RateLimiter) | [`MemoryRateLimiter`] |
 //! | [`QuotaStore`](super::QuotaStore) | [`MemoryQuotaStore`] |
+//! | [`RealmStore`](super::RealmStore) | [`MemoryRealmStore`] |
 //! | [`AuditSink`](super::AuditSink) + [`AuditQuery`](super::AuditQuery) | [`MemoryAuditLog`] |
 //! | [`UsageMeter`](super::UsageMeter) | [`MemoryUsageMeter`] |
 
@@ -17,6 +18,7 @@ mod api_key;
 mod audit;
 mod quota;
 mod rate_limit;
+mod realm;
 mod tenant;
 mod usage;
 
@@ -24,5 +26,6 @@ pub use api_key::MemoryApiKeyStore;
 pub use audit::{DEFAULT_EVENTS_PER_TENANT, MemoryAuditLog};
 pub use quota::MemoryQuotaStore;
 pub use rate_limit::MemoryRateLimiter;
+pub use realm::MemoryRealmStore;
 pub use tenant::MemoryTenantStore;
 pub use usage::MemoryUsageMeter;

@@ -1,0 +1,224 @@
+//! Realms that tenants bring: [`TenantRealm`], an enterprise tenant's own
+//! identity provider, set at run time through the
+//! [`RealmStore`](crate::store::RealmStore) and dedicated to that tenant;
+//! and the verifier's cache of the ones in use.
+
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::cache::TokenCache;
+use super::fetch::{KeyClient, KeyUrl};
+use super::remote::{JwksTiming, RemoteKeys, RemoteSource};
+use super::{Realm, RealmKeys};
+use crate::ConcurrentMap;
+use crate::config::ClaimsConfig;
+use crate::rbac::Role;
+use crate::tenant::TenantId;
+
+/// Longest issuer accepted, in bytes.
+const MAX_ISSUER_BYTES: usize = 512;
+/// Most audiences a tenant realm may list.
+const MAX_AUDIENCES: usize = 16;
+/// Tokens cached per tenant realm.
+const TOKENS_PER_REALM: usize = 1_000;
+
+/// A tenant's own identity provider: its issuer, where its keys are, and
+/// where its tokens carry the tenant, the roles and the subject.
+///
+/// Such a realm is dedicated to its tenant by construction (a token naming
+/// another tenant is refused), its role ceiling is `admin`, and it may
+/// issue neither `super_admin` nor `system`. Its keys come from OIDC
+/// discovery of its issuer or from one JWK set URL (`https`, or `http` to a
+/// loopback host), fetched with the same client and rules as the
+/// configured realms'.
+///
+/// ```
+/// use tenancy_core::credential::TenantRealm;
+///
+/// let realm = TenantRealm::discovered("https://id.bigcorp.example/realms/bigcorp");
+/// assert!(realm.validate().is_ok());
+///
+/// let mut bad = TenantRealm::discovered("https://id.bigcorp.example/realms/bigcorp");
+/// bad.jwks_url = Some("https://id.bigcorp.example/certs".into());
+/// assert!(bad.validate().is_err()); // discovery or a JWK set URL, not both
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRealm {
+    /// The `iss` its tokens carry; no other realm may have it.
+    pub issuer: String,
+    /// Whether its keys are found through OIDC discovery of `issuer`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// The URL of its JWK set, when not discovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// Accepted audiences; empty means `aud` is not checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
+    /// Where its tokens carry the tenant, the roles and the subject.
+    #[serde(default)]
+    pub claims: ClaimsConfig,
+}
+
+impl TenantRealm {
+    /// A realm whose keys are found through OIDC discovery of `issuer`.
+    pub fn discovered(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            discovery: true,
+            jwks_url: None,
+            audience: Vec::new(),
+            claims: ClaimsConfig::default(),
+        }
+    }
+
+    /// A realm whose keys are the JWK set at `jwks_url`.
+    pub fn with_jwks_url(issuer: impl Into<String>, jwks_url: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            discovery: false,
+            jwks_url: Some(jwks_url.into()),
+            audience: Vec::new(),
+            claims: ClaimsConfig::default(),
+        }
+    }
+
+    /// Reads the tenant, the roles and the subject where `claims` says.
+    pub fn claims(mut self, claims: ClaimsConfig) -> Self {
+        self.claims = claims;
+        self
+    }
+
+    /// Checks what a caller set: the issuer (1 to 512 visible characters),
+    /// exactly one of `discovery` and `jwks_url`, a URL that may be
+    /// fetched, at most 16 audiences of 1 to 256 characters. The message
+    /// says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let issuer = &self.issuer;
+        if issuer.is_empty()
+            || issuer.len() > MAX_ISSUER_BYTES
+            || !issuer.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err("issuer must be 1 to 512 visible ASCII characters".to_owned());
+        }
+        match (self.discovery, &self.jwks_url) {
+            (true, None) => KeyUrl::discovery(issuer, false)
+                .map(|_| ())
+                .map_err(|e| format!("issuer: {e}")),
+            (false, Some(url)) => KeyUrl::parse(url, false)
+                .map(|_| ())
+                .map_err(|e| format!("jwks_url: {e}")),
+            _ => Err("set discovery = true or a jwks_url, not both".to_owned()),
+        }?;
+        if self.audience.len() > MAX_AUDIENCES
+            || self.audience.iter().any(|a| a.is_empty() || a.len() > 256)
+        {
+            return Err("audience: at most 16, each 1 to 256 characters".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A tenant realm with the tenant that brought it, as a
+/// [`RealmStore`](crate::store::RealmStore) finds it by issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealmClaim {
+    /// The tenant the realm is dedicated to.
+    pub tenant: TenantId,
+    /// The realm.
+    pub realm: TenantRealm,
+}
+
+/// A tenant realm as the verifier uses it: built once per configuration,
+/// with its own keys and its own verified tokens.
+pub(super) struct InUse {
+    pub(super) claim: RealmClaim,
+    pub(super) realm: Realm,
+    pub(super) cache: Option<TokenCache>,
+}
+
+/// The tenant realms this verifier has used, by tenant. An entry is found
+/// only through a store answer naming its tenant and configuration, so a
+/// realm removed or changed in the store is never used again, whatever is
+/// here.
+#[derive(Default)]
+pub(super) struct TenantRealms {
+    by_tenant: ConcurrentMap<TenantId, Arc<InUse>>,
+    /// The key client of tenant realms (the system's roots and
+    /// `auth.ca_file`), built on first use.
+    client: OnceLock<Result<KeyClient, String>>,
+}
+
+impl std::fmt::Debug for TenantRealms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantRealms")
+            .field("in_use", &self.by_tenant.len())
+            .finish()
+    }
+}
+
+impl TenantRealms {
+    /// The realm `claim` describes, built now unless the one in use has
+    /// the same configuration.
+    pub(super) fn in_use(
+        &self,
+        claim: RealmClaim,
+        ca_file: Option<&std::path::Path>,
+        timing: JwksTiming,
+        cache_tokens: bool,
+    ) -> Result<Arc<InUse>, String> {
+        if let Some(current) = self.by_tenant.get(&claim.tenant)
+            && current.claim == claim
+        {
+            return Ok(Arc::clone(&current));
+        }
+        let client = self
+            .client
+            .get_or_init(|| {
+                let files: Vec<&std::path::Path> = ca_file.into_iter().collect();
+                KeyClient::new(&files, timing.timeout).map_err(|(_, e)| e)
+            })
+            .clone()?;
+        let source = if claim.realm.discovery {
+            RemoteSource::discovery(&claim.realm.issuer, false)?
+        } else {
+            let url = claim.realm.jwks_url.as_deref().unwrap_or_default();
+            RemoteSource::jwks(KeyUrl::parse(url, false)?, None, None)
+        };
+        let realm = Realm {
+            name: Arc::from(format!("tenant:{}", claim.tenant)),
+            issuer: claim.realm.issuer.as_str().into(),
+            audience: claim
+                .realm
+                .audience
+                .iter()
+                .map(|a| a.as_str().into())
+                .collect(),
+            tenant: Some(claim.tenant.clone()),
+            services: false,
+            platform: false,
+            ceiling: Role::Admin,
+            mapping: (!claim.realm.claims.is_default()).then(|| claim.realm.claims.clone()),
+            keys: RealmKeys::Remote(Box::new(RemoteKeys::new(
+                Vec::new(),
+                vec![source],
+                client,
+                timing,
+            ))),
+        };
+        let in_use = Arc::new(InUse {
+            cache: if cache_tokens {
+                TokenCache::new(TOKENS_PER_REALM)
+            } else {
+                None
+            },
+            realm,
+            claim,
+        });
+        self.by_tenant
+            .insert(in_use.claim.tenant.clone(), Arc::clone(&in_use));
+        Ok(in_use)
+    }
+}
