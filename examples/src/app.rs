@@ -31,7 +31,7 @@ use tenancy_core::Tenancy;
 use tenancy_core::admin::{CountQuota, NewApiKey};
 use tenancy_core::audit::AuditFilter;
 use tenancy_core::context::TenantContext;
-use tenancy_core::credential::{ApiKeyRecord, KeyId};
+use tenancy_core::credential::{ApiKeyRecord, KeyId, TenantRealm};
 use tenancy_core::error::{ErrorKind, TenancyError};
 use tenancy_core::guard::require_role;
 use tenancy_core::handle::{Audit, Quota};
@@ -281,6 +281,19 @@ struct PatchTenant {
     status: Option<TenantStatus>,
     #[serde(default)]
     settings: Option<TenantSettings>,
+    /// Absent: unchanged; `null`: removed; an object: set.
+    #[serde(default, deserialize_with = "present")]
+    realm: Option<Option<TenantRealm>>,
+}
+
+/// A field that is present, even as `null` (`Some(None)`), told from one
+/// that is absent (`None`, through `#[serde(default)]`).
+fn present<'de, D, T>(deserializer: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
@@ -454,6 +467,14 @@ fn tenant_json(t: &TenantRecord) -> Value {
     })
 }
 
+/// One tenant as `GET` and `PATCH /api/v1/tenants/{id}` answer it: the
+/// record and the realm it brings (`null` when none).
+fn tenant_with_realm_json(t: &TenantRecord, realm: Option<&TenantRealm>) -> Value {
+    let mut json = tenant_json(t);
+    json["realm"] = json!(realm);
+    json
+}
+
 fn key_json(k: &ApiKeyRecord) -> Value {
     json!({
         "key_id": k.key_id,
@@ -583,7 +604,8 @@ impl App {
     /// role.
     pub async fn get_tenant(&self, ctx: &TenantContext, id: &str) -> Result<Reply> {
         let tenant = self.visible_tenant(ctx, id).await?;
-        Ok(Reply::ok(tenant_json(&tenant)))
+        let realm = self.tenancy.admin().tenant_realm(&tenant.id).await?;
+        Ok(Reply::ok(tenant_with_realm_json(&tenant, realm.as_ref())))
     }
 
     /// `PATCH /api/v1/tenants/{id}` (route: super_admin).
@@ -604,6 +626,15 @@ impl App {
             )));
         }
         let mut changed = Vec::new();
+        // The realm first: a refused one (invalid, or its issuer taken)
+        // leaves the record as it was.
+        if let Some(realm) = patch.realm {
+            self.tenancy
+                .admin()
+                .set_tenant_realm(&tenant.id, realm)
+                .await?;
+            changed.push("realm");
+        }
         if let Some(name) = patch.name {
             tenant.name = name;
             changed.push("name");
@@ -629,7 +660,8 @@ impl App {
                 .detail("changed", changed.join(","))
                 .detail("status", tenant.status.as_str()),
         );
-        Ok(Reply::ok(tenant_json(&tenant)))
+        let realm = self.tenancy.admin().tenant_realm(&tenant.id).await?;
+        Ok(Reply::ok(tenant_with_realm_json(&tenant, realm.as_ref())))
     }
 
     /// The tenant a body names, or the caller's: another tenant only for

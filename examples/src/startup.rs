@@ -118,6 +118,7 @@ pub async fn prepare(
         builder = builder
             .tenant_store(Arc::new(redis.tenant_store()))
             .api_key_store(Arc::new(redis.api_key_store()))
+            .realm_store(Arc::new(redis.realm_store()))
             .rate_limiter(Arc::new(redis.rate_limiter()))
             .quota_store(Arc::new(redis.quota_store()));
         tracing::info!(redis = ?redis, "tenants, API keys, rate limits and quotas in Redis");

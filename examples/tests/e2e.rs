@@ -1109,3 +1109,134 @@ async fn audit_and_usage_in_clickhouse() {
         assert_eq!(s.terminate(), Some(0), "{name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_brings_its_realm_through_one_instance_and_both_honour_it() {
+    use jwt_simple::prelude::{Claims, Duration, RS256KeyPair, RSAKeyPairLike};
+    use serde_json::json;
+    use tenancy_core::testkit::idp::IdpServer;
+
+    let Some(url) = tenancy_core::testkit::services::redis_url() else {
+        return;
+    };
+    let prefix = format!(
+        "e2e-realms-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    let env = [
+        ("TENANCY_REDIS_URL", url.as_str()),
+        ("TENANCY_REDIS_PREFIX", prefix.as_str()),
+    ];
+    let bins = binaries();
+    let a = Server::start(bins[0].0, bins[0].1, &env);
+    let b = Server::start(bins[1].0, bins[1].1, &env);
+    create_tenant(&a, "bigcorp", "enterprise").await;
+    create_tenant(&a, "globex", "pro").await;
+
+    // Bigcorp's Keycloak: discovery and keys at Keycloak's paths.
+    let idp = IdpServer::start().await;
+    let key = RS256KeyPair::from_pem(include_str!(
+        "../../tenancy-core/src/credential/jwt/testdata/rsa_private.pem"
+    ))
+    .unwrap()
+    .with_key_id("bigcorp-1");
+    let jwk: serde_json::Value = serde_json::from_str(&key.public_key().to_jwk()).unwrap();
+    idp.publish_realm("bigcorp", json!({ "keys": [jwk] }));
+    let issuer = idp.issuer("bigcorp");
+    let token = |roles: serde_json::Value| {
+        let claims = Claims::with_custom_claims(
+            json!({ "preferred_username": "dana", "realm_access": { "roles": roles } }),
+            Duration::from_mins(10),
+        )
+        .with_issuer(&issuer)
+        .with_subject("4f1b0c2e");
+        format!("Bearer {}", key.sign(claims).unwrap())
+    };
+    let admin = token(json!(["offline_access", "tenant-admin"]));
+    async fn patch(server: &Server, tenant: &str, body: serde_json::Value) -> support::Answer {
+        let auth = format!("Bearer {}", root());
+        let path = format!("/api/v1/tenants/{tenant}");
+        let body = body.to_string();
+        server
+            .call("PATCH", &path, &[("authorization", &auth)], Some(&body))
+            .await
+    }
+    async fn query(server: &Server, auth: &str) -> support::Answer {
+        server
+            .call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("authorization", auth)],
+                None,
+            )
+            .await
+    }
+    assert_eq!(query(&b, &admin).await.code(), "invalid_token");
+
+    let realm = json!({
+        "issuer": issuer,
+        "discovery": true,
+        "claims": { "roles": "realm_access.roles", "subject": "preferred_username" },
+    });
+    let set = patch(&a, "bigcorp", json!({ "realm": realm })).await;
+    assert_eq!(set.status, 200, "{}", set.raw);
+    assert_eq!(set.body["realm"]["issuer"], json!(issuer));
+    for server in [&b, &a] {
+        let answer = query(server, &admin).await;
+        assert_eq!(answer.status, 200, "{}: {}", server.name, answer.raw);
+    }
+    // Dedicated and capped: no platform power, no other tenant.
+    let platform = token(json!(["cpi-admin"]));
+    assert_eq!(query(&b, &platform).await.code(), "invalid_token");
+    let other = b
+        .call(
+            "GET",
+            "/api/v1/metrics/query",
+            &[("authorization", &admin), ("x-tenant-id", "globex")],
+            None,
+        )
+        .await;
+    assert_eq!((other.status, other.code()), (403, "tenant_mismatch"));
+    // One issuer, one realm; bad realms are refused and change nothing.
+    let taken = patch(&b, "globex", json!({ "realm": realm })).await;
+    assert_eq!(
+        (taken.status, taken.code()),
+        (409, "conflict"),
+        "{}",
+        taken.raw
+    );
+    for bad in [
+        json!({ "issuer": issuer }),
+        json!({ "issuer": "https://id.example.com", "discovery": true, "jwks_url": "https://id.example.com/certs" }),
+        json!({ "issuer": "http://id.example.com", "discovery": true }),
+        json!({ "issuer": issuer, "discovery": true, "claims": { "roles": "a..b" } }),
+        json!({ "issuer": issuer, "discovery": true, "max_role": "super_admin" }),
+    ] {
+        let refused = patch(&b, "globex", json!({ "realm": bad, "name": "Renamed" })).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (400, "invalid_request"),
+            "{bad}: {}",
+            refused.raw
+        );
+    }
+    let globex = b.get("/api/v1/tenants/globex", &root()).await;
+    assert_eq!(
+        (&globex.body["name"], &globex.body["realm"]),
+        (&json!("globex Inc"), &json!(null))
+    );
+
+    // Removed through the other instance: refused at once on both.
+    let removed = patch(&b, "bigcorp", json!({ "realm": null })).await;
+    assert_eq!(removed.status, 200, "{}", removed.raw);
+    assert_eq!(removed.body["realm"], json!(null));
+    for server in [&a, &b] {
+        assert_eq!(
+            query(server, &admin).await.code(),
+            "invalid_token",
+            "{}",
+            server.name
+        );
+    }
+}
