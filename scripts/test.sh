@@ -7,14 +7,15 @@
 #   scripts/test.sh                      # cargo test --workspace --all-features
 #   scripts/test.sh -p tenancy-core      # extra arguments go to `cargo test`
 #
-# Needs the Debian packages `redis-server` and `clickhouse-server`; when they
-# are missing and the script runs as root it installs them with apt-get.
+# Needs the Debian packages `redis-server`, `clickhouse-server` and `curl`;
+# when they are missing and the script runs as root it installs them with
+# apt-get.
 # Both servers are stopped and the temporary directory removed on every exit.
 set -euo pipefail
 
 readonly STARTUP_TIMEOUT_SECS=60
 readonly SHUTDOWN_TIMEOUT_SECS=15
-readonly PACKAGES=(redis-server clickhouse-server)
+readonly PACKAGES=(redis-server clickhouse-server curl)
 
 # Debian installs clickhouse-server into /usr/sbin, which is not on the PATH
 # of ordinary users.
@@ -37,6 +38,8 @@ ensure_servers_installed() {
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v redis-cli >/dev/null || missing+=(redis-cli)
     command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+    # docs/keycloak.md's calls are run as printed (examples/tests/guide.rs).
+    command -v curl >/dev/null || missing+=(curl)
     ((${#missing[@]} == 0)) && return
 
     if ((EUID != 0)); then
