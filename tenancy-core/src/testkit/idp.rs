@@ -1,6 +1,7 @@
 //! An identity provider's HTTP side for tests: [`IdpServer`] serves
 //! documents at Keycloak's paths, in Keycloak's JSON shapes, on a loopback
-//! port, so that discovery and JWK set fetches run over real connections.
+//! port (plain HTTP, or TLS with a certificate the test makes), so that
+//! discovery and JWK set fetches run over real connections.
 //!
 //! The tokens themselves are minted by the tests, with whatever JOSE
 //! library they choose; the server publishes the public keys they give it.
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// Longest request head read, in bytes.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -102,11 +103,8 @@ impl IdpServer {
     ///
     /// When no loopback port can be bound.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
+        let (listener, state) = Self::bind().await;
         let base = format!("http://{}", listener.local_addr().expect("an address"));
-        let state = Arc::new(Mutex::new(State::default()));
         let shared = Arc::clone(&state);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -116,7 +114,56 @@ impl IdpServer {
         Self { base, state }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// [`start`](Self::start) over TLS, with the certificate chain and
+    /// private key in `cert_pem` and `key_pem` (a certificate for the IP
+    /// address `127.0.0.1`); the base URL is `https://127.0.0.1:PORT`.
+    ///
+    /// # Panics
+    ///
+    /// When the PEM cannot be read or no loopback port can be bound.
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls::{ServerConfig, crypto};
+
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("a PEM certificate chain");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("a PEM private key");
+        let config =
+            ServerConfig::builder_with_provider(Arc::new(crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("TLS versions")
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .expect("a certificate and its key");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (listener, state) = Self::bind().await;
+        let base = format!("https://{}", listener.local_addr().expect("an address"));
+        let shared = Arc::clone(&state);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, state) = (acceptor.clone(), Arc::clone(&shared));
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends here.
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        serve(tls, state).await;
+                    }
+                });
+            }
+        });
+        Self { base, state }
+    }
+
+    async fn bind() -> (TcpListener, Arc<Mutex<State>>) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        (listener, Arc::new(Mutex::new(State::default())))
+    }
+
+    /// `http://127.0.0.1:PORT` (`https://…` for [`start_tls`](Self::start_tls)).
     pub fn base_url(&self) -> &str {
         &self.base
     }
@@ -193,7 +240,10 @@ pub fn keycloak_discovery(issuer: &str) -> Value {
     })
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+async fn serve<S>(mut stream: S, state: Arc<Mutex<State>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut head = Vec::new();
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {

@@ -239,6 +239,31 @@ mod tests {
         assert!("a.b.c.d.e.f.g.h".parse::<ClaimPath>().is_ok());
     }
 
+    proptest::proptest! {
+        /// Whatever a configuration holds, parsing answers without a
+        /// panic, and a path that parses reads back as written.
+        #[test]
+        fn any_text_parses_or_is_refused_and_paths_round_trip(text in ".{0,300}") {
+            if let Ok(path) = text.parse::<ClaimPath>() {
+                proptest::prop_assert_eq!(path.as_str(), text.as_str());
+                proptest::prop_assert!(path.segments.len() <= MAX_SEGMENTS);
+                let _ = path.find(&json!({ "a": { "b": [1, "x"] } }));
+            }
+        }
+
+        /// Any top-level name, dots and slashes included, is found again
+        /// through the text it prints as.
+        #[test]
+        fn top_level_names_are_found_through_their_text(name in "[a-z./~:_-]{1,40}") {
+            let path = ClaimPath::top_level(&name);
+            let payload = json!({ name.clone(): "here" });
+            proptest::prop_assert_eq!(path.find(&payload), Some(&json!("here")));
+            if let Ok(reparsed) = path.as_str().parse::<ClaimPath>() {
+                proptest::prop_assert_eq!(reparsed.find(&payload), Some(&json!("here")));
+            }
+        }
+    }
+
     #[test]
     fn top_level_names_keep_their_dots_and_round_trip() {
         let p = ClaimPath::top_level("https://example.com/roles");

@@ -71,10 +71,20 @@ impl Signer {
     }
 }
 
-/// Keycloak's JWK set: the signing keys, plus the RSA-OAEP encryption key
-/// Keycloak always publishes (never a verification key).
+/// Keycloak's JWK set: the signing keys with the certificate fields
+/// Keycloak adds to each, plus the RSA-OAEP encryption key it always
+/// publishes (never a verification key).
 fn keycloak_certs(signers: &[&Signer]) -> Value {
-    let mut keys: Vec<Value> = signers.iter().map(|s| s.jwk()).collect();
+    let mut keys: Vec<Value> = signers
+        .iter()
+        .map(|s| {
+            let mut jwk = s.jwk();
+            jwk["x5c"] = json!(["MIICozCCAYsCBgGTxxE9yDANBgkqhkiG9w0BAQsFADAVMRMwEQYDVQQDDApj"]);
+            jwk["x5t"] = json!("k3yoEbOX3QJqo9Yq4tqpvnZnt1s");
+            jwk["x5t#S256"] = json!("p3W4NbFbhUYxVVF7Gz6HtYbPRu9Y0ks5LKjpeXbUHmA");
+            jwk
+        })
+        .collect();
     let mut enc = Signer::rs256(RSA2_PRIVATE, "enc-key").jwk();
     enc["use"] = json!("enc");
     enc["alg"] = json!("RSA-OAEP");
@@ -571,4 +581,93 @@ async fn a_tenant_realm_is_used_while_the_store_has_it_and_never_after() {
     // Removed: the very token verified a moment ago is refused.
     assert!(store.remove(&bigcorp).await.unwrap());
     assert_eq!(rejection(verify(admin).await), TokenRejection::Issuer);
+}
+
+/// A private CA, and a certificate for `127.0.0.1` it signed: PEM of the
+/// CA, of the server's certificate, and of the server's key.
+fn private_ca() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "tenancy test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &*ca)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("tenancy-idp-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn an_on_premises_issuer_behind_a_private_ca_is_trusted_through_ca_file_only() {
+    let (ca, cert, key) = private_ca();
+    let idp = IdpServer::start_tls(&cert, &key).await;
+    assert!(idp.base_url().starts_with("https://127.0.0.1:"));
+    let rs = Signer::rs256(RSA_PRIVATE, "onprem-1");
+    idp.publish_realm("corp", keycloak_certs(&[&rs]));
+    let issuer = idp.issuer("corp");
+    let token = rs.sign(
+        &issuer,
+        "erin",
+        json!({ "tenant_id": "acme", "role": "viewer" }),
+    );
+    let ca_file = temp_file("ca.pem", &ca);
+    let build = |realm_ca: Option<&std::path::Path>, global_ca: Option<&std::path::Path>| {
+        let mut realm = RealmConfig::discovered("corp", &issuer);
+        realm.ca_file = realm_ca.map(Into::into);
+        let mut config = TenancyConfig::builder().realm(realm).build().unwrap();
+        config.auth.ca_file = global_ca.map(Into::into);
+        config.auth.token_cache_capacity = 0;
+        JwtVerifier::build(&config, fast()).unwrap()
+    };
+
+    // The system's roots do not know the CA: no keys, tokens refused.
+    let (logs, guard) = Logs::capture();
+    let err = build(None, None).verify(&token).await.unwrap_err();
+    drop(guard);
+    assert_eq!(err.code(), "store_unavailable");
+    let text = logs.text();
+    assert!(
+        text.contains("JWK set fetch failed") && text.contains("invalid peer certificate"),
+        "{text}"
+    );
+    assert_eq!(
+        idp.hits(&IdpServer::discovery_path("corp")),
+        0,
+        "no plain-text fallback"
+    );
+
+    // The realm's CA file, or the global one.
+    for v in [build(Some(&ca_file), None), build(None, Some(&ca_file))] {
+        let t = v.verify(&token).await.unwrap();
+        assert_eq!((t.tenant.as_str(), t.role), ("acme", Role::Viewer));
+    }
+
+    // An https issuer's document may not send the key fetch into the clear.
+    let plain = IdpServer::start().await;
+    plain.publish_realm("corp", keycloak_certs(&[&rs]));
+    let mut document = crate::testkit::idp::keycloak_discovery(&issuer);
+    document["jwks_uri"] = json!(format!(
+        "{}{}",
+        plain.base_url(),
+        IdpServer::certs_path("corp")
+    ));
+    idp.set(&IdpServer::discovery_path("corp"), Reply::json(&document));
+    let (logs, guard) = Logs::capture();
+    let err = build(Some(&ca_file), None)
+        .verify(&token)
+        .await
+        .unwrap_err();
+    drop(guard);
+    assert_eq!(err.code(), "store_unavailable");
+    assert!(logs.text().contains("not https"), "{}", logs.text());
+    assert_eq!(plain.hits(&IdpServer::certs_path("corp")), 0);
 }

@@ -333,6 +333,14 @@ impl RemoteKeys {
                 "the discovery document names the issuer {named:?}, not the realm's {issuer:?}"
             ));
         }
+        // Whoever serves the document chooses where the keys are fetched
+        // from: never in the clear when the document itself was not.
+        if document.as_str().starts_with("https://") && !metadata.jwks_uri.starts_with("https://") {
+            return Err(
+                "the discovery document of an https issuer names a jwks_uri that is not https"
+                    .to_owned(),
+            );
+        }
         KeyUrl::parse(&metadata.jwks_uri, allow_http)
             .map_err(|e| format!("the discovery document's jwks_uri: {e}"))
     }
