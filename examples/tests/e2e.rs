@@ -1240,3 +1240,76 @@ async fn a_tenant_brings_its_realm_through_one_instance_and_both_honour_it() {
         );
     }
 }
+
+/// Key fetches honour `HTTPS_PROXY`: a realm's discovery goes to the proxy
+/// the environment names (here a listener that records what it is asked
+/// and answers nothing useful), and the token is refused, closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_fetches_go_through_the_proxy_the_environment_names() {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let (asked_tx, mut asked) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = proxy.accept().await {
+            let tx = asked_tx.clone();
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 4096];
+                let n = stream.read(&mut head).await.unwrap_or(0);
+                let _ = tx.send(String::from_utf8_lossy(&head[..n]).into_owned());
+                let _ = stream
+                    .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let config = std::env::temp_dir().join(format!("tenancy-proxy-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[[realms]]\nname = \"corp\"\nissuer = \"https://id.corp.example/realms/corp\"\ndiscovery = true\n",
+    )
+    .unwrap();
+    let b64 = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let token = format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"RS256","kid":"k1"}"#),
+        b64(
+            r#"{"iss":"https://id.corp.example/realms/corp","sub":"x","tenant_id":"acme","role":"viewer","exp":4102444800}"#
+        ),
+        b64("not a signature")
+    );
+    for (name, bin) in binaries() {
+        let s = Server::start(
+            name,
+            bin,
+            &[
+                ("TENANCY_CONFIG", config.to_str().unwrap()),
+                ("HTTPS_PROXY", &proxy_url),
+            ],
+        );
+        let answer = s
+            .call(
+                "GET",
+                "/api/v1/metrics/query",
+                &[("authorization", &format!("Bearer {token}"))],
+                None,
+            )
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (503, "store_unavailable"),
+            "{name}: {}",
+            answer.raw
+        );
+        let request = tokio::time::timeout(std::time::Duration::from_secs(10), asked.recv())
+            .await
+            .expect("the proxy was asked")
+            .unwrap();
+        assert!(
+            request.starts_with("CONNECT id.corp.example:443 HTTP/1.1"),
+            "{name}: {request}"
+        );
+    }
+}
