@@ -7,15 +7,18 @@
 #   scripts/test.sh                      # cargo test --workspace --all-features
 #   scripts/test.sh -p tenancy-core      # extra arguments go to `cargo test`
 #
-# Needs the Debian packages `redis-server`, `clickhouse-server` and `curl`;
-# when they are missing and the script runs as root it installs them with
-# apt-get.
-# Both servers are stopped and the temporary directory removed on every exit.
+# Also starts a Redis that speaks only TLS, with a throw-away CA and
+# certificate made by openssl.
+#
+# Needs the Debian packages `redis-server`, `clickhouse-server`, `curl` and
+# `openssl`; when they are missing and the script runs as root it installs
+# them with apt-get. The servers are stopped and the temporary directory
+# removed on every exit.
 set -euo pipefail
 
 readonly STARTUP_TIMEOUT_SECS=60
 readonly SHUTDOWN_TIMEOUT_SECS=15
-readonly PACKAGES=(redis-server clickhouse-server curl)
+readonly PACKAGES=(redis-server clickhouse-server curl openssl)
 
 # Debian installs clickhouse-server into /usr/sbin, which is not on the PATH
 # of ordinary users.
@@ -23,7 +26,9 @@ PATH="$PATH:/usr/sbin:/sbin"
 
 TMP_DIR=""
 REDIS_PID=""
+REDIS_TLS_PID=""
 CLICKHOUSE_PID=""
+TLS_DIR=""
 
 log() { printf 'scripts/test.sh: %s\n' "$*" >&2; }
 die() {
@@ -38,6 +43,7 @@ ensure_servers_installed() {
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v redis-cli >/dev/null || missing+=(redis-cli)
     command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+    command -v openssl >/dev/null || missing+=(openssl)
     # docs/keycloak.md's calls are run as printed (examples/tests/guide.rs).
     command -v curl >/dev/null || missing+=(curl)
     ((${#missing[@]} == 0)) && return
@@ -134,6 +140,51 @@ start_redis() {
 
 redis_ready() {
     [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
+}
+
+# A second Redis that speaks only TLS, with the certificate of make_tls_certs.
+start_redis_tls() {
+    local port=$1 dir="$TMP_DIR/redis-tls"
+    mkdir -p "$dir"
+    redis-server --port 0 --tls-port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --tls-cert-file "$TLS_DIR/server.crt" --tls-key-file "$TLS_DIR/server.key" \
+        --tls-ca-cert-file "$TLS_DIR/ca.crt" --tls-auth-clients no \
+        --dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
+    REDIS_TLS_PID=$!
+    wait_until_ready "redis-server (TLS)" "$REDIS_TLS_PID" "$dir" redis_tls_ready "$port"
+    export TENANCY_TEST_REDIS_TLS_URL="rediss://127.0.0.1:$port/"
+    log "redis over TLS on $TENANCY_TEST_REDIS_TLS_URL (pid $REDIS_TLS_PID)"
+}
+
+redis_tls_ready() {
+    [[ "$(redis-cli --tls --cacert "$TLS_DIR/ca.crt" -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
+}
+
+# --- TLS ----------------------------------------------------------------------
+
+# A throw-away CA, a server certificate it signs for 127.0.0.1, and a second
+# CA that signed nothing (what a client with the wrong CA file trusts). They
+# live in the temporary directory and last two days.
+make_tls_certs() {
+    TLS_DIR="$TMP_DIR/tls"
+    mkdir -p "$TLS_DIR"
+    local ca
+    for ca in ca other-ca; do
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=tenancy test $ca" \
+            -keyout "$TLS_DIR/$ca.key" -out "$TLS_DIR/$ca.crt" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    done
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+        -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" 2>/dev/null
+    printf '%s\n' "subjectAltName=IP:127.0.0.1" "basicConstraints=CA:FALSE" \
+        "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
+        >"$TLS_DIR/server.ext"
+    openssl x509 -req -days 2 -in "$TLS_DIR/server.csr" -extfile "$TLS_DIR/server.ext" \
+        -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" -CAcreateserial \
+        -out "$TLS_DIR/server.crt" 2>/dev/null
+    export TENANCY_TEST_TLS_CA="$TLS_DIR/ca.crt"
+    export TENANCY_TEST_TLS_OTHER_CA="$TLS_DIR/other-ca.crt"
 }
 
 # --- ClickHouse ---------------------------------------------------------------
@@ -243,6 +294,7 @@ cleanup() {
     local status=$?
     set +e
     stop_process "$REDIS_PID"
+    stop_process "$REDIS_TLS_PID"
     stop_process "$CLICKHOUSE_PID"
     [[ -n $TMP_DIR ]] && rm -rf "$TMP_DIR"
     exit "$status"
@@ -272,9 +324,11 @@ main() {
     trap 'exit 143' TERM
     TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tenancy-test.XXXXXXXX")
 
-    local redis_port clickhouse_http_port clickhouse_tcp_port
-    read -r redis_port clickhouse_http_port clickhouse_tcp_port < <(free_ports 3)
+    local redis_port redis_tls_port clickhouse_http_port clickhouse_tcp_port
+    read -r redis_port redis_tls_port clickhouse_http_port clickhouse_tcp_port < <(free_ports 4)
+    make_tls_certs
     start_redis "$redis_port"
+    start_redis_tls "$redis_tls_port"
     start_clickhouse "$clickhouse_http_port" "$clickhouse_tcp_port"
 
     # Store tests panic instead of skipping when their server is not given.

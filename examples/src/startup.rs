@@ -15,7 +15,7 @@ use tenancy_core::tenant::{TenantId, TenantRecord};
 use tenancy_core::{Tenancy, TenancyConfig};
 
 use tenancy_store_clickhouse::ClickHouseStores;
-use tenancy_store_redis::{RedisOptions, RedisStores};
+use tenancy_store_redis::{RedisOptions, RedisStoreError, RedisStores};
 
 use crate::app::App;
 use crate::metrics::MetricsEndpoint;
@@ -112,9 +112,17 @@ pub async fn prepare(
     let mut builder = Tenancy::builder(config.clone());
     if let Some(url) = get("TENANCY_REDIS_URL") {
         let prefix = get("TENANCY_REDIS_PREFIX").unwrap_or_else(|| "tenancy".to_owned());
-        let redis = RedisStores::connect(&url, RedisOptions::default().with_key_prefix(prefix))
-            .await
-            .map_err(|e| ConfigError::new("TENANCY_REDIS_URL", e.to_string()))?;
+        let mut options = RedisOptions::default().with_key_prefix(prefix);
+        if let Some(ca) = get("TENANCY_REDIS_CA_CERT") {
+            options = options.with_ca_cert(ca);
+        }
+        let redis = RedisStores::connect(&url, options).await.map_err(|e| {
+            let key = match e {
+                RedisStoreError::InvalidCaCert(_) => "TENANCY_REDIS_CA_CERT",
+                _ => "TENANCY_REDIS_URL",
+            };
+            ConfigError::new(key, e.to_string())
+        })?;
         builder = builder
             .tenant_store(Arc::new(redis.tenant_store()))
             .api_key_store(Arc::new(redis.api_key_store()))

@@ -1313,3 +1313,41 @@ async fn key_fetches_go_through_the_proxy_the_environment_names() {
         );
     }
 }
+
+/// The reference server on Redis over TLS: `TENANCY_REDIS_CA_CERT` names
+/// the CA; with the wrong one it stops at start, naming the URL's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_on_redis_over_tls_and_refuses_the_wrong_ca() {
+    let Some((url, ca, other_ca)) = tenancy_core::testkit::services::redis_tls() else {
+        return;
+    };
+    let prefix = format!("e2e-tls-{}", std::process::id());
+    let (name, bin) = binaries()[0];
+    let s = Server::start(
+        name,
+        bin,
+        &[
+            ("TENANCY_REDIS_URL", url.as_str()),
+            ("TENANCY_REDIS_CA_CERT", ca.to_str().unwrap()),
+            ("TENANCY_REDIS_PREFIX", prefix.as_str()),
+        ],
+    );
+    create_tenant(&s, "acme", "pro").await;
+    assert!(s.output().contains("in Redis"), "{}", s.output());
+
+    for (name, bin) in binaries() {
+        let out = std::process::Command::new(bin)
+            .env_clear()
+            .env("TENANCY_BIND", "127.0.0.1:0")
+            .env("TENANCY_REDIS_URL", &url)
+            .env("TENANCY_REDIS_CA_CERT", &other_ca)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("TENANCY_REDIS_URL") && stderr.contains("certificate"),
+            "{name}: {stderr}"
+        );
+    }
+}

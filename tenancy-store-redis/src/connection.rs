@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,10 @@ pub struct RedisOptions {
     /// The deadline of connecting, for [`RedisStores::connect`] and for
     /// each reconnection attempt (default 1 s).
     pub connect_timeout: Duration,
+    /// For a `rediss://` URL: a PEM file of the CA certificates the server's
+    /// certificate must chain to, instead of the system's roots (feature
+    /// `tls`). Read when connecting.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Default for RedisOptions {
@@ -63,6 +68,7 @@ impl Default for RedisOptions {
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            ca_cert: None,
         }
     }
 }
@@ -85,6 +91,13 @@ impl RedisOptions {
     /// Another deadline for connecting.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Trusts the CA certificates in the PEM file at `path` (and only them)
+    /// for a `rediss://` server.
+    pub fn with_ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_cert = Some(path.into());
         self
     }
 
@@ -172,7 +185,7 @@ impl RedisStores {
     /// while the server is still down, use [`connect_lazy`](Self::connect_lazy).
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, RedisStoreError> {
         options.validate()?;
-        let client = open(url)?;
+        let client = open(url, &options)?;
         let connect_timeout = options.connect_timeout;
         let connecting = async {
             // One direct attempt first: unlike the manager, which keeps
@@ -205,7 +218,7 @@ impl RedisStores {
     /// Fails only for a bad URL or bad options.
     pub fn connect_lazy(url: &str, options: RedisOptions) -> Result<Self, RedisStoreError> {
         options.validate()?;
-        Self::with_client(open(url)?, options)
+        Self::with_client(open(url, &options)?, options)
     }
 
     fn with_client(client: Client, options: RedisOptions) -> Result<Self, RedisStoreError> {
@@ -294,6 +307,49 @@ impl RedisStores {
 }
 
 /// Parses `url` without ever repeating it (it may hold a password).
-fn open(url: &str) -> Result<Client, RedisStoreError> {
-    Client::open(url).map_err(RedisStoreError::InvalidUrl)
+/// The client of `url`: plain for `redis://`; TLS for `rediss://` (feature
+/// `tls`), verified against `options.ca_cert` or the system's roots. A TLS
+/// URL never falls back to plain text, and certificate checks cannot be
+/// turned off (`#insecure` is refused).
+fn open(url: &str, options: &RedisOptions) -> Result<Client, RedisStoreError> {
+    let tls = url
+        .get(..9)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
+    if tls && !cfg!(feature = "tls") {
+        return Err(RedisStoreError::InvalidOptions(
+            "rediss:// URLs need the `tls` feature of tenancy-store-redis",
+        ));
+    }
+    if tls && url.contains('#') {
+        return Err(RedisStoreError::InvalidOptions(
+            "a rediss:// URL takes no fragment: certificate checks cannot be turned off",
+        ));
+    }
+    match &options.ca_cert {
+        None => Client::open(url).map_err(RedisStoreError::InvalidUrl),
+        Some(_) if !tls => Err(RedisStoreError::InvalidOptions(
+            "a CA certificate goes with a rediss:// URL",
+        )),
+        #[cfg(feature = "tls")]
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                RedisStoreError::InvalidCaCert(format!("cannot read {}: {e}", path.display()))
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(RedisStoreError::InvalidCaCert(format!(
+                    "{} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            Client::build_with_tls(url, certificates).map_err(RedisStoreError::InvalidUrl)
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(_) => Err(RedisStoreError::InvalidOptions(
+            "rediss:// URLs need the `tls` feature of tenancy-store-redis",
+        )),
+    }
 }

@@ -33,6 +33,10 @@ pub enum RedisStoreError {
     /// or a zero timeout.
     #[error("invalid Redis store options: {0}")]
     InvalidOptions(&'static str),
+    /// The CA certificate file of [`RedisOptions::ca_cert`](crate::RedisOptions::ca_cert)
+    /// cannot be read or holds no certificate.
+    #[error("Redis CA certificate: {0}")]
+    InvalidCaCert(String),
     /// The call did not finish within its deadline.
     #[error("Redis call did not finish within {0:?}")]
     Timeout(Duration),
@@ -50,7 +54,10 @@ impl RedisStoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Redis(e) => is_unavailable(e),
-            Self::InvalidUrl(_) | Self::InvalidOptions(_) | Self::Timeout(_) => false,
+            Self::InvalidUrl(_)
+            | Self::InvalidOptions(_)
+            | Self::InvalidCaCert(_)
+            | Self::Timeout(_) => false,
             Self::Corrupt(_) => false,
         }
     }

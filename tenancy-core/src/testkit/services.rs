@@ -20,6 +20,14 @@
 pub const REDIS_URL_VAR: &str = "TENANCY_TEST_REDIS_URL";
 /// Environment variable holding the ClickHouse HTTP URL for store tests.
 pub const CLICKHOUSE_URL_VAR: &str = "TENANCY_TEST_CLICKHOUSE_URL";
+/// Environment variable holding the `rediss://` URL of a Redis that speaks
+/// only TLS, with a certificate signed by the CA in [`TLS_CA_VAR`].
+pub const REDIS_TLS_URL_VAR: &str = "TENANCY_TEST_REDIS_TLS_URL";
+/// Environment variable holding the path of the test CA's PEM certificate.
+pub const TLS_CA_VAR: &str = "TENANCY_TEST_TLS_CA";
+/// Environment variable holding the path of a CA that signed nothing the
+/// test servers use: what a client with the wrong CA file trusts.
+pub const TLS_OTHER_CA_VAR: &str = "TENANCY_TEST_TLS_OTHER_CA";
 /// When set (to anything), store tests refuse to skip.
 pub const REQUIRE_SERVICES_VAR: &str = "TENANCY_TEST_REQUIRE_SERVICES";
 
@@ -31,6 +39,20 @@ pub const REQUIRE_SERVICES_VAR: &str = "TENANCY_TEST_REQUIRE_SERVICES";
 /// When the variable is unset but [`REQUIRE_SERVICES_VAR`] is set.
 pub fn redis_url() -> Option<String> {
     service_url(REDIS_URL_VAR)
+}
+
+/// The TLS Redis for store tests: its `rediss://` URL, the test CA's
+/// certificate file and a wrong CA's; `None` (after printing a notice) when
+/// unset.
+///
+/// # Panics
+///
+/// When a variable is unset but [`REQUIRE_SERVICES_VAR`] is set.
+pub fn redis_tls() -> Option<(String, std::path::PathBuf, std::path::PathBuf)> {
+    let url = service_url(REDIS_TLS_URL_VAR)?;
+    let ca = service_url(TLS_CA_VAR)?;
+    let other = service_url(TLS_OTHER_CA_VAR)?;
+    Some((url, ca.into(), other.into()))
 }
 
 /// The ClickHouse HTTP URL for store tests, or `None` (after printing a
