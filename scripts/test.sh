@@ -7,8 +7,8 @@
 #   scripts/test.sh                      # cargo test --workspace --all-features
 #   scripts/test.sh -p tenancy-core      # extra arguments go to `cargo test`
 #
-# Also starts a Redis that speaks only TLS, with a throw-away CA and
-# certificate made by openssl.
+# Also starts a Redis that speaks only TLS, and gives ClickHouse an HTTPS
+# port, with a throw-away CA and certificate made by openssl.
 #
 # Needs the Debian packages `redis-server`, `clickhouse-server`, `curl` and
 # `openssl`; when they are missing and the script runs as root it installs
@@ -200,7 +200,7 @@ make_tls_certs() {
 # quota and a <networks> list, or its queries fail with "Unknown quota" and
 # "not allowed to connect".
 write_clickhouse_config() {
-    local dir=$1 http_port=$2 tcp_port=$3
+    local dir=$1 http_port=$2 tcp_port=$3 https_port=$4
     cat >"$dir/config.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
@@ -214,6 +214,18 @@ write_clickhouse_config() {
     <listen_host>127.0.0.1</listen_host>
     <http_port>$http_port</http_port>
     <tcp_port>$tcp_port</tcp_port>
+    <!-- HTTPS with the throw-away certificate of make_tls_certs. -->
+    <https_port>$https_port</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>$TLS_DIR/server.crt</certificateFile>
+            <privateKeyFile>$TLS_DIR/server.key</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
     <path>$dir/data/</path>
     <tmp_path>$dir/data/tmp/</tmp_path>
     <user_files_path>$dir/data/user_files/</user_files_path>
@@ -253,9 +265,9 @@ EOF
 }
 
 start_clickhouse() {
-    local http_port=$1 tcp_port=$2 dir="$TMP_DIR/clickhouse"
+    local http_port=$1 tcp_port=$2 https_port=$3 dir="$TMP_DIR/clickhouse"
     mkdir -p "$dir"
-    write_clickhouse_config "$dir" "$http_port" "$tcp_port"
+    write_clickhouse_config "$dir" "$http_port" "$tcp_port" "$https_port"
     # 18.16 runs as root or as any user owning $dir. It prints only where it
     # logs to stdout; startup errors go to the log files.
     (cd "$dir" && exec clickhouse-server --config-file="$dir/config.xml") \
@@ -268,7 +280,8 @@ start_clickhouse() {
     version=$(http_get "$http_port" "/?query=SELECT%20version()") ||
         die "clickhouse-server answers /ping but not queries; see $dir/clickhouse-server.err.log"
     export TENANCY_TEST_CLICKHOUSE_URL="http://127.0.0.1:$http_port"
-    log "clickhouse $version on $TENANCY_TEST_CLICKHOUSE_URL (pid $CLICKHOUSE_PID)"
+    export TENANCY_TEST_CLICKHOUSE_TLS_URL="https://127.0.0.1:$https_port"
+    log "clickhouse $version on $TENANCY_TEST_CLICKHOUSE_URL and $TENANCY_TEST_CLICKHOUSE_TLS_URL (pid $CLICKHOUSE_PID)"
 }
 
 clickhouse_ready() {
@@ -324,12 +337,13 @@ main() {
     trap 'exit 143' TERM
     TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tenancy-test.XXXXXXXX")
 
-    local redis_port redis_tls_port clickhouse_http_port clickhouse_tcp_port
-    read -r redis_port redis_tls_port clickhouse_http_port clickhouse_tcp_port < <(free_ports 4)
+    local redis_port redis_tls_port clickhouse_http_port clickhouse_tcp_port clickhouse_https_port
+    read -r redis_port redis_tls_port clickhouse_http_port clickhouse_tcp_port clickhouse_https_port \
+        < <(free_ports 5)
     make_tls_certs
     start_redis "$redis_port"
     start_redis_tls "$redis_tls_port"
-    start_clickhouse "$clickhouse_http_port" "$clickhouse_tcp_port"
+    start_clickhouse "$clickhouse_http_port" "$clickhouse_tcp_port" "$clickhouse_https_port"
 
     # Store tests panic instead of skipping when their server is not given.
     export TENANCY_TEST_REQUIRE_SERVICES=1

@@ -133,7 +133,20 @@ pub async fn prepare(
     }
     if let Some(url) = get("TENANCY_CLICKHOUSE_URL") {
         let database = get("TENANCY_CLICKHOUSE_DATABASE").unwrap_or_else(|| "tenancy".to_owned());
-        let mut client = tenancy_store_clickhouse::clickhouse::Client::default().with_url(url);
+        let ca = get("TENANCY_CLICKHOUSE_CA_CERT");
+        let client = if url.starts_with("https://") {
+            tenancy_store_clickhouse::https_client(ca.as_deref().map(std::path::Path::new))
+                .map_err(|e| ConfigError::new("TENANCY_CLICKHOUSE_CA_CERT", e.to_string()))?
+        } else if ca.is_some() {
+            return Err(ConfigError::new(
+                "TENANCY_CLICKHOUSE_CA_CERT",
+                "a CA certificate goes with an https:// TENANCY_CLICKHOUSE_URL",
+            )
+            .into());
+        } else {
+            tenancy_store_clickhouse::clickhouse::Client::default()
+        };
+        let mut client = client.with_url(url);
         if let Some(user) = get("TENANCY_CLICKHOUSE_USER") {
             client = client.with_user(user);
         }

@@ -1314,40 +1314,74 @@ async fn key_fetches_go_through_the_proxy_the_environment_names() {
     }
 }
 
-/// The reference server on Redis over TLS: `TENANCY_REDIS_CA_CERT` names
-/// the CA; with the wrong one it stops at start, naming the URL's key.
+/// The reference server on Redis and ClickHouse over TLS:
+/// `TENANCY_REDIS_CA_CERT` and `TENANCY_CLICKHOUSE_CA_CERT` name the CA;
+/// with the wrong one it stops at start, naming the store's URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_server_runs_on_redis_over_tls_and_refuses_the_wrong_ca() {
-    let Some((url, ca, other_ca)) = tenancy_core::testkit::services::redis_tls() else {
+async fn the_server_runs_on_stores_over_tls_and_refuses_the_wrong_ca() {
+    let services = (
+        tenancy_core::testkit::services::redis_tls(),
+        tenancy_core::testkit::services::clickhouse_tls(),
+    );
+    let (Some((redis, ca, other_ca)), Some((clickhouse, _, _))) = services else {
         return;
     };
     let prefix = format!("e2e-tls-{}", std::process::id());
+    let database = format!("tenancy_e2e_tls_{}", std::process::id());
+    let ca = ca.to_str().unwrap();
     let (name, bin) = binaries()[0];
     let s = Server::start(
         name,
         bin,
         &[
-            ("TENANCY_REDIS_URL", url.as_str()),
-            ("TENANCY_REDIS_CA_CERT", ca.to_str().unwrap()),
+            ("TENANCY_REDIS_URL", redis.as_str()),
+            ("TENANCY_REDIS_CA_CERT", ca),
             ("TENANCY_REDIS_PREFIX", prefix.as_str()),
+            ("TENANCY_CLICKHOUSE_URL", clickhouse.as_str()),
+            ("TENANCY_CLICKHOUSE_CA_CERT", ca),
+            ("TENANCY_CLICKHOUSE_DATABASE", database.as_str()),
         ],
     );
     create_tenant(&s, "acme", "pro").await;
-    assert!(s.output().contains("in Redis"), "{}", s.output());
+    let op = token("acme", "operator", "op@acme");
+    assert_eq!(
+        s.post("/api/v1/runbooks/rb-tls/trigger", &op, "")
+            .await
+            .status,
+        202
+    );
+    let admin = token("acme", "admin", "admin@acme");
+    let audit = s
+        .get_until("/api/v1/audit?action=runbook.trigger", &admin, |a| {
+            a.raw.contains("rb-tls")
+        })
+        .await;
+    assert!(audit.raw.contains("rb-tls"), "{}", audit.raw);
 
-    for (name, bin) in binaries() {
-        let out = std::process::Command::new(bin)
-            .env_clear()
-            .env("TENANCY_BIND", "127.0.0.1:0")
-            .env("TENANCY_REDIS_URL", &url)
-            .env("TENANCY_REDIS_CA_CERT", &other_ca)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{name}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("TENANCY_REDIS_URL") && stderr.contains("certificate"),
-            "{name}: {stderr}"
-        );
+    let other_ca = other_ca.to_str().unwrap();
+    for (url_var, url, ca_var) in [
+        ("TENANCY_REDIS_URL", redis.as_str(), "TENANCY_REDIS_CA_CERT"),
+        (
+            "TENANCY_CLICKHOUSE_URL",
+            clickhouse.as_str(),
+            "TENANCY_CLICKHOUSE_CA_CERT",
+        ),
+    ] {
+        for (name, bin) in binaries() {
+            let out = std::process::Command::new(bin)
+                .env_clear()
+                .env("TENANCY_BIND", "127.0.0.1:0")
+                .env(url_var, url)
+                .env(ca_var, other_ca)
+                .env("TENANCY_CLICKHOUSE_DATABASE", &database)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{name}: {url_var}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains(url_var) && stderr.contains("certificate"),
+                "{name}: {stderr}"
+            );
+        }
     }
 }

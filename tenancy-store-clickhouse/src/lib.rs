@@ -12,7 +12,9 @@
 //!   events through an outage;
 //! - [`TenantQuery`] and [`tenant_sql!`]: SQL that cannot forget the tenant
 //!   (see [`tenant_query`]);
-//! - [`purge_audit`] and [`delete_tenant`]: per-tenant retention and deletion.
+//! - [`purge_audit`] and [`delete_tenant`]: per-tenant retention and deletion;
+//! - `https_client` (feature `tls`): a client for `https://` servers, with
+//!   a CA file of your own.
 //!
 //! Errors are [`StoreError`]s: [`StoreError::Unavailable`] when the server
 //! cannot be reached, [`StoreError::Timeout`] when the client gave up,
@@ -103,6 +105,8 @@ mod rows;
 pub mod schema;
 mod stores;
 pub mod tenant_query;
+#[cfg(feature = "tls")]
+mod tls;
 mod usage;
 
 pub use clickhouse;
@@ -112,4 +116,6 @@ pub use error::ClickHouseError;
 pub use schema::{InvalidServerVersion, Migration, ServerVersion};
 pub use stores::{ClickHouseStores, InvalidDatabaseName};
 pub use tenant_query::{TenantQuery, TenantSql};
+#[cfg(feature = "tls")]
+pub use tls::{TlsSetupError, https_client};
 pub use usage::ClickHouseUsageMeter;

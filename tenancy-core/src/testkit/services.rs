@@ -23,6 +23,9 @@ pub const CLICKHOUSE_URL_VAR: &str = "TENANCY_TEST_CLICKHOUSE_URL";
 /// Environment variable holding the `rediss://` URL of a Redis that speaks
 /// only TLS, with a certificate signed by the CA in [`TLS_CA_VAR`].
 pub const REDIS_TLS_URL_VAR: &str = "TENANCY_TEST_REDIS_TLS_URL";
+/// Environment variable holding the `https://` URL of the test ClickHouse,
+/// whose certificate the CA in [`TLS_CA_VAR`] signed.
+pub const CLICKHOUSE_TLS_URL_VAR: &str = "TENANCY_TEST_CLICKHOUSE_TLS_URL";
 /// Environment variable holding the path of the test CA's PEM certificate.
 pub const TLS_CA_VAR: &str = "TENANCY_TEST_TLS_CA";
 /// Environment variable holding the path of a CA that signed nothing the
@@ -50,6 +53,20 @@ pub fn redis_url() -> Option<String> {
 /// When a variable is unset but [`REQUIRE_SERVICES_VAR`] is set.
 pub fn redis_tls() -> Option<(String, std::path::PathBuf, std::path::PathBuf)> {
     let url = service_url(REDIS_TLS_URL_VAR)?;
+    let ca = service_url(TLS_CA_VAR)?;
+    let other = service_url(TLS_OTHER_CA_VAR)?;
+    Some((url, ca.into(), other.into()))
+}
+
+/// The ClickHouse HTTPS endpoint for store tests: its `https://` URL, the
+/// test CA's certificate file and a wrong CA's; `None` (after printing a
+/// notice) when unset.
+///
+/// # Panics
+///
+/// When a variable is unset but [`REQUIRE_SERVICES_VAR`] is set.
+pub fn clickhouse_tls() -> Option<(String, std::path::PathBuf, std::path::PathBuf)> {
+    let url = service_url(CLICKHOUSE_TLS_URL_VAR)?;
     let ca = service_url(TLS_CA_VAR)?;
     let other = service_url(TLS_OTHER_CA_VAR)?;
     Some((url, ca.into(), other.into()))

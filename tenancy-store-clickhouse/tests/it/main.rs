@@ -10,4 +10,6 @@ mod outage;
 mod proxy;
 mod retention;
 mod tenant_query;
+#[cfg(feature = "tls")]
+mod tls;
 mod volume;
