@@ -8,7 +8,8 @@
 #   scripts/test.sh -p tenancy-core      # extra arguments go to `cargo test`
 #
 # Also starts a Redis that speaks only TLS, and gives ClickHouse an HTTPS
-# port, with a throw-away CA and certificate made by openssl.
+# port, with a throw-away CA and certificate made by openssl; and a Redis
+# Cluster of 3 masters and 3 replicas.
 #
 # Needs the Debian packages `redis-server`, `clickhouse-server`, `curl` and
 # `openssl`; when they are missing and the script runs as root it installs
@@ -27,6 +28,7 @@ PATH="$PATH:/usr/sbin:/sbin"
 TMP_DIR=""
 REDIS_PID=""
 REDIS_TLS_PID=""
+REDIS_CLUSTER_PIDS=()
 CLICKHOUSE_PID=""
 TLS_DIR=""
 
@@ -158,6 +160,47 @@ start_redis_tls() {
 
 redis_tls_ready() {
     [[ "$(redis-cli --tls --cacert "$TLS_DIR/ca.crt" -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
+}
+
+# A Redis Cluster of 3 masters and 3 replicas, with a short node timeout so
+# that a failover takes seconds. $@ is 12 free ports: each node takes one for
+# clients and one for the cluster bus (set apart, since the default bus port,
+# the client port + 10000, may be out of range or taken).
+start_redis_cluster() {
+    local dir="$TMP_DIR/redis-cluster" ports=("$@") i port bus nodes=() urls=()
+    mkdir -p "$dir"
+    for i in 0 1 2 3 4 5; do
+        port=${ports[$i]}
+        bus=${ports[$((i + 6))]}
+        mkdir -p "$dir/$port"
+        redis-server --port "$port" --cluster-port "$bus" --bind 127.0.0.1 \
+            --save "" --appendonly no \
+            --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" \
+            --cluster-node-timeout 2000 --dir "$dir/$port" --daemonize no \
+            >"$dir/$port/redis.log" 2>&1 &
+        REDIS_CLUSTER_PIDS+=("$!")
+        wait_until_ready "redis-server (cluster node $port)" "$!" "$dir/$port" redis_ready "$port"
+        nodes+=("127.0.0.1:$port")
+        urls+=("redis://127.0.0.1:$port")
+    done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+        >"$dir/create.log" 2>&1 || {
+        tail -n 30 "$dir/create.log" >&2
+        die "redis-cli --cluster create failed"
+    }
+    local deadline=$((SECONDS + STARTUP_TIMEOUT_SECS))
+    for port in "${ports[@]:0:6}"; do
+        until redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; do
+            ((SECONDS < deadline)) || die "the Redis Cluster did not reach cluster_state:ok"
+            sleep 0.2
+        done
+    done
+    TENANCY_TEST_REDIS_CLUSTER_NODES=$(
+        IFS=,
+        echo "${urls[*]}"
+    )
+    export TENANCY_TEST_REDIS_CLUSTER_NODES
+    log "redis cluster of 3 masters and 3 replicas on ${nodes[*]}"
 }
 
 # --- TLS ----------------------------------------------------------------------
@@ -308,6 +351,10 @@ cleanup() {
     set +e
     stop_process "$REDIS_PID"
     stop_process "$REDIS_TLS_PID"
+    local pid
+    for pid in "${REDIS_CLUSTER_PIDS[@]}"; do
+        stop_process "$pid"
+    done
     stop_process "$CLICKHOUSE_PID"
     [[ -n $TMP_DIR ]] && rm -rf "$TMP_DIR"
     exit "$status"
@@ -343,6 +390,8 @@ main() {
     make_tls_certs
     start_redis "$redis_port"
     start_redis_tls "$redis_tls_port"
+    # shellcheck disable=SC2046 # twelve ports, split on purpose
+    start_redis_cluster $(free_ports 12)
     start_clickhouse "$clickhouse_http_port" "$clickhouse_tcp_port" "$clickhouse_https_port"
 
     # Store tests panic instead of skipping when their server is not given.

@@ -110,16 +110,41 @@ pub async fn prepare(
     };
     let config = TenancyConfig::load_from(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let mut builder = Tenancy::builder(config.clone());
-    if let Some(url) = get("TENANCY_REDIS_URL") {
+    // One server, or the seed nodes of a cluster.
+    let redis_target = match (get("TENANCY_REDIS_URL"), get("TENANCY_REDIS_CLUSTER_NODES")) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "TENANCY_REDIS_CLUSTER_NODES",
+                "set TENANCY_REDIS_URL or TENANCY_REDIS_CLUSTER_NODES, not both",
+            )
+            .into());
+        }
+        (Some(url), None) => Some((url, false)),
+        (None, Some(nodes)) => Some((nodes, true)),
+        (None, None) => None,
+    };
+    if let Some((target, cluster)) = redis_target {
         let prefix = get("TENANCY_REDIS_PREFIX").unwrap_or_else(|| "tenancy".to_owned());
         let mut options = RedisOptions::default().with_key_prefix(prefix);
         if let Some(ca) = get("TENANCY_REDIS_CA_CERT") {
             options = options.with_ca_cert(ca);
         }
-        let redis = RedisStores::connect(&url, options).await.map_err(|e| {
+        let (connected, url_key) = if cluster {
+            let nodes: Vec<&str> = target.split(',').map(str::trim).collect();
+            (
+                RedisStores::connect_cluster(&nodes, options).await,
+                "TENANCY_REDIS_CLUSTER_NODES",
+            )
+        } else {
+            (
+                RedisStores::connect(&target, options).await,
+                "TENANCY_REDIS_URL",
+            )
+        };
+        let redis = connected.map_err(|e| {
             let key = match e {
                 RedisStoreError::InvalidCaCert(_) => "TENANCY_REDIS_CA_CERT",
-                _ => "TENANCY_REDIS_URL",
+                _ => url_key,
             };
             ConfigError::new(key, e.to_string())
         })?;

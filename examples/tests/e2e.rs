@@ -1008,18 +1008,29 @@ fn token_command_mints_tokens_the_server_accepts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_on_one_redis_share_keys_and_revocations() {
-    let Some(url) = tenancy_core::testkit::services::redis_url() else {
+    let services = (
+        tenancy_core::testkit::services::redis_url(),
+        tenancy_core::testkit::services::redis_cluster_nodes(),
+    );
+    let (Some(url), Some(nodes)) = services else {
         return;
     };
+    // One server, then a cluster of 3 masters and 3 replicas.
+    for (var, value) in [
+        ("TENANCY_REDIS_URL", url),
+        ("TENANCY_REDIS_CLUSTER_NODES", nodes.join(",")),
+    ] {
+        share_keys_and_revocations(var, &value).await;
+    }
+}
+
+async fn share_keys_and_revocations(var: &str, value: &str) {
     let prefix = format!(
         "e2e-{}-{}",
         std::process::id(),
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
     );
-    let env = [
-        ("TENANCY_REDIS_URL", url.as_str()),
-        ("TENANCY_REDIS_PREFIX", prefix.as_str()),
-    ];
+    let env = [(var, value), ("TENANCY_REDIS_PREFIX", prefix.as_str())];
     let bins = binaries();
     let a = Server::start(bins[0].0, bins[0].1, &env);
     let b = Server::start(bins[1].0, bins[1].1, &env);

@@ -105,7 +105,7 @@ impl RedisApiKeyStore {
     /// The digest of `key_id` in `tenant`'s index.
     async fn digest_of(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut crate::connection::Conn,
         tenant: &TenantId,
         key_id: &KeyId,
     ) -> Result<Option<ApiKeyDigest>, RedisStoreError> {
@@ -312,11 +312,12 @@ impl ApiKeyStore for RedisApiKeyStore {
                         })
                     })
                     .collect::<Result<_, _>>()?;
-                let mut pipe = redis::pipe();
-                for d in &digests {
-                    pipe.hgetall(keys.api_key(d));
-                }
-                let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+                let reads = digests
+                    .iter()
+                    .map(|d| redis::Cmd::hgetall(keys.api_key(d)))
+                    .collect();
+                // Each digest's key is in a slot of its own on a cluster.
+                let hashes: Vec<HashMap<String, String>> = conn.each(reads).await?;
                 let mut records = Vec::with_capacity(hashes.len());
                 for (digest, fields) in digests.iter().zip(hashes) {
                     if let Some(r) = decode(digest, fields)?

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncConnectionConfig, Client};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 use tenancy_core::store::StoreError;
 
 use crate::error::RedisStoreError;
@@ -156,7 +158,7 @@ pub struct RedisStores {
 }
 
 struct Inner {
-    manager: ConnectionManager,
+    manager: Conn,
     keys: Keyspace,
     command_timeout: Duration,
     /// `host:port/db`, for `Debug`: never the password.
@@ -232,7 +234,7 @@ impl RedisStores {
         let manager = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                manager,
+                manager: Conn::Single(manager),
                 keys: Keyspace::new(options.key_prefix),
                 command_timeout: options.command_timeout,
                 target,
@@ -285,9 +287,76 @@ impl RedisStores {
         .await
     }
 
-    /// A handle on the shared connection (cheap: the manager is an `Arc`).
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    /// A handle on the shared connection (cheap: both kinds are `Arc`s).
+    pub(crate) fn conn(&self) -> Conn {
         self.inner.manager.clone()
+    }
+
+    /// Connects to the Redis Cluster that `nodes` (`redis://host:port`
+    /// seed nodes, or `rediss://` with the `tls` feature) belong to, and
+    /// checks that it answers `PING`, within
+    /// [`RedisOptions::connect_timeout`].
+    ///
+    /// The cluster client follows `MOVED` and `ASK` redirections and a
+    /// resharding by itself; every store call keeps its deadline. Each
+    /// script and command touches one slot: a tenant's keys share its hash
+    /// tag, and what spans tenants (the tenant index, API keys by digest)
+    /// is read key by key.
+    ///
+    /// ```no_run
+    /// use tenancy_store_redis::{RedisOptions, RedisStores};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let nodes = ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"];
+    /// let redis = RedisStores::connect_cluster(&nodes, RedisOptions::default()).await?;
+    /// redis.health().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_cluster(
+        nodes: &[&str],
+        options: RedisOptions,
+    ) -> Result<Self, RedisStoreError> {
+        options.validate()?;
+        if nodes.is_empty() {
+            return Err(RedisStoreError::InvalidOptions(
+                "a cluster needs at least one seed node",
+            ));
+        }
+        let clients = nodes
+            .iter()
+            .map(|url| open(url, &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let infos: Vec<_> = clients
+            .iter()
+            .map(|c| c.get_connection_info().clone())
+            .collect();
+        let target = format!("cluster of {}", infos[0].addr());
+        let client = ClusterClient::builder(infos)
+            .connection_timeout(options.connect_timeout)
+            .response_timeout(options.command_timeout)
+            .build()
+            .map_err(RedisStoreError::InvalidUrl)?;
+        let connect_timeout = options.connect_timeout;
+        let connecting = async {
+            let mut connection = client.get_async_connection().await?;
+            redis::cmd("PING")
+                .query_async::<()>(&mut connection)
+                .await?;
+            Ok::<_, RedisStoreError>(connection)
+        };
+        let connection = match tokio::time::timeout(connect_timeout, connecting).await {
+            Ok(result) => result?,
+            Err(_) => return Err(RedisStoreError::Timeout(connect_timeout)),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                manager: Conn::Cluster(connection),
+                keys: Keyspace::new(options.key_prefix),
+                command_timeout: options.command_timeout,
+                target,
+            }),
+        })
     }
 
     pub(crate) fn keys(&self) -> &Keyspace {
@@ -351,5 +420,68 @@ fn open(url: &str, options: &RedisOptions) -> Result<Client, RedisStoreError> {
         Some(_) => Err(RedisStoreError::InvalidOptions(
             "rediss:// URLs need the `tls` feature of tenancy-store-redis",
         )),
+    }
+}
+
+/// The connection of [`RedisStores`]: one server through a reconnecting
+/// manager, or a cluster through the cluster client.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Runs `cmds`, which may each touch another slot, and answers their
+    /// replies in order: one pipeline on one server; on a cluster, where a
+    /// pipeline must stay in one slot, one command after the other.
+    pub(crate) async fn each<T: redis::FromRedisValue>(
+        &mut self,
+        cmds: Vec<Cmd>,
+    ) -> redis::RedisResult<Vec<T>> {
+        match self {
+            Conn::Single(c) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query_async(c).await
+            }
+            Conn::Cluster(c) => {
+                let mut replies = Vec::with_capacity(cmds.len());
+                for cmd in &cmds {
+                    replies.push(cmd.query_async(c).await?);
+                }
+                Ok(replies)
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
     }
 }

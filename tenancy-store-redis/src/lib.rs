@@ -8,10 +8,14 @@
 //! | [`QuotaStore`](tenancy_core::store::QuotaStore) | [`RedisQuotaStore`] |
 //! | [`RateLimiter`](tenancy_core::store::RateLimiter) | [`RedisRateLimiter`] (GCRA, one Lua script per check) |
 //!
-//! All four share one connection, [`RedisStores`]: a `redis`
-//! [`ConnectionManager`](redis::aio::ConnectionManager) that pipelines
-//! concurrent calls over one multiplexed connection and reconnects by itself
-//! when the server comes back.
+//! All of them share one connection, [`RedisStores`]: to one server, a
+//! `redis` [`ConnectionManager`](redis::aio::ConnectionManager) that
+//! pipelines concurrent calls over one multiplexed connection and reconnects
+//! by itself when the server comes back
+//! ([`connect`](RedisStores::connect)); to a Redis Cluster, the `redis`
+//! cluster client, which follows `MOVED` and `ASK` by itself
+//! ([`connect_cluster`](RedisStores::connect_cluster)). `rediss://` URLs
+//! need the `tls` feature.
 //!
 //! # Example
 //!

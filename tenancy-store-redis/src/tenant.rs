@@ -23,8 +23,8 @@ const LIST_BATCH: usize = 500;
 /// tenant's slot) and the index (in its own) cannot share a transaction:
 ///
 /// - `insert` is `SET NX` on the record (which alone decides
-///   [`StoreError::AlreadyExists`]), then `ZADD` of the id, pipelined in one
-///   round trip;
+///   [`StoreError::AlreadyExists`]), then `ZADD` of the id (pipelined in one
+///   round trip on one server; two on a cluster);
 /// - `update` is `SET XX` ([`StoreError::NotFound`] when absent);
 /// - `delete` is `DEL`, `ZREM`, then `EXISTS`: should an insert of the same
 ///   id have slipped in between, the id is added back, so a record is never
@@ -76,15 +76,15 @@ impl TenantStore for RedisTenantStore {
             .redis
             .run(async {
                 let mut conn = self.redis.conn();
-                Ok(redis::pipe()
-                    .cmd("SET")
-                    .arg(keys.tenant(&tenant.id))
-                    .arg(json)
-                    .arg("NX")
-                    .zadd(keys.tenant_index(), tenant.id.as_str(), 0)
-                    .ignore()
-                    .query_async(&mut conn)
-                    .await?)
+                let mut set = redis::cmd("SET");
+                set.arg(keys.tenant(&tenant.id)).arg(json).arg("NX");
+                let mut index = redis::cmd("ZADD");
+                index
+                    .arg(keys.tenant_index())
+                    .arg(0)
+                    .arg(tenant.id.as_str());
+                let replies: Vec<Option<String>> = conn.each(vec![set, index]).await?;
+                Ok((replies.into_iter().next().flatten(),))
             })
             .await?;
         match created {
@@ -141,7 +141,6 @@ impl TenantStore for RedisTenantStore {
                         .await?;
                     let Some(last) = ids.last() else { break };
                     cursor = format!("({last}");
-                    let mut pipe = redis::pipe();
                     let ids: Vec<TenantId> = ids
                         .iter()
                         .map(|raw| {
@@ -150,10 +149,11 @@ impl TenantStore for RedisTenantStore {
                             })
                         })
                         .collect::<Result<_, _>>()?;
-                    for id in &ids {
-                        pipe.get(keys.tenant(id));
-                    }
-                    let records: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+                    let gets = ids
+                        .iter()
+                        .map(|id| redis::Cmd::get(keys.tenant(id)))
+                        .collect();
+                    let records: Vec<Option<String>> = conn.each(gets).await?;
                     for (id, json) in ids.iter().zip(records) {
                         // An id without a record is left over from a delete.
                         if let Some(json) = json {
@@ -174,13 +174,11 @@ impl TenantStore for RedisTenantStore {
         self.redis
             .run(async {
                 let mut conn = self.redis.conn();
-                let (deleted, reinserted): (u64, bool) = redis::pipe()
-                    .del(keys.tenant(id))
-                    .zrem(keys.tenant_index(), id.as_str())
-                    .ignore()
-                    .exists(keys.tenant(id))
-                    .query_async(&mut conn)
-                    .await?;
+                // One key per command: the record and the index are in
+                // different slots on a cluster.
+                let deleted: u64 = conn.del(keys.tenant(id)).await?;
+                let () = conn.zrem(keys.tenant_index(), id.as_str()).await?;
+                let reinserted: bool = conn.exists(keys.tenant(id)).await?;
                 if reinserted {
                     let () = conn.zadd(keys.tenant_index(), id.as_str(), 0).await?;
                 }

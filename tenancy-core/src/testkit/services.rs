@@ -23,6 +23,9 @@ pub const CLICKHOUSE_URL_VAR: &str = "TENANCY_TEST_CLICKHOUSE_URL";
 /// Environment variable holding the `rediss://` URL of a Redis that speaks
 /// only TLS, with a certificate signed by the CA in [`TLS_CA_VAR`].
 pub const REDIS_TLS_URL_VAR: &str = "TENANCY_TEST_REDIS_TLS_URL";
+/// Environment variable holding the seed nodes of a Redis Cluster of 3
+/// masters and 3 replicas, comma-separated `redis://host:port` URLs.
+pub const REDIS_CLUSTER_NODES_VAR: &str = "TENANCY_TEST_REDIS_CLUSTER_NODES";
 /// Environment variable holding the `https://` URL of the test ClickHouse,
 /// whose certificate the CA in [`TLS_CA_VAR`] signed.
 pub const CLICKHOUSE_TLS_URL_VAR: &str = "TENANCY_TEST_CLICKHOUSE_TLS_URL";
@@ -56,6 +59,17 @@ pub fn redis_tls() -> Option<(String, std::path::PathBuf, std::path::PathBuf)> {
     let ca = service_url(TLS_CA_VAR)?;
     let other = service_url(TLS_OTHER_CA_VAR)?;
     Some((url, ca.into(), other.into()))
+}
+
+/// The seed nodes of the test Redis Cluster; `None` (after printing a
+/// notice) when unset.
+///
+/// # Panics
+///
+/// When the variable is unset but [`REQUIRE_SERVICES_VAR`] is set.
+pub fn redis_cluster_nodes() -> Option<Vec<String>> {
+    let nodes = service_url(REDIS_CLUSTER_NODES_VAR)?;
+    Some(nodes.split(',').map(str::to_owned).collect())
 }
 
 /// The ClickHouse HTTPS endpoint for store tests: its `https://` URL, the
