@@ -1,7 +1,7 @@
-//! Two `Tenancy` instances over one Redis, as two service replicas would
-//! run: a key revoked through one is refused by the other on its next
-//! request, a tenant's RPS holds across both together, and a realm a tenant
-//! brings counts on both from the next request.
+//! Two `Tenancy` instances over one Redis (or one Redis Cluster), as two
+//! service replicas would run: a key revoked through one is refused by the
+//! other on its next request, a tenant's RPS holds across both together,
+//! and a realm a tenant brings counts on both from the next request.
 
 mod redis_server;
 
@@ -21,6 +21,20 @@ async fn instance(url: &str, prefix: &str) -> Tenancy {
     let redis = RedisStores::connect(url, RedisOptions::default().with_key_prefix(prefix))
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the test server: {e}"));
+    engine(&redis)
+}
+
+/// An instance on the test Redis Cluster.
+async fn cluster_instance(nodes: &[String], prefix: &str) -> Tenancy {
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    let redis =
+        RedisStores::connect_cluster(&nodes, RedisOptions::default().with_key_prefix(prefix))
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test cluster: {e}"));
+    engine(&redis)
+}
+
+fn engine(redis: &RedisStores) -> Tenancy {
     Tenancy::builder(TenancyConfig::default())
         .tenant_store(Arc::new(redis.tenant_store()))
         .api_key_store(Arc::new(redis.api_key_store()))
@@ -48,7 +62,21 @@ async fn revocation_and_tenant_rps_hold_across_instances() {
     let prefix = unique_prefix("two-instances");
     let first = instance(&url, &prefix).await;
     let second = instance(&url, &prefix).await;
+    revocation_and_tenant_rps(first, second).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_and_tenant_rps_hold_across_instances_on_a_cluster() {
+    let Some(nodes) = services::redis_cluster_nodes() else {
+        return;
+    };
+    let prefix = unique_prefix("two-instances-cluster");
+    let first = cluster_instance(&nodes, &prefix).await;
+    let second = cluster_instance(&nodes, &prefix).await;
+    revocation_and_tenant_rps(first, second).await;
+}
+
+async fn revocation_and_tenant_rps(first: Tenancy, second: Tenancy) {
     let acme = TenantId::new("acme").unwrap();
     let mut tenant = TenantRecord::new(acme.clone(), "Acme", "pro");
     tenant.settings.quota_overrides = QuotaOverrides {
