@@ -1166,6 +1166,89 @@ async fn failed_authentications_are_throttled_before_any_lookup() {
     t.shutdown().await;
 }
 
+/// A bearer token naming an issuer no realm has costs one realm-store
+/// lookup (a tenant may have brought that issuer), never a signature check
+/// or any state; over the failure allowance, not even the lookup.
+#[tokio::test]
+async fn tokens_of_unknown_issuers_cost_one_lookup_each_until_throttled() {
+    use base64::Engine as _;
+    let realms = Arc::new(CountingRealms::default());
+    let t = Tenancy::builder(base_config().build().unwrap())
+        .realm_store(realms.clone())
+        .build()
+        .unwrap();
+    let token = |i: u32| {
+        let b64 = |json: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let payload = format!(
+            r#"{{"iss":"https://idp-{i}.attacker.example/","sub":"x","role":"admin","tenant_id":"acme","exp":4102444800}}"#
+        );
+        format!(
+            "Bearer {}.{}.c2ln",
+            b64(r#"{"alg":"RS256","kid":"k"}"#.to_owned()),
+            b64(payload)
+        )
+    };
+    for i in 0..50 {
+        let err = refusal(
+            &t,
+            from("198.51.100.3", get("/x", &[("authorization", token(i))])),
+        )
+        .await;
+        assert_eq!(err.code(), "invalid_token");
+    }
+    assert_eq!(realms.calls(), 50);
+    for i in 50..1050 {
+        let err = refusal(
+            &t,
+            from("198.51.100.3", get("/x", &[("authorization", token(i))])),
+        )
+        .await;
+        assert_eq!(err.code(), "rate_limited");
+    }
+    assert_eq!(realms.calls(), 50, "no lookup once over the allowance");
+    t.shutdown().await;
+}
+
+/// The in-memory realm store, counting lookups by issuer.
+#[derive(Default)]
+struct CountingRealms {
+    inner: crate::store::memory::MemoryRealmStore,
+    lookups: std::sync::atomic::AtomicU64,
+}
+
+impl CountingRealms {
+    fn calls(&self) -> u64 {
+        self.lookups.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::store::RealmStore for CountingRealms {
+    async fn find_by_issuer(
+        &self,
+        issuer: &str,
+    ) -> Result<Option<crate::credential::RealmClaim>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.find_by_issuer(issuer).await
+    }
+    async fn get(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::credential::TenantRealm>, StoreError> {
+        self.inner.get(tenant).await
+    }
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        realm: crate::credential::TenantRealm,
+    ) -> Result<(), StoreError> {
+        self.inner.put(tenant, realm).await
+    }
+    async fn remove(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        self.inner.remove(tenant).await
+    }
+}
+
 /// Finding 5: a key never outgrows its parent; dead keys stay dead.
 #[tokio::test]
 async fn keys_never_outgrow_their_parent() {

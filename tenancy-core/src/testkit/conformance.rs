@@ -302,17 +302,21 @@ pub struct Suite {
 /// `{role}@{tenant}`.
 pub fn token(tenant: &str, role: &str, exp_in: i64) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({
+    sign(&json!({
         "sub": format!("{role}@{tenant}"),
         "tenant_id": tenant,
         "role": role,
         "iss": ISSUER,
         "iat": now,
         "exp": now + exp_in,
-    });
+    }))
+}
+
+/// `claims`, signed HS256 with [`SECRET`].
+fn sign(claims: &Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
+        claims,
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .expect("conformance tokens encode")
@@ -337,12 +341,7 @@ pub fn token_with(issuer: &str, extra: Value) -> String {
     if let (Some(claims), Value::Object(extra)) = (claims.as_object_mut(), extra) {
         claims.extend(extra);
     }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("conformance tokens encode")
+    sign(&claims)
 }
 
 /// A token shaped as Keycloak issues it, of the [`KEYCLOAK_ISSUER`] realm:

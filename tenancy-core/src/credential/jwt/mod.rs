@@ -181,9 +181,6 @@ struct Inner {
     cache: Option<TokenCache>,
     /// The realms tenants brought, as last found in the realm store.
     tenant_realms: TenantRealms,
-    /// `auth.ca_file`, for the tenant realms' key client.
-    ca_file: Option<std::path::PathBuf>,
-    timing: JwksTiming,
 }
 
 struct Realm {
@@ -352,9 +349,11 @@ impl JwtVerifier {
                 aliases: config.role_aliases.clone(),
                 leeway: i64::try_from(config.auth.leeway_secs).unwrap_or(i64::MAX),
                 cache: TokenCache::new(config.auth.token_cache_capacity),
-                tenant_realms: TenantRealms::default(),
-                ca_file: config.auth.ca_file.clone(),
-                timing,
+                tenant_realms: TenantRealms::new(
+                    config.auth.ca_file.as_deref(),
+                    timing,
+                    config.auth.token_cache_capacity > 0,
+                )?,
             }),
         })
     }
@@ -471,25 +470,17 @@ impl JwtVerifier {
         let claim = match realms.find_by_issuer(issuer).await {
             Ok(Some(claim)) if claim.realm.issuer == issuer => claim,
             Ok(_) => return Err(invalid(TokenRejection::Issuer)),
-            Err(e) => {
-                tracing::error!(store = "realm store", error = %e, "store failed");
-                return Err(TenancyError::from(e));
-            }
+            Err(e) => return Err(crate::pipeline::store_failure("realm store", e)),
         };
         let tenant = claim.tenant.clone();
         let inner = &self.inner;
-        let in_use = inner
-            .tenant_realms
-            .in_use(
-                claim,
-                inner.ca_file.as_deref(),
-                inner.timing,
-                inner.cache.is_some(),
-            )
-            .map_err(|e| {
-                tracing::warn!(tenant_id = %tenant, error = %e, "a tenant's realm cannot be used");
-                invalid(TokenRejection::Issuer)
-            })?;
+        // A realm reaches the store only through `TenantRealm::validate`,
+        // so this fails only if the TLS set-up does; at `DEBUG`, since any
+        // caller can name the issuer as often as it likes.
+        let in_use = inner.tenant_realms.in_use(claim).map_err(|e| {
+            tracing::debug!(tenant_id = %tenant, error = %e, "a tenant's realm cannot be used");
+            invalid(TokenRejection::Issuer)
+        })?;
         let reason = match inner.check_in(token, unix_now(), true, &in_use) {
             Ok(verified) => return Ok(verified),
             Err(Fail::Refused(e)) => return Err(e),

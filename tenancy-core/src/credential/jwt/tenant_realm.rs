@@ -12,7 +12,7 @@ use super::fetch::{KeyClient, KeyUrl};
 use super::remote::{JwksTiming, RemoteKeys, RemoteSource};
 use super::{Realm, RealmKeys};
 use crate::ConcurrentMap;
-use crate::config::ClaimsConfig;
+use crate::config::{ClaimsConfig, ConfigError};
 use crate::rbac::Role;
 use crate::tenant::TenantId;
 
@@ -143,12 +143,14 @@ pub(super) struct InUse {
 /// only through a store answer naming its tenant and configuration, so a
 /// realm removed or changed in the store is never used again, whatever is
 /// here.
-#[derive(Default)]
 pub(super) struct TenantRealms {
     by_tenant: ConcurrentMap<TenantId, Arc<InUse>>,
     /// The key client of tenant realms (the system's roots and
-    /// `auth.ca_file`), built on first use.
+    /// `auth.ca_file`): built at start when there is a CA file to read, so
+    /// a bad one is a configuration error; else on first use.
     client: OnceLock<Result<KeyClient, String>>,
+    timing: JwksTiming,
+    cache_tokens: bool,
 }
 
 impl std::fmt::Debug for TenantRealms {
@@ -160,15 +162,29 @@ impl std::fmt::Debug for TenantRealms {
 }
 
 impl TenantRealms {
-    /// The realm `claim` describes, built now unless the one in use has
-    /// the same configuration.
-    pub(super) fn in_use(
-        &self,
-        claim: RealmClaim,
+    /// No realm in use yet; `ca_file` (`auth.ca_file`) is read now.
+    pub(super) fn new(
         ca_file: Option<&std::path::Path>,
         timing: JwksTiming,
         cache_tokens: bool,
-    ) -> Result<Arc<InUse>, String> {
+    ) -> Result<Self, ConfigError> {
+        let client = OnceLock::new();
+        if let Some(file) = ca_file {
+            let built = KeyClient::new(&[file], timing.timeout)
+                .map_err(|(_, e)| ConfigError::new("auth.ca_file", e))?;
+            let _ = client.set(Ok(built));
+        }
+        Ok(Self {
+            by_tenant: ConcurrentMap::default(),
+            client,
+            timing,
+            cache_tokens,
+        })
+    }
+
+    /// The realm `claim` describes, built now unless the one in use has
+    /// the same configuration.
+    pub(super) fn in_use(&self, claim: RealmClaim) -> Result<Arc<InUse>, String> {
         if let Some(current) = self.by_tenant.get(&claim.tenant)
             && current.claim == claim
         {
@@ -176,10 +192,7 @@ impl TenantRealms {
         }
         let client = self
             .client
-            .get_or_init(|| {
-                let files: Vec<&std::path::Path> = ca_file.into_iter().collect();
-                KeyClient::new(&files, timing.timeout).map_err(|(_, e)| e)
-            })
+            .get_or_init(|| KeyClient::new(&[], self.timing.timeout).map_err(|(_, e)| e))
             .clone()?;
         let source = if claim.realm.discovery {
             RemoteSource::discovery(&claim.realm.issuer, false)?
@@ -205,11 +218,11 @@ impl TenantRealms {
                 Vec::new(),
                 vec![source],
                 client,
-                timing,
+                self.timing,
             ))),
         };
         let in_use = Arc::new(InUse {
-            cache: if cache_tokens {
+            cache: if self.cache_tokens {
                 TokenCache::new(TOKENS_PER_REALM)
             } else {
                 None
