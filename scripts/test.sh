@@ -9,7 +9,8 @@
 #
 # Also starts a Redis that speaks only TLS, and gives ClickHouse an HTTPS
 # port, with a throw-away CA and certificate made by openssl; and a Redis
-# Cluster of 3 masters and 3 replicas.
+# Cluster of 3 masters and 3 replicas, and a second ClickHouse server that
+# makes, with the first, a cluster of two shards.
 #
 # Needs the Debian packages `redis-server`, `clickhouse-server`, `curl` and
 # `openssl`; when they are missing and the script runs as root it installs
@@ -30,7 +31,11 @@ REDIS_PID=""
 REDIS_TLS_PID=""
 REDIS_CLUSTER_PIDS=()
 CLICKHOUSE_PID=""
+CLICKHOUSE_SHARD_PID=""
 TLS_DIR=""
+
+# The name of the two-shard ClickHouse cluster in both servers' config.
+readonly CLICKHOUSE_CLUSTER=tenancy_test_shards
 
 log() { printf 'scripts/test.sh: %s\n' "$*" >&2; }
 die() {
@@ -241,9 +246,11 @@ make_tls_certs() {
 # subdirectories of <path> and are only spelled out for clarity. Leaving out
 # <interserver_http_port> disables replication's listener. Every user needs a
 # quota and a <networks> list, or its queries fail with "Unknown quota" and
-# "not allowed to connect".
+# "not allowed to connect". <remote_servers> names the cluster of two shards,
+# one server each, on the native ports $5 and $6; `Distributed` tables reach
+# the shards through it.
 write_clickhouse_config() {
-    local dir=$1 http_port=$2 tcp_port=$3 https_port=$4
+    local dir=$1 http_port=$2 tcp_port=$3 https_port=$4 shard1_tcp=$5 shard2_tcp=$6
     cat >"$dir/config.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
@@ -280,6 +287,12 @@ write_clickhouse_config() {
     <!-- Required; the packaged config uses 5 GiB. -->
     <mark_cache_size>67108864</mark_cache_size>
     <uncompressed_cache_size>67108864</uncompressed_cache_size>
+    <remote_servers>
+        <$CLICKHOUSE_CLUSTER>
+            <shard><replica><host>127.0.0.1</host><port>$shard1_tcp</port></replica></shard>
+            <shard><replica><host>127.0.0.1</host><port>$shard2_tcp</port></replica></shard>
+        </$CLICKHOUSE_CLUSTER>
+    </remote_servers>
 </yandex>
 EOF
     cat >"$dir/users.xml" <<EOF
@@ -307,24 +320,39 @@ EOF
 EOF
 }
 
-start_clickhouse() {
-    local http_port=$1 tcp_port=$2 https_port=$3 dir="$TMP_DIR/clickhouse"
+# Starts a private ClickHouse in $TMP_DIR/$1 with HTTP, native and HTTPS
+# ports $2-$4 and the shards' native ports $5 and $6; sets PID_OUT to its pid.
+run_clickhouse() {
+    local name=$1 http_port=$2 tcp_port=$3 https_port=$4 dir="$TMP_DIR/$1"
     mkdir -p "$dir"
-    write_clickhouse_config "$dir" "$http_port" "$tcp_port" "$https_port"
+    write_clickhouse_config "$dir" "$http_port" "$tcp_port" "$https_port" "$5" "$6"
     # 18.16 runs as root or as any user owning $dir. It prints only where it
     # logs to stdout; startup errors go to the log files.
     (cd "$dir" && exec clickhouse-server --config-file="$dir/config.xml") \
         >"$dir/stdout.log" 2>&1 &
-    CLICKHOUSE_PID=$!
-    wait_until_ready clickhouse-server "$CLICKHOUSE_PID" "$dir" clickhouse_ready "$http_port"
+    PID_OUT=$!
+    wait_until_ready "clickhouse-server ($name)" "$PID_OUT" "$dir" clickhouse_ready "$http_port"
     # /ping needs no user, so it answers even when users.xml is unusable; a
     # query proves that the `default` user can work.
-    local version
-    version=$(http_get "$http_port" "/?query=SELECT%20version()") ||
+    http_get "$http_port" "/?query=SELECT%20version()" >/dev/null ||
         die "clickhouse-server answers /ping but not queries; see $dir/clickhouse-server.err.log"
-    export TENANCY_TEST_CLICKHOUSE_URL="http://127.0.0.1:$http_port"
-    export TENANCY_TEST_CLICKHOUSE_TLS_URL="https://127.0.0.1:$https_port"
-    log "clickhouse $version on $TENANCY_TEST_CLICKHOUSE_URL and $TENANCY_TEST_CLICKHOUSE_TLS_URL (pid $CLICKHOUSE_PID)"
+}
+
+# Two ClickHouse servers, the two shards of $CLICKHOUSE_CLUSTER. The first
+# also serves the single-server tests, over HTTP and HTTPS. $@: HTTP, native
+# and HTTPS ports of each.
+start_clickhouse() {
+    local http1=$1 tcp1=$2 https1=$3 http2=$4 tcp2=$5 https2=$6 PID_OUT
+    run_clickhouse clickhouse "$http1" "$tcp1" "$https1" "$tcp1" "$tcp2"
+    CLICKHOUSE_PID=$PID_OUT
+    run_clickhouse clickhouse-shard2 "$http2" "$tcp2" "$https2" "$tcp1" "$tcp2"
+    CLICKHOUSE_SHARD_PID=$PID_OUT
+    export TENANCY_TEST_CLICKHOUSE_URL="http://127.0.0.1:$http1"
+    export TENANCY_TEST_CLICKHOUSE_TLS_URL="https://127.0.0.1:$https1"
+    export TENANCY_TEST_CLICKHOUSE_CLUSTER="$CLICKHOUSE_CLUSTER"
+    export TENANCY_TEST_CLICKHOUSE_SHARDS="http://127.0.0.1:$http1,http://127.0.0.1:$http2"
+    log "clickhouse $(http_get "$http1" "/?query=SELECT%20version()") on $TENANCY_TEST_CLICKHOUSE_URL and $TENANCY_TEST_CLICKHOUSE_TLS_URL (pid $CLICKHOUSE_PID)"
+    log "clickhouse cluster $CLICKHOUSE_CLUSTER of two shards: $TENANCY_TEST_CLICKHOUSE_SHARDS (pids $CLICKHOUSE_PID $CLICKHOUSE_SHARD_PID)"
 }
 
 clickhouse_ready() {
@@ -356,6 +384,7 @@ cleanup() {
         stop_process "$pid"
     done
     stop_process "$CLICKHOUSE_PID"
+    stop_process "$CLICKHOUSE_SHARD_PID"
     [[ -n $TMP_DIR ]] && rm -rf "$TMP_DIR"
     exit "$status"
 }
@@ -384,15 +413,15 @@ main() {
     trap 'exit 143' TERM
     TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tenancy-test.XXXXXXXX")
 
-    local redis_port redis_tls_port clickhouse_http_port clickhouse_tcp_port clickhouse_https_port
-    read -r redis_port redis_tls_port clickhouse_http_port clickhouse_tcp_port clickhouse_https_port \
-        < <(free_ports 5)
+    local redis_port redis_tls_port
+    read -r redis_port redis_tls_port < <(free_ports 2)
     make_tls_certs
     start_redis "$redis_port"
     start_redis_tls "$redis_tls_port"
     # shellcheck disable=SC2046 # twelve ports, split on purpose
     start_redis_cluster $(free_ports 12)
-    start_clickhouse "$clickhouse_http_port" "$clickhouse_tcp_port" "$clickhouse_https_port"
+    # shellcheck disable=SC2046 # six ports, split on purpose
+    start_clickhouse $(free_ports 6)
 
     # Store tests panic instead of skipping when their server is not given.
     export TENANCY_TEST_REQUIRE_SERVICES=1

@@ -14,7 +14,7 @@ use tenancy_core::secret::Secret;
 use tenancy_core::tenant::{TenantId, TenantRecord};
 use tenancy_core::{Tenancy, TenancyConfig};
 
-use tenancy_store_clickhouse::ClickHouseStores;
+use tenancy_store_clickhouse::{ClickHouseCluster, ClickHouseStores};
 use tenancy_store_redis::{RedisOptions, RedisStoreError, RedisStores};
 
 use crate::app::App;
@@ -159,27 +159,58 @@ pub async fn prepare(
     if let Some(url) = get("TENANCY_CLICKHOUSE_URL") {
         let database = get("TENANCY_CLICKHOUSE_DATABASE").unwrap_or_else(|| "tenancy".to_owned());
         let ca = get("TENANCY_CLICKHOUSE_CA_CERT");
-        let client = if url.starts_with("https://") {
-            tenancy_store_clickhouse::https_client(ca.as_deref().map(std::path::Path::new))
-                .map_err(|e| ConfigError::new("TENANCY_CLICKHOUSE_CA_CERT", e.to_string()))?
-        } else if ca.is_some() {
-            return Err(ConfigError::new(
-                "TENANCY_CLICKHOUSE_CA_CERT",
-                "a CA certificate goes with an https:// TENANCY_CLICKHOUSE_URL",
-            )
-            .into());
-        } else {
-            tenancy_store_clickhouse::clickhouse::Client::default()
+        let (user, password) = (
+            get("TENANCY_CLICKHOUSE_USER"),
+            get("TENANCY_CLICKHOUSE_PASSWORD"),
+        );
+        // Every server, the shards of a cluster too, takes the same TLS and
+        // credentials.
+        let client_for = |url: &str, key: &'static str| -> Result<_, ConfigError> {
+            let client = if url.starts_with("https://") {
+                tenancy_store_clickhouse::https_client(ca.as_deref().map(std::path::Path::new))
+                    .map_err(|e| ConfigError::new("TENANCY_CLICKHOUSE_CA_CERT", e.to_string()))?
+            } else if ca.is_some() {
+                return Err(ConfigError::new(
+                    key,
+                    "TENANCY_CLICKHOUSE_CA_CERT goes with https:// URLs only",
+                ));
+            } else {
+                tenancy_store_clickhouse::clickhouse::Client::default()
+            };
+            let mut client = client.with_url(url);
+            if let Some(user) = &user {
+                client = client.with_user(user);
+            }
+            if let Some(password) = &password {
+                client = client.with_password(password);
+            }
+            Ok(client)
         };
-        let mut client = client.with_url(url);
-        if let Some(user) = get("TENANCY_CLICKHOUSE_USER") {
-            client = client.with_user(user);
+        let mut clickhouse =
+            ClickHouseStores::new(client_for(&url, "TENANCY_CLICKHOUSE_URL")?, &database)
+                .map_err(|e| ConfigError::new("TENANCY_CLICKHOUSE_DATABASE", e.to_string()))?;
+        match (
+            get("TENANCY_CLICKHOUSE_CLUSTER"),
+            get("TENANCY_CLICKHOUSE_SHARDS"),
+        ) {
+            (Some(name), Some(shards)) => {
+                let shards = shards
+                    .split(',')
+                    .map(|url| client_for(url.trim(), "TENANCY_CLICKHOUSE_SHARDS"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let cluster = ClickHouseCluster::new(&name, shards)
+                    .map_err(|e| ConfigError::new("TENANCY_CLICKHOUSE_CLUSTER", e.to_string()))?;
+                clickhouse = clickhouse.on_cluster(cluster);
+            }
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "TENANCY_CLICKHOUSE_CLUSTER",
+                    "TENANCY_CLICKHOUSE_CLUSTER and TENANCY_CLICKHOUSE_SHARDS go together",
+                )
+                .into());
+            }
         }
-        if let Some(password) = get("TENANCY_CLICKHOUSE_PASSWORD") {
-            client = client.with_password(password);
-        }
-        let clickhouse = ClickHouseStores::new(client, &database)
-            .map_err(|e| ConfigError::new("TENANCY_CLICKHOUSE_DATABASE", e.to_string()))?;
         clickhouse
             .migrate()
             .await
@@ -192,7 +223,7 @@ pub async fn prepare(
                 Some(Arc::new(clickhouse.audit_query())),
             )
             .usage_meter(Arc::new(clickhouse.usage_meter()));
-        tracing::info!(database = %database, "audit log and usage in ClickHouse");
+        tracing::info!(clickhouse = ?clickhouse, "audit log and usage in ClickHouse");
     }
     let tenancy = builder.build()?;
     let platform =

@@ -1074,12 +1074,53 @@ async fn audit_and_usage_in_clickhouse() {
     let Some(url) = tenancy_core::testkit::services::clickhouse_url() else {
         return;
     };
+    audit_and_usage_on(&[("TENANCY_CLICKHOUSE_URL", url.as_str())]).await;
+}
+
+/// The same calls and answers with the tables spread over the two shards,
+/// queried through the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_and_usage_in_a_clickhouse_cluster() {
+    let Some((cluster, shards)) = tenancy_core::testkit::services::clickhouse_cluster() else {
+        return;
+    };
+    let shard_list = shards.join(",");
+    audit_and_usage_on(&[
+        ("TENANCY_CLICKHOUSE_URL", shards[1].as_str()),
+        ("TENANCY_CLICKHOUSE_CLUSTER", cluster.as_str()),
+        ("TENANCY_CLICKHOUSE_SHARDS", shard_list.as_str()),
+    ])
+    .await;
+    // A cluster without its shards is a configuration error.
     for (name, bin) in binaries() {
-        let database = format!("tenancy_e2e_{name}_{}", std::process::id());
-        let env = [
-            ("TENANCY_CLICKHOUSE_URL", url.as_str()),
-            ("TENANCY_CLICKHOUSE_DATABASE", database.as_str()),
-        ];
+        let out = std::process::Command::new(bin)
+            .env_clear()
+            .env("TENANCY_BIND", "127.0.0.1:0")
+            .env("TENANCY_CLICKHOUSE_URL", &shards[0])
+            .env("TENANCY_CLICKHOUSE_CLUSTER", &cluster)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("TENANCY_CLICKHOUSE_SHARDS"),
+            "{name}: {stderr}"
+        );
+    }
+}
+
+/// Audit events and usage written and read back through both front ends,
+/// with ClickHouse as `clickhouse` says.
+async fn audit_and_usage_on(clickhouse: &[(&str, &str)]) {
+    let layout = if clickhouse.len() > 1 {
+        "cluster"
+    } else {
+        "one"
+    };
+    for (name, bin) in binaries() {
+        let database = format!("tenancy_e2e_{layout}_{name}_{}", std::process::id());
+        let mut env = clickhouse.to_vec();
+        env.push(("TENANCY_CLICKHOUSE_DATABASE", database.as_str()));
         let mut s = Server::start(name, bin, &env);
         create_tenant(&s, "acme", "pro").await;
         let op = token("acme", "operator", "op@acme");

@@ -2,7 +2,9 @@
 //! stores, for audit logs and usage counts at volume.
 //!
 //! - [`ClickHouseStores`]: the handle on one database; [`migrate`] creates
-//!   the tables (see [`schema`]);
+//!   the tables (see [`schema`]), on one server or, with
+//!   [`ClickHouseCluster`], spread over the shards of a cluster by tenant
+//!   (see [`cluster`]);
 //! - [`ClickHouseAuditSink`] ([`AuditSink`]) and [`ClickHouseAuditQuery`]
 //!   ([`AuditQuery`]): the audit log;
 //! - [`ClickHouseUsageMeter`] ([`UsageMeter`]): hourly usage counts;
@@ -99,6 +101,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audit;
+pub mod cluster;
 mod error;
 mod retention;
 mod rows;
@@ -112,6 +115,7 @@ mod usage;
 pub use clickhouse;
 
 pub use audit::{ClickHouseAuditQuery, ClickHouseAuditSink};
+pub use cluster::{ClickHouseCluster, InvalidCluster};
 pub use error::ClickHouseError;
 pub use schema::{InvalidServerVersion, Migration, ServerVersion};
 pub use stores::{ClickHouseStores, InvalidDatabaseName};

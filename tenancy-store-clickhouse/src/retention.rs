@@ -4,6 +4,9 @@
 //! mutation is queued, and the rows disappear when it has rewritten the
 //! affected parts. [`wait_for_mutations`] polls `system.mutations` until
 //! they are done (ClickHouse 18.16 has no `mutations_sync` setting).
+//!
+//! On a cluster the mutations run on each shard's local tables: a
+//! `Distributed` table takes none.
 
 use std::time::Duration;
 
@@ -14,15 +17,54 @@ use tenancy_core::tenant::TenantId;
 
 use crate::error::store_error;
 use crate::rows::ceil_millis;
-use crate::tenant_query::TenantQuery;
+use crate::tenant_query::{TenantQuery, TenantSql};
 use crate::tenant_sql;
 
 /// How often [`wait_for_mutations`] looks.
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
+/// Which tables hold the rows a mutation rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tables {
+    /// `audit_log` and `usage_hourly` themselves, on one server.
+    Shared,
+    /// `audit_log_local` and `usage_hourly_local`, on a shard.
+    Local,
+}
+
+impl Tables {
+    fn purge_audit(self) -> TenantSql {
+        match self {
+            Self::Shared => tenant_sql!(
+                "ALTER TABLE audit_log DELETE WHERE {tenant} \
+                 AND (timestamp < toDateTime(?) OR (timestamp = toDateTime(?) AND millis < ?))"
+            ),
+            Self::Local => tenant_sql!(
+                "ALTER TABLE audit_log_local DELETE WHERE {tenant} \
+                 AND (timestamp < toDateTime(?) OR (timestamp = toDateTime(?) AND millis < ?))"
+            ),
+        }
+    }
+
+    fn delete_audit(self) -> TenantSql {
+        match self {
+            Self::Shared => tenant_sql!("ALTER TABLE audit_log DELETE WHERE {tenant}"),
+            Self::Local => tenant_sql!("ALTER TABLE audit_log_local DELETE WHERE {tenant}"),
+        }
+    }
+
+    fn delete_usage(self) -> TenantSql {
+        match self {
+            Self::Shared => tenant_sql!("ALTER TABLE usage_hourly DELETE WHERE {tenant}"),
+            Self::Local => tenant_sql!("ALTER TABLE usage_hourly_local DELETE WHERE {tenant}"),
+        }
+    }
+}
+
 /// Queues the deletion of `tenant`'s audit events older than `older_than`.
 pub(crate) async fn purge_audit(
     client: &Client,
+    tables: Tables,
     tenant: &TenantId,
     older_than: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -30,10 +72,7 @@ pub(crate) async fn purge_audit(
     let secs = cutoff / 1000;
     let millis = cutoff % 1000;
     TenantQuery::new(client, tenant)
-        .sql(tenant_sql!(
-            "ALTER TABLE audit_log DELETE WHERE {tenant} \
-             AND (timestamp < toDateTime(?) OR (timestamp = toDateTime(?) AND millis < ?))"
-        ))
+        .sql(tables.purge_audit())
         .bind(secs)
         .bind(secs)
         .bind(millis)
@@ -43,24 +82,26 @@ pub(crate) async fn purge_audit(
 }
 
 /// Queues the deletion of every row of `tenant` in both tables.
-pub(crate) async fn delete_tenant(client: &Client, tenant: &TenantId) -> Result<(), StoreError> {
+pub(crate) async fn delete_tenant(
+    client: &Client,
+    tables: Tables,
+    tenant: &TenantId,
+) -> Result<(), StoreError> {
     let scoped = TenantQuery::new(client, tenant);
     scoped
-        .sql(tenant_sql!("ALTER TABLE audit_log DELETE WHERE {tenant}"))
+        .sql(tables.delete_audit())
         .execute()
         .await
         .map_err(store_error)?;
     scoped
-        .sql(tenant_sql!(
-            "ALTER TABLE usage_hourly DELETE WHERE {tenant}"
-        ))
+        .sql(tables.delete_usage())
         .execute()
         .await
         .map_err(store_error)
 }
 
 /// How many mutations of `database` are not done yet.
-pub(crate) async fn pending_mutations(admin: &Client, database: &str) -> Result<u64, StoreError> {
+async fn pending_mutations(admin: &Client, database: &str) -> Result<u64, StoreError> {
     admin
         .query("SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0")
         .bind(database)
@@ -69,16 +110,28 @@ pub(crate) async fn pending_mutations(admin: &Client, database: &str) -> Result<
         .map_err(store_error)
 }
 
-/// Waits until every mutation of `database` is done;
+/// How many mutations of `database` are not done yet on all of `admins`.
+pub(crate) async fn pending_mutations_on(
+    admins: &[Client],
+    database: &str,
+) -> Result<u64, StoreError> {
+    let mut pending = 0;
+    for admin in admins {
+        pending += pending_mutations(admin, database).await?;
+    }
+    Ok(pending)
+}
+
+/// Waits until every mutation of `database` on all of `admins` is done;
 /// [`StoreError::Timeout`] after `timeout`.
 pub(crate) async fn wait_for_mutations(
-    admin: &Client,
+    admins: &[Client],
     database: &str,
     timeout: Duration,
 ) -> Result<(), StoreError> {
     let give_up = tokio::time::Instant::now() + timeout;
     loop {
-        if pending_mutations(admin, database).await? == 0 {
+        if pending_mutations_on(admins, database).await? == 0 {
             return Ok(());
         }
         if tokio::time::Instant::now() + POLL_EVERY > give_up {

@@ -33,6 +33,10 @@
 //! `TTL` of [`AUDIT_TTL_DAYS`] on `audit_log`; on older servers
 //! [`ClickHouseStores::purge_audit`](crate::ClickHouseStores::purge_audit)
 //! is the way to expire events.
+//!
+//! On a [cluster](crate::cluster), each shard holds these tables as
+//! [`AUDIT_LOCAL_TABLE`] and [`USAGE_LOCAL_TABLE`], and `audit_log` and
+//! `usage_hourly` are `Distributed` tables over them, with the same columns.
 
 use std::fmt;
 use std::str::FromStr;
@@ -46,6 +50,10 @@ use crate::error::{backend, store_error};
 pub const AUDIT_TABLE: &str = "audit_log";
 /// Name of the usage table.
 pub const USAGE_TABLE: &str = "usage_hourly";
+/// Name of the audit table on each shard of a cluster.
+pub const AUDIT_LOCAL_TABLE: &str = "audit_log_local";
+/// Name of the usage table on each shard of a cluster.
+pub const USAGE_LOCAL_TABLE: &str = "usage_hourly_local";
 /// Days an audit event is kept by the table `TTL` (servers from 19.6 on).
 pub const AUDIT_TTL_DAYS: u32 = 365;
 
@@ -130,7 +138,10 @@ pub struct Migration {
     /// servers from 19.6 on. A table created before a server upgrade keeps
     /// its definition (`IF NOT EXISTS` changes nothing); give it the `TTL`
     /// with `ALTER TABLE audit_log MODIFY TTL timestamp + INTERVAL 365 DAY`.
+    /// On a cluster: whether every shard's local table carries it.
     pub audit_ttl: bool,
+    /// How many shards the tables are spread over: 1 on one server.
+    pub shards: usize,
 }
 
 /// ClickHouse's "already exists" exception codes: concurrent `IF NOT EXISTS`
@@ -156,9 +167,14 @@ pub(crate) async fn migrate(admin: &Client, database: &str) -> Result<Migration,
     let server_version = server_version(admin).await?;
     let audit_ttl = server_version.supports_table_ttl();
     let statements = [
-        format!("CREATE DATABASE IF NOT EXISTS `{database}`"),
-        audit_table_ddl(database, audit_ttl),
-        usage_table_ddl(database),
+        create_database(database),
+        create_table(
+            database,
+            AUDIT_TABLE,
+            AUDIT_COLUMNS,
+            &audit_engine(audit_ttl),
+        ),
+        create_table(database, USAGE_TABLE, USAGE_COLUMNS, USAGE_ENGINE),
     ];
     for sql in &statements {
         execute_ddl(admin, sql).await?;
@@ -166,6 +182,78 @@ pub(crate) async fn migrate(admin: &Client, database: &str) -> Result<Migration,
     Ok(Migration {
         server_version,
         audit_ttl,
+        shards: 1,
+    })
+}
+
+/// The migration on `cluster`: on every shard the database, the local
+/// tables and the `Distributed` tables over them; on `entry` (the node the
+/// queries go to, which need not be a shard) the database and the
+/// `Distributed` tables. Each statement is `IF NOT EXISTS`.
+///
+/// `entry` and `shards` must not name the database; `database` and
+/// `cluster` are validated identifiers.
+pub(crate) async fn migrate_cluster(
+    entry: &Client,
+    shards: &[Client],
+    database: &str,
+    cluster: &str,
+) -> Result<Migration, StoreError> {
+    let server_version = server_version(entry).await?;
+    let configured: u64 = entry
+        .query("SELECT uniqExact(shard_num) FROM system.clusters WHERE cluster = ?")
+        .bind(cluster)
+        .fetch_one()
+        .await
+        .map_err(store_error)?;
+    if configured != shards.len() as u64 {
+        return Err(backend(format!(
+            "cluster {cluster:?} has {configured} shards in the server's remote_servers, \
+             and {} were given",
+            shards.len()
+        )));
+    }
+    let mut audit_ttl = true;
+    for shard in shards {
+        audit_ttl &= self::server_version(shard).await?.supports_table_ttl();
+    }
+    let distributed = [
+        create_table(
+            database,
+            AUDIT_TABLE,
+            AUDIT_COLUMNS,
+            &distributed_engine(cluster, database, AUDIT_LOCAL_TABLE),
+        ),
+        create_table(
+            database,
+            USAGE_TABLE,
+            USAGE_COLUMNS,
+            &distributed_engine(cluster, database, USAGE_LOCAL_TABLE),
+        ),
+    ];
+    let local = [
+        create_table(
+            database,
+            AUDIT_LOCAL_TABLE,
+            AUDIT_COLUMNS,
+            &audit_engine(audit_ttl),
+        ),
+        create_table(database, USAGE_LOCAL_TABLE, USAGE_COLUMNS, USAGE_ENGINE),
+    ];
+    for shard in shards {
+        execute_ddl(shard, &create_database(database)).await?;
+        for sql in local.iter().chain(&distributed) {
+            execute_ddl(shard, sql).await?;
+        }
+    }
+    execute_ddl(entry, &create_database(database)).await?;
+    for sql in &distributed {
+        execute_ddl(entry, sql).await?;
+    }
+    Ok(Migration {
+        server_version,
+        audit_ttl,
+        shards: shards.len(),
     })
 }
 
@@ -181,44 +269,55 @@ async fn execute_ddl(client: &Client, sql: &str) -> Result<(), StoreError> {
     }
 }
 
-/// The `CREATE TABLE` of `audit_log`, with a `TTL` when `ttl` is set.
-pub(crate) fn audit_table_ddl(database: &str, ttl: bool) -> String {
+/// The columns of the audit table.
+const AUDIT_COLUMNS: &str = "\
+    timestamp DateTime('UTC'), \
+    millis UInt16, \
+    tenant_id String, \
+    actor String, \
+    actor_kind String, \
+    action String, \
+    resource Nullable(String), \
+    outcome UInt16, \
+    request_id Nullable(String), \
+    client_addr Nullable(String), \
+    details String";
+
+/// The columns of the usage table.
+const USAGE_COLUMNS: &str = "\
+    tenant_id String, \
+    hour DateTime('UTC'), \
+    event_type String, \
+    count UInt64";
+
+/// The engine of the usage table where its rows are stored.
+const USAGE_ENGINE: &str = "SummingMergeTree(count) \
+    PARTITION BY toYYYYMM(hour) \
+    ORDER BY (tenant_id, hour, event_type)";
+
+fn create_database(database: &str) -> String {
+    format!("CREATE DATABASE IF NOT EXISTS `{database}`")
+}
+
+fn create_table(database: &str, table: &str, columns: &str, engine: &str) -> String {
+    format!("CREATE TABLE IF NOT EXISTS `{database}`.`{table}` ({columns}) ENGINE = {engine}")
+}
+
+/// The engine of the audit table where its rows are stored, with a `TTL`
+/// when `ttl` is set.
+fn audit_engine(ttl: bool) -> String {
     let ttl = if ttl {
         format!(" TTL timestamp + INTERVAL {AUDIT_TTL_DAYS} DAY")
     } else {
         String::new()
     };
-    format!(
-        "CREATE TABLE IF NOT EXISTS `{database}`.`{AUDIT_TABLE}` (\
-            timestamp DateTime('UTC'), \
-            millis UInt16, \
-            tenant_id String, \
-            actor String, \
-            actor_kind String, \
-            action String, \
-            resource Nullable(String), \
-            outcome UInt16, \
-            request_id Nullable(String), \
-            client_addr Nullable(String), \
-            details String\
-        ) ENGINE = MergeTree \
-        PARTITION BY toYYYYMM(timestamp) \
-        ORDER BY (tenant_id, timestamp){ttl}"
-    )
+    format!("MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (tenant_id, timestamp){ttl}")
 }
 
-/// The `CREATE TABLE` of `usage_hourly`.
-pub(crate) fn usage_table_ddl(database: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS `{database}`.`{USAGE_TABLE}` (\
-            tenant_id String, \
-            hour DateTime('UTC'), \
-            event_type String, \
-            count UInt64\
-        ) ENGINE = SummingMergeTree(count) \
-        PARTITION BY toYYYYMM(hour) \
-        ORDER BY (tenant_id, hour, event_type)"
-    )
+/// A `Distributed` engine over `local` on every shard of `cluster`, one
+/// tenant's rows on one shard.
+fn distributed_engine(cluster: &str, database: &str, local: &str) -> String {
+    format!("Distributed(`{cluster}`, `{database}`, `{local}`, cityHash64(tenant_id))")
 }
 
 /// Whether `name` is a plain identifier (`[A-Za-z_][A-Za-z0-9_]*`, at most
@@ -271,8 +370,22 @@ mod tests {
 
     #[test]
     fn ttl_only_when_asked() {
-        assert!(!audit_table_ddl("db", false).contains("TTL"));
-        assert!(audit_table_ddl("db", true).ends_with("TTL timestamp + INTERVAL 365 DAY"));
+        assert!(!audit_engine(false).contains("TTL"));
+        assert!(audit_engine(true).ends_with("TTL timestamp + INTERVAL 365 DAY"));
+    }
+
+    #[test]
+    fn distributed_tables_shard_by_tenant() {
+        assert_eq!(
+            create_table(
+                "db",
+                AUDIT_TABLE,
+                "tenant_id String",
+                &distributed_engine("c", "db", AUDIT_LOCAL_TABLE)
+            ),
+            "CREATE TABLE IF NOT EXISTS `db`.`audit_log` (tenant_id String) \
+             ENGINE = Distributed(`c`, `db`, `audit_log_local`, cityHash64(tenant_id))"
+        );
     }
 
     #[test]

@@ -11,13 +11,15 @@ use tenancy_core::store::StoreError;
 use tenancy_core::tenant::TenantId;
 
 use crate::audit::{ClickHouseAuditQuery, ClickHouseAuditSink};
+use crate::cluster::ClickHouseCluster;
 use crate::error::store_error;
-use crate::retention;
+use crate::retention::{self, Tables};
 use crate::schema::{self, Migration, ServerVersion, is_plain_identifier};
 use crate::tenant_query::TenantQuery;
 use crate::usage::ClickHouseUsageMeter;
 
-/// The tables of this crate in one ClickHouse database.
+/// The tables of this crate in one ClickHouse database, on one server or
+/// spread over the shards of a cluster ([`on_cluster`](Self::on_cluster)).
 ///
 /// Cheap to clone: clones share the client's connection pool.
 ///
@@ -42,6 +44,17 @@ pub struct ClickHouseStores {
     /// `system.mutations`.
     admin: Client,
     database: Arc<str>,
+    /// `None` on one server.
+    cluster: Option<Arc<Shards>>,
+}
+
+/// The shards of a cluster, as the stores use them.
+struct Shards {
+    name: Box<str>,
+    /// Bound to the stores' database: for mutations of the local tables.
+    clients: Vec<Client>,
+    /// Bound to `system`: for `CREATE DATABASE` and `system.mutations`.
+    admins: Vec<Client>,
 }
 
 /// A database name that is not a plain identifier.
@@ -73,7 +86,38 @@ impl ClickHouseStores {
             admin: client.clone().with_database("system"),
             client: client.with_database(database),
             database: Arc::from(database),
+            cluster: None,
         })
+    }
+
+    /// The same stores with the tables spread over the shards of `cluster`,
+    /// one tenant's rows on one shard; see [`cluster`](crate::cluster).
+    ///
+    /// The client given to [`new`](Self::new) takes every read and write:
+    /// it talks to a node of the cluster (or a balancer over them), which
+    /// holds the `Distributed` tables. Its inserts wait until every shard
+    /// has stored its rows (`insert_distributed_sync = 1`).
+    pub fn on_cluster(self, cluster: ClickHouseCluster) -> Self {
+        let shards: Vec<Client> = cluster
+            .shards
+            .into_iter()
+            .map(|shard| shard.with_validation(false))
+            .collect();
+        Self {
+            client: self.client.with_setting("insert_distributed_sync", "1"),
+            cluster: Some(Arc::new(Shards {
+                name: cluster.name,
+                clients: shards
+                    .iter()
+                    .map(|shard| shard.clone().with_database(&*self.database))
+                    .collect(),
+                admins: shards
+                    .into_iter()
+                    .map(|shard| shard.with_database("system"))
+                    .collect(),
+            })),
+            ..self
+        }
     }
 
     /// The database holding the tables.
@@ -81,11 +125,23 @@ impl ClickHouseStores {
         &self.database
     }
 
-    /// Creates the database and both tables if they do not exist; safe to
+    /// The name of the cluster the tables are spread over, if any.
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref().map(|shards| &*shards.name)
+    }
+
+    /// Creates the database and the tables if they do not exist; safe to
     /// run from many instances at once, and on every start. See
-    /// [`schema`](crate::schema) for the tables.
+    /// [`schema`](crate::schema) for the tables, and
+    /// [`cluster`](crate::cluster) for what is created on a cluster.
     pub async fn migrate(&self) -> Result<Migration, StoreError> {
-        schema::migrate(&self.admin, &self.database).await
+        match &self.cluster {
+            None => schema::migrate(&self.admin, &self.database).await,
+            Some(shards) => {
+                schema::migrate_cluster(&self.admin, &shards.admins, &self.database, &shards.name)
+                    .await
+            }
+        }
     }
 
     /// The server's version.
@@ -93,9 +149,14 @@ impl ClickHouseStores {
         schema::server_version(&self.admin).await
     }
 
-    /// Whether the server answers `SELECT 1`.
+    /// Whether the server, and on a cluster every shard, answers
+    /// `SELECT 1`.
     pub async fn health(&self) -> Result<(), StoreError> {
-        health(&self.client).await
+        health(&self.client).await?;
+        for shard in self.cluster.iter().flat_map(|shards| &shards.clients) {
+            health(shard).await?;
+        }
+        Ok(())
     }
 
     /// The audit sink: one `INSERT` per call.
@@ -127,24 +188,50 @@ impl ClickHouseStores {
         tenant: &TenantId,
         older_than: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        retention::purge_audit(&self.client, tenant, older_than).await
+        let (tables, clients) = self.mutated();
+        for client in clients {
+            retention::purge_audit(client, tables, tenant, older_than).await?;
+        }
+        Ok(())
     }
 
     /// Deletes every audit event and usage count of `tenant` (mutations:
     /// see [`wait_for_mutations`](Self::wait_for_mutations)).
     pub async fn delete_tenant(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        retention::delete_tenant(&self.client, tenant).await
+        let (tables, clients) = self.mutated();
+        for client in clients {
+            retention::delete_tenant(client, tables, tenant).await?;
+        }
+        Ok(())
     }
 
-    /// How many mutations of the database are still running.
+    /// How many mutations of the database are still running (on all
+    /// shards of a cluster).
     pub async fn pending_mutations(&self) -> Result<u64, StoreError> {
-        retention::pending_mutations(&self.admin, &self.database).await
+        retention::pending_mutations_on(self.admins(), &self.database).await
     }
 
-    /// Waits until every mutation of the database is done, polling
-    /// `system.mutations`; [`StoreError::Timeout`] after `timeout`.
+    /// Waits until every mutation of the database (on all shards of a
+    /// cluster) is done, polling `system.mutations`;
+    /// [`StoreError::Timeout`] after `timeout`.
     pub async fn wait_for_mutations(&self, timeout: Duration) -> Result<(), StoreError> {
-        retention::wait_for_mutations(&self.admin, &self.database, timeout).await
+        retention::wait_for_mutations(self.admins(), &self.database, timeout).await
+    }
+
+    /// The tables mutations rewrite, and the clients that reach them.
+    fn mutated(&self) -> (Tables, &[Client]) {
+        match &self.cluster {
+            None => (Tables::Shared, std::slice::from_ref(&self.client)),
+            Some(shards) => (Tables::Local, &shards.clients),
+        }
+    }
+
+    /// The clients, bound to `system`, of the servers holding rows.
+    fn admins(&self) -> &[Client] {
+        match &self.cluster {
+            None => std::slice::from_ref(&self.admin),
+            Some(shards) => &shards.admins,
+        }
     }
 }
 
@@ -153,6 +240,7 @@ impl fmt::Debug for ClickHouseStores {
         // The client is left out: it may hold credentials.
         f.debug_struct("ClickHouseStores")
             .field("database", &self.database)
+            .field("cluster", &self.cluster())
             .finish_non_exhaustive()
     }
 }

@@ -29,6 +29,12 @@ pub const REDIS_CLUSTER_NODES_VAR: &str = "TENANCY_TEST_REDIS_CLUSTER_NODES";
 /// Environment variable holding the `https://` URL of the test ClickHouse,
 /// whose certificate the CA in [`TLS_CA_VAR`] signed.
 pub const CLICKHOUSE_TLS_URL_VAR: &str = "TENANCY_TEST_CLICKHOUSE_TLS_URL";
+/// Environment variable holding the name of a ClickHouse cluster of two
+/// shards, as the servers' `remote_servers` configuration names it.
+pub const CLICKHOUSE_CLUSTER_VAR: &str = "TENANCY_TEST_CLICKHOUSE_CLUSTER";
+/// Environment variable holding the HTTP URLs of that cluster's shards,
+/// comma-separated, in the order of `remote_servers`.
+pub const CLICKHOUSE_SHARDS_VAR: &str = "TENANCY_TEST_CLICKHOUSE_SHARDS";
 /// Environment variable holding the path of the test CA's PEM certificate.
 pub const TLS_CA_VAR: &str = "TENANCY_TEST_TLS_CA";
 /// Environment variable holding the path of a CA that signed nothing the
@@ -84,6 +90,18 @@ pub fn clickhouse_tls() -> Option<(String, std::path::PathBuf, std::path::PathBu
     let ca = service_url(TLS_CA_VAR)?;
     let other = service_url(TLS_OTHER_CA_VAR)?;
     Some((url, ca.into(), other.into()))
+}
+
+/// The test ClickHouse cluster: its name and its shards' HTTP URLs; `None`
+/// (after printing a notice) when unset.
+///
+/// # Panics
+///
+/// When a variable is unset but [`REQUIRE_SERVICES_VAR`] is set.
+pub fn clickhouse_cluster() -> Option<(String, Vec<String>)> {
+    let name = service_url(CLICKHOUSE_CLUSTER_VAR)?;
+    let shards = service_url(CLICKHOUSE_SHARDS_VAR)?;
+    Some((name, shards.split(',').map(str::to_owned).collect()))
 }
 
 /// The ClickHouse HTTP URL for store tests, or `None` (after printing a

@@ -1,5 +1,6 @@
 //! The store acceptance suite of `tenancy-core`, plus usage counted from
-//! concurrent tasks across hour boundaries.
+//! concurrent tasks across hour boundaries: on one server and on the
+//! cluster of two shards.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,25 +17,47 @@ use crate::fixture::TestDatabase;
 
 #[tokio::test]
 async fn audit_log_passes_the_suite() {
-    let Some(db) = TestDatabase::new("audit_suite").await else {
-        return;
-    };
-    stores::audit_log(&db.stores.audit_sink(), &db.stores.audit_query()).await;
+    if let Some(db) = TestDatabase::new("audit_suite").await {
+        stores::audit_log(&db.stores.audit_sink(), &db.stores.audit_query()).await;
+    }
+}
+
+#[tokio::test]
+async fn audit_log_passes_the_suite_on_a_cluster() {
+    if let Some(db) = TestDatabase::sharded("audit_suite").await {
+        stores::audit_log(&db.stores.audit_sink(), &db.stores.audit_query()).await;
+    }
 }
 
 #[tokio::test]
 async fn usage_meter_passes_the_suite() {
-    let Some(db) = TestDatabase::new("usage_suite").await else {
-        return;
-    };
-    stores::usage_meter(&db.stores.usage_meter()).await;
+    if let Some(db) = TestDatabase::new("usage_suite").await {
+        stores::usage_meter(&db.stores.usage_meter()).await;
+    }
+}
+
+#[tokio::test]
+async fn usage_meter_passes_the_suite_on_a_cluster() {
+    if let Some(db) = TestDatabase::sharded("usage_suite").await {
+        stores::usage_meter(&db.stores.usage_meter()).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn usage_from_concurrent_tasks_across_three_hours() {
-    let Some(db) = TestDatabase::new("usage_concurrent").await else {
-        return;
-    };
+    if let Some(db) = TestDatabase::new("usage_concurrent").await {
+        usage_from_concurrent_tasks(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_from_concurrent_tasks_across_three_hours_on_a_cluster() {
+    if let Some(db) = TestDatabase::sharded("usage_concurrent").await {
+        usage_from_concurrent_tasks(db).await;
+    }
+}
+
+async fn usage_from_concurrent_tasks(db: TestDatabase) {
     let tenant = stores::unique_tenant("usage");
     let other = stores::unique_tenant("usage");
     let types = ["metric", "log", "trace"].map(|t| Label::new(t).expect("valid"));
@@ -127,11 +150,7 @@ async fn usage_from_concurrent_tasks_across_three_hours() {
     // times) until they are one.
     let mut rows_after_merge = 0;
     for _ in 0..50 {
-        db.client()
-            .query("OPTIMIZE TABLE usage_hourly FINAL")
-            .execute()
-            .await
-            .expect("optimize");
+        db.optimize_usage().await;
         rows_after_merge = db.count("usage_hourly", &[tenant.as_str()]).await;
         if rows_after_merge == 9 {
             break;

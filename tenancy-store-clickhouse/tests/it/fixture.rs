@@ -7,17 +7,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tenancy_core::testkit::services;
-use tenancy_store_clickhouse::ClickHouseStores;
 use tenancy_store_clickhouse::clickhouse::Client;
+use tenancy_store_clickhouse::{ClickHouseCluster, ClickHouseStores};
 
 /// A database of its own for one test.
 pub(crate) struct TestDatabase {
-    /// The server's HTTP URL.
+    /// The server's HTTP URL (on a cluster: the first shard's, which takes
+    /// the queries).
     pub(crate) url: String,
     /// The database's name.
     pub(crate) name: String,
     /// The stores in it, connected directly to the server.
     pub(crate) stores: ClickHouseStores,
+    /// On a cluster, the shards' HTTP URLs; empty on one server.
+    pub(crate) shards: Vec<String>,
 }
 
 impl TestDatabase {
@@ -31,6 +34,42 @@ impl TestDatabase {
             .await
             .unwrap_or_else(|e| panic!("cannot migrate on {url}: {e}"));
         Some(db)
+    }
+
+    /// A fresh database migrated on the test cluster of two shards, or
+    /// `None` (skip) when no cluster is configured.
+    pub(crate) async fn sharded(tag: &str) -> Option<Self> {
+        let db = Self::unmigrated_sharded(tag)?;
+        db.stores
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("cannot migrate on the cluster {:?}: {e}", db.shards));
+        Some(db)
+    }
+
+    /// A database name reserved for this test on the test cluster; nothing
+    /// is created.
+    pub(crate) fn unmigrated_sharded(tag: &str) -> Option<Self> {
+        let (cluster, shards) = services::clickhouse_cluster()?;
+        let mut db = Self::unmigrated(&shards[0], tag);
+        db.stores = Self::sharded_stores(&cluster, &shards, &db.name);
+        db.shards = shards;
+        Some(db)
+    }
+
+    /// Stores in `database` spread over `cluster`, queried through the first
+    /// shard.
+    pub(crate) fn sharded_stores(
+        cluster: &str,
+        shards: &[String],
+        database: &str,
+    ) -> ClickHouseStores {
+        let cluster = ClickHouseCluster::new(
+            cluster,
+            shards.iter().map(|url| Client::default().with_url(url)),
+        )
+        .expect("valid cluster");
+        Self::stores_at(&shards[0], database).on_cluster(cluster)
     }
 
     /// A database name reserved for this test on `url`; nothing is created.
@@ -50,6 +89,7 @@ impl TestDatabase {
             url: url.to_owned(),
             name,
             stores,
+            shards: Vec::new(),
         }
     }
 
@@ -66,27 +106,60 @@ impl TestDatabase {
             .with_database(&self.name)
     }
 
+    /// A client bound to this database on shard `index` of the cluster.
+    pub(crate) fn shard(&self, index: usize) -> Client {
+        Client::default()
+            .with_url(&self.shards[index])
+            .with_validation(false)
+            .with_database(&self.name)
+    }
+
+    /// `OPTIMIZE TABLE … FINAL` of the usage table: on one server, or of
+    /// the local table on every shard.
+    pub(crate) async fn optimize_usage(&self) {
+        if self.shards.is_empty() {
+            optimize(&self.client(), "usage_hourly").await;
+        }
+        for shard in 0..self.shards.len() {
+            optimize(&self.shard(shard), "usage_hourly_local").await;
+        }
+    }
+
     /// `SELECT count()` of `table` for the given tenants.
     pub(crate) async fn count(&self, table: &str, tenants: &[&str]) -> u64 {
-        self.client()
-            .query("SELECT count() FROM ? WHERE has(?, tenant_id)")
-            .bind(tenancy_store_clickhouse::clickhouse::sql::Identifier(table))
-            .bind(tenants)
-            .fetch_one::<u64>()
-            .await
-            .expect("count")
+        count(&self.client(), table, tenants).await
     }
+}
+
+/// `SELECT count()` of `table` through `client` for the given tenants.
+pub(crate) async fn count(client: &Client, table: &str, tenants: &[&str]) -> u64 {
+    client
+        .query("SELECT count() FROM ? WHERE has(?, tenant_id)")
+        .bind(tenancy_store_clickhouse::clickhouse::sql::Identifier(table))
+        .bind(tenants)
+        .fetch_one::<u64>()
+        .await
+        .expect("count")
+}
+
+async fn optimize(client: &Client, table: &str) {
+    client
+        .query("OPTIMIZE TABLE ? FINAL")
+        .bind(tenancy_store_clickhouse::clickhouse::sql::Identifier(table))
+        .execute()
+        .await
+        .expect("optimize");
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         // Blocking and runtime-free, so it also runs while a failed test
         // unwinds.
-        if let Err(e) = post(
-            &self.url,
-            &format!("DROP DATABASE IF EXISTS `{}`", self.name),
-        ) {
-            eprintln!("could not drop test database {}: {e}", self.name);
+        let drop = format!("DROP DATABASE IF EXISTS `{}`", self.name);
+        for url in std::iter::once(&self.url).chain(&self.shards) {
+            if let Err(e) = post(url, &drop) {
+                eprintln!("could not drop test database {} on {url}: {e}", self.name);
+            }
         }
     }
 }

@@ -1,8 +1,11 @@
 //! Tests against the real ClickHouse server named by
-//! `TENANCY_TEST_CLICKHOUSE_URL` (started by `scripts/test.sh`); each test
-//! skips when it is unset and uses a database of its own.
+//! `TENANCY_TEST_CLICKHOUSE_URL`, and the cluster of two shards named by
+//! `TENANCY_TEST_CLICKHOUSE_CLUSTER` and `TENANCY_TEST_CLICKHOUSE_SHARDS`
+//! (all started by `scripts/test.sh`); each test skips when its variables
+//! are unset and uses a database of its own.
 
 mod acceptance;
+mod cluster;
 mod errors;
 mod fixture;
 mod migrate;

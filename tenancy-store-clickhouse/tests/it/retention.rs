@@ -1,4 +1,5 @@
-//! Purges and tenant deletion remove only the named tenant's rows.
+//! Purges and tenant deletion remove only the named tenant's rows, on one
+//! server and on every shard of a cluster.
 
 use std::time::Duration;
 
@@ -15,9 +16,19 @@ const MUTATIONS: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn purge_and_delete_touch_one_tenant() {
-    let Some(db) = TestDatabase::new("retention").await else {
-        return;
-    };
+    if let Some(db) = TestDatabase::new("retention").await {
+        purge_and_delete(db).await;
+    }
+}
+
+#[tokio::test]
+async fn purge_and_delete_touch_one_tenant_on_a_cluster() {
+    if let Some(db) = TestDatabase::sharded("retention").await {
+        purge_and_delete(db).await;
+    }
+}
+
+async fn purge_and_delete(db: TestDatabase) {
     let a = stores::unique_tenant("ret");
     let b = stores::unique_tenant("ret");
     let now = stores::now_millis();

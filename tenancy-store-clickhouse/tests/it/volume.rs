@@ -1,4 +1,5 @@
-//! 100,000 audit events enqueued from 8 concurrent tasks, all read back.
+//! 100,000 audit events enqueued from 8 concurrent tasks, all read back:
+//! on one server and on the cluster of two shards.
 
 use std::time::{Duration, Instant};
 
@@ -7,16 +8,26 @@ use tenancy_core::testkit::stores;
 use tenancy_core::writer::{AuditWriter, BatchConfig};
 use tenancy_store_clickhouse::tenant_sql;
 
-use crate::fixture::TestDatabase;
+use crate::fixture::{TestDatabase, count};
 
 const TASKS: usize = 8;
 const PER_TASK: usize = 12_500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundred_thousand_events_from_concurrent_tasks() {
-    let Some(db) = TestDatabase::new("volume").await else {
-        return;
-    };
+    if let Some(db) = TestDatabase::new("volume").await {
+        hundred_thousand_events(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundred_thousand_events_from_concurrent_tasks_on_a_cluster() {
+    if let Some(db) = TestDatabase::sharded("volume").await {
+        hundred_thousand_events(db).await;
+    }
+}
+
+async fn hundred_thousand_events(db: TestDatabase) {
     let writer = AuditWriter::audit(
         db.stores.audit_sink(),
         BatchConfig::default()
@@ -82,6 +93,18 @@ async fn hundred_thousand_events_from_concurrent_tasks() {
             own, PER_TASK as u64,
             "each tenant sees exactly its own rows"
         );
+        // On a cluster, all of them on one shard.
+        let mut on_shards = Vec::new();
+        for shard in 0..db.shards.len() {
+            on_shards.push(count(&db.shard(shard), "audit_log_local", &[tenant.as_str()]).await);
+        }
+        if !on_shards.is_empty() {
+            on_shards.sort_unstable();
+            assert_eq!(on_shards, [0, PER_TASK as u64], "{tenant} on one shard");
+        }
     }
-    eprintln!("100,000 events enqueued and written in {elapsed:?}");
+    eprintln!(
+        "100,000 events enqueued and written in {elapsed:?} on {} shard(s)",
+        db.shards.len().max(1)
+    );
 }
