@@ -110,6 +110,16 @@ pub async fn prepare(
     };
     let config = TenancyConfig::load_from(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let mut builder = Tenancy::builder(config.clone());
+    let replica_acks: u32 = get("TENANCY_REDIS_REPLICA_ACKS")
+        .map(|acks| acks.parse())
+        .transpose()
+        .map_err(|_| {
+            ConfigError::new(
+                "TENANCY_REDIS_REPLICA_ACKS",
+                "must be a number of replicas, such as 1",
+            )
+        })?
+        .unwrap_or(0);
     // One server, or the seed nodes of a cluster.
     let redis_target = match (get("TENANCY_REDIS_URL"), get("TENANCY_REDIS_CLUSTER_NODES")) {
         (Some(_), Some(_)) => {
@@ -129,6 +139,7 @@ pub async fn prepare(
         if let Some(ca) = get("TENANCY_REDIS_CA_CERT") {
             options = options.with_ca_cert(ca);
         }
+        options = options.with_replica_acks(replica_acks);
         let (connected, url_key) = if cluster {
             let nodes: Vec<&str> = target.split(',').map(str::trim).collect();
             (

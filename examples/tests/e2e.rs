@@ -952,6 +952,7 @@ fn bad_configuration_stops_the_server_naming_the_key() {
             ("TENANCY_DEFAULT_TENANT", "Not A Slug"),
             ("TENANCY_BIND", "nowhere"),
             ("TENANCY_JWT_SECRET", "short"),
+            ("TENANCY_REDIS_REPLICA_ACKS", "all"),
         ] {
             let out = std::process::Command::new(bin)
                 .env_clear()
@@ -1015,22 +1016,27 @@ async fn instances_on_one_redis_share_keys_and_revocations() {
     let (Some(url), Some(nodes)) = services else {
         return;
     };
-    // One server, then a cluster of 3 masters and 3 replicas.
-    for (var, value) in [
-        ("TENANCY_REDIS_URL", url),
-        ("TENANCY_REDIS_CLUSTER_NODES", nodes.join(",")),
+    // One server, then a cluster of 3 masters and 3 replicas where every
+    // acknowledged write is on a replica.
+    for (var, value, acks) in [
+        ("TENANCY_REDIS_URL", url, "0"),
+        ("TENANCY_REDIS_CLUSTER_NODES", nodes.join(","), "1"),
     ] {
-        share_keys_and_revocations(var, &value).await;
+        share_keys_and_revocations(var, &value, acks).await;
     }
 }
 
-async fn share_keys_and_revocations(var: &str, value: &str) {
+async fn share_keys_and_revocations(var: &str, value: &str, replica_acks: &str) {
     let prefix = format!(
         "e2e-{}-{}",
         std::process::id(),
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
     );
-    let env = [(var, value), ("TENANCY_REDIS_PREFIX", prefix.as_str())];
+    let env = [
+        (var, value),
+        ("TENANCY_REDIS_PREFIX", prefix.as_str()),
+        ("TENANCY_REDIS_REPLICA_ACKS", replica_acks),
+    ];
     let bins = binaries();
     let a = Server::start(bins[0].0, bins[0].1, &env);
     let b = Server::start(bins[1].0, bins[1].1, &env);

@@ -245,6 +245,9 @@ impl ApiKeyStore for RedisApiKeyStore {
                     .invoke_async(&mut conn)
                     .await?;
                 if created == 1 {
+                    self.redis
+                        .replicated(&mut conn, &[&index, &keys.api_key(&key.digest)])
+                        .await?;
                     return Ok(Ok(true));
                 }
                 // The digest belongs to another key: undo step 1.
@@ -344,7 +347,8 @@ impl ApiKeyStore for RedisApiKeyStore {
             self.redis
                 .run(async {
                     let mut conn = self.redis.conn();
-                    let _: i64 = conn.hdel(live, key_id.as_str()).await?;
+                    let _: i64 = conn.hdel(&live, key_id.as_str()).await?;
+                    self.redis.replicated(&mut conn, &[&live]).await?;
                     Ok(())
                 })
                 .await?;
@@ -365,11 +369,12 @@ impl ApiKeyStore for RedisApiKeyStore {
                 .run(async {
                     let mut conn = self.redis.conn();
                     let _: i64 = LIVE_EXPIRY
-                        .key(live)
+                        .key(&live)
                         .arg(key_id.as_str())
                         .arg(expires_at.map_or(0, |t| t.timestamp_millis()))
                         .invoke_async(&mut conn)
                         .await?;
+                    self.redis.replicated(&mut conn, &[&live]).await?;
                     Ok(())
                 })
                 .await?;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 use tenancy_core::store::StoreError;
 
@@ -62,6 +63,20 @@ pub struct RedisOptions {
     /// certificate must chain to, instead of the system's roots (feature
     /// `tls`). Read when connecting.
     pub ca_cert: Option<PathBuf>,
+    /// How many replicas must hold a write before the stores acknowledge it
+    /// (default 0: Redis's asynchronous replication, where a write
+    /// acknowledged in a master's last moments can be lost in a failover).
+    ///
+    /// With `n > 0`, every write of tenants, API keys (issue, revoke,
+    /// expiry), realms and quota charges is followed by `WAIT n` on the
+    /// master that took it; fewer acknowledgements within the call
+    /// deadline fail the call with [`StoreError::Unavailable`]
+    /// ([`RedisStoreError::NotReplicated`]), as a timeout does: the write
+    /// may or may not have been kept. Rate-limit buckets and `last_used`
+    /// times are not waited for: losing their last moments only grants a
+    /// little more allowance. Give each master at least `n + 1` replicas
+    /// so that writes go on after one of them is promoted.
+    pub replica_acks: u32,
 }
 
 impl Default for RedisOptions {
@@ -71,6 +86,7 @@ impl Default for RedisOptions {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             ca_cert: None,
+            replica_acks: 0,
         }
     }
 }
@@ -100,6 +116,13 @@ impl RedisOptions {
     /// for a `rediss://` server.
     pub fn with_ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_cert = Some(path.into());
+        self
+    }
+
+    /// Waits for `replicas` replicas to hold each acknowledged write; see
+    /// [`replica_acks`](Self::replica_acks).
+    pub fn with_replica_acks(mut self, replicas: u32) -> Self {
+        self.replica_acks = replicas;
         self
     }
 
@@ -161,6 +184,7 @@ struct Inner {
     manager: Conn,
     keys: Keyspace,
     command_timeout: Duration,
+    replica_acks: u32,
     /// `host:port/db`, for `Debug`: never the password.
     target: String,
 }
@@ -237,6 +261,7 @@ impl RedisStores {
                 manager: Conn::Single(manager),
                 keys: Keyspace::new(options.key_prefix),
                 command_timeout: options.command_timeout,
+                replica_acks: options.replica_acks,
                 target,
             }),
         })
@@ -354,6 +379,7 @@ impl RedisStores {
                 manager: Conn::Cluster(connection),
                 keys: Keyspace::new(options.key_prefix),
                 command_timeout: options.command_timeout,
+                replica_acks: options.replica_acks,
                 target,
             }),
         })
@@ -361,6 +387,30 @@ impl RedisStores {
 
     pub(crate) fn keys(&self) -> &Keyspace {
         &self.inner.keys
+    }
+
+    /// After writes to `keys` on `conn`: with
+    /// [`RedisOptions::replica_acks`] set, `WAIT`s on the master of each
+    /// key until that many replicas hold every write made on its
+    /// connection so far.
+    pub(crate) async fn replicated(
+        &self,
+        conn: &mut Conn,
+        keys: &[&str],
+    ) -> Result<(), RedisStoreError> {
+        let wanted = self.inner.replica_acks;
+        if wanted == 0 {
+            return Ok(());
+        }
+        // Half the call deadline, so that a missing replica is reported
+        // as such rather than as a timeout of the whole call.
+        let timeout = u64::try_from(self.inner.command_timeout.as_millis() / 2).unwrap_or(u64::MAX);
+        for acked in conn.wait(keys, wanted, timeout).await? {
+            if acked < wanted {
+                return Err(RedisStoreError::NotReplicated { wanted, acked });
+            }
+        }
+        Ok(())
     }
 
     /// Runs one store call under the call deadline.
@@ -453,6 +503,33 @@ impl Conn {
                     replies.push(cmd.query_async(c).await?);
                 }
                 Ok(replies)
+            }
+        }
+    }
+
+    /// `WAIT replicas timeout_ms` on the master of each of `keys` (once on
+    /// one server, where every key has the same master); the replicas that
+    /// acknowledged, per `WAIT`.
+    async fn wait(
+        &mut self,
+        keys: &[&str],
+        replicas: u32,
+        timeout_ms: u64,
+    ) -> redis::RedisResult<Vec<u32>> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout_ms);
+        match self {
+            Conn::Single(c) => Ok(vec![wait.query_async(c).await?]),
+            Conn::Cluster(c) => {
+                let mut acked = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let master = Route::with_key(key, SlotAddr::Master);
+                    let routing =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master));
+                    let value = c.route_command(wait.clone(), routing).await?;
+                    acked.push(redis::from_redis_value(value)?);
+                }
+                Ok(acked)
             }
         }
     }

@@ -43,6 +43,16 @@ pub enum RedisStoreError {
     /// Redis (or the connection to it) answered with an error.
     #[error(transparent)]
     Redis(#[from] RedisError),
+    /// A write was made, but fewer replicas than
+    /// [`RedisOptions::replica_acks`](crate::RedisOptions::replica_acks)
+    /// acknowledged it in time: it may not survive a failover.
+    #[error("written, but {acked} of {wanted} replicas acknowledged it in time")]
+    NotReplicated {
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that acknowledged.
+        acked: u32,
+    },
     /// A stored record could not be decoded.
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
@@ -54,6 +64,7 @@ impl RedisStoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Redis(e) => is_unavailable(e),
+            Self::NotReplicated { .. } => true,
             Self::InvalidUrl(_)
             | Self::InvalidOptions(_)
             | Self::InvalidCaCert(_)

@@ -81,13 +81,18 @@ impl QuotaStore for RedisQuotaStore {
             .redis
             .run(async {
                 let mut conn = self.redis.conn();
-                Ok(CHARGE
-                    .key(self.redis.keys().quota(key))
+                let counter = self.redis.keys().quota(key);
+                let charge: (i64, u64) = CHARGE
+                    .key(&counter)
                     .arg(amount)
                     .arg(limit)
                     .arg(expire_at)
                     .invoke_async(&mut conn)
-                    .await?)
+                    .await?;
+                if charge.0 == 1 {
+                    self.redis.replicated(&mut conn, &[&counter]).await?;
+                }
+                Ok(charge)
             })
             .await?;
         Ok(if charged == 1 {

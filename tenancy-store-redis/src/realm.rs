@@ -106,22 +106,10 @@ impl RealmStore for RedisRealmStore {
             realm,
         };
         let json = serde_json::to_string(&claim).map_err(StoreError::backend)?;
-        let set: i64 = self
-            .redis
-            .run(async {
-                let mut conn = self.redis.conn();
-                let keys = self.redis.keys();
-                Ok(PUT
-                    .key(keys.realms_by_issuer())
-                    .key(keys.realm_issuers())
-                    .arg(tenant.as_str())
-                    .arg(&issuer)
-                    .arg(&json)
-                    .invoke_async(&mut conn)
-                    .await?)
-            })
-            .await?;
-        if set == 1 {
+        if self
+            .change(&PUT, &[tenant.as_str(), &issuer, &json])
+            .await?
+        {
             Ok(())
         } else {
             Err(StoreError::AlreadyExists)
@@ -129,19 +117,31 @@ impl RealmStore for RedisRealmStore {
     }
 
     async fn remove(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let removed: i64 = self
-            .redis
+        self.change(&REMOVE, &[tenant.as_str()]).await
+    }
+}
+
+impl RedisRealmStore {
+    /// Runs `script` on the two realm hashes with `args`: whether it changed
+    /// them (acknowledged by replicas as [`RedisOptions::replica_acks`](crate::RedisOptions::replica_acks) asks).
+    async fn change(&self, script: &Script, args: &[&str]) -> Result<bool, StoreError> {
+        self.redis
             .run(async {
                 let mut conn = self.redis.conn();
                 let keys = self.redis.keys();
-                Ok(REMOVE
-                    .key(keys.realms_by_issuer())
-                    .key(keys.realm_issuers())
-                    .arg(tenant.as_str())
-                    .invoke_async(&mut conn)
-                    .await?)
+                let mut call = script.key(keys.realms_by_issuer());
+                call.key(keys.realm_issuers());
+                for arg in args {
+                    call.arg(*arg);
+                }
+                let changed: i64 = call.invoke_async(&mut conn).await?;
+                if changed == 1 {
+                    self.redis
+                        .replicated(&mut conn, &[&keys.realms_by_issuer()])
+                        .await?;
+                }
+                Ok(changed == 1)
             })
-            .await?;
-        Ok(removed == 1)
+            .await
     }
 }

@@ -84,7 +84,13 @@ impl TenantStore for RedisTenantStore {
                     .arg(0)
                     .arg(tenant.id.as_str());
                 let replies: Vec<Option<String>> = conn.each(vec![set, index]).await?;
-                Ok((replies.into_iter().next().flatten(),))
+                let created = replies.into_iter().next().flatten();
+                if created.is_some() {
+                    self.redis
+                        .replicated(&mut conn, &[&keys.tenant(&tenant.id), &keys.tenant_index()])
+                        .await?;
+                }
+                Ok((created,))
             })
             .await?;
         match created {
@@ -109,12 +115,17 @@ impl TenantStore for RedisTenantStore {
             .redis
             .run(async {
                 let mut conn = self.redis.conn();
-                Ok(redis::cmd("SET")
-                    .arg(self.redis.keys().tenant(&tenant.id))
+                let key = self.redis.keys().tenant(&tenant.id);
+                let replaced: Option<String> = redis::cmd("SET")
+                    .arg(&key)
                     .arg(json)
                     .arg("XX")
                     .query_async(&mut conn)
-                    .await?)
+                    .await?;
+                if replaced.is_some() {
+                    self.redis.replicated(&mut conn, &[&key]).await?;
+                }
+                Ok(replaced)
             })
             .await?;
         match replaced {
@@ -182,6 +193,9 @@ impl TenantStore for RedisTenantStore {
                 if reinserted {
                     let () = conn.zadd(keys.tenant_index(), id.as_str(), 0).await?;
                 }
+                self.redis
+                    .replicated(&mut conn, &[&keys.tenant(id), &keys.tenant_index()])
+                    .await?;
                 Ok(deleted > 0)
             })
             .await

@@ -296,3 +296,79 @@ async fn no_error_shows_the_password() {
     .expect_err("bad port");
     assert!(!shown(&err).contains(PASSWORD), "{}", shown(&err));
 }
+
+/// With `replica_acks`, a write is acknowledged only once a replica holds
+/// it: with the replica up every store works; with it gone, writes fail
+/// within their deadline as `Unavailable` ("0 of 1 replicas"), while reads
+/// and the rate limiter, which are not waited for, go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_for_a_replica_when_asked() {
+    if services::redis_url().is_none() {
+        return;
+    }
+    let master = RedisServer::start(&[]);
+    let master_port = master.port().to_string();
+    let mut replica = RedisServer::start(&["--replicaof", "127.0.0.1", &master_port]);
+    let redis = RedisStores::connect(&master.url(), options("replica-acks").with_replica_acks(1))
+        .await
+        .expect("connect to the private master");
+    let tenant = unique_tenant("acks");
+    // The replica's first synchronisation can take a moment.
+    let started = Instant::now();
+    let mut round = 1u8;
+    while let Err(e) = exercise(&redis, &tenant, round).await {
+        assert!(
+            started.elapsed() < RECOVERY,
+            "no replica acknowledged: {e:?}"
+        );
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    replica.kill();
+    let id = TenantId::new(format!("{tenant}-unreplicated")).expect("valid");
+    let began = Instant::now();
+    let refused = bounded(
+        "insert",
+        redis
+            .tenant_store()
+            .insert(TenantRecord::new(id.clone(), "T", "free")),
+    )
+    .await;
+    let took = began.elapsed();
+    match refused {
+        Err(StoreError::Unavailable(e)) => {
+            assert!(e.to_string().contains("0 of 1 replicas"), "{e}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(took < NO_HANG, "{took:?}");
+    // The write itself was made: the answer said it may not survive a
+    // failover, not that it was undone.
+    assert!(redis.tenant_store().get(&id).await.expect("read").is_some());
+    let check = RateCheck {
+        key: RateLimitKey::tenant(tenant.clone()),
+        quota: RateQuota::per_second(1000).expect("non-zero"),
+    };
+    assert!(
+        redis
+            .rate_limiter()
+            .check(&[check])
+            .await
+            .expect("not waited for")
+            .allowed
+    );
+    let budget = QuotaKey::new(
+        tenant.clone(),
+        Label::new("events").expect("valid"),
+        Period::Day,
+        Utc::now(),
+    );
+    assert!(matches!(
+        redis
+            .quota_store()
+            .charge(&budget, 1, Limit::Unlimited)
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
