@@ -8,9 +8,10 @@
 #   scripts/test.sh -p tenancy-core      # extra arguments go to `cargo test`
 #
 # Also starts a Redis that speaks only TLS, and gives ClickHouse an HTTPS
-# port, with a throw-away CA and certificate made by openssl; and a Redis
-# Cluster of 3 masters and 3 replicas, and a second ClickHouse server that
-# makes, with the first, a cluster of two shards.
+# port, with a throw-away CA and certificate made by openssl; a Redis
+# Cluster of 3 masters and 3 replicas, another of 3 masters over TLS, and a
+# second ClickHouse server that makes, with the first, a cluster of two
+# shards.
 #
 # Needs the Debian packages `redis-server`, `clickhouse-server`, `curl` and
 # `openssl`; when they are missing and the script runs as root it installs
@@ -167,52 +168,71 @@ redis_tls_ready() {
     [[ "$(redis-cli --tls --cacert "$TLS_DIR/ca.crt" -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
 }
 
-# A Redis Cluster of 3 masters and 3 replicas, with a short node timeout so
-# that a failover takes seconds. $@ is 12 free ports: each node takes one for
-# clients and one for the cluster bus (set apart, since the default bus port,
-# the client port + 10000, may be out of range or taken).
+# A Redis Cluster with a short node timeout, so that a failover takes
+# seconds. $1 is `plain` or `tls` (TLS only, on the client port and on the
+# cluster bus, with the certificate of make_tls_certs), $2 the replicas per
+# master, $3 the variable that receives the nodes' URLs; the rest are free
+# ports, two per node: first the client ports, then the bus ports (set apart,
+# since the default bus port, the client port + 10000, may be out of range
+# or taken). Three masters, and as many nodes as there are port pairs.
 start_redis_cluster() {
-    local dir="$TMP_DIR/redis-cluster" ports=("$@") i port bus nodes=() urls=()
+    local mode=$1 replicas=$2 var=$3
+    shift 3
+    local ports=("$@") count=$(($# / 2)) dir="$TMP_DIR/redis-cluster-$mode" i port nodes=() urls=()
+    local cli=(redis-cli) listen scheme=redis ready=redis_ready
+    if [[ $mode == tls ]]; then
+        cli+=(--tls --cacert "$TLS_DIR/ca.crt")
+        scheme=rediss
+        ready=redis_tls_ready
+    fi
     mkdir -p "$dir"
-    for i in 0 1 2 3 4 5; do
+    for ((i = 0; i < count; i++)); do
         port=${ports[$i]}
-        bus=${ports[$((i + 6))]}
+        if [[ $mode == tls ]]; then
+            listen=(--port 0 --tls-port "$port" --tls-cluster yes --tls-replication yes
+                --tls-cert-file "$TLS_DIR/server.crt" --tls-key-file "$TLS_DIR/server.key"
+                --tls-ca-cert-file "$TLS_DIR/ca.crt" --tls-auth-clients no)
+        else
+            listen=(--port "$port")
+        fi
         mkdir -p "$dir/$port"
-        redis-server --port "$port" --cluster-port "$bus" --bind 127.0.0.1 \
-            --save "" --appendonly no \
+        redis-server "${listen[@]}" --cluster-port "${ports[$((i + count))]}" \
+            --bind 127.0.0.1 --save "" --appendonly no \
             --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" \
             --cluster-node-timeout 2000 --dir "$dir/$port" --daemonize no \
             >"$dir/$port/redis.log" 2>&1 &
         REDIS_CLUSTER_PIDS+=("$!")
-        wait_until_ready "redis-server (cluster node $port)" "$!" "$dir/$port" redis_ready "$port"
+        wait_until_ready "redis-server ($mode cluster node $port)" "$!" "$dir/$port" "$ready" "$port"
         nodes+=("127.0.0.1:$port")
-        urls+=("redis://127.0.0.1:$port")
+        urls+=("$scheme://127.0.0.1:$port")
     done
-    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+    "${cli[@]}" --cluster create "${nodes[@]}" --cluster-replicas "$replicas" --cluster-yes \
         >"$dir/create.log" 2>&1 || {
         tail -n 30 "$dir/create.log" >&2
-        die "redis-cli --cluster create failed"
+        die "redis-cli --cluster create ($mode) failed"
     }
     local deadline=$((SECONDS + STARTUP_TIMEOUT_SECS))
-    for port in "${ports[@]:0:6}"; do
-        until redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; do
-            ((SECONDS < deadline)) || die "the Redis Cluster did not reach cluster_state:ok"
+    for port in "${ports[@]:0:count}"; do
+        until "${cli[@]}" -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; do
+            ((SECONDS < deadline)) || die "the $mode Redis Cluster did not reach cluster_state:ok"
             sleep 0.2
         done
     done
-    TENANCY_TEST_REDIS_CLUSTER_NODES=$(
+    printf -v "$var" '%s' "$(
         IFS=,
         echo "${urls[*]}"
-    )
-    export TENANCY_TEST_REDIS_CLUSTER_NODES
-    log "redis cluster of 3 masters and 3 replicas on ${nodes[*]}"
+    )"
+    export "${var?}"
+    log "$mode redis cluster (3 masters, replicas per master: $replicas) on ${nodes[*]}"
 }
 
 # --- TLS ----------------------------------------------------------------------
 
 # A throw-away CA, a server certificate it signs for 127.0.0.1, and a second
 # CA that signed nothing (what a client with the wrong CA file trusts). They
-# live in the temporary directory and last two days.
+# live in the temporary directory and last two days. The server certificate
+# is also a client certificate: the nodes of a Redis Cluster over TLS present
+# it to each other on the cluster bus.
 make_tls_certs() {
     TLS_DIR="$TMP_DIR/tls"
     mkdir -p "$TLS_DIR"
@@ -226,7 +246,7 @@ make_tls_certs() {
     openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
         -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" 2>/dev/null
     printf '%s\n' "subjectAltName=IP:127.0.0.1" "basicConstraints=CA:FALSE" \
-        "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
+        "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth,clientAuth" \
         >"$TLS_DIR/server.ext"
     openssl x509 -req -days 2 -in "$TLS_DIR/server.csr" -extfile "$TLS_DIR/server.ext" \
         -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" -CAcreateserial \
@@ -418,8 +438,10 @@ main() {
     make_tls_certs
     start_redis "$redis_port"
     start_redis_tls "$redis_tls_port"
-    # shellcheck disable=SC2046 # twelve ports, split on purpose
-    start_redis_cluster $(free_ports 12)
+    # shellcheck disable=SC2046 # the ports are split on purpose
+    start_redis_cluster plain 1 TENANCY_TEST_REDIS_CLUSTER_NODES $(free_ports 12)
+    # shellcheck disable=SC2046
+    start_redis_cluster tls 0 TENANCY_TEST_REDIS_TLS_CLUSTER_NODES $(free_ports 6)
     # shellcheck disable=SC2046 # six ports, split on purpose
     start_clickhouse $(free_ports 6)
 

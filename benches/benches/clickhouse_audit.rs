@@ -17,6 +17,12 @@
 //! `http://127.0.0.1:8123`); the bench works in a database of its own and
 //! drops it at the end. When nothing answers, it says so and exits. It only
 //! runs under `cargo bench`.
+//!
+//! With `TENANCY_BENCH_CLICKHOUSE_CLUSTER` (a cluster of the servers'
+//! `remote_servers`) and `TENANCY_BENCH_CLICKHOUSE_SHARDS` (its shards'
+//! URLs, comma-separated), it also writes events of 64 tenants, direct and
+//! through the writer, into the tables spread over the shards, next to the
+//! same into the first shard alone.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -29,10 +35,14 @@ use tenancy_core::store::AuditSink;
 use tenancy_core::tenant::TenantId;
 use tenancy_core::writer::{AuditWriter, BatchConfig};
 use tenancy_store_clickhouse::clickhouse::Client;
-use tenancy_store_clickhouse::{ClickHouseStores, tenant_sql};
+use tenancy_store_clickhouse::{ClickHouseCluster, ClickHouseStores, tenant_sql};
 use tokio::runtime::Runtime;
 
 const URL_VAR: &str = "TENANCY_BENCH_CLICKHOUSE_URL";
+const CLUSTER_VAR: &str = "TENANCY_BENCH_CLICKHOUSE_CLUSTER";
+const SHARDS_VAR: &str = "TENANCY_BENCH_CLICKHOUSE_SHARDS";
+/// Tenants of the cluster comparison: enough to spread over the shards.
+const SPREAD_TENANTS: usize = 64;
 const DEFAULT_URL: &str = "http://127.0.0.1:8123";
 /// How long producers keep the writer busy.
 const SUSTAIN: Duration = Duration::from_secs(10);
@@ -59,7 +69,7 @@ fn event(tenant: &TenantId, n: u64) -> AuditEvent {
 
 /// Rows per second written by the batched writer while producers keep its
 /// buffer full for [`SUSTAIN`], shutdown flush included.
-async fn writer_rows_per_sec(stores: &ClickHouseStores, tenant: &TenantId) -> (f64, u64) {
+async fn writer_rows_per_sec(stores: &ClickHouseStores, tenants: &[TenantId]) -> (f64, u64) {
     let writer = AuditWriter::audit(
         stores.audit_sink(),
         BatchConfig::default()
@@ -71,13 +81,14 @@ async fn writer_rows_per_sec(stores: &ClickHouseStores, tenant: &TenantId) -> (f
     let started = Instant::now();
     let mut producers = Vec::new();
     for p in 0..PRODUCERS as u64 {
-        let (writer, tenant, stop) = (writer.clone(), tenant.clone(), stop.clone());
+        let (writer, tenants, stop) = (writer.clone(), tenants.to_vec(), stop.clone());
         producers.push(tokio::spawn(async move {
             let mut n = p << 40;
             while !stop.load(Ordering::Relaxed) {
                 // Full buffer: let the writer catch up (refusals are not
                 // part of the figure).
-                if !writer.try_enqueue(event(&tenant, n)) {
+                let tenant = &tenants[n as usize % tenants.len()];
+                if !writer.try_enqueue(event(tenant, n)) {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                     continue;
                 }
@@ -100,9 +111,11 @@ async fn writer_rows_per_sec(stores: &ClickHouseStores, tenant: &TenantId) -> (f
 
 /// Rows per second of `record` of prepared batches of [`BATCH`] events,
 /// one after the other, for about [`SUSTAIN`].
-async fn direct_rows_per_sec(stores: &ClickHouseStores, tenant: &TenantId) -> (f64, u64) {
+async fn direct_rows_per_sec(stores: &ClickHouseStores, tenants: &[TenantId]) -> (f64, u64) {
     let sink = stores.audit_sink();
-    let batch: Vec<AuditEvent> = (0..BATCH as u64).map(|n| event(tenant, n)).collect();
+    let batch: Vec<AuditEvent> = (0..BATCH as u64)
+        .map(|n| event(&tenants[n as usize % tenants.len()], n))
+        .collect();
     let started = Instant::now();
     let mut rows = 0u64;
     while started.elapsed() < SUSTAIN {
@@ -112,13 +125,81 @@ async fn direct_rows_per_sec(stores: &ClickHouseStores, tenant: &TenantId) -> (f
     (rows as f64 / started.elapsed().as_secs_f64(), rows)
 }
 
-async fn count(stores: &ClickHouseStores, tenant: &TenantId) -> u64 {
-    stores
-        .tenant_query(tenant)
-        .sql(tenant_sql!("SELECT count() FROM audit_log WHERE {tenant}"))
-        .fetch_one()
-        .await
-        .expect("count")
+/// The rows of `tenants`, each counted through its own tenant query.
+async fn count(stores: &ClickHouseStores, tenants: &[TenantId]) -> u64 {
+    let mut rows = 0;
+    for tenant in tenants {
+        rows += stores
+            .tenant_query(tenant)
+            .sql(tenant_sql!("SELECT count() FROM audit_log WHERE {tenant}"))
+            .fetch_one::<u64>()
+            .await
+            .expect("count");
+    }
+    rows
+}
+
+/// Direct and batched rows/s of `stores`, checked against what is stored.
+fn rows_per_sec(rt: &Runtime, stores: &ClickHouseStores, tenants: &[TenantId]) -> (f64, f64) {
+    rt.block_on(stores.migrate()).expect("migrate");
+    let (direct, direct_rows) = rt.block_on(direct_rows_per_sec(stores, tenants));
+    assert_eq!(rt.block_on(count(stores, tenants)), direct_rows);
+    let (written, writer_rows) = rt.block_on(writer_rows_per_sec(stores, tenants));
+    assert_eq!(
+        rt.block_on(count(stores, tenants)),
+        direct_rows + writer_rows
+    );
+    (direct, written)
+}
+
+/// The same events of [`SPREAD_TENANTS`] tenants into the first shard
+/// alone and into the tables spread over all shards.
+fn cluster(rt: &Runtime, name: &str, shards: &str, database: &str) {
+    let shards: Vec<&str> = shards.split(',').map(str::trim).collect();
+    let tenants: Vec<TenantId> = (0..SPREAD_TENANTS)
+        .map(|n| TenantId::new(format!("bench-{n}")).expect("valid"))
+        .collect();
+    let one_db = format!("{database}_one");
+    let one =
+        ClickHouseStores::new(Client::default().with_url(shards[0]), &one_db).expect("valid name");
+    let spread_db = format!("{database}_spread");
+    let spread = ClickHouseStores::new(Client::default().with_url(shards[0]), &spread_db)
+        .expect("valid name")
+        .on_cluster(
+            ClickHouseCluster::new(
+                name,
+                shards.iter().map(|url| Client::default().with_url(*url)),
+            )
+            .expect("valid cluster"),
+        );
+    let (one_direct, one_writer) = rows_per_sec(rt, &one, &tenants);
+    let (spread_direct, spread_writer) = rows_per_sec(rt, &spread, &tenants);
+    eprintln!(
+        "audit rows/s, {SPREAD_TENANTS} tenants: direct record, one server  {one_direct:>10.0}\n\
+         audit rows/s, {SPREAD_TENANTS} tenants: direct record, {} shards    {spread_direct:>10.0} = {:.2} x one server\n\
+         audit rows/s, {SPREAD_TENANTS} tenants: batched writer, one server {one_writer:>10.0}\n\
+         audit rows/s, {SPREAD_TENANTS} tenants: batched writer, {} shards   {spread_writer:>10.0} = {:.2} x one server",
+        shards.len(),
+        spread_direct / one_direct,
+        shards.len(),
+        spread_writer / one_writer,
+    );
+    for url in &shards {
+        drop_database(rt, url, &one_db);
+        drop_database(rt, url, &spread_db);
+    }
+}
+
+fn drop_database(rt: &Runtime, url: &str, database: &str) {
+    let dropped = rt.block_on(
+        Client::default()
+            .with_url(url)
+            .query(&format!("DROP DATABASE IF EXISTS `{database}`"))
+            .execute(),
+    );
+    if let Err(e) = dropped {
+        eprintln!("clickhouse_audit: could not drop {database} on {url}: {e}");
+    }
 }
 
 /// The per-request cost of handing one event to the writer.
@@ -225,27 +306,31 @@ fn main() {
 
     let direct_tenant = TenantId::new("bench-direct").expect("valid");
     let writer_tenant = TenantId::new("bench-writer").expect("valid");
-    let (direct, direct_rows) = rt.block_on(direct_rows_per_sec(&stores, &direct_tenant));
-    let (written, writer_rows) = rt.block_on(writer_rows_per_sec(&stores, &writer_tenant));
-    assert_eq!(rt.block_on(count(&stores, &direct_tenant)), direct_rows);
-    assert_eq!(rt.block_on(count(&stores, &writer_tenant)), writer_rows);
+    let (direct, direct_rows) = rt.block_on(direct_rows_per_sec(
+        &stores,
+        std::slice::from_ref(&direct_tenant),
+    ));
+    let (written, writer_rows) = rt.block_on(writer_rows_per_sec(
+        &stores,
+        std::slice::from_ref(&writer_tenant),
+    ));
+    assert_eq!(rt.block_on(count(&stores, &[direct_tenant])), direct_rows);
+    assert_eq!(
+        rt.block_on(count(&stores, std::slice::from_ref(&writer_tenant))),
+        writer_rows
+    );
     eprintln!(
         "audit rows/s: direct record (baseline) {direct:>10.0} ({direct_rows} rows)\n\
          audit rows/s: batched writer           {written:>10.0} ({writer_rows} rows, {PRODUCERS} producers, batches of {BATCH}) = {:.2} x baseline",
         written / direct
     );
+    if let (Ok(name), Ok(shards)) = (std::env::var(CLUSTER_VAR), std::env::var(SHARDS_VAR)) {
+        cluster(&rt, &name, &shards, &database);
+    }
 
     let mut criterion = Criterion::default().configure_from_args();
     enqueue_cost(&mut criterion, &rt, &stores, &writer_tenant);
     criterion.final_summary();
 
-    let dropped = rt.block_on(
-        Client::default()
-            .with_url(&url)
-            .query(&format!("DROP DATABASE IF EXISTS `{database}`"))
-            .execute(),
-    );
-    if let Err(e) = dropped {
-        eprintln!("clickhouse_audit: could not drop {database}: {e}");
-    }
+    drop_database(&rt, &url, &database);
 }

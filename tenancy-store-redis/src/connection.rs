@@ -357,11 +357,17 @@ impl RedisStores {
             .map(|c| c.get_connection_info().clone())
             .collect();
         let target = format!("cluster of {}", infos[0].addr());
-        let client = ClusterClient::builder(infos)
+        let builder = ClusterClient::builder(infos)
             .connection_timeout(options.connect_timeout)
-            .response_timeout(options.command_timeout)
-            .build()
-            .map_err(RedisStoreError::InvalidUrl)?;
+            .response_timeout(options.command_timeout);
+        // The nodes found later are reached with the builder's TLS
+        // settings, not the seeds': they need the CA too.
+        #[cfg(feature = "tls")]
+        let builder = match &options.ca_cert {
+            Some(path) => builder.certs(ca_certificates(path)?),
+            None => builder,
+        };
+        let client = builder.build().map_err(RedisStoreError::InvalidUrl)?;
         let connect_timeout = options.connect_timeout;
         let connecting = async {
             let mut connection = client.get_async_connection().await?;
@@ -451,26 +457,32 @@ fn open(url: &str, options: &RedisOptions) -> Result<Client, RedisStoreError> {
         )),
         #[cfg(feature = "tls")]
         Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| {
-                RedisStoreError::InvalidCaCert(format!("cannot read {}: {e}", path.display()))
-            })?;
-            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(RedisStoreError::InvalidCaCert(format!(
-                    "{} holds no PEM certificate",
-                    path.display()
-                )));
-            }
-            let certificates = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem),
-            };
-            Client::build_with_tls(url, certificates).map_err(RedisStoreError::InvalidUrl)
+            Client::build_with_tls(url, ca_certificates(path)?).map_err(RedisStoreError::InvalidUrl)
         }
         #[cfg(not(feature = "tls"))]
         Some(_) => Err(RedisStoreError::InvalidOptions(
             "rediss:// URLs need the `tls` feature of tenancy-store-redis",
         )),
     }
+}
+
+/// The CA certificates of the PEM file at `path`, as the only roots a
+/// server's certificate may chain to.
+#[cfg(feature = "tls")]
+fn ca_certificates(path: &std::path::Path) -> Result<redis::TlsCertificates, RedisStoreError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        RedisStoreError::InvalidCaCert(format!("cannot read {}: {e}", path.display()))
+    })?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(RedisStoreError::InvalidCaCert(format!(
+            "{} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    })
 }
 
 /// The connection of [`RedisStores`]: one server through a reconnecting

@@ -22,11 +22,10 @@
 mod redis_server;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis_server::{RedisServer, free_port, unique_prefix};
+use redis_server::{Cluster, unique_prefix};
 use tenancy_core::admin::NewApiKey;
 use tenancy_core::config::FailurePolicy;
 use tenancy_core::engine::RequestHead;
@@ -53,111 +52,6 @@ const FAILOVER_LIMIT: Duration = Duration::from_secs(30);
 /// The longest one operation may take: each does at most three store
 /// calls of 250 ms each, plus scheduling on a busy machine.
 const ANSWER_LIMIT: Duration = Duration::from_millis(1500);
-
-/// A private Redis Cluster, stopped when dropped.
-struct Cluster {
-    nodes: Vec<RedisServer>,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..MASTERS * (1 + REPLICAS_PER_MASTER))
-            .map(|_| {
-                let bus = free_port().to_string();
-                RedisServer::start(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "1000",
-                    "--cluster-port",
-                    &bus,
-                ])
-            })
-            .collect();
-        let addresses: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port()))
-            .collect();
-        let created = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addresses)
-            .args(["--cluster-replicas", &REPLICAS_PER_MASTER.to_string()])
-            .arg("--cluster-yes")
-            .output()
-            .expect("redis-cli is installed (scripts/test.sh makes sure)");
-        assert!(
-            created.status.success(),
-            "redis-cli --cluster create: {}",
-            String::from_utf8_lossy(&created.stdout)
-        );
-        let cluster = Self { nodes };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cluster.nodes.iter().all(|n| cluster.ready(n.port())) {
-            assert!(Instant::now() < deadline, "the cluster did not form");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        cluster
-    }
-
-    fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisServer::url).collect()
-    }
-
-    fn cli(&self, port: u16, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Whether the node sees the cluster as ok and, as a replica, has its
-    /// replication link up.
-    fn ready(&self, port: u16) -> bool {
-        let replication = self.cli(port, &["info", "replication"]);
-        self.cli(port, &["cluster", "info"])
-            .contains("cluster_state:ok")
-            && (replication.contains("role:master")
-                || replication.contains("master_link_status:up"))
-    }
-
-    /// The index of the node that is master of `slot`, and its slot
-    /// ranges, from `CLUSTER NODES`.
-    fn master_of(&self, slot: u16) -> (usize, Vec<(u16, u16)>) {
-        let listing = self.cli(self.nodes[0].port(), &["cluster", "nodes"]);
-        for line in listing.lines() {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.len() < 9 || !fields[2].contains("master") {
-                continue;
-            }
-            let ranges: Vec<(u16, u16)> = fields[8..]
-                .iter()
-                .filter(|r| !r.starts_with('['))
-                .map(|r| {
-                    let (from, to) = r.split_once('-').unwrap_or((r, r));
-                    (from.parse().expect("slot"), to.parse().expect("slot"))
-                })
-                .collect();
-            if ranges.iter().any(|&(from, to)| (from..=to).contains(&slot)) {
-                let port: u16 = fields[1]
-                    .split(['@', ':'])
-                    .nth(1)
-                    .and_then(|p| p.parse().ok())
-                    .expect("ip:port@bus");
-                let index = self
-                    .nodes
-                    .iter()
-                    .position(|n| n.port() == port)
-                    .expect("one of ours");
-                return (index, ranges);
-            }
-        }
-        panic!("no master serves slot {slot}: {listing}")
-    }
-}
 
 async fn stores(nodes: &[String], prefix: &str) -> RedisStores {
     let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
@@ -382,7 +276,7 @@ async fn a_master_killed_under_traffic_loses_nothing_acknowledged() {
     if services::redis_cluster_nodes().is_none() {
         return;
     }
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start(MASTERS, REPLICAS_PER_MASTER);
     let nodes = cluster.urls();
     let prefix = unique_prefix("failover");
     let engines = Arc::new([

@@ -1,7 +1,8 @@
 //! The stores over TLS (`rediss://`, feature `tls`) against the Redis that
 //! `scripts/test.sh` starts with a throw-away CA: the acceptance suite
 //! passes, and a wrong or missing CA, a plain connection to the TLS port or
-//! an attempt to turn certificate checks off is refused, never downgraded.
+//! an attempt to turn certificate checks off is refused, never downgraded;
+//! the same on the Redis Cluster over TLS, with `rediss://` seed nodes.
 #![cfg(feature = "tls")]
 
 mod redis_server;
@@ -97,4 +98,75 @@ async fn a_wrong_ca_a_missing_one_or_plain_text_is_refused() {
         RedisStores::connect(&plain, options("ca-plain").with_ca_cert(&ca)).await,
         Err(RedisStoreError::InvalidOptions(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acceptance_suite_passes_on_a_cluster_over_tls() {
+    let Some((nodes, ca)) = services::redis_tls_cluster() else {
+        return;
+    };
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    let connect = |prefix: String| {
+        let options = RedisOptions::default()
+            .with_key_prefix(prefix)
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_ca_cert(&ca);
+        let nodes = nodes.clone();
+        async move {
+            RedisStores::connect_cluster(&nodes, options)
+                .await
+                .unwrap_or_else(|e| panic!("TLS cluster connect: {e}"))
+        }
+    };
+    let redis = connect(unique_prefix("tls-cluster-tenants")).await;
+    redis.health().await.unwrap();
+    stores::tenant_store(&redis.tenant_store()).await;
+    stores::api_key_store(
+        &connect(unique_prefix("tls-cluster-keys"))
+            .await
+            .api_key_store(),
+    )
+    .await;
+    let prefix = unique_prefix("tls-cluster-realms");
+    let mut realm_stores: Vec<Arc<dyn tenancy_core::store::RealmStore>> = Vec::new();
+    for _ in 0..2 {
+        realm_stores.push(Arc::new(connect(prefix.clone()).await.realm_store()));
+    }
+    stores::realm_store(&realm_stores).await;
+    stores::quota_store(Arc::new(
+        connect(unique_prefix("tls-cluster-quota"))
+            .await
+            .quota_store(),
+    ))
+    .await;
+    stores::rate_limiter(Arc::new(
+        connect(unique_prefix("tls-cluster-rate"))
+            .await
+            .rate_limiter(),
+    ))
+    .await;
+
+    // The wrong CA, or plain text to the TLS nodes, is refused.
+    let other = RedisOptions::default()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_ca_cert(services::redis_tls().expect("configured").2);
+    let error = RedisStores::connect_cluster(&nodes, other)
+        .await
+        .expect_err("the wrong CA is refused");
+    assert!(
+        error.to_string().contains("invalid peer certificate"),
+        "{error}"
+    );
+    let plain: Vec<String> = nodes
+        .iter()
+        .map(|n| n.replacen("rediss://", "redis://", 1))
+        .collect();
+    let plain: Vec<&str> = plain.iter().map(String::as_str).collect();
+    let plain_options = RedisOptions::default().with_connect_timeout(Duration::from_secs(2));
+    assert!(
+        RedisStores::connect_cluster(&plain, plain_options)
+            .await
+            .is_err(),
+        "plain text to the TLS nodes is refused"
+    );
 }

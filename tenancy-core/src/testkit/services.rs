@@ -26,6 +26,10 @@ pub const REDIS_TLS_URL_VAR: &str = "TENANCY_TEST_REDIS_TLS_URL";
 /// Environment variable holding the seed nodes of a Redis Cluster of 3
 /// masters and 3 replicas, comma-separated `redis://host:port` URLs.
 pub const REDIS_CLUSTER_NODES_VAR: &str = "TENANCY_TEST_REDIS_CLUSTER_NODES";
+/// Environment variable holding the seed nodes of a Redis Cluster of 3
+/// masters that speaks only TLS, comma-separated `rediss://host:port` URLs,
+/// with certificates signed by the CA in [`TLS_CA_VAR`].
+pub const REDIS_TLS_CLUSTER_NODES_VAR: &str = "TENANCY_TEST_REDIS_TLS_CLUSTER_NODES";
 /// Environment variable holding the `https://` URL of the test ClickHouse,
 /// whose certificate the CA in [`TLS_CA_VAR`] signed.
 pub const CLICKHOUSE_TLS_URL_VAR: &str = "TENANCY_TEST_CLICKHOUSE_TLS_URL";
@@ -76,6 +80,18 @@ pub fn redis_tls() -> Option<(String, std::path::PathBuf, std::path::PathBuf)> {
 pub fn redis_cluster_nodes() -> Option<Vec<String>> {
     let nodes = service_url(REDIS_CLUSTER_NODES_VAR)?;
     Some(nodes.split(',').map(str::to_owned).collect())
+}
+
+/// The seed nodes of the test Redis Cluster over TLS and the test CA's
+/// certificate file; `None` (after printing a notice) when unset.
+///
+/// # Panics
+///
+/// When a variable is unset but [`REQUIRE_SERVICES_VAR`] is set.
+pub fn redis_tls_cluster() -> Option<(Vec<String>, std::path::PathBuf)> {
+    let nodes = service_url(REDIS_TLS_CLUSTER_NODES_VAR)?;
+    let ca = service_url(TLS_CA_VAR)?;
+    Some((nodes.split(',').map(str::to_owned).collect(), ca.into()))
 }
 
 /// The ClickHouse HTTPS endpoint for store tests: its `https://` URL, the

@@ -106,3 +106,113 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A private Redis Cluster of `redis-server` nodes, stopped when dropped.
+pub(crate) struct Cluster {
+    pub(crate) nodes: Vec<RedisServer>,
+}
+
+impl Cluster {
+    /// Starts `masters` masters with `replicas` replicas each, node timeout
+    /// 1 s, and waits until every node sees the cluster as ok and every
+    /// replica has its replication link up.
+    pub(crate) fn start(masters: usize, replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| {
+                let bus = free_port().to_string();
+                RedisServer::start(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--cluster-port",
+                    &bus,
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", &replicas.to_string()])
+            .arg("--cluster-yes")
+            .output()
+            .expect("redis-cli is installed (scripts/test.sh makes sure)");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let cluster = Self { nodes };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.nodes.iter().all(|n| cluster.ready(n.port())) {
+            assert!(Instant::now() < deadline, "the cluster did not form");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// The nodes' `redis://` URLs.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// What `redis-cli` against the node on `port` prints.
+    pub(crate) fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether the node sees the cluster as ok and, as a replica, has its
+    /// replication link up.
+    fn ready(&self, port: u16) -> bool {
+        let replication = self.cli(port, &["info", "replication"]);
+        self.cli(port, &["cluster", "info"])
+            .contains("cluster_state:ok")
+            && (replication.contains("role:master")
+                || replication.contains("master_link_status:up"))
+    }
+
+    /// The index of the node that is master of `slot`, and its slot
+    /// ranges, from `CLUSTER NODES`.
+    pub(crate) fn master_of(&self, slot: u16) -> (usize, Vec<(u16, u16)>) {
+        let listing = self.cli(self.nodes[0].port(), &["cluster", "nodes"]);
+        for line in listing.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") {
+                continue;
+            }
+            let ranges: Vec<(u16, u16)> = fields[8..]
+                .iter()
+                .filter(|r| !r.starts_with('['))
+                .map(|r| {
+                    let (from, to) = r.split_once('-').unwrap_or((r, r));
+                    (from.parse().expect("slot"), to.parse().expect("slot"))
+                })
+                .collect();
+            if ranges.iter().any(|&(from, to)| (from..=to).contains(&slot)) {
+                let port: u16 = fields[1]
+                    .split(['@', ':'])
+                    .nth(1)
+                    .and_then(|p| p.parse().ok())
+                    .expect("ip:port@bus");
+                let index = self
+                    .nodes
+                    .iter()
+                    .position(|n| n.port() == port)
+                    .expect("one of ours");
+                return (index, ranges);
+            }
+        }
+        panic!("no master serves slot {slot}: {listing}")
+    }
+}
