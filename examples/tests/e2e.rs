@@ -1443,3 +1443,273 @@ async fn the_server_runs_on_stores_over_tls_and_refuses_the_wrong_ca() {
         }
     }
 }
+
+/// The same calls, in the same order, against a server on one Redis and
+/// against each front end on the Redis Cluster: the answers (status and
+/// error code) are the same, call for call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_on_a_redis_cluster_answers_as_on_one_redis() {
+    let services = (
+        tenancy_core::testkit::services::redis_url(),
+        tenancy_core::testkit::services::redis_cluster_nodes(),
+    );
+    let (Some(url), Some(nodes)) = services else {
+        return;
+    };
+    let bins = binaries();
+    let one = black_box_transcript(bins[0], "TENANCY_REDIS_URL", &url).await;
+    assert!(one.len() > 20, "{one:?}");
+    for (step, status, code) in &one {
+        eprintln!("{step}: {status} {code}");
+    }
+    for bin in bins {
+        let on_cluster =
+            black_box_transcript(bin, "TENANCY_REDIS_CLUSTER_NODES", &nodes.join(",")).await;
+        assert_eq!(
+            on_cluster, one,
+            "{}: on the cluster against one Redis",
+            bin.0
+        );
+    }
+}
+
+/// Tenants, keys, rate limits, suspension, revocation, realms and
+/// cross-tenant refusals, through a server on the Redis at `var`; each
+/// call's (step, status, code).
+async fn black_box_transcript(
+    (name, bin): (&'static str, &'static str),
+    var: &str,
+    value: &str,
+) -> Vec<(&'static str, u16, String)> {
+    let prefix = format!(
+        "e2e-black-box-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    let s = Server::start(
+        name,
+        bin,
+        &[(var, value), ("TENANCY_REDIS_PREFIX", &prefix)],
+    );
+    let mut seen = Vec::new();
+    let mut note = |step: &'static str, answer: &support::Answer| {
+        seen.push((step, answer.status, answer.code().to_owned()));
+    };
+    let root = format!("Bearer {}", root());
+    let admin = format!("Bearer {}", token("acme", "admin", "admin@acme"));
+    let globex = format!("Bearer {}", token("globex", "admin", "admin@globex"));
+    let create = |id: &str| {
+        format!(
+            r#"{{"tenant_id":"{id}","name":"{id}","plan":"pro","contact_email":"ops@{id}.test"}}"#
+        )
+    };
+    for id in ["acme", "globex", "acme"] {
+        note(
+            "create tenant",
+            &s.call(
+                "POST",
+                "/api/v1/tenants",
+                &[("authorization", &root)],
+                Some(&create(id)),
+            )
+            .await,
+        );
+    }
+    note(
+        "bad tenant id",
+        &s.call(
+            "POST",
+            "/api/v1/tenants",
+            &[("authorization", &root)],
+            Some(&create("Not A Slug")),
+        )
+        .await,
+    );
+    note(
+        "list tenants",
+        &s.call("GET", "/api/v1/tenants", &[("authorization", &root)], None)
+            .await,
+    );
+    note(
+        "read own tenant",
+        &s.call(
+            "GET",
+            "/api/v1/tenants/acme",
+            &[("authorization", &admin)],
+            None,
+        )
+        .await,
+    );
+    note(
+        "read another tenant",
+        &s.call(
+            "GET",
+            "/api/v1/tenants/acme",
+            &[("authorization", &globex)],
+            None,
+        )
+        .await,
+    );
+    note(
+        "another tenant's header",
+        &s.call(
+            "GET",
+            "/api/v1/apikeys",
+            &[("authorization", &globex), ("x-tenant-id", "acme")],
+            None,
+        )
+        .await,
+    );
+
+    let (key, key_id) = issue_key(&s, "acme", "full", "").await;
+    let (slow, _) = issue_key(&s, "acme", "full", r#","rate_limit_rps":1"#).await;
+    let (reader, _) = issue_key(&s, "acme", "readonly", "").await;
+    let (writer, _) = issue_key(&s, "acme", "full", "").await;
+    note(
+        "list keys",
+        &s.call("GET", "/api/v1/apikeys", &[("authorization", &admin)], None)
+            .await,
+    );
+    for (step, k) in [
+        ("key", &key),
+        ("slow key", &slow),
+        ("slow key again", &slow),
+        ("unknown key", &"tk_live_nope".to_owned()),
+    ] {
+        note(
+            step,
+            &s.call("GET", "/api/v1/metrics/query", &[("x-api-key", k)], None)
+                .await,
+        );
+    }
+    note(
+        "read-only key writes",
+        &s.call(
+            "POST",
+            "/api/v1/runbooks/rb-1/trigger",
+            &[("x-api-key", &reader)],
+            None,
+        )
+        .await,
+    );
+    note(
+        "key names another tenant",
+        &s.call(
+            "GET",
+            "/api/v1/metrics/query",
+            &[("x-api-key", &key), ("x-tenant-id", "globex")],
+            None,
+        )
+        .await,
+    );
+    note(
+        "revoke",
+        &s.call(
+            "DELETE",
+            &format!("/api/v1/apikeys/{key_id}"),
+            &[("authorization", &admin)],
+            None,
+        )
+        .await,
+    );
+    note(
+        "revoked key",
+        &s.call("GET", "/api/v1/metrics/query", &[("x-api-key", &key)], None)
+            .await,
+    );
+    note(
+        "revoke again",
+        &s.call(
+            "DELETE",
+            &format!("/api/v1/apikeys/{key_id}"),
+            &[("authorization", &admin)],
+            None,
+        )
+        .await,
+    );
+
+    let realm = r#"{"realm":{"issuer":"https://id.acme.test/realms/acme","jwks_url":"https://id.acme.test/realms/acme/certs"}}"#;
+    note(
+        "bring a realm",
+        &s.call(
+            "PATCH",
+            "/api/v1/tenants/acme",
+            &[("authorization", &root)],
+            Some(realm),
+        )
+        .await,
+    );
+    note(
+        "claim its issuer",
+        &s.call(
+            "PATCH",
+            "/api/v1/tenants/globex",
+            &[("authorization", &root)],
+            Some(realm),
+        )
+        .await,
+    );
+    note(
+        "drop the realm",
+        &s.call(
+            "PATCH",
+            "/api/v1/tenants/acme",
+            &[("authorization", &root)],
+            Some(r#"{"realm":null}"#),
+        )
+        .await,
+    );
+    note(
+        "claim it now",
+        &s.call(
+            "PATCH",
+            "/api/v1/tenants/globex",
+            &[("authorization", &root)],
+            Some(realm),
+        )
+        .await,
+    );
+
+    note(
+        "suspend",
+        &s.call(
+            "PATCH",
+            "/api/v1/tenants/acme",
+            &[("authorization", &root)],
+            Some(r#"{"status":"suspended"}"#),
+        )
+        .await,
+    );
+    // A suspended tenant reads but does not write.
+    note(
+        "suspended tenant reads",
+        &s.call(
+            "GET",
+            "/api/v1/metrics/query",
+            &[("x-api-key", &writer)],
+            None,
+        )
+        .await,
+    );
+    note(
+        "suspended tenant writes",
+        &s.call(
+            "POST",
+            "/api/v1/runbooks/rb-1/trigger",
+            &[("x-api-key", &writer)],
+            None,
+        )
+        .await,
+    );
+    note(
+        "unknown tenant",
+        &s.call(
+            "GET",
+            "/api/v1/tenants/nobody",
+            &[("authorization", &root)],
+            None,
+        )
+        .await,
+    );
+    seen
+}
