@@ -13,15 +13,19 @@
 # second ClickHouse server that makes, with the first, a cluster of two
 # shards.
 #
-# Needs the Debian packages `redis-server`, `clickhouse-server`, `curl` and
-# `openssl`; when they are missing and the script runs as root it installs
-# them with apt-get. The servers are stopped and the temporary directory
-# removed on every exit.
+# A run of the whole workspace then checks the API contract of the
+# reference server (scripts/contract.sh: openapi-spec-validator and
+# schemathesis, installed from PyPI into a virtual environment).
+#
+# Needs the Debian packages `redis-server`, `clickhouse-server`, `curl`,
+# `openssl` and `python3`; when they are missing and the script runs as root
+# it installs them with apt-get. The servers are stopped and the temporary
+# directory removed on every exit.
 set -euo pipefail
 
 readonly STARTUP_TIMEOUT_SECS=60
 readonly SHUTDOWN_TIMEOUT_SECS=15
-readonly PACKAGES=(redis-server clickhouse-server curl openssl)
+readonly PACKAGES=(redis-server clickhouse-server curl openssl python3 python3-venv)
 
 # Debian installs clickhouse-server into /usr/sbin, which is not on the PATH
 # of ordinary users.
@@ -54,6 +58,8 @@ ensure_servers_installed() {
     command -v openssl >/dev/null || missing+=(openssl)
     # docs/keycloak.md's calls are run as printed (examples/tests/guide.rs).
     command -v curl >/dev/null || missing+=(curl)
+    # scripts/contract.sh installs schemathesis into a virtual environment.
+    command -v python3 >/dev/null || missing+=(python3)
     ((${#missing[@]} == 0)) && return
 
     if ((EUID != 0)); then
@@ -454,6 +460,11 @@ main() {
     log "running: ${command[*]}"
     local status=0
     "${command[@]}" || status=$?
+    # A run of everything also checks the published API contract against
+    # the server binaries the tests built.
+    if [[ $status == 0 && $# == 0 ]]; then
+        scripts/contract.sh || status=$?
+    fi
     exit "$status"
 }
 

@@ -21,6 +21,8 @@ use tenancy_core::rbac::Role;
 
 use crate::app::{App, MAX_BODY_BYTES, Reply};
 use crate::metrics::MetricsEndpoint;
+use crate::openapi;
+use crate::wire::Health;
 
 type Answer = Result<HttpResponse, TenancyRejection>;
 type AppData = Data<Arc<App>>;
@@ -151,10 +153,28 @@ async fn usage(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
 /// `GET /healthz` (excluded from tenancy) and `GET /api/v1/healthz` (the
 /// same answer to an admitted caller).
 async fn healthz() -> Answer {
-    respond(Ok(Reply {
-        status: http::StatusCode::OK,
-        body: Some(serde_json::json!({"status": "ok"})),
-    }))
+    respond(Ok(Reply::ok(&Health { status: "ok" })))
+}
+/// `GET /openapi.json`: the contract, byte for byte as the axum front end
+/// serves it.
+async fn openapi_document() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(openapi::json())
+}
+/// `GET /docs`: the Swagger UI's relative links need the trailing slash.
+async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, openapi::DOCS_PATH))
+        .finish()
+}
+/// `GET /docs/{file}`: the Swagger UI, from inside the binary.
+async fn docs_file(req: HttpRequest) -> Answer {
+    let tail = req.match_info().get("file").unwrap_or_default();
+    let file = openapi::docs_file(tail).ok_or(TenancyRejection(ErrorKind::NotFound.into()))?;
+    Ok(HttpResponse::Ok()
+        .content_type(file.content_type)
+        .body(file.bytes))
 }
 async fn readyz(app: AppData) -> Answer {
     respond(app.ready().await)
@@ -243,14 +263,20 @@ pub fn configure(
             .service(resource("/api/v1/healthz").get(healthz))
             .service(resource("/readyz").get(readyz))
             .service(resource("/metrics").get(metrics))
+            .service(resource(openapi::DOCUMENT_PATH).get(openapi_document))
+            .service(resource("/docs").get(docs_redirect))
+            .service(resource("/docs/{file:.*}").get(docs_file))
             .default_service(web::to(not_found));
     }
 }
 
-/// The tenancy middleware of the API, with health and metrics excluded.
+/// The tenancy middleware of the API, with health, metrics and the
+/// contract excluded.
 pub fn middleware(app: &App) -> TenancyMiddleware {
     TenancyMiddleware::new(app.tenancy().clone())
         .exclude("/healthz")
         .exclude("/readyz")
         .exclude("/metrics")
+        .exclude(openapi::DOCUMENT_PATH)
+        .exclude("/docs")
 }

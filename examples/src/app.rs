@@ -26,18 +26,26 @@ use dashmap::DashMap;
 use http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tenancy_core::Tenancy;
 use tenancy_core::admin::{CountQuota, NewApiKey};
 use tenancy_core::audit::AuditFilter;
 use tenancy_core::context::TenantContext;
-use tenancy_core::credential::{ApiKeyRecord, KeyId, TenantRealm};
+use tenancy_core::credential::KeyId;
 use tenancy_core::error::{ErrorKind, TenancyError};
 use tenancy_core::guard::require_role;
 use tenancy_core::handle::{Audit, Quota};
 use tenancy_core::label::Label;
-use tenancy_core::rbac::{ApiKeyScope, Role};
-use tenancy_core::tenant::{TenantId, TenantRecord, TenantSettings, TenantStatus};
+use tenancy_core::rbac::Role;
+use tenancy_core::tenant::{TenantId, TenantRecord};
+use utoipa::ToSchema;
+
+use crate::wire::{
+    Accepted, ApiKey, ApiKeyList, AuditLog, CreateApiKey, CreateTeam, CreateTenant, CreateUser,
+    Health, IncidentAcknowledged, Ingest, IssuedApiKey, Metrics, PatchTenant, Permissions,
+    RunbookTriggered, SecurityRefusals, TeamList, Tenant, TenantList, TenantWithRealm, Usage,
+    UsageRow, UserList,
+};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -77,14 +85,18 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn json(status: StatusCode, body: Value) -> Self {
+    /// `body` as JSON with `status`.
+    pub fn json(status: StatusCode, body: &impl Serialize) -> Self {
         Self {
             status,
-            body: Some(body),
+            // The wire types hold strings, numbers, times and maps with
+            // string keys: serialising them cannot fail.
+            body: Some(serde_json::to_value(body).unwrap_or(Value::Null)),
         }
     }
 
-    fn ok(body: Value) -> Self {
+    /// `body` as JSON with 200.
+    pub fn ok(body: &impl Serialize) -> Self {
         Self::json(StatusCode::OK, body)
     }
 
@@ -168,7 +180,7 @@ fn count_quota(name: &str) -> TenancyError {
 }
 
 /// A user of a tenant.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct User {
     /// Id.
     pub user_id: String,
@@ -183,7 +195,7 @@ pub struct User {
 }
 
 /// A team of a tenant.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Team {
     /// Id.
     pub team_id: String,
@@ -198,21 +210,24 @@ pub struct Team {
 }
 
 /// One telemetry event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryEvent {
     /// Event type (`metric`, `log`, …); metered by it.
     #[serde(rename = "type")]
+    #[schema(value_type = Label)]
     pub event_type: String,
-    /// Name.
+    /// Name, 1 to 256 bytes.
+    #[schema(min_length = 1, max_length = 256)]
     pub name: String,
-    /// Value.
+    /// Value, a finite number.
     pub value: f64,
     /// When it happened (now when absent).
     #[serde(default)]
     pub timestamp: Option<DateTime<Utc>>,
-    /// Labels.
+    /// At most 32 labels: names are labels, values at most 256 bytes.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<Label, String>)]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -257,81 +272,6 @@ impl TelemetryEvent {
         }
         Ok(event_type)
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateTenant {
-    tenant_id: String,
-    name: String,
-    #[serde(default)]
-    plan: Option<String>,
-    #[serde(default)]
-    contact_email: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatchTenant {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    plan: Option<String>,
-    #[serde(default)]
-    status: Option<TenantStatus>,
-    #[serde(default)]
-    settings: Option<TenantSettings>,
-    /// Absent: unchanged; `null`: removed; an object: set.
-    #[serde(default, deserialize_with = "present")]
-    realm: Option<Option<TenantRealm>>,
-}
-
-/// A field that is present, even as `null` (`Some(None)`), told from one
-/// that is absent (`None`, through `#[serde(default)]`).
-fn present<'de, D, T>(deserializer: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateApiKey {
-    #[serde(default)]
-    tenant_id: Option<String>,
-    name: String,
-    scope: ApiKeyScope,
-    #[serde(default)]
-    rate_limit_rps: Option<u32>,
-    #[serde(default)]
-    expires_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Ingest {
-    events: Vec<TelemetryEvent>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateUser {
-    email: String,
-    #[serde(default)]
-    name: Option<String>,
-    role: Role,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateTeam {
-    name: String,
-    #[serde(default)]
-    members: Vec<String>,
-    #[serde(default)]
-    on_call_rotation: Vec<String>,
 }
 
 /// Parses a JSON body: `payload_too_large` over [`MAX_BODY_BYTES`],
@@ -454,41 +394,6 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{hex}")
 }
 
-fn tenant_json(t: &TenantRecord) -> Value {
-    json!({
-        "tenant_id": t.id,
-        "name": t.name,
-        "plan": t.plan,
-        "status": t.status,
-        "settings": t.settings,
-        "contact_email": t.contact_email,
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
-    })
-}
-
-/// One tenant as `GET` and `PATCH /api/v1/tenants/{id}` answer it: the
-/// record and the realm it brings (`null` when none).
-fn tenant_with_realm_json(t: &TenantRecord, realm: Option<&TenantRealm>) -> Value {
-    let mut json = tenant_json(t);
-    json["realm"] = json!(realm);
-    json
-}
-
-fn key_json(k: &ApiKeyRecord) -> Value {
-    json!({
-        "key_id": k.key_id,
-        "tenant_id": k.tenant_id,
-        "name": k.name,
-        "scope": k.scope,
-        "rate_limit_rps": k.rate_limit_rps,
-        "created_at": k.created_at,
-        "expires_at": k.expires_at,
-        "revoked_at": k.revoked_at,
-        "last_used_at": k.last_used_at,
-    })
-}
-
 /// The application: the tenancy engine plus the domain data of the API.
 pub struct App {
     tenancy: Tenancy,
@@ -532,7 +437,7 @@ impl App {
                 .into());
             }
         }
-        Ok(Reply::ok(json!({"status": "ready"})))
+        Ok(Reply::ok(&Health { status: "ready" }))
     }
 
     /// `POST /api/v1/tenants` (route: super_admin).
@@ -556,7 +461,7 @@ impl App {
                 .resource(tenant.id.as_str())
                 .outcome(201),
         );
-        Ok(Reply::json(StatusCode::CREATED, tenant_json(&tenant)))
+        Ok(Reply::json(StatusCode::CREATED, &Tenant::from(&tenant)))
     }
 
     /// `GET /api/v1/tenants` (route: super_admin): by id, `limit` at a time
@@ -574,9 +479,9 @@ impl App {
             .list(after.as_ref(), limit)
             .await
             .map_err(TenancyError::from)?;
-        Ok(Reply::ok(json!({
-            "tenants": tenants.iter().map(tenant_json).collect::<Vec<_>>(),
-        })))
+        Ok(Reply::ok(&TenantList {
+            tenants: tenants.iter().map(Tenant::from).collect(),
+        }))
     }
 
     /// The tenant `id`, when `ctx` may see it: super_admin, or admin of it.
@@ -605,7 +510,10 @@ impl App {
     pub async fn get_tenant(&self, ctx: &TenantContext, id: &str) -> Result<Reply> {
         let tenant = self.visible_tenant(ctx, id).await?;
         let realm = self.tenancy.admin().tenant_realm(&tenant.id).await?;
-        Ok(Reply::ok(tenant_with_realm_json(&tenant, realm.as_ref())))
+        Ok(Reply::ok(&TenantWithRealm {
+            tenant: Tenant::from(&tenant),
+            realm,
+        }))
     }
 
     /// `PATCH /api/v1/tenants/{id}` (route: super_admin).
@@ -661,7 +569,10 @@ impl App {
                 .detail("status", tenant.status.as_str()),
         );
         let realm = self.tenancy.admin().tenant_realm(&tenant.id).await?;
-        Ok(Reply::ok(tenant_with_realm_json(&tenant, realm.as_ref())))
+        Ok(Reply::ok(&TenantWithRealm {
+            tenant: Tenant::from(&tenant),
+            realm,
+        }))
     }
 
     /// The tenant a body names, or the caller's: another tenant only for
@@ -734,14 +645,14 @@ impl App {
         self.tenancy.record_audit(event);
         Ok(Reply::json(
             StatusCode::CREATED,
-            json!({
-                "key_id": issued.record.key_id,
-                "api_key": issued.secret.expose(),
-                "tenant_id": tenant.id,
-                "scope": issued.record.scope,
-                "created_at": issued.record.created_at,
-                "expires_at": issued.record.expires_at,
-            }),
+            &IssuedApiKey {
+                key_id: issued.record.key_id.clone(),
+                api_key: issued.secret.expose().to_owned(),
+                tenant_id: tenant.id,
+                scope: issued.record.scope,
+                created_at: issued.record.created_at,
+                expires_at: issued.record.expires_at,
+            },
         ))
     }
 
@@ -757,9 +668,9 @@ impl App {
             .await
             .map_err(TenancyError::from)?;
         keys.truncate(limit);
-        Ok(Reply::ok(json!({
-            "api_keys": keys.iter().map(key_json).collect::<Vec<_>>(),
-        })))
+        Ok(Reply::ok(&ApiKeyList {
+            api_keys: keys.iter().map(ApiKey::from).collect(),
+        }))
     }
 
     /// `DELETE /api/v1/apikeys/{key_id}` (route: admin+): 204; `not_found`
@@ -799,26 +710,27 @@ impl App {
     /// security log, refusals of callers without a verified credential per
     /// client address and reason, most refused first.
     pub fn security_refusals(&self) -> Result<Reply> {
-        Ok(Reply::ok(json!({"refusals": self.tenancy.security_log()})))
+        Ok(Reply::ok(&SecurityRefusals {
+            refusals: self.tenancy.security_log(),
+        }))
     }
 
     /// `GET /api/v1/rbac/permissions` (any authenticated caller: no route
     /// policy).
     pub fn permissions(&self, ctx: &TenantContext) -> Result<Reply> {
-        let permissions: Vec<&str> = ctx
-            .role()
-            .permissions()
-            .iter()
-            .map(|p| p.as_str())
-            .collect();
-        Ok(Reply::ok(json!({
-            "tenant_id": ctx.tenant_id(),
-            "subject": ctx.principal().subject.as_ref(),
-            "role": ctx.role(),
-            "level": ctx.role().level(),
-            "scope": ctx.scope(),
-            "permissions": permissions,
-        })))
+        Ok(Reply::ok(&Permissions {
+            tenant_id: ctx.tenant_id().clone(),
+            subject: ctx.principal().subject.as_ref().to_owned(),
+            role: ctx.role(),
+            level: ctx.role().level(),
+            scope: ctx.scope(),
+            permissions: ctx
+                .role()
+                .permissions()
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+        }))
     }
 
     /// `POST /api/v1/telemetry` (route: operator+, the lowest role with
@@ -838,10 +750,7 @@ impl App {
             event.timestamp.get_or_insert(now);
             log.push(event);
         }
-        Ok(Reply::json(
-            StatusCode::ACCEPTED,
-            json!({"accepted": accepted}),
-        ))
+        Ok(Reply::json(StatusCode::ACCEPTED, &Accepted { accepted }))
     }
 
     /// `GET /api/v1/metrics/query` (route: viewer+ / readonly keys): the
@@ -869,9 +778,10 @@ impl App {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Reply::ok(
-            json!({"tenant_id": ctx.tenant_id(), "events": events}),
-        ))
+        Ok(Reply::ok(&Metrics {
+            tenant_id: ctx.tenant_id().clone(),
+            events,
+        }))
     }
 
     /// `POST /api/v1/runbooks/{id}/trigger` (route: operator+): an audited
@@ -888,7 +798,11 @@ impl App {
         );
         Ok(Reply::json(
             StatusCode::ACCEPTED,
-            json!({"runbook_id": id, "execution_id": execution_id, "status": "triggered"}),
+            &RunbookTriggered {
+                runbook_id: id,
+                execution_id,
+                status: "triggered",
+            },
         ))
     }
 
@@ -897,11 +811,11 @@ impl App {
     pub fn ack_incident(&self, ctx: &TenantContext, audit: &Audit, id: &str) -> Result<Reply> {
         let id = label(id, "incident id")?;
         audit.record("incident.ack", Some(id.as_str()));
-        Ok(Reply::ok(json!({
-            "incident_id": id,
-            "status": "acknowledged",
-            "acknowledged_by": ctx.principal().subject.as_ref(),
-        })))
+        Ok(Reply::ok(&IncidentAcknowledged {
+            incident_id: id,
+            status: "acknowledged",
+            acknowledged_by: ctx.principal().subject.as_ref().to_owned(),
+        }))
     }
 
     /// `POST /api/v1/users` (route: admin+): the plan's user count is
@@ -947,7 +861,7 @@ impl App {
                 .outcome(201)
                 .detail("role", user.role.as_str()),
         );
-        Ok(Reply::json(StatusCode::CREATED, json!(user)))
+        Ok(Reply::json(StatusCode::CREATED, &user))
     }
 
     /// `GET /api/v1/users` (route: admin+): oldest first, `limit` at a time
@@ -955,9 +869,9 @@ impl App {
     pub fn list_users(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         let query: PageQuery = parse_query(query)?;
         let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
-        Ok(Reply::ok(
-            json!({"users": self.users.page(ctx.tenant_id(), limit)}),
-        ))
+        Ok(Reply::ok(&UserList {
+            users: self.users.page(ctx.tenant_id(), limit),
+        }))
     }
 
     /// `POST /api/v1/teams` (route: admin+).
@@ -996,7 +910,7 @@ impl App {
                 .resource(team.team_id.clone())
                 .outcome(201),
         );
-        Ok(Reply::json(StatusCode::CREATED, json!(team)))
+        Ok(Reply::json(StatusCode::CREATED, &team))
     }
 
     /// `GET /api/v1/teams` (route: admin+): oldest first, `limit` at a time
@@ -1004,9 +918,9 @@ impl App {
     pub fn list_teams(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         let query: PageQuery = parse_query(query)?;
         let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
-        Ok(Reply::ok(
-            json!({"teams": self.teams.page(ctx.tenant_id(), limit)}),
-        ))
+        Ok(Reply::ok(&TeamList {
+            teams: self.teams.page(ctx.tenant_id(), limit),
+        }))
     }
 
     /// `GET /api/v1/audit` (route: admin+): newest first; filters `actor`,
@@ -1030,9 +944,10 @@ impl App {
             .query(ctx.tenant_id(), &filter)
             .await
             .map_err(TenancyError::from)?;
-        Ok(Reply::ok(
-            json!({"tenant_id": ctx.tenant_id(), "events": events}),
-        ))
+        Ok(Reply::ok(&AuditLog {
+            tenant_id: ctx.tenant_id().clone(),
+            events,
+        }))
     }
 
     /// `GET /api/v1/usage` (route: admin+): hourly counts by event type;
@@ -1050,13 +965,17 @@ impl App {
             .usage(ctx.tenant_id(), from, to)
             .await
             .map_err(TenancyError::from)?;
-        let usage: Vec<Value> = rows
-            .iter()
-            .map(|r| json!({"hour": r.hour, "event_type": r.event_type, "count": r.count}))
-            .collect();
-        Ok(Reply::ok(
-            json!({"tenant_id": ctx.tenant_id(), "usage": usage}),
-        ))
+        Ok(Reply::ok(&Usage {
+            tenant_id: ctx.tenant_id().clone(),
+            usage: rows
+                .into_iter()
+                .map(|r| UsageRow {
+                    hour: r.hour,
+                    event_type: r.event_type,
+                    count: r.count,
+                })
+                .collect(),
+        }))
     }
 }
 

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, patch, post};
 use axum::{Extension, Router};
+use http::HeaderValue;
 use http::header::CONTENT_TYPE;
-use http::{HeaderValue, StatusCode};
 use tenancy_axum::extract::{Audit, Quota};
 use tenancy_axum::{RequireRoleLayer, TenancyLayer, TenancyRejection, Tenant};
 use tenancy_core::error::{ErrorKind, TenancyError};
@@ -20,6 +20,8 @@ use tenancy_core::rbac::Role;
 
 use crate::app::{App, MAX_BODY_BYTES, Reply};
 use crate::metrics::MetricsEndpoint;
+use crate::openapi;
+use crate::wire::Health;
 
 type Answer = Result<Response, TenancyRejection>;
 
@@ -51,10 +53,21 @@ async fn read_body(body: Body) -> Result<Bytes, TenancyError> {
 /// `GET /healthz` (excluded from tenancy) and `GET /api/v1/healthz` (the
 /// same answer to an admitted caller).
 async fn healthz() -> Answer {
-    respond(Ok(Reply {
-        status: StatusCode::OK,
-        body: Some(serde_json::json!({"status": "ok"})),
-    }))
+    respond(Ok(Reply::ok(&Health { status: "ok" })))
+}
+
+/// `GET /openapi.json`: the contract, byte for byte as the actix-web front
+/// end serves it.
+async fn openapi_document() -> Response {
+    ([(CONTENT_TYPE, "application/json")], openapi::json()).into_response()
+}
+
+/// `GET /docs/{file}` (and `/docs/`): the Swagger UI, from inside the
+/// binary.
+async fn docs_file(file: Option<Path<String>>) -> Answer {
+    let tail = file.as_ref().map_or("", |Path(file)| file.as_str());
+    let file = openapi::docs_file(tail).ok_or(TenancyRejection(ErrorKind::NotFound.into()))?;
+    Ok(([(CONTENT_TYPE, file.content_type)], file.bytes).into_response())
 }
 
 /// The API router over `app`; `/metrics` serves `metrics` (see
@@ -184,6 +197,11 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
         // against `/healthz` (benches/load.sh).
         .route("/api/v1/healthz", get(healthz))
         .route("/readyz", get(|State(app): State<Arc<App>>| async move { respond(app.ready().await) }))
+        .route(openapi::DOCUMENT_PATH, get(openapi_document))
+        // The Swagger UI's relative links need the trailing slash.
+        .route("/docs", get(|| async { Redirect::permanent(openapi::DOCS_PATH) }))
+        .route(openapi::DOCS_PATH, get(docs_file))
+        .route("/docs/{*file}", get(docs_file))
         .route(
             "/metrics",
             get(
@@ -205,6 +223,8 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
         TenancyLayer::new(tenancy)
             .exclude("/healthz")
             .exclude("/readyz")
-            .exclude("/metrics"),
+            .exclude("/metrics")
+            .exclude(openapi::DOCUMENT_PATH)
+            .exclude("/docs"),
     )
 }

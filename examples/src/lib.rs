@@ -20,7 +20,9 @@ pub mod actix_front;
 pub mod app;
 pub mod axum_front;
 pub mod metrics;
+pub mod openapi;
 pub mod startup;
+pub mod wire;
 
 use std::time::Duration;
 

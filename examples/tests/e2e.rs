@@ -1713,3 +1713,57 @@ async fn black_box_transcript(
     );
     seen
 }
+
+/// Both front ends serve the same contract, byte for byte, without a
+/// credential, and the Swagger UI for it from inside the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_front_ends_serve_the_same_contract_and_its_docs() {
+    let mut documents = Vec::new();
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        let doc = s.call("GET", "/openapi.json", &[], None).await;
+        assert_eq!(doc.status, 200, "{name}: {}", doc.raw);
+        assert_eq!(doc.headers["content-type"], "application/json", "{name}");
+        assert_eq!(doc.body["openapi"], "3.1.0", "{name}");
+        documents.push(doc.raw);
+
+        let moved = s.call("GET", "/docs", &[], None).await;
+        assert_eq!(
+            (moved.status, moved.headers["location"].to_str().unwrap()),
+            (308, "/docs/"),
+            "{name}"
+        );
+        let page = s.call("GET", "/docs/", &[], None).await;
+        assert_eq!(page.status, 200, "{name}");
+        assert!(
+            page.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+                && page.raw.contains("swagger-ui"),
+            "{name}: {}",
+            page.raw
+        );
+        let init = s
+            .call("GET", "/docs/swagger-initializer.js", &[], None)
+            .await;
+        assert_eq!(init.status, 200, "{name}");
+        assert!(init.raw.contains("/openapi.json"), "{name}: {}", init.raw);
+        let bundle = s.call("GET", "/docs/swagger-ui-bundle.js", &[], None).await;
+        assert!(bundle.status == 200 && bundle.raw.len() > 100_000, "{name}");
+        for missing in ["/docs/nope.js", "/docs/%2e%2e%2fCargo.toml"] {
+            let answer = s.call("GET", missing, &[], None).await;
+            assert_eq!(
+                (answer.status, answer.code()),
+                (404, "not_found"),
+                "{name}: {missing}"
+            );
+        }
+    }
+    assert_eq!(documents[0], documents[1], "the same bytes from both");
+    assert_eq!(
+        documents[0].as_bytes(),
+        tenancy_examples::openapi::json(),
+        "what the code generates"
+    );
+}

@@ -25,6 +25,7 @@ use crate::request::prefix_within;
 use crate::tenant::TenantId;
 
 /// What kind of principal acted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
@@ -69,6 +70,7 @@ impl ActorKind {
 /// assert_eq!(event.resource.as_deref(), Some("key_123"));
 /// # Ok::<(), tenancy_core::tenant::InvalidTenantId>(())
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// When it happened.
@@ -88,6 +90,7 @@ pub struct AuditEvent {
     /// The request id.
     pub request_id: Option<String>,
     /// The client address.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub client_addr: Option<IpAddr>,
     /// Further details.
     pub details: BTreeMap<String, String>,

@@ -504,6 +504,7 @@ pub struct RealmConfig {
 /// assert!(!claims.is_default());
 /// # Ok::<(), tenancy_core::config::ConfigError>(())
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClaimsConfig {

@@ -490,6 +490,7 @@ impl From<InvalidTenantId> for TenancyError {
 /// assert_eq!(p.r#type, "urn:tenancy:problem:not_found");
 /// assert_eq!(p.status, 404);
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// URI naming the problem type.

@@ -95,6 +95,9 @@ pub mod keyspace;
 pub mod label;
 pub mod limit;
 pub mod metering;
+#[cfg(feature = "openapi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openapi")))]
+pub mod openapi;
 pub mod pipeline;
 pub mod plan;
 pub mod rbac;

@@ -106,6 +106,7 @@ impl<'de> Deserialize<'de> for Limit {
 /// assert_eq!(w.start, Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap());
 /// assert_eq!(w.end, Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap());
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
@@ -178,6 +179,7 @@ impl Period {
 /// let b = Budget { limit: Limit::Limited(100_000), period: Period::Day };
 /// assert_eq!(b.period.as_str(), "day");
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
@@ -255,6 +257,7 @@ impl PlanQuotas {
 }
 
 /// Per-tenant replacements for plan quotas; unset fields keep the plan's.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotaOverrides {

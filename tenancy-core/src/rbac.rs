@@ -330,6 +330,7 @@ impl Default for RoleAliases {
 /// assert!(!ApiKeyScope::Ingestion.permits(&Method::GET, false));
 /// assert_eq!(ApiKeyScope::Full.role(), Role::Admin);
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApiKeyScope {

@@ -204,6 +204,7 @@ impl<'de> Deserialize<'de> for TenantId {
 /// assert!(!TenantStatus::Suspended.admits(&Method::POST));
 /// assert!(!TenantStatus::Archived.admits(&Method::GET));
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TenantStatus {
@@ -256,6 +257,7 @@ pub fn is_safe_method(method: &http::Method) -> bool {
 }
 
 /// Where a tenant wants to be told about incidents and limits.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotificationSettings {
@@ -281,6 +283,7 @@ pub struct NotificationSettings {
 /// assert_eq!(settings.quota_overrides.rps, Some(50));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TenantSettings {

@@ -34,10 +34,12 @@ pub const SECURITY_LOG_RETENTION: Duration = Duration::from_secs(3600);
 /// #     first_seen: chrono::Utc::now(), last_seen: chrono::Utc::now() };
 /// assert_eq!(entry.reason, "unauthenticated");
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SecurityLogEntry {
     /// The client address (IPv6 by its /64); `None` for refusals without an
     /// address, or counted after the table filled up.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub client_addr: Option<IpAddr>,
     /// The problem code of the refusal.
     pub reason: &'static str,

@@ -43,6 +43,7 @@ const TOKENS_PER_REALM: usize = 1_000;
 /// bad.jwks_url = Some("https://id.bigcorp.example/certs".into());
 /// assert!(bad.validate().is_err()); // discovery or a JWK set URL, not both
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantRealm {
