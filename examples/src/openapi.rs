@@ -317,15 +317,14 @@ mod operations {
         ))]
     fn readyz() {}
 
-    /// Prometheus metrics, per tenant: for loopback callers, or with the
-    /// metrics bearer token.
+    /// Prometheus metrics, per tenant: with the metrics bearer token when
+    /// one is set, otherwise for loopback callers only.
     #[utoipa::path(get, path = "/metrics", tag = "service",
         responses(
             (status = 200, description = "The Prometheus text format.", body = String,
                 content_type = "text/plain"),
-            (status = 401, description = "Not from loopback, and no or another token: `unauthenticated`.",
-                body = Problem, content_type = "application/problem+json"),
-            (status = 404, description = "Metrics are off: `not_found`.",
+            (status = 404, description = "Not this caller's to read: `not_found` (the page \
+                does not admit it exists).",
                 body = Problem, content_type = "application/problem+json"),
         ))]
     fn prometheus_metrics() {}
