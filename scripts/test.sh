@@ -35,8 +35,7 @@ TMP_DIR=""
 REDIS_PID=""
 REDIS_TLS_PID=""
 REDIS_CLUSTER_PIDS=()
-CLICKHOUSE_PID=""
-CLICKHOUSE_SHARD_PID=""
+CLICKHOUSE_PIDS=()
 TLS_DIR=""
 
 # The name of the two-shard ClickHouse cluster in both servers' config.
@@ -60,6 +59,7 @@ ensure_servers_installed() {
     command -v curl >/dev/null || missing+=(curl)
     # scripts/contract.sh installs schemathesis into a virtual environment.
     command -v python3 >/dev/null || missing+=(python3)
+    python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
     ((${#missing[@]} == 0)) && return
 
     if ((EUID != 0)); then
@@ -347,7 +347,8 @@ EOF
 }
 
 # Starts a private ClickHouse in $TMP_DIR/$1 with HTTP, native and HTTPS
-# ports $2-$4 and the shards' native ports $5 and $6; sets PID_OUT to its pid.
+# ports $2-$4 and the shards' native ports $5 and $6; its pid goes into
+# CLICKHOUSE_PIDS at once, so it is stopped even when it fails to start.
 run_clickhouse() {
     local name=$1 http_port=$2 tcp_port=$3 https_port=$4 dir="$TMP_DIR/$1"
     mkdir -p "$dir"
@@ -356,8 +357,8 @@ run_clickhouse() {
     # logs to stdout; startup errors go to the log files.
     (cd "$dir" && exec clickhouse-server --config-file="$dir/config.xml") \
         >"$dir/stdout.log" 2>&1 &
-    PID_OUT=$!
-    wait_until_ready "clickhouse-server ($name)" "$PID_OUT" "$dir" clickhouse_ready "$http_port"
+    CLICKHOUSE_PIDS+=("$!")
+    wait_until_ready "clickhouse-server ($name)" "$!" "$dir" clickhouse_ready "$http_port"
     # /ping needs no user, so it answers even when users.xml is unusable; a
     # query proves that the `default` user can work.
     http_get "$http_port" "/?query=SELECT%20version()" >/dev/null ||
@@ -368,17 +369,15 @@ run_clickhouse() {
 # also serves the single-server tests, over HTTP and HTTPS. $@: HTTP, native
 # and HTTPS ports of each.
 start_clickhouse() {
-    local http1=$1 tcp1=$2 https1=$3 http2=$4 tcp2=$5 https2=$6 PID_OUT
+    local http1=$1 tcp1=$2 https1=$3 http2=$4 tcp2=$5 https2=$6
     run_clickhouse clickhouse "$http1" "$tcp1" "$https1" "$tcp1" "$tcp2"
-    CLICKHOUSE_PID=$PID_OUT
     run_clickhouse clickhouse-shard2 "$http2" "$tcp2" "$https2" "$tcp1" "$tcp2"
-    CLICKHOUSE_SHARD_PID=$PID_OUT
     export TENANCY_TEST_CLICKHOUSE_URL="http://127.0.0.1:$http1"
     export TENANCY_TEST_CLICKHOUSE_TLS_URL="https://127.0.0.1:$https1"
     export TENANCY_TEST_CLICKHOUSE_CLUSTER="$CLICKHOUSE_CLUSTER"
     export TENANCY_TEST_CLICKHOUSE_SHARDS="http://127.0.0.1:$http1,http://127.0.0.1:$http2"
-    log "clickhouse $(http_get "$http1" "/?query=SELECT%20version()") on $TENANCY_TEST_CLICKHOUSE_URL and $TENANCY_TEST_CLICKHOUSE_TLS_URL (pid $CLICKHOUSE_PID)"
-    log "clickhouse cluster $CLICKHOUSE_CLUSTER of two shards: $TENANCY_TEST_CLICKHOUSE_SHARDS (pids $CLICKHOUSE_PID $CLICKHOUSE_SHARD_PID)"
+    log "clickhouse $(http_get "$http1" "/?query=SELECT%20version()") on $TENANCY_TEST_CLICKHOUSE_URL and $TENANCY_TEST_CLICKHOUSE_TLS_URL (pid ${CLICKHOUSE_PIDS[0]})"
+    log "clickhouse cluster $CLICKHOUSE_CLUSTER of two shards: $TENANCY_TEST_CLICKHOUSE_SHARDS (pids ${CLICKHOUSE_PIDS[*]})"
 }
 
 clickhouse_ready() {
@@ -409,8 +408,9 @@ cleanup() {
     for pid in "${REDIS_CLUSTER_PIDS[@]}"; do
         stop_process "$pid"
     done
-    stop_process "$CLICKHOUSE_PID"
-    stop_process "$CLICKHOUSE_SHARD_PID"
+    for pid in "${CLICKHOUSE_PIDS[@]}"; do
+        stop_process "$pid"
+    done
     [[ -n $TMP_DIR ]] && rm -rf "$TMP_DIR"
     exit "$status"
 }

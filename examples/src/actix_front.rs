@@ -157,10 +157,10 @@ async fn healthz() -> Answer {
 }
 /// `GET /openapi.json`: the contract, byte for byte as the axum front end
 /// serves it.
-async fn openapi_document() -> HttpResponse {
+async fn openapi_document(app: AppData) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(openapi::json())
+        .body(app.contract())
 }
 /// `GET /docs`: the Swagger UI's relative links need the trailing slash.
 async fn docs_redirect() -> HttpResponse {

@@ -397,6 +397,8 @@ fn new_id(prefix: &str) -> String {
 /// The application: the tenancy engine plus the domain data of the API.
 pub struct App {
     tenancy: Tenancy,
+    /// The OpenAPI document, built once for the engine's configuration.
+    contract: bytes::Bytes,
     users: Scoped<User>,
     teams: Scoped<Team>,
     telemetry: DashMap<TenantId, TelemetryLog>,
@@ -406,6 +408,7 @@ impl App {
     /// An application over `tenancy`.
     pub fn new(tenancy: Tenancy) -> Arc<Self> {
         Arc::new(Self {
+            contract: crate::openapi::json(tenancy.config()).into(),
             tenancy,
             users: Scoped::new(),
             teams: Scoped::new(),
@@ -416,6 +419,12 @@ impl App {
     /// The engine.
     pub fn tenancy(&self) -> &Tenancy {
         &self.tenancy
+    }
+
+    /// `GET /openapi.json`: the API's contract as this server is configured
+    /// (see [`openapi`](crate::openapi)); cheap to clone.
+    pub fn contract(&self) -> bytes::Bytes {
+        self.contract.clone()
     }
 
     /// Writes everything buffered: the engine's audit, usage and key

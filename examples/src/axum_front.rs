@@ -58,8 +58,8 @@ async fn healthz() -> Answer {
 
 /// `GET /openapi.json`: the contract, byte for byte as the actix-web front
 /// end serves it.
-async fn openapi_document() -> Response {
-    ([(CONTENT_TYPE, "application/json")], openapi::json()).into_response()
+async fn openapi_document(State(app): State<Arc<App>>) -> Response {
+    ([(CONTENT_TYPE, "application/json")], app.contract()).into_response()
 }
 
 /// `GET /docs/{file}` (and `/docs/`): the Swagger UI, from inside the

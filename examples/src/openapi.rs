@@ -9,15 +9,23 @@
 //! parameter, the `RateLimit-*` headers, and every problem it can answer,
 //! as `application/problem+json` under its status.
 //!
+//! The names a deployment configures (the tenant header and query
+//! parameter, the API key header) come from its [`TenancyConfig`]:
+//!
 //! ```
-//! let doc: serde_json::Value = serde_json::from_slice(tenancy_examples::openapi::json())?;
+//! use tenancy_core::TenancyConfig;
+//!
+//! let config = TenancyConfig::builder().tenant_header("X-Org").build()?;
+//! let doc: serde_json::Value = serde_json::from_slice(&tenancy_examples::openapi::json(&config))?;
 //! assert_eq!(doc["openapi"], "3.1.0");
-//! assert!(doc["paths"]["/api/v1/tenants"]["post"].is_object());
-//! # Ok::<(), serde_json::Error>(())
+//! let create = &doc["paths"]["/api/v1/tenants"]["post"];
+//! assert_eq!(create["parameters"][0]["name"], "X-Org");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::sync::{Arc, LazyLock};
 
+use tenancy_core::TenancyConfig;
 use tenancy_core::error::{PROBLEM_CONTENT_TYPE, Problem};
 use tenancy_core::tenant::TenantId;
 use utoipa::openapi::header::HeaderBuilder;
@@ -35,16 +43,21 @@ pub const DOCUMENT_PATH: &str = "/openapi.json";
 /// Where the Swagger UI is served (`/docs` redirects here).
 pub const DOCS_PATH: &str = "/docs/";
 
-/// The document, as served: pretty JSON, built once.
-pub fn json() -> &'static [u8] {
-    static JSON: LazyLock<Vec<u8>> = LazyLock::new(|| {
-        ApiDoc::openapi()
-            .to_pretty_json()
-            .map(String::into_bytes)
-            // Serialising the document's own types cannot fail.
-            .unwrap_or_default()
-    });
-    &JSON
+/// The document of a server with `config`, as served: pretty JSON. The
+/// application builds it once ([`App::contract`](crate::app::App::contract)).
+pub fn json(config: &TenancyConfig) -> Vec<u8> {
+    let mut document = ApiDoc::openapi();
+    Contract {
+        tenant_header: &config.resolution.tenant_header,
+        tenant_query: &config.resolution.query_param,
+        api_key_header: &config.auth.api_key_header,
+    }
+    .modify(&mut document);
+    document
+        .to_pretty_json()
+        .map(String::into_bytes)
+        // Serialising the document's own types cannot fail.
+        .unwrap_or_default()
 }
 
 /// One file of the Swagger UI: its content type and bytes.
@@ -83,7 +96,8 @@ pub fn docs_file(tail: &str) -> Option<DocsFile> {
         description = "A multi-tenant API behind the tenancy middleware: tenants, API keys, \
             telemetry, runbooks, incidents, users, teams, audit log and usage. Every call under \
             `/api/v1` acts for one tenant, named by the credential (or, where the credential \
-            allows, by `X-Tenant-ID` or `?tenant_id=`), and refusals are \
+            allows, by the tenant header or query parameter, by default `X-Tenant-ID` and \
+            `?tenant_id=`), and refusals are \
             `application/problem+json` with a stable `code`.",
         license(name = "MIT OR Apache-2.0"),
     ),
@@ -91,7 +105,6 @@ pub fn docs_file(tail: &str) -> Option<DocsFile> {
         operations::healthz, operations::readyz, operations::prometheus_metrics, operations::openapi_document, operations::docs_redirect, operations::docs_files, operations::api_healthz, operations::list_tenants, operations::create_tenant, operations::get_tenant, operations::patch_tenant, operations::list_api_keys, operations::create_api_key, operations::revoke_api_key, operations::security_refusals, operations::permissions, operations::ingest_telemetry, operations::query_metrics, operations::trigger_runbook, operations::ack_incident, operations::create_user, operations::list_users, operations::create_team, operations::list_teams, operations::audit_log, operations::usage,
     ),
     components(schemas(Problem)),
-    modifiers(&Contract),
     tags(
         (name = "service", description = "Liveness, readiness, metrics and this contract."),
         (name = "tenants", description = "Tenants and their lifecycle (super_admin)."),
@@ -104,8 +117,16 @@ pub fn docs_file(tail: &str) -> Option<DocsFile> {
 pub struct ApiDoc;
 
 /// What every operation under `/api/v1` shares: credentials, tenant
-/// selection, rate-limit headers and problem answers.
-pub struct Contract;
+/// selection, rate-limit headers and problem answers, under the names the
+/// server is configured with.
+pub struct Contract<'a> {
+    /// The tenant header.
+    pub tenant_header: &'a str,
+    /// The tenant query parameter.
+    pub tenant_query: &'a str,
+    /// The API key header.
+    pub api_key_header: &'a str,
+}
 
 /// The problems a status carries, as `(status, reason, codes)`.
 const PROBLEMS: [(&str, &str, &str); 9] = [
@@ -116,7 +137,7 @@ const PROBLEMS: [(&str, &str, &str); 9] = [
     ),
     (
         "401",
-        "No valid credential; `WWW-Authenticate` says which",
+        "No valid credential (`WWW-Authenticate` names the scheme on bearer failures)",
         "`unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key`",
     ),
     (
@@ -134,7 +155,8 @@ const PROBLEMS: [(&str, &str, &str); 9] = [
     ("413", "The body is over 1 MiB", "`payload_too_large`"),
     (
         "429",
-        "Over a rate limit or a quota; `Retry-After` says when to come back",
+        "Over a rate limit or a quota (`Retry-After` says when the limit or the quota's period \
+         resets; count quotas such as users and teams do not reset)",
         "`rate_limited`, `quota_exceeded`",
     ),
     ("500", "A fault of the server", "`internal_error`"),
@@ -157,7 +179,7 @@ fn problem_response(reason: &str, codes: &str, status: &str) -> utoipa::openapi:
                 .build(),
         );
     }
-    if status == "429" || status == "503" {
+    if status == "429" {
         response = response.header(
             "Retry-After",
             HeaderBuilder::new()
@@ -196,7 +218,7 @@ fn with_rate_limit_headers(response: &mut utoipa::openapi::Response) {
     }
 }
 
-impl Contract {
+impl Contract<'_> {
     fn operation(&self, operation: &mut Operation, has_body: bool) {
         operation.security = Some(vec![
             SecurityRequirement::new("bearer", Vec::<String>::new()),
@@ -205,7 +227,7 @@ impl Contract {
         let parameters = operation.parameters.get_or_insert_with(Vec::new);
         parameters.push(
             ParameterBuilder::new()
-                .name("X-Tenant-ID")
+                .name(self.tenant_header)
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
                 .description(Some(
@@ -217,10 +239,10 @@ impl Contract {
         );
         parameters.push(
             ParameterBuilder::new()
-                .name("tenant_id")
+                .name(self.tenant_query)
                 .parameter_in(ParameterIn::Query)
                 .required(Required::False)
-                .description(Some("The tenant to act for, as `X-Tenant-ID`."))
+                .description(Some("The tenant to act for, as the tenant header."))
                 .schema(Some(TenantId::schema()))
                 .build(),
         );
@@ -246,7 +268,7 @@ impl Contract {
     }
 }
 
-impl Modify for Contract {
+impl Modify for Contract<'_> {
     fn modify(&self, openapi: &mut Document) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
@@ -264,7 +286,7 @@ impl Modify for Contract {
         components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "X-API-Key",
+                self.api_key_header,
                 "An API key; it names its tenant.",
             ))),
         );

@@ -78,7 +78,7 @@ pub struct CreateApiKey {
     #[serde(default)]
     #[schema(value_type = Option<TenantId>)]
     pub tenant_id: Option<String>,
-    /// Name, 1 to 128 characters.
+    /// Name, 1 to 128 bytes.
     #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     /// What the key may do.
@@ -123,7 +123,7 @@ pub struct CreateUser {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
-    /// Name, 1 to 128 characters.
+    /// Name, 1 to 128 bytes.
     #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     /// Members (user ids or e-mails).
@@ -234,8 +234,9 @@ pub struct ApiKeyList {
     pub api_keys: Vec<ApiKey>,
 }
 
-/// `POST /api/v1/apikeys`: the only answer that holds the secret.
-#[derive(Debug, Serialize, ToSchema)]
+/// `POST /api/v1/apikeys`: the only answer that holds the secret. Its
+/// `Debug` leaves the secret out.
+#[derive(Serialize, ToSchema)]
 pub struct IssuedApiKey {
     /// Id.
     pub key_id: KeyId,
@@ -249,6 +250,19 @@ pub struct IssuedApiKey {
     pub created_at: DateTime<Utc>,
     /// Expiry.
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for IssuedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedApiKey")
+            .field("key_id", &self.key_id)
+            .field("api_key", &"[redacted]")
+            .field("tenant_id", &self.tenant_id)
+            .field("scope", &self.scope)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// `GET /api/v1/security/refusals`.
@@ -267,7 +281,7 @@ pub struct Permissions {
     pub subject: String,
     /// Role.
     pub role: Role,
-    /// The role's level, 0 (viewer) to 4 (system).
+    /// The role's level, 1 (viewer) to 5 (system).
     pub level: u8,
     /// An API key's scope.
     pub scope: Option<ApiKeyScope>,

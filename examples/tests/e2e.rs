@@ -1763,7 +1763,7 @@ async fn both_front_ends_serve_the_same_contract_and_its_docs() {
     assert_eq!(documents[0], documents[1], "the same bytes from both");
     assert_eq!(
         documents[0].as_bytes(),
-        tenancy_examples::openapi::json(),
+        tenancy_examples::openapi::json(&tenancy_core::TenancyConfig::default()),
         "what the code generates"
     );
 }

@@ -15,7 +15,10 @@
 //!   shard, and the `INSERT` returns once every shard has stored its rows.
 //!   An acknowledged batch is on its shard, not in a queue on the node that
 //!   took it; a shard that is down fails the batch, and the writer retries
-//!   it whole.
+//!   it whole. The shards that did store their rows keep them, so a batch
+//!   retried after a partial failure reaches them twice: on a cluster,
+//!   delivery through a shard outage is at least once (audit events can be
+//!   duplicated, usage over-counted), where one server's is exactly once.
 //! - **Reads** go to the `Distributed` tables too, through the same
 //!   tenant-bound queries as on one server.
 //! - **Retention and deletion** run their mutations on the local tables of
@@ -33,8 +36,8 @@ use clickhouse::Client;
 
 use crate::schema::is_plain_identifier;
 
-/// A named ClickHouse cluster and a client for each of its shards, in the
-/// order of `remote_servers`.
+/// A named ClickHouse cluster and a client for each of its shards (in any
+/// order).
 ///
 /// ```
 /// use tenancy_store_clickhouse::{ClickHouseCluster, ClickHouseStores, clickhouse::Client};

@@ -120,29 +120,40 @@ impl RedisApiKeyStore {
     }
 
     /// Runs the update script on `key_id` of `tenant`; whether the key is
-    /// the tenant's.
+    /// the tenant's. A `waited` change (revocation, expiry) is acknowledged
+    /// by replicas as [`RedisOptions::replica_acks`](crate::RedisOptions::replica_acks)
+    /// asks; `last_used` times are not.
     async fn update(
         &self,
         tenant: &TenantId,
         key_id: &KeyId,
         op: &str,
         at: Option<DateTime<Utc>>,
+        waited: bool,
     ) -> Result<bool, StoreError> {
         self.redis
             .run(async {
-                let mut conn = self.redis.conn();
+                let mut conn = if waited {
+                    self.redis.write_conn()
+                } else {
+                    self.redis.conn()
+                };
                 let Some(digest) = self.digest_of(&mut conn, tenant, key_id).await? else {
                     return Ok(false);
                 };
+                let record = self.redis.keys().api_key(&digest);
                 let micros = at.map(|t| t.timestamp_micros()).unwrap_or_default();
                 let changed: i64 = UPDATE
-                    .key(self.redis.keys().api_key(&digest))
+                    .key(&record)
                     .arg(tenant.as_str())
                     .arg(op)
                     .arg(at.map(timestamp).unwrap_or_default())
                     .arg(micros)
                     .invoke_async(&mut conn)
                     .await?;
+                if waited && changed == 1 {
+                    self.redis.replicated(&mut conn, &[&record]).await?;
+                }
                 Ok(changed == 1)
             })
             .await
@@ -206,7 +217,7 @@ impl ApiKeyStore for RedisApiKeyStore {
             .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         self.redis
             .run(async {
-                let mut conn = self.redis.conn();
+                let mut conn = self.redis.write_conn();
                 let claimed: i64 = CLAIM
                     .key(&index)
                     .key(&live)
@@ -341,12 +352,14 @@ impl ApiKeyStore for RedisApiKeyStore {
         key_id: &KeyId,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let revoked = self.update(tenant, key_id, "revoke", Some(at)).await?;
+        let revoked = self
+            .update(tenant, key_id, "revoke", Some(at), true)
+            .await?;
         if revoked {
             let live = self.redis.keys().api_key_live(tenant);
             self.redis
                 .run(async {
-                    let mut conn = self.redis.conn();
+                    let mut conn = self.redis.write_conn();
                     let _: i64 = conn.hdel(&live, key_id.as_str()).await?;
                     self.redis.replicated(&mut conn, &[&live]).await?;
                     Ok(())
@@ -362,12 +375,14 @@ impl ApiKeyStore for RedisApiKeyStore {
         key_id: &KeyId,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
-        let changed = self.update(tenant, key_id, "expiry", expires_at).await?;
+        let changed = self
+            .update(tenant, key_id, "expiry", expires_at, true)
+            .await?;
         if changed {
             let live = self.redis.keys().api_key_live(tenant);
             self.redis
                 .run(async {
-                    let mut conn = self.redis.conn();
+                    let mut conn = self.redis.write_conn();
                     let _: i64 = LIVE_EXPIRY
                         .key(&live)
                         .arg(key_id.as_str())
@@ -388,7 +403,7 @@ impl ApiKeyStore for RedisApiKeyStore {
         key_id: &KeyId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.update(tenant, key_id, "touch", Some(at))
+        self.update(tenant, key_id, "touch", Some(at), false)
             .await
             .map(|_| ())
     }

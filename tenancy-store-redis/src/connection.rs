@@ -182,6 +182,10 @@ pub struct RedisStores {
 
 struct Inner {
     manager: Conn,
+    /// With [`RedisOptions::replica_acks`]: a connection of its own for the
+    /// writes that `WAIT` for replicas, as `WAIT` blocks the connection it
+    /// is sent on and the hot path's calls must not queue behind it.
+    waited_writes: Option<Conn>,
     keys: Keyspace,
     command_timeout: Duration,
     replica_acks: u32,
@@ -255,10 +259,15 @@ impl RedisStores {
             .set_max_delay(RECONNECT_MAX_DELAY)
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.command_timeout));
+        let waited_writes = (options.replica_acks > 0)
+            .then(|| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
+            .transpose()?
+            .map(Conn::Single);
         let manager = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 manager: Conn::Single(manager),
+                waited_writes,
                 keys: Keyspace::new(options.key_prefix),
                 command_timeout: options.command_timeout,
                 replica_acks: options.replica_acks,
@@ -317,6 +326,17 @@ impl RedisStores {
         self.inner.manager.clone()
     }
 
+    /// The connection for a write that [`replicated`](Self::replicated)
+    /// will wait for: its own one with [`RedisOptions::replica_acks`], the
+    /// shared one otherwise.
+    pub(crate) fn write_conn(&self) -> Conn {
+        self.inner
+            .waited_writes
+            .as_ref()
+            .unwrap_or(&self.inner.manager)
+            .clone()
+    }
+
     /// Connects to the Redis Cluster that `nodes` (`redis://host:port`
     /// seed nodes, or `rediss://` with the `tls` feature) belong to, and
     /// checks that it answers `PING`, within
@@ -369,20 +389,28 @@ impl RedisStores {
         };
         let client = builder.build().map_err(RedisStoreError::InvalidUrl)?;
         let connect_timeout = options.connect_timeout;
+        let replica_acks = options.replica_acks;
         let connecting = async {
             let mut connection = client.get_async_connection().await?;
             redis::cmd("PING")
                 .query_async::<()>(&mut connection)
                 .await?;
-            Ok::<_, RedisStoreError>(connection)
+            let waited_writes = if replica_acks > 0 {
+                Some(Conn::Cluster(client.get_async_connection().await?))
+            } else {
+                None
+            };
+            Ok::<_, RedisStoreError>((connection, waited_writes))
         };
-        let connection = match tokio::time::timeout(connect_timeout, connecting).await {
-            Ok(result) => result?,
-            Err(_) => return Err(RedisStoreError::Timeout(connect_timeout)),
-        };
+        let (connection, waited_writes) =
+            match tokio::time::timeout(connect_timeout, connecting).await {
+                Ok(result) => result?,
+                Err(_) => return Err(RedisStoreError::Timeout(connect_timeout)),
+            };
         Ok(Self {
             inner: Arc::new(Inner {
                 manager: Conn::Cluster(connection),
+                waited_writes,
                 keys: Keyspace::new(options.key_prefix),
                 command_timeout: options.command_timeout,
                 replica_acks: options.replica_acks,
@@ -395,9 +423,9 @@ impl RedisStores {
         &self.inner.keys
     }
 
-    /// After writes to `keys` on `conn`: with
-    /// [`RedisOptions::replica_acks`] set, `WAIT`s on the master of each
-    /// key until that many replicas hold every write made on its
+    /// After writes to `keys` on `conn` (a [`write_conn`](Self::write_conn)):
+    /// with [`RedisOptions::replica_acks`] set, `WAIT`s on the master of
+    /// each key until that many replicas hold every write made on its
     /// connection so far.
     pub(crate) async fn replicated(
         &self,

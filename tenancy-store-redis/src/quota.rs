@@ -80,7 +80,7 @@ impl QuotaStore for RedisQuotaStore {
         let (charged, used): (i64, u64) = self
             .redis
             .run(async {
-                let mut conn = self.redis.conn();
+                let mut conn = self.redis.write_conn();
                 let counter = self.redis.keys().quota(key);
                 let charge: (i64, u64) = CHARGE
                     .key(&counter)

@@ -127,7 +127,7 @@ impl RedisRealmStore {
     async fn change(&self, script: &Script, args: &[&str]) -> Result<bool, StoreError> {
         self.redis
             .run(async {
-                let mut conn = self.redis.conn();
+                let mut conn = self.redis.write_conn();
                 let keys = self.redis.keys();
                 let mut call = script.key(keys.realms_by_issuer());
                 call.key(keys.realm_issuers());

@@ -75,7 +75,7 @@ impl TenantStore for RedisTenantStore {
         let (created,): (Option<String>,) = self
             .redis
             .run(async {
-                let mut conn = self.redis.conn();
+                let mut conn = self.redis.write_conn();
                 let mut set = redis::cmd("SET");
                 set.arg(keys.tenant(&tenant.id)).arg(json).arg("NX");
                 let mut index = redis::cmd("ZADD");
@@ -114,7 +114,7 @@ impl TenantStore for RedisTenantStore {
         let replaced: Option<String> = self
             .redis
             .run(async {
-                let mut conn = self.redis.conn();
+                let mut conn = self.redis.write_conn();
                 let key = self.redis.keys().tenant(&tenant.id);
                 let replaced: Option<String> = redis::cmd("SET")
                     .arg(&key)
@@ -184,7 +184,7 @@ impl TenantStore for RedisTenantStore {
         let keys = self.redis.keys();
         self.redis
             .run(async {
-                let mut conn = self.redis.conn();
+                let mut conn = self.redis.write_conn();
                 // One key per command: the record and the index are in
                 // different slots on a cluster.
                 let deleted: u64 = conn.del(keys.tenant(id)).await?;

@@ -371,4 +371,48 @@ async fn writes_wait_for_a_replica_when_asked() {
             .await,
         Err(StoreError::Unavailable(_))
     ));
+
+    // A write waiting for the replica holds its own connection, not the
+    // one the rate limiter uses: with a 2 s deadline (the WAIT gives up
+    // after 1 s), twenty checks are answered while the insert still waits.
+    let slow = RedisStores::connect(
+        &master.url(),
+        options("replica-acks-slow")
+            .with_replica_acks(1)
+            .with_command_timeout(Duration::from_secs(2)),
+    )
+    .await
+    .expect("connect to the private master");
+    let tenants = slow.tenant_store();
+    let waiting = tokio::spawn(async move {
+        tenants
+            .insert(TenantRecord::new(
+                unique_tenant("acks-waiting"),
+                "T",
+                "free",
+            ))
+            .await
+    });
+    let limiter = slow.rate_limiter();
+    for _ in 0..20 {
+        let check = RateCheck {
+            key: RateLimitKey::tenant(tenant.clone()),
+            quota: RateQuota::per_second(1000).expect("non-zero"),
+        };
+        assert!(
+            limiter
+                .check(&[check])
+                .await
+                .expect("not queued behind WAIT")
+                .allowed
+        );
+    }
+    assert!(
+        !waiting.is_finished(),
+        "the insert still waits for its replica"
+    );
+    assert!(matches!(
+        waiting.await.expect("task"),
+        Err(StoreError::Unavailable(_))
+    ));
 }
