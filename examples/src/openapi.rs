@@ -64,8 +64,9 @@ pub fn json(config: &TenancyConfig) -> Vec<u8> {
 pub struct DocsFile {
     /// Content type.
     pub content_type: String,
-    /// Bytes.
-    pub bytes: Vec<u8>,
+    /// Bytes: the binary's own for the Swagger UI's files (no copy per
+    /// request), built for its initializer.
+    pub bytes: bytes::Bytes,
 }
 
 /// The Swagger UI file at `tail` (the path under [`DOCS_PATH`]; empty for
@@ -78,7 +79,10 @@ pub fn docs_file(tail: &str) -> Option<DocsFile> {
     match utoipa_swagger_ui::serve(tail, CONFIG.clone()) {
         Ok(Some(file)) => Some(DocsFile {
             content_type: file.content_type,
-            bytes: file.bytes.into_owned(),
+            bytes: match file.bytes {
+                std::borrow::Cow::Borrowed(embedded) => bytes::Bytes::from_static(embedded),
+                std::borrow::Cow::Owned(built) => bytes::Bytes::from(built),
+            },
         }),
         Ok(None) => None,
         Err(e) => {
@@ -219,7 +223,7 @@ fn with_rate_limit_headers(response: &mut utoipa::openapi::Response) {
 }
 
 impl Contract<'_> {
-    fn operation(&self, operation: &mut Operation, has_body: bool) {
+    fn operation(&self, operation: &mut Operation, writes: bool) {
         operation.security = Some(vec![
             SecurityRequirement::new("bearer", Vec::<String>::new()),
             SecurityRequirement::new("api_key", Vec::<String>::new()),
@@ -254,7 +258,7 @@ impl Contract<'_> {
         }
         for (status, reason, codes) in PROBLEMS {
             // Only writes take a body, or can conflict with what exists.
-            if matches!(status, "409" | "413") && !has_body {
+            if matches!(status, "409" | "413") && !writes {
                 continue;
             }
             let mut response = problem_response(reason, codes, status);

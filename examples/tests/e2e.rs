@@ -1473,6 +1473,29 @@ async fn the_server_on_a_redis_cluster_answers_as_on_one_redis() {
     }
 }
 
+/// One call of a transcript: step name, method, path, headers, body.
+type Step<'a> = (
+    &'static str,
+    &'static str,
+    String,
+    Vec<(&'a str, &'a str)>,
+    Option<String>,
+);
+
+/// The headers of a call with API key `key`.
+fn with_key(key: &str) -> Vec<(&str, &str)> {
+    vec![("x-api-key", key)]
+}
+
+/// Runs `steps` on `s` in order, adding each answer's (step, status, code)
+/// to `seen`.
+async fn run_steps(s: &Server, steps: Vec<Step<'_>>, seen: &mut Vec<(&'static str, u16, String)>) {
+    for (step, method, path, headers, body) in steps {
+        let answer = s.call(method, &path, &headers, body.as_deref()).await;
+        seen.push((step, answer.status, answer.code().to_owned()));
+    }
+}
+
 /// Tenants, keys, rate limits, suspension, revocation, realms and
 /// cross-tenant refusals, through a server on the Redis at `var`; each
 /// call's (step, status, code).
@@ -1491,226 +1514,202 @@ async fn black_box_transcript(
         bin,
         &[(var, value), ("TENANCY_REDIS_PREFIX", &prefix)],
     );
-    let mut seen = Vec::new();
-    let mut note = |step: &'static str, answer: &support::Answer| {
-        seen.push((step, answer.status, answer.code().to_owned()));
-    };
     let root = format!("Bearer {}", root());
     let admin = format!("Bearer {}", token("acme", "admin", "admin@acme"));
     let globex = format!("Bearer {}", token("globex", "admin", "admin@globex"));
+    let as_root = || vec![("authorization", root.as_str())];
     let create = |id: &str| {
-        format!(
+        Some(format!(
             r#"{{"tenant_id":"{id}","name":"{id}","plan":"pro","contact_email":"ops@{id}.test"}}"#
-        )
+        ))
     };
-    for id in ["acme", "globex", "acme"] {
-        note(
-            "create tenant",
-            &s.call(
+    let tenants = "/api/v1/tenants".to_owned();
+    let mut seen = Vec::new();
+    run_steps(
+        &s,
+        vec![
+            (
+                "create tenant",
                 "POST",
-                "/api/v1/tenants",
-                &[("authorization", &root)],
-                Some(&create(id)),
-            )
-            .await,
-        );
-    }
-    note(
-        "bad tenant id",
-        &s.call(
-            "POST",
-            "/api/v1/tenants",
-            &[("authorization", &root)],
-            Some(&create("Not A Slug")),
-        )
-        .await,
-    );
-    note(
-        "list tenants",
-        &s.call("GET", "/api/v1/tenants", &[("authorization", &root)], None)
-            .await,
-    );
-    note(
-        "read own tenant",
-        &s.call(
-            "GET",
-            "/api/v1/tenants/acme",
-            &[("authorization", &admin)],
-            None,
-        )
-        .await,
-    );
-    note(
-        "read another tenant",
-        &s.call(
-            "GET",
-            "/api/v1/tenants/acme",
-            &[("authorization", &globex)],
-            None,
-        )
-        .await,
-    );
-    note(
-        "another tenant's header",
-        &s.call(
-            "GET",
-            "/api/v1/apikeys",
-            &[("authorization", &globex), ("x-tenant-id", "acme")],
-            None,
-        )
-        .await,
-    );
+                tenants.clone(),
+                as_root(),
+                create("acme"),
+            ),
+            (
+                "create tenant",
+                "POST",
+                tenants.clone(),
+                as_root(),
+                create("globex"),
+            ),
+            (
+                "create tenant",
+                "POST",
+                tenants.clone(),
+                as_root(),
+                create("acme"),
+            ),
+            (
+                "bad tenant id",
+                "POST",
+                tenants.clone(),
+                as_root(),
+                create("Not A Slug"),
+            ),
+            ("list tenants", "GET", tenants.clone(), as_root(), None),
+            (
+                "read own tenant",
+                "GET",
+                format!("{tenants}/acme"),
+                vec![("authorization", &admin)],
+                None,
+            ),
+            (
+                "read another tenant",
+                "GET",
+                format!("{tenants}/acme"),
+                vec![("authorization", &globex)],
+                None,
+            ),
+            (
+                "another tenant's header",
+                "GET",
+                "/api/v1/apikeys".into(),
+                vec![("authorization", &globex), ("x-tenant-id", "acme")],
+                None,
+            ),
+        ],
+        &mut seen,
+    )
+    .await;
 
     let (key, key_id) = issue_key(&s, "acme", "full", "").await;
     let (slow, _) = issue_key(&s, "acme", "full", r#","rate_limit_rps":1"#).await;
     let (reader, _) = issue_key(&s, "acme", "readonly", "").await;
     let (writer, _) = issue_key(&s, "acme", "full", "").await;
-    note(
-        "list keys",
-        &s.call("GET", "/api/v1/apikeys", &[("authorization", &admin)], None)
-            .await,
+    let query = "/api/v1/metrics/query".to_owned();
+    let trigger = "/api/v1/runbooks/rb-1/trigger".to_owned();
+    let revoke = format!("/api/v1/apikeys/{key_id}");
+    let realm = Some(
+        r#"{"realm":{"issuer":"https://id.acme.test/realms/acme","jwks_url":"https://id.acme.test/realms/acme/certs"}}"#
+            .to_owned(),
     );
-    for (step, k) in [
-        ("key", &key),
-        ("slow key", &slow),
-        ("slow key again", &slow),
-        ("unknown key", &"tk_live_nope".to_owned()),
-    ] {
-        note(
-            step,
-            &s.call("GET", "/api/v1/metrics/query", &[("x-api-key", k)], None)
-                .await,
-        );
-    }
-    note(
-        "read-only key writes",
-        &s.call(
-            "POST",
-            "/api/v1/runbooks/rb-1/trigger",
-            &[("x-api-key", &reader)],
-            None,
-        )
-        .await,
-    );
-    note(
-        "key names another tenant",
-        &s.call(
-            "GET",
-            "/api/v1/metrics/query",
-            &[("x-api-key", &key), ("x-tenant-id", "globex")],
-            None,
-        )
-        .await,
-    );
-    note(
-        "revoke",
-        &s.call(
-            "DELETE",
-            &format!("/api/v1/apikeys/{key_id}"),
-            &[("authorization", &admin)],
-            None,
-        )
-        .await,
-    );
-    note(
-        "revoked key",
-        &s.call("GET", "/api/v1/metrics/query", &[("x-api-key", &key)], None)
-            .await,
-    );
-    note(
-        "revoke again",
-        &s.call(
-            "DELETE",
-            &format!("/api/v1/apikeys/{key_id}"),
-            &[("authorization", &admin)],
-            None,
-        )
-        .await,
-    );
-
-    let realm = r#"{"realm":{"issuer":"https://id.acme.test/realms/acme","jwks_url":"https://id.acme.test/realms/acme/certs"}}"#;
-    note(
-        "bring a realm",
-        &s.call(
-            "PATCH",
-            "/api/v1/tenants/acme",
-            &[("authorization", &root)],
-            Some(realm),
-        )
-        .await,
-    );
-    note(
-        "claim its issuer",
-        &s.call(
-            "PATCH",
-            "/api/v1/tenants/globex",
-            &[("authorization", &root)],
-            Some(realm),
-        )
-        .await,
-    );
-    note(
-        "drop the realm",
-        &s.call(
-            "PATCH",
-            "/api/v1/tenants/acme",
-            &[("authorization", &root)],
-            Some(r#"{"realm":null}"#),
-        )
-        .await,
-    );
-    note(
-        "claim it now",
-        &s.call(
-            "PATCH",
-            "/api/v1/tenants/globex",
-            &[("authorization", &root)],
-            Some(realm),
-        )
-        .await,
-    );
-
-    note(
-        "suspend",
-        &s.call(
-            "PATCH",
-            "/api/v1/tenants/acme",
-            &[("authorization", &root)],
-            Some(r#"{"status":"suspended"}"#),
-        )
-        .await,
-    );
-    // A suspended tenant reads but does not write.
-    note(
-        "suspended tenant reads",
-        &s.call(
-            "GET",
-            "/api/v1/metrics/query",
-            &[("x-api-key", &writer)],
-            None,
-        )
-        .await,
-    );
-    note(
-        "suspended tenant writes",
-        &s.call(
-            "POST",
-            "/api/v1/runbooks/rb-1/trigger",
-            &[("x-api-key", &writer)],
-            None,
-        )
-        .await,
-    );
-    note(
-        "unknown tenant",
-        &s.call(
-            "GET",
-            "/api/v1/tenants/nobody",
-            &[("authorization", &root)],
-            None,
-        )
-        .await,
-    );
+    run_steps(
+        &s,
+        vec![
+            (
+                "list keys",
+                "GET",
+                "/api/v1/apikeys".into(),
+                vec![("authorization", &admin)],
+                None,
+            ),
+            ("key", "GET", query.clone(), with_key(&key), None),
+            ("slow key", "GET", query.clone(), with_key(&slow), None),
+            (
+                "slow key again",
+                "GET",
+                query.clone(),
+                with_key(&slow),
+                None,
+            ),
+            (
+                "unknown key",
+                "GET",
+                query.clone(),
+                with_key("tk_live_nope"),
+                None,
+            ),
+            (
+                "read-only key writes",
+                "POST",
+                trigger.clone(),
+                with_key(&reader),
+                None,
+            ),
+            (
+                "key names another tenant",
+                "GET",
+                query.clone(),
+                vec![("x-api-key", &key), ("x-tenant-id", "globex")],
+                None,
+            ),
+            (
+                "revoke",
+                "DELETE",
+                revoke.clone(),
+                vec![("authorization", &admin)],
+                None,
+            ),
+            ("revoked key", "GET", query.clone(), with_key(&key), None),
+            (
+                "revoke again",
+                "DELETE",
+                revoke,
+                vec![("authorization", &admin)],
+                None,
+            ),
+            (
+                "bring a realm",
+                "PATCH",
+                format!("{tenants}/acme"),
+                as_root(),
+                realm.clone(),
+            ),
+            (
+                "claim its issuer",
+                "PATCH",
+                format!("{tenants}/globex"),
+                as_root(),
+                realm.clone(),
+            ),
+            (
+                "drop the realm",
+                "PATCH",
+                format!("{tenants}/acme"),
+                as_root(),
+                Some(r#"{"realm":null}"#.into()),
+            ),
+            (
+                "claim it now",
+                "PATCH",
+                format!("{tenants}/globex"),
+                as_root(),
+                realm,
+            ),
+            (
+                "suspend",
+                "PATCH",
+                format!("{tenants}/acme"),
+                as_root(),
+                Some(r#"{"status":"suspended"}"#.into()),
+            ),
+            // A suspended tenant reads but does not write.
+            (
+                "suspended tenant reads",
+                "GET",
+                query,
+                with_key(&writer),
+                None,
+            ),
+            (
+                "suspended tenant writes",
+                "POST",
+                trigger,
+                with_key(&writer),
+                None,
+            ),
+            (
+                "unknown tenant",
+                "GET",
+                format!("{tenants}/nobody"),
+                as_root(),
+                None,
+            ),
+        ],
+        &mut seen,
+    )
+    .await;
     seen
 }
 

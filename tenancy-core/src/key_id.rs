@@ -22,12 +22,15 @@ pub struct KeyId(Arc<str>);
 #[error("a key id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")]
 pub struct InvalidKeyId;
 
+/// The longest key id, in bytes.
+pub const KEY_ID_MAX_LEN: usize = 64;
+
 impl KeyId {
     /// Validates `id`.
     pub fn new(id: impl AsRef<str>) -> Result<Self, InvalidKeyId> {
         let id = id.as_ref();
         let ok = !id.is_empty()
-            && id.len() <= 64
+            && id.len() <= KEY_ID_MAX_LEN
             && id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');

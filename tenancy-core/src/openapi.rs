@@ -21,8 +21,8 @@ use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::{RefOr, schema::SchemaType};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::credential::ClaimPath;
-use crate::key_id::KeyId;
+use crate::credential::{ClaimPath, MAX_CLAIM_PATH_BYTES};
+use crate::key_id::{KEY_ID_MAX_LEN, KeyId};
 use crate::label::{LABEL_MAX_LEN, Label};
 use crate::plan::Limit;
 use crate::rbac::Role;
@@ -54,7 +54,7 @@ impl PartialSchema for KeyId {
     fn schema() -> RefOr<Schema> {
         string(
             Some("^[A-Za-z0-9_-]{1,64}$"),
-            64,
+            KEY_ID_MAX_LEN,
             "An API key's id (not its secret).",
         )
     }
@@ -76,7 +76,7 @@ impl PartialSchema for ClaimPath {
     fn schema() -> RefOr<Schema> {
         string(
             None,
-            256,
+            MAX_CLAIM_PATH_BYTES,
             "A claim's place in a token: a dotted path (`realm_access.roles`) or a JSON Pointer (`/https:~1~1acme.example~1tenant`), at most 8 segments.",
         )
     }

@@ -76,6 +76,10 @@ pub struct RedisOptions {
     /// times are not waited for: losing their last moments only grants a
     /// little more allowance. Give each master at least `n + 1` replicas
     /// so that writes go on after one of them is promoted.
+    ///
+    /// The waited writes share a connection of their own (one per node on
+    /// a cluster), apart from the hot path's: `WAIT` blocks the connection
+    /// it is sent on, so they take a replica round trip each, in turn.
     pub replica_acks: u32,
 }
 

@@ -69,14 +69,7 @@ async fn engine(nodes: &[String], prefix: &str, policy: FailurePolicy) -> Tenanc
         .on_store_failure(policy)
         .build()
         .expect("valid config");
-    Tenancy::builder(config)
-        .tenant_store(Arc::new(redis.tenant_store()))
-        .api_key_store(Arc::new(redis.api_key_store()))
-        .rate_limiter(Arc::new(redis.rate_limiter()))
-        .quota_store(Arc::new(redis.quota_store()))
-        .realm_store(Arc::new(redis.realm_store()))
-        .build()
-        .expect("engine")
+    redis_server::engine(&redis, config)
 }
 
 fn request(key: &str) -> http::request::Parts {

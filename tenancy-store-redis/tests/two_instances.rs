@@ -5,8 +5,6 @@
 
 mod redis_server;
 
-use std::sync::Arc;
-
 use redis_server::unique_prefix;
 use tenancy_core::admin::NewApiKey;
 use tenancy_core::engine::RequestHead;
@@ -35,14 +33,7 @@ async fn cluster_instance(nodes: &[String], prefix: &str) -> Tenancy {
 }
 
 fn engine(redis: &RedisStores) -> Tenancy {
-    Tenancy::builder(TenancyConfig::default())
-        .tenant_store(Arc::new(redis.tenant_store()))
-        .api_key_store(Arc::new(redis.api_key_store()))
-        .rate_limiter(Arc::new(redis.rate_limiter()))
-        .quota_store(Arc::new(redis.quota_store()))
-        .realm_store(Arc::new(redis.realm_store()))
-        .build()
-        .unwrap()
+    redis_server::engine(redis, TenancyConfig::default())
 }
 
 fn get(key: &str) -> http::request::Parts {

@@ -4,6 +4,8 @@
 mod api_key;
 mod api_key_secret;
 mod jwt;
+#[cfg(feature = "openapi")]
+pub(crate) use jwt::MAX_PATH_BYTES as MAX_CLAIM_PATH_BYTES;
 
 pub use crate::key_id::{InvalidKeyId, KeyId};
 pub use api_key::{ApiKeyDigest, ApiKeyRecord};

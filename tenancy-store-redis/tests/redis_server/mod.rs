@@ -8,7 +8,11 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tenancy_core::{Tenancy, TenancyConfig};
+use tenancy_store_redis::RedisStores;
 
 /// How long a started server may take to accept connections.
 const STARTUP: Duration = Duration::from_secs(10);
@@ -215,4 +219,16 @@ impl Cluster {
         }
         panic!("no master serves slot {slot}: {listing}")
     }
+}
+
+/// An engine with `config` whose five stores are `redis`'s.
+pub(crate) fn engine(redis: &RedisStores, config: TenancyConfig) -> Tenancy {
+    Tenancy::builder(config)
+        .tenant_store(Arc::new(redis.tenant_store()))
+        .api_key_store(Arc::new(redis.api_key_store()))
+        .rate_limiter(Arc::new(redis.rate_limiter()))
+        .quota_store(Arc::new(redis.quota_store()))
+        .realm_store(Arc::new(redis.realm_store()))
+        .build()
+        .expect("the engine builds")
 }

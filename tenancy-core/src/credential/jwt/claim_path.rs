@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest path accepted, in bytes.
-const MAX_PATH_BYTES: usize = 256;
+pub(crate) const MAX_PATH_BYTES: usize = 256;
 /// Most segments a path may have.
 const MAX_SEGMENTS: usize = 8;
 

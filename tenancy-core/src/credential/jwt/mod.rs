@@ -4,6 +4,8 @@
 
 mod cache;
 mod claim_path;
+#[cfg(feature = "openapi")]
+pub(crate) use claim_path::MAX_PATH_BYTES;
 mod claims;
 mod fetch;
 #[cfg(test)]
