@@ -158,9 +158,19 @@ async fn healthz() -> Answer {
 /// `GET /openapi.json`: the contract, byte for byte as the axum front end
 /// serves it.
 async fn openapi_document(app: AppData) -> HttpResponse {
-    HttpResponse::Ok()
+    let mut response = HttpResponse::Ok();
+    with_security_headers(&mut response)
         .content_type("application/json")
         .body(app.contract())
+}
+/// `response` with [`openapi::SECURITY_HEADERS`].
+fn with_security_headers(
+    response: &mut actix_web::HttpResponseBuilder,
+) -> &mut actix_web::HttpResponseBuilder {
+    for header in openapi::SECURITY_HEADERS {
+        response.insert_header(header);
+    }
+    response
 }
 /// `GET /docs`: the Swagger UI's relative links need the trailing slash.
 async fn docs_redirect() -> HttpResponse {
@@ -172,7 +182,8 @@ async fn docs_redirect() -> HttpResponse {
 async fn docs_file(req: HttpRequest) -> Answer {
     let tail = req.match_info().get("file").unwrap_or_default();
     let file = openapi::docs_file(tail).ok_or(TenancyRejection(ErrorKind::NotFound.into()))?;
-    Ok(HttpResponse::Ok()
+    let mut response = HttpResponse::Ok();
+    Ok(with_security_headers(&mut response)
         .content_type(file.content_type)
         .body(file.bytes))
 }

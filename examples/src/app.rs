@@ -546,10 +546,22 @@ impl App {
         // The realm first: a refused one (invalid, or its issuer taken)
         // leaves the record as it was.
         if let Some(realm) = patch.realm {
-            self.tenancy
+            let revoked = self
+                .tenancy
                 .admin()
                 .set_tenant_realm(&tenant.id, realm)
                 .await?;
+            // The keys its old identity provider's tokens issued die with
+            // it, written down in the tenant's own log.
+            for key_id in revoked {
+                audit.record_for(
+                    &tenant.id,
+                    audit
+                        .event("apikey.revoke")
+                        .resource(key_id.as_str())
+                        .detail("reason", "realm_changed"),
+                );
+            }
             changed.push("realm");
         }
         if let Some(name) = patch.name {

@@ -59,7 +59,18 @@ async fn healthz() -> Answer {
 /// `GET /openapi.json`: the contract, byte for byte as the actix-web front
 /// end serves it.
 async fn openapi_document(State(app): State<Arc<App>>) -> Response {
-    ([(CONTENT_TYPE, "application/json")], app.contract()).into_response()
+    with_security_headers(([(CONTENT_TYPE, "application/json")], app.contract()).into_response())
+}
+
+/// `response` with [`openapi::SECURITY_HEADERS`].
+fn with_security_headers(mut response: Response) -> Response {
+    for (name, value) in openapi::SECURITY_HEADERS {
+        response.headers_mut().insert(
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        );
+    }
+    response
 }
 
 /// `GET /docs/{file}` (and `/docs/`): the Swagger UI, from inside the
@@ -67,7 +78,9 @@ async fn openapi_document(State(app): State<Arc<App>>) -> Response {
 async fn docs_file(file: Option<Path<String>>) -> Answer {
     let tail = file.as_ref().map_or("", |Path(file)| file.as_str());
     let file = openapi::docs_file(tail).ok_or(TenancyRejection(ErrorKind::NotFound.into()))?;
-    Ok(([(CONTENT_TYPE, file.content_type)], file.bytes).into_response())
+    Ok(with_security_headers(
+        ([(CONTENT_TYPE, file.content_type)], file.bytes).into_response(),
+    ))
 }
 
 /// The API router over `app`; `/metrics` serves `metrics` (see

@@ -1182,9 +1182,24 @@ async fn a_tenant_brings_its_realm_through_one_instance_and_both_honour_it() {
         std::process::id(),
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
     );
+    // Bigcorp's Keycloak: discovery and keys at Keycloak's paths, behind a
+    // private CA, on the internal network the operator allows.
+    let (idp, ca) = IdpServer::start_private_tls().await;
+    let dir = std::env::temp_dir().join(&prefix);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let config = dir.join("tenancy.toml");
+    std::fs::write(
+        &config,
+        format!("[auth]\nca_file = {:?}\n", ca_file.to_str().unwrap()),
+    )
+    .unwrap();
     let env = [
         ("TENANCY_REDIS_URL", url.as_str()),
         ("TENANCY_REDIS_PREFIX", prefix.as_str()),
+        ("TENANCY_CONFIG", config.to_str().unwrap()),
+        ("TENANCY_EGRESS_ALLOW", "127.0.0.1"),
     ];
     let bins = binaries();
     let a = Server::start(bins[0].0, bins[0].1, &env);
@@ -1192,8 +1207,6 @@ async fn a_tenant_brings_its_realm_through_one_instance_and_both_honour_it() {
     create_tenant(&a, "bigcorp", "enterprise").await;
     create_tenant(&a, "globex", "pro").await;
 
-    // Bigcorp's Keycloak: discovery and keys at Keycloak's paths.
-    let idp = IdpServer::start().await;
     let key = RS256KeyPair::from_pem(include_str!(
         "../../tenancy-core/src/credential/jwt/testdata/rsa_private.pem"
     ))
@@ -1204,7 +1217,7 @@ async fn a_tenant_brings_its_realm_through_one_instance_and_both_honour_it() {
     let issuer = idp.issuer("bigcorp");
     let token = |roles: serde_json::Value| {
         let claims = Claims::with_custom_claims(
-            json!({ "preferred_username": "dana", "realm_access": { "roles": roles } }),
+            json!({ "aud": "tenancy", "preferred_username": "dana", "realm_access": { "roles": roles } }),
             Duration::from_mins(10),
         )
         .with_issuer(&issuer)
@@ -1235,6 +1248,7 @@ async fn a_tenant_brings_its_realm_through_one_instance_and_both_honour_it() {
     let realm = json!({
         "issuer": issuer,
         "discovery": true,
+        "audience": ["tenancy"],
         "claims": { "roles": "realm_access.roles", "subject": "preferred_username" },
     });
     let set = patch(&a, "bigcorp", json!({ "realm": realm })).await;
@@ -1244,6 +1258,24 @@ async fn a_tenant_brings_its_realm_through_one_instance_and_both_honour_it() {
         let answer = query(server, &admin).await;
         assert_eq!(answer.status, 200, "{}: {}", server.name, answer.raw);
     }
+    // A key its tokens mint works everywhere, until the realm goes.
+    let minted = a
+        .call(
+            "POST",
+            "/api/v1/apikeys",
+            &[("authorization", &admin)],
+            Some(r#"{"name":"minted","scope":"readonly"}"#),
+        )
+        .await;
+    assert_eq!(minted.status, 201, "{}", minted.raw);
+    let minted_key = minted.body["api_key"].as_str().unwrap().to_owned();
+    let minted_id = minted.body["key_id"].as_str().unwrap().to_owned();
+    async fn with_key(server: &Server, key: &str) -> support::Answer {
+        server
+            .call("GET", "/api/v1/metrics/query", &[("x-api-key", key)], None)
+            .await
+    }
+    assert_eq!(with_key(&b, &minted_key).await.status, 200);
     // Dedicated and capped: no platform power, no other tenant.
     let platform = token(json!(["cpi-admin"]));
     assert_eq!(query(&b, &platform).await.code(), "invalid_token");
@@ -1257,15 +1289,27 @@ async fn a_tenant_brings_its_realm_through_one_instance_and_both_honour_it() {
         .await;
     assert_eq!((other.status, other.code()), (403, "tenant_mismatch"));
     // One issuer, one realm; bad realms are refused and change nothing.
-    let taken = patch(&b, "globex", json!({ "realm": realm })).await;
-    assert_eq!(
-        (taken.status, taken.code()),
-        (409, "conflict"),
-        "{}",
-        taken.raw
-    );
+    let variant = json!({
+        "issuer": format!("{}/", issuer.to_uppercase().replace("/REALMS/BIGCORP", "/realms/bigcorp")),
+        "discovery": true,
+        "audience": ["tenancy"],
+    });
+    for taken in [realm.clone(), variant] {
+        let taken = patch(&b, "globex", json!({ "realm": taken })).await;
+        assert_eq!(
+            (taken.status, taken.code()),
+            (409, "conflict"),
+            "{}",
+            taken.raw
+        );
+    }
     for bad in [
         json!({ "issuer": issuer }),
+        json!({ "issuer": "https://id.globex.example", "discovery": true }),
+        json!({ "issuer": "https://id.globex.example", "jwks_url": "http://127.0.0.1:6379/", "audience": ["a"] }),
+        json!({ "issuer": "https://id.globex.example", "jwks_url": "HTTP://id.globex.example/certs", "audience": ["a"] }),
+        json!({ "issuer": "https://id.globex.example", "jwks_url": "https://169.254.169.254/latest/meta-data/", "audience": ["a"] }),
+        json!({ "issuer": "https://10.255.255.1:8443", "discovery": true, "audience": ["a"] }),
         json!({ "issuer": "https://id.example.com", "discovery": true, "jwks_url": "https://id.example.com/certs" }),
         json!({ "issuer": "http://id.example.com", "discovery": true }),
         json!({ "issuer": issuer, "discovery": true, "claims": { "roles": "a..b" } }),
@@ -1285,7 +1329,8 @@ async fn a_tenant_brings_its_realm_through_one_instance_and_both_honour_it() {
         (&json!("globex Inc"), &json!(null))
     );
 
-    // Removed through the other instance: refused at once on both.
+    // Removed through the other instance: refused at once on both, and the
+    // key its tokens minted with it, written down in bigcorp's own log.
     let removed = patch(&b, "bigcorp", json!({ "realm": null })).await;
     assert_eq!(removed.status, 200, "{}", removed.raw);
     assert_eq!(removed.body["realm"], json!(null));
@@ -1296,7 +1341,31 @@ async fn a_tenant_brings_its_realm_through_one_instance_and_both_honour_it() {
             "{}",
             server.name
         );
+        let answer = with_key(server, &minted_key).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (401, "invalid_api_key"),
+            "{}",
+            server.name
+        );
     }
+    let bigcorp_admin = support::token("bigcorp", "admin", "admin@bigcorp");
+    // Written by the instance that detached it (the audit log is its own
+    // here: no ClickHouse).
+    let log = b
+        .get_until(
+            "/api/v1/audit?action=apikey.revoke",
+            &bigcorp_admin,
+            |answer| answer.raw.contains(&minted_id),
+        )
+        .await;
+    let events = log.body["events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["resource"] == json!(minted_id)
+            && e["details"]["reason"] == json!("realm_changed")
+            && e["actor"] == json!("root@platform")),
+        "{events:?}"
+    );
 }
 
 /// Key fetches honour `HTTPS_PROXY`: a realm's discovery goes to the proxy
@@ -1724,7 +1793,7 @@ async fn both_front_ends_serve_the_same_contract_and_its_docs() {
         assert_eq!(doc.status, 200, "{name}: {}", doc.raw);
         assert_eq!(doc.headers["content-type"], "application/json", "{name}");
         assert_eq!(doc.body["openapi"], "3.1.0", "{name}");
-        documents.push(doc.raw);
+        documents.push(doc.raw.clone());
 
         let moved = s.call("GET", "/docs", &[], None).await;
         assert_eq!(
@@ -1750,6 +1819,27 @@ async fn both_front_ends_serve_the_same_contract_and_its_docs() {
         assert!(init.raw.contains("/openapi.json"), "{name}: {}", init.raw);
         let bundle = s.call("GET", "/docs/swagger-ui-bundle.js", &[], None).await;
         assert!(bundle.status == 200 && bundle.raw.len() > 100_000, "{name}");
+        // Loaded from nowhere else, framed by nobody, never sniffed.
+        for answer in [&doc, &page, &init, &bundle] {
+            let header = |name: &str| {
+                answer
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let csp = header("content-security-policy");
+            assert!(
+                csp.contains("default-src 'none'")
+                    && csp.contains("script-src 'self'")
+                    && csp.contains("frame-ancestors 'none'")
+                    && !csp.contains("unsafe-eval"),
+                "{name}: {csp}"
+            );
+            assert_eq!(header("x-content-type-options"), "nosniff", "{name}");
+            assert_eq!(header("x-frame-options"), "DENY", "{name}");
+        }
         for missing in ["/docs/nope.js", "/docs/%2e%2e%2fCargo.toml"] {
             let answer = s.call("GET", missing, &[], None).await;
             assert_eq!(

@@ -249,8 +249,8 @@ async fn guessed_api_keys_are_throttled_per_address() {
                 .all(|a| a.1 == "rate_limited" || a.1 == "invalid_api_key"),
             "{name}"
         );
-        // Over the allowance even a good key waits: the address is refused
-        // before any credential is looked at.
+        // Over the allowance a key not yet known good waits: the address is
+        // refused before any credential is looked up.
         let good_key = [("x-api-key", good.as_str())];
         let with_good_key = || s.call("GET", "/api/v1/metrics/query", &good_key, None);
         assert_eq!(with_good_key().await.status, 429, "{name}");
@@ -732,4 +732,295 @@ async fn a_burst_of_event_types_neither_escapes_metering_nor_costs_others() {
             .await;
         assert_eq!(total(&theirs, true), 20, "{name}: globex lost nothing");
     }
+}
+
+/// Issue 23, finding 3: one client sending forged tokens locked out every
+/// good caller on its address. Credentials known good (a key that verified
+/// within the minute, a token in the verified-token cache) are served while
+/// the address is throttled; unknown ones are still refused before any
+/// lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_good_credential_is_served_while_another_client_floods_its_address() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[SLOW_REFILL]);
+        create_tenant(&s, "acme", "pro").await;
+        let (good, _) = issue_key(&s, "acme", "readonly", "").await;
+        let (unused, _) = issue_key(&s, "acme", "readonly", "").await;
+        let query = |headers: Vec<(&'static str, String)>| {
+            let s = &s;
+            async move {
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                s.call("GET", "/api/v1/metrics/query", &headers, None).await
+            }
+        };
+        // One token, sent as it is each time (a new one is a new token).
+        let root_token = root();
+        let root_bearer = format!("Bearer {root_token}");
+        // Each good credential is used once, and so becomes known.
+        assert_eq!(
+            query(vec![("x-api-key", good.clone())]).await.status,
+            200,
+            "{name}"
+        );
+        let rbac = s.get("/api/v1/rbac/permissions", &root_token).await;
+        assert_eq!(rbac.status, 200, "{name}: {}", rbac.raw);
+
+        // Another client on the same address floods forged tokens.
+        let mut flood = std::collections::BTreeMap::new();
+        let mut served = Vec::new();
+        for i in 0..200 {
+            let forged = query(vec![("authorization", "Bearer x.y.z".to_owned())]).await;
+            *flood.entry(forged.status).or_insert(0) += 1;
+            if i % 20 == 19 {
+                let with_key = query(vec![("x-api-key", good.clone())]).await;
+                let with_token = s
+                    .call(
+                        "GET",
+                        "/api/v1/rbac/permissions",
+                        &[("authorization", &root_bearer)],
+                        None,
+                    )
+                    .await;
+                served.push((with_key.status, with_token.status));
+            }
+        }
+        assert!(
+            flood.get(&429).copied().unwrap_or(0) >= 140,
+            "{name}: {flood:?}"
+        );
+        assert!(
+            served.iter().all(|&s| s == (200, 200)),
+            "{name}: the good callers were refused: {served:?}"
+        );
+        // A credential never seen is refused before any lookup.
+        let unknown = query(vec![("x-api-key", unused.clone())]).await;
+        assert_eq!(
+            (unknown.status, unknown.code()),
+            (429, "rate_limited"),
+            "{name}"
+        );
+        let fresh = token("acme", "viewer", "new@acme");
+        let unknown = s.get("/api/v1/metrics/query", &fresh).await;
+        assert_eq!(
+            (unknown.status, unknown.code()),
+            (429, "rate_limited"),
+            "{name}"
+        );
+        let_throttle_recover().await;
+    }
+}
+
+/// Issue 23, finding 3: behind a load balancer every caller shared one
+/// address. With the balancer trusted, each client counts under its own
+/// address, in the throttle and in the security log; a client that is not
+/// behind a trusted proxy cannot pick its address with the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_behind_one_trusted_proxy_are_throttled_apart() {
+    for (name, bin) in binaries() {
+        for trusted in [true, false] {
+            let mut env = vec![SLOW_REFILL];
+            if trusted {
+                env.push(("TENANCY_TRUSTED_PROXIES", "127.0.0.0/8"));
+            }
+            let s = Server::start(name, bin, &env);
+            let forged = |client: &'static str| {
+                let s = &s;
+                async move {
+                    s.call(
+                        "GET",
+                        "/api/v1/metrics/query",
+                        &[
+                            ("authorization", "Bearer x.y.z"),
+                            ("x-forwarded-for", &format!("203.0.113.77, {client}")),
+                        ],
+                        None,
+                    )
+                    .await
+                    .status
+                }
+            };
+            let mut first = Vec::new();
+            for _ in 0..80 {
+                first.push(forged("198.51.100.1").await);
+            }
+            assert!(first.iter().filter(|&&s| s == 429).count() >= 25, "{name}");
+            // The other client, behind the same proxy.
+            let second = forged("198.51.100.2").await;
+            let_throttle_recover().await;
+            let log = s.get("/api/v1/security/refusals", &root()).await;
+            let rows = log.body["refusals"].as_array().unwrap().clone();
+            let addrs: std::collections::BTreeSet<&str> = rows
+                .iter()
+                .filter_map(|r| r["client_addr"].as_str())
+                .collect();
+            if trusted {
+                assert_eq!(second, 401, "{name}: not throttled with the first");
+                assert!(
+                    addrs.contains("198.51.100.1") && addrs.contains("198.51.100.2"),
+                    "{name}: {rows:?}"
+                );
+                assert!(!addrs.contains("127.0.0.1"), "{name}: {rows:?}");
+            } else {
+                // The header of an untrusted peer is not believed.
+                assert_eq!(second, 429, "{name}");
+                assert_eq!(
+                    addrs.into_iter().collect::<Vec<_>>(),
+                    ["127.0.0.1"],
+                    "{name}"
+                );
+            }
+        }
+    }
+}
+
+/// Issue 23, finding 2: a tenant's realm made the server fetch loopback,
+/// private and metadata addresses, chosen by the realm or by its discovery
+/// document. Literal internal addresses are refused when the realm is set;
+/// names are checked on the address they resolve to, when the server
+/// connects; nothing reaches the internal port, and a forged token naming
+/// such a realm counts as a failure of its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_realm_never_makes_the_server_reach_an_internal_address() {
+    use serde_json::json;
+    use tenancy_core::testkit::idp::{IdpServer, Reply, Trap};
+
+    let internal = Trap::bind("127.0.0.1").await;
+    let port = internal.addr().port();
+    // Bigcorp's identity provider, on the internal network the operator
+    // allows (127.0.0.1 only): its discovery document names another
+    // internal host.
+    let (idp, ca) = IdpServer::start_private_tls().await;
+    let elsewhere = Trap::bind("127.0.0.2").await;
+    let issuer = idp.issuer("bigcorp");
+    let mut document = tenancy_core::testkit::idp::keycloak_discovery(&issuer);
+    document["jwks_uri"] = json!(format!(
+        "HTTPS://127.0.0.2:{}/certs",
+        elsewhere.addr().port()
+    ));
+    idp.set(
+        &IdpServer::discovery_path("bigcorp"),
+        Reply::json(&document),
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "tenancy-egress-{}-{}",
+        std::process::id(),
+        new_key_id().unwrap()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let config = dir.join("tenancy.toml");
+    std::fs::write(
+        &config,
+        format!("[auth]\nca_file = {:?}\n", ca_file.to_str().unwrap()),
+    )
+    .unwrap();
+
+    let forged = |issuer: &str| {
+        let b64 = |v: serde_json::Value| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "Bearer {}.{}.c2lnbmF0dXJl",
+            b64(json!({ "alg": "RS256" })),
+            b64(
+                json!({ "iss": issuer, "sub": "x", "aud": "tenancy", "role": "admin", "exp": 4102444800u64 })
+            )
+        )
+    };
+    let servers = binaries()
+        .into_iter()
+        .flat_map(|(name, bin)| [(name, bin, false), (name, bin, true)]);
+    for (name, bin, allowed) in servers {
+        let mut env = vec![("TENANCY_CONFIG", config.to_str().unwrap())];
+        if allowed {
+            env.push(("TENANCY_EGRESS_ALLOW", "127.0.0.1"));
+        }
+        let s = Server::start(name, bin, &env);
+        create_tenant(&s, "mallory", "enterprise").await;
+        let set_realm = |realm: serde_json::Value| {
+            let s = &s;
+            async move {
+                patch(
+                    s,
+                    "/api/v1/tenants/mallory",
+                    &root(),
+                    &json!({ "realm": realm }).to_string(),
+                )
+                .await
+            }
+        };
+        // Refused when set: plain http in any case, metadata and private
+        // addresses written in the URL.
+        for url in [
+            format!("http://127.0.0.1:{port}/"),
+            format!("HTTP://127.0.0.1:{port}/internal"),
+            format!("http://localhost:{port}/?query=SELECT%201"),
+            "https://169.254.169.254/latest/meta-data/".to_owned(),
+            "https://10.255.255.1:8443/jwks".to_owned(),
+            "https://[::ffff:169.254.169.254]/latest".to_owned(),
+            "https://2852039166/latest".to_owned(),
+        ] {
+            let refused = set_realm(json!({
+                "issuer": "https://id.mallory.example",
+                "jwks_url": url,
+                "audience": ["tenancy"],
+            }))
+            .await;
+            assert_eq!(
+                (refused.status, refused.code()),
+                (400, "invalid_request"),
+                "{name}: {url}: {}",
+                refused.raw
+            );
+        }
+        // Accepted, as names, and refused where the server connects:
+        // without an allowance, names of the loopback address; with
+        // 127.0.0.1 allowed, a discovery document there naming another
+        // internal host.
+        let cases = if allowed {
+            vec![(
+                json!({ "issuer": issuer, "discovery": true, "audience": ["tenancy"] }),
+                issuer.clone(),
+            )]
+        } else {
+            vec![
+                (
+                    json!({ "issuer": "https://id.mallory.example", "jwks_url": format!("https://localhost:{port}/certs"), "audience": ["tenancy"] }),
+                    "https://id.mallory.example".to_owned(),
+                ),
+                (
+                    json!({ "issuer": format!("https://LocalHost:{port}/realms/x"), "discovery": true, "audience": ["tenancy"] }),
+                    format!("https://LocalHost:{port}/realms/x"),
+                ),
+            ]
+        };
+        for (realm, issuer) in cases {
+            let set = set_realm(realm.clone()).await;
+            assert_eq!(set.status, 200, "{name}: {realm}: {}", set.raw);
+            let answer = s
+                .call(
+                    "GET",
+                    "/api/v1/metrics/query",
+                    &[("authorization", &forged(&issuer))],
+                    None,
+                )
+                .await;
+            assert!(
+                matches!(answer.code(), "store_unavailable" | "invalid_token"),
+                "{name}: {realm}: {}",
+                answer.raw
+            );
+            let cleared = set_realm(json!(null)).await;
+            assert_eq!(cleared.status, 200, "{name}");
+        }
+    }
+    assert_eq!(internal.connections(), 0, "the internal port was reached");
+    assert_eq!(
+        elsewhere.connections(),
+        0,
+        "the document's jwks_uri was fetched"
+    );
 }

@@ -60,9 +60,7 @@ pub(crate) fn problem_response(err: &TenancyError) -> HttpResponse {
 }
 
 fn log_server_error(err: &TenancyError) {
-    if err.status().is_server_error() {
-        tracing::error!(error = %err, "request failed inside tenancy");
-    }
+    tenancy_core::error::log_server_error(err);
 }
 
 /// A core problem response as an actix-web response.

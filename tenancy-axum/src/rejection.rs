@@ -52,9 +52,7 @@ pub(crate) fn problem_response(err: &TenancyError) -> Response {
 }
 
 fn log_server_error(err: &TenancyError) {
-    if err.status().is_server_error() {
-        tracing::error!(error = %err, "request failed inside tenancy");
-    }
+    tenancy_core::error::log_server_error(err);
 }
 
 /// The problem response of a refused admission, with its `x-request-id`.

@@ -26,7 +26,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::context::{AuthMethod, TenantContext};
-use crate::credential::{ApiKeyRecord, ApiKeySecret, KeyId, TenantRealm, new_key_id};
+use crate::credential::{
+    ApiKeyRecord, ApiKeySecret, KeyId, TenantRealm, new_key_id, normalize_issuer, tenant_realm_name,
+};
 use crate::engine::Tenancy;
 use crate::error::{ApiKeyRejection, ErrorKind, TenancyError};
 use crate::pipeline::store_failure;
@@ -222,9 +224,19 @@ impl TenancyAdmin {
     /// It counts from the next request on every instance sharing the realm
     /// store; once removed, its tokens are refused on the next request.
     ///
+    /// Removing or replacing a realm (with one that differs in anything)
+    /// also revokes the keys its tokens issued, and the keys those issued:
+    /// a compromised identity provider leaves nothing behind. Their ids are
+    /// returned, for the tenant's audit log; setting the realm it already
+    /// has changes nothing.
+    ///
     /// Refusals: `not_found` for an unknown tenant; `invalid_request` when
-    /// the realm does not pass [`TenantRealm::validate`]; `conflict` when a
-    /// configured realm or another tenant's realm has the issuer.
+    /// the realm does not pass [`TenantRealm::validate`] or its URL names an
+    /// internal address the [egress guard](crate::egress) refuses;
+    /// `conflict` when a configured realm (the platform's included) or
+    /// another tenant's realm has the issuer, or a variant of it that
+    /// differs in case, default port or trailing `/`
+    /// ([`crate::credential::normalize_issuer`]).
     ///
     /// ```
     /// use tenancy_core::credential::TenantRealm;
@@ -238,12 +250,19 @@ impl TenancyAdmin {
     /// for id in [&acme, &globex] {
     ///     admin.create_tenant(TenantRecord::new(id.clone(), id.as_str(), "pro")).await?;
     /// }
-    /// let realm = TenantRealm::discovered("https://id.acme.example/realms/acme");
+    /// let realm = TenantRealm::discovered("https://id.acme.example/realms/acme").audience("tenancy");
     /// admin.set_tenant_realm(&acme, Some(realm.clone())).await?;
     /// assert_eq!(admin.tenant_realm(&acme).await?, Some(realm.clone()));
     ///
     /// let taken = admin.set_tenant_realm(&globex, Some(realm)).await.unwrap_err();
     /// assert_eq!(taken.code(), "conflict");
+    /// let variant = TenantRealm::discovered("HTTPS://ID.acme.example:443/realms/acme/").audience("x");
+    /// let taken = admin.set_tenant_realm(&globex, Some(variant)).await.unwrap_err();
+    /// assert_eq!(taken.code(), "conflict");
+    ///
+    /// let internal = TenantRealm::with_jwks_url("https://id.globex.example", "https://169.254.169.254/keys");
+    /// let refused = admin.set_tenant_realm(&globex, Some(internal.audience("x"))).await.unwrap_err();
+    /// assert_eq!(refused.code(), "invalid_request");
     ///
     /// admin.set_tenant_realm(&acme, None).await?;
     /// assert_eq!(admin.tenant_realm(&acme).await?, None);
@@ -255,15 +274,29 @@ impl TenancyAdmin {
         &self,
         tenant: &TenantId,
         realm: Option<TenantRealm>,
-    ) -> Result<(), TenancyError> {
+    ) -> Result<Vec<KeyId>, TenancyError> {
         if let Some(realm) = &realm {
             realm.validate().map_err(TenancyError::invalid_request)?;
+            let url = realm.jwks_url.as_deref().unwrap_or(&realm.issuer);
+            if let Ok(url) = reqwest::Url::parse(url) {
+                self.tenancy
+                    .config()
+                    .egress
+                    .guard()
+                    .check_url(&url)
+                    .map_err(|_| {
+                        TenancyError::invalid_request(
+                            "the realm's URL names an internal address, which the server does not reach on a tenant's behalf",
+                        )
+                    })?;
+            }
+            let issuer = normalize_issuer(&realm.issuer);
             if self
                 .tenancy
                 .config()
                 .realms
                 .iter()
-                .any(|r| r.issuer == realm.issuer)
+                .any(|r| normalize_issuer(&r.issuer) == issuer)
             {
                 return Err(
                     ErrorKind::Conflict("a configured realm has this issuer".to_owned()).into(),
@@ -276,16 +309,106 @@ impl TenancyAdmin {
             Err(e) => return Err(store_failure("tenant store", e)),
         }
         let store = self.tenancy.realm_store();
+        let previous = store
+            .get(tenant)
+            .await
+            .map_err(|e| store_failure("realm store", e))?;
+        if previous == realm {
+            return Ok(Vec::new());
+        }
         let result = match realm {
             Some(realm) => store.put(tenant, realm).await,
             None => store.remove(tenant).await.map(|_| ()),
         };
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             Err(StoreError::AlreadyExists) => {
-                Err(ErrorKind::Conflict("another tenant's realm has this issuer".to_owned()).into())
+                return Err(ErrorKind::Conflict(
+                    "another tenant's realm has this issuer".to_owned(),
+                )
+                .into());
             }
-            Err(e) => Err(store_failure("realm store", e)),
+            Err(e) => return Err(store_failure("realm store", e)),
+        }
+        if previous.is_none() {
+            return Ok(Vec::new());
+        }
+        self.revoke_keys_of_realm(tenant, &tenant_realm_name(tenant))
+            .await
+    }
+
+    /// Revokes every live key of `tenant` that a token of `realm` issued
+    /// (directly, or through keys it issued); their ids.
+    async fn revoke_keys_of_realm(
+        &self,
+        tenant: &TenantId,
+        realm: &str,
+    ) -> Result<Vec<KeyId>, TenancyError> {
+        let keys = self.keys_of(tenant).await?;
+        let mut revoked = Vec::new();
+        for key in keys {
+            if key.realm.as_deref() != Some(realm)
+                || key.revoked_at.is_some()
+                || revoked.contains(&key.key_id)
+            {
+                continue;
+            }
+            match self.revoke_api_key(tenant, &key.key_id).await {
+                Ok(cascaded) => {
+                    revoked.push(key.key_id);
+                    revoked.extend(cascaded);
+                }
+                // Gone meanwhile: nothing left to revoke.
+                Err(e) if e.code() == "not_found" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Deletes `tenant`'s record and the realm it brought (its issuer is
+    /// free again); `not_found` when there is no such tenant. Its keys,
+    /// audit log and usage stay where they are.
+    ///
+    /// ```
+    /// use tenancy_core::credential::TenantRealm;
+    /// use tenancy_core::tenant::{TenantId, TenantRecord};
+    /// use tenancy_core::{Tenancy, TenancyConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let tenancy = Tenancy::builder(TenancyConfig::default()).build()?;
+    /// let admin = tenancy.admin();
+    /// let (acme, globex) = (TenantId::new("acme")?, TenantId::new("globex")?);
+    /// for id in [&acme, &globex] {
+    ///     admin.create_tenant(TenantRecord::new(id.clone(), id.as_str(), "pro")).await?;
+    /// }
+    /// let realm = TenantRealm::discovered("https://id.acme.example").audience("tenancy");
+    /// admin.set_tenant_realm(&acme, Some(realm.clone())).await?;
+    /// admin.delete_tenant(&acme).await?;
+    /// // The issuer is free: nobody's tokens name a deleted tenant's realm.
+    /// admin.set_tenant_realm(&globex, Some(realm)).await?;
+    /// assert_eq!(admin.delete_tenant(&acme).await.unwrap_err().code(), "not_found");
+    /// # tenancy.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn delete_tenant(&self, tenant: &TenantId) -> Result<(), TenancyError> {
+        // The realm first: a tenant that is gone never keeps an issuer.
+        self.tenancy
+            .realm_store()
+            .remove(tenant)
+            .await
+            .map_err(|e| store_failure("realm store", e))?;
+        let deleted = self
+            .tenancy
+            .tenant_store()
+            .delete(tenant)
+            .await
+            .map_err(|e| store_failure("tenant store", e));
+        self.invalidate_tenant(tenant);
+        match deleted? {
+            true => Ok(()),
+            false => Err(ErrorKind::NotFound.into()),
         }
     }
 
@@ -316,7 +439,7 @@ impl TenancyAdmin {
         tenant: &TenantId,
         new: NewApiKey,
     ) -> Result<IssuedApiKey, TenancyError> {
-        self.insert_api_key(tenant, new, None, Limit::Unlimited)
+        self.insert_api_key(tenant, new, None, None, Limit::Unlimited)
             .await
     }
 
@@ -390,7 +513,13 @@ impl TenancyAdmin {
         }
         let limit = self.quotas_of(tenant).api_keys;
         let AuthMethod::ApiKey { key_id, scope } = caller.auth_method() else {
-            return self.insert_api_key(&tenant.id, new, None, limit).await;
+            let realm = match caller.auth_method() {
+                AuthMethod::Jwt { realm } => Some(std::sync::Arc::clone(realm)),
+                _ => None,
+            };
+            return self
+                .insert_api_key(&tenant.id, new, None, realm, limit)
+                .await;
         };
         if !scope.covers(new.scope) {
             return Err(ErrorKind::ScopeDenied { scope: *scope }.into());
@@ -413,8 +542,33 @@ impl TenancyAdmin {
         if let Some(rps) = parent.rate_limit_rps {
             new.rate_limit_rps = Some(new.rate_limit_rps.map_or(rps, |r| r.min(rps)));
         }
-        self.insert_api_key(&tenant.id, new, Some(parent.key_id.clone()), limit)
+        let child = self
+            .insert_api_key(
+                &tenant.id,
+                new,
+                Some(parent.key_id.clone()),
+                parent.realm.clone(),
+                limit,
+            )
+            .await?;
+        // The store refused a parent already revoked; one revoked while the
+        // child was being written is caught here: its revocation either
+        // found the child, or finished before this read.
+        let parent_now = self
+            .stores()
+            .api_keys
+            .get(caller.tenant_id(), key_id)
             .await
+            .map_err(|e| store_failure("API key store", e))?;
+        if parent_now.is_none_or(|p| p.check_usable(Utc::now()).is_err()) {
+            let _ = self
+                .stores()
+                .api_keys
+                .revoke(&tenant.id, &child.record.key_id, Utc::now())
+                .await;
+            return Err(ErrorKind::InvalidApiKey(ApiKeyRejection::Revoked).into());
+        }
+        Ok(child)
     }
 
     async fn insert_api_key(
@@ -422,6 +576,7 @@ impl TenancyAdmin {
         tenant: &TenantId,
         new: NewApiKey,
         parent: Option<KeyId>,
+        realm: Option<std::sync::Arc<str>>,
         limit: Limit,
     ) -> Result<IssuedApiKey, TenancyError> {
         let key_id = new_key_id().ok_or_else(|| TenancyError::internal("no OS randomness"))?;
@@ -448,12 +603,20 @@ impl TenancyAdmin {
         record.rate_limit_rps = new.rate_limit_rps;
         record.expires_at = new.expires_at;
         record.parent_key_id = parent;
-        let inserted = self
+        record.realm = realm;
+        let inserted = match self
             .stores()
             .api_keys
             .insert_within_limit(record.clone(), limit, record.created_at)
             .await
-            .map_err(|e| store_failure("API key store", e))?;
+        {
+            Ok(inserted) => inserted,
+            // The parent is no longer live.
+            Err(StoreError::NotFound) if record.parent_key_id.is_some() => {
+                return Err(ErrorKind::InvalidApiKey(ApiKeyRejection::Revoked).into());
+            }
+            Err(e) => return Err(store_failure("API key store", e)),
+        };
         if !inserted {
             return Err(ErrorKind::QuotaExceeded {
                 budget: CountQuota::ApiKeys.name().to_owned(),
@@ -498,6 +661,7 @@ impl TenancyAdmin {
                     expires_at: old.expires_at,
                 },
                 old.parent_key_id.clone(),
+                old.realm.clone(),
                 // It takes the old key's place.
                 Limit::Unlimited,
             )
@@ -554,18 +718,22 @@ impl TenancyAdmin {
         Ok(cascaded)
     }
 
+    /// Every key of `tenant`, revoked ones included.
+    async fn keys_of(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, TenancyError> {
+        self.stores()
+            .api_keys
+            .list(tenant)
+            .await
+            .map_err(|e| store_failure("API key store", e))
+    }
+
     /// The keys `key_id` issued, directly or through other keys.
     async fn descendants(
         &self,
         tenant: &TenantId,
         key_id: &KeyId,
     ) -> Result<Vec<ApiKeyRecord>, TenancyError> {
-        let keys = self
-            .stores()
-            .api_keys
-            .list(tenant)
-            .await
-            .map_err(|e| store_failure("API key store", e))?;
+        let keys = self.keys_of(tenant).await?;
         let mut found: Vec<ApiKeyRecord> = Vec::new();
         let mut parents = vec![key_id.clone()];
         while let Some(parent) = parents.pop() {
@@ -656,6 +824,140 @@ mod tests {
             .issue_api_key_as(&acme_admin, &acme, full())
             .await
             .unwrap();
+        tenancy.shutdown().await;
+    }
+
+    /// Issue 23, finding 4: a trailing `/` or a change of case registered
+    /// a second realm beside the platform's own.
+    #[tokio::test]
+    async fn a_variant_of_the_platforms_issuer_is_taken() {
+        let config = TenancyConfig::builder()
+            .jwt_hs256(
+                "https://id.platform.example/realms/staff",
+                "0123456789abcdef0123456789abcdef",
+            )
+            .build()
+            .unwrap();
+        let tenancy = Tenancy::builder(config).build().unwrap();
+        let admin = tenancy.admin();
+        let acme = TenantId::new("acme").unwrap();
+        admin
+            .create_tenant(TenantRecord::new(acme.clone(), "Acme", "pro"))
+            .await
+            .unwrap();
+        for variant in [
+            "https://id.platform.example/realms/staff",
+            "https://id.platform.example/realms/staff/",
+            "HTTPS://ID.Platform.Example/realms/staff",
+            "https://id.platform.example:443/realms/staff",
+        ] {
+            let realm = TenantRealm::discovered(variant).audience("tenancy");
+            let err = admin
+                .set_tenant_realm(&acme, Some(realm))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "conflict", "{variant}");
+        }
+        // The path keeps its case: another realm of the same host is not
+        // the platform's.
+        let other =
+            TenantRealm::discovered("https://id.platform.example/realms/Staff").audience("tenancy");
+        admin.set_tenant_realm(&acme, Some(other)).await.unwrap();
+        tenancy.shutdown().await;
+    }
+
+    /// Issue 23, finding 4: keys minted through a tenant's realm kept
+    /// working after the realm was detached.
+    #[tokio::test]
+    async fn keys_a_realm_minted_die_when_the_realm_is_detached_or_replaced() {
+        let tenancy = Tenancy::builder(TenancyConfig::default()).build().unwrap();
+        let admin = tenancy.admin();
+        let acme = TenantRecord::new(TenantId::new("acme").unwrap(), "Acme", "pro");
+        admin.create_tenant(acme.clone()).await.unwrap();
+        let first = TenantRealm::discovered("https://id.acme.example").audience("tenancy");
+        let second = TenantRealm::discovered("https://id2.acme.example").audience("tenancy");
+        admin
+            .set_tenant_realm(&acme.id, Some(first.clone()))
+            .await
+            .unwrap();
+        let full = || NewApiKey::new("k").scope(ApiKeyScope::Full);
+        let realm_jwt = || AuthMethod::Jwt {
+            realm: tenant_realm_name(&acme.id).into(),
+        };
+        let staff_jwt = || AuthMethod::Jwt {
+            realm: "staff".into(),
+        };
+        // Minted through the realm: directly, and by a key it minted.
+        let minted = admin
+            .issue_api_key_as(&ctx(&acme, Role::Admin, realm_jwt()), &acme, full())
+            .await
+            .unwrap();
+        assert_eq!(minted.record.realm.as_deref(), Some("tenant:acme"));
+        let as_key = AuthMethod::ApiKey {
+            key_id: minted.record.key_id.clone(),
+            scope: ApiKeyScope::Full,
+        };
+        let grandchild = admin
+            .issue_api_key_as(&ctx(&acme, Role::Admin, as_key), &acme, full())
+            .await
+            .unwrap();
+        assert_eq!(grandchild.record.realm.as_deref(), Some("tenant:acme"));
+        // Not minted through it.
+        let staff = admin
+            .issue_api_key_as(&ctx(&acme, Role::Admin, staff_jwt()), &acme, full())
+            .await
+            .unwrap();
+
+        // The same realm again changes nothing.
+        assert!(
+            admin
+                .set_tenant_realm(&acme.id, Some(first))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let mut revoked = admin
+            .set_tenant_realm(&acme.id, Some(second))
+            .await
+            .unwrap();
+        revoked.sort();
+        let mut expected = vec![
+            minted.record.key_id.clone(),
+            grandchild.record.key_id.clone(),
+        ];
+        expected.sort();
+        assert_eq!(revoked, expected);
+        let store = &admin.stores().api_keys;
+        for (key, dead) in [(&minted, true), (&grandchild, true), (&staff, false)] {
+            let record = store
+                .get(&acme.id, &key.record.key_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(record.revoked_at.is_some(), dead, "{}", record.key_id);
+        }
+        // Detached: the keys the second realm minted go too.
+        let again = admin
+            .issue_api_key_as(&ctx(&acme, Role::Admin, realm_jwt()), &acme, full())
+            .await
+            .unwrap();
+        assert_eq!(
+            admin.set_tenant_realm(&acme.id, None).await.unwrap(),
+            vec![again.record.key_id.clone()]
+        );
+        // A key issued by a revoked key is refused, nothing written.
+        let by_dead = AuthMethod::ApiKey {
+            key_id: again.record.key_id.clone(),
+            scope: ApiKeyScope::Full,
+        };
+        assert_eq!(
+            admin
+                .issue_api_key_as(&ctx(&acme, Role::Admin, by_dead), &acme, full())
+                .await
+                .unwrap_err()
+                .code(),
+            "invalid_api_key"
+        );
         tenancy.shutdown().await;
     }
 }

@@ -86,6 +86,9 @@
 //! | `TENANCY_INGESTION_ROUTES` | `limits.ingestion_routes` | comma list of `METHOD /path` |
 //! | `TENANCY_AUDIT` | `audit.enabled` | bool |
 //! | `TENANCY_AUDIT_BUFFER` | `audit.buffer_capacity` | count |
+//! | `TENANCY_TRUSTED_PROXIES` | `network.trusted_proxies` | comma list of CIDR ranges or addresses |
+//! | `TENANCY_FORWARDED_HEADER` | `network.forwarded_header` | `x-forwarded-for` or `forwarded` |
+//! | `TENANCY_EGRESS_ALLOW` | `egress.allow` | comma list of CIDR ranges or addresses |
 //!
 //! ```
 //! use tenancy_core::config::TenancyConfig;
@@ -252,9 +255,14 @@ pub struct AuthConfig {
 /// within it. The default (10 failures per second with a burst of 50) is
 /// never met by a person mistyping a key.
 ///
-/// The address is the one the adapter passes (the peer of the connection);
-/// behind a proxy, pass the client's address instead, or every caller shares
-/// the proxy's allowance.
+/// The address is the client's: the peer of the connection, or behind
+/// trusted proxies ([`NetworkConfig::trusted_proxies`]) the hop their
+/// forwarding header names. A credential already known good (a token in the
+/// verified-token cache, an API key that verified within the last minute)
+/// is served from an address over its allowance, so that one client cannot
+/// lock out the others that share its address; anything else from there is
+/// refused before any lookup. Store failures answered to callers nobody
+/// verified (a realm whose keys cannot be fetched) count as failures too.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailureThrottleConfig {
@@ -799,6 +807,89 @@ pub struct TenancyConfig {
     pub limits: LimitsConfig,
     /// Audit and metering buffers.
     pub audit: AuditConfig,
+    /// Where the client's address comes from behind proxies.
+    pub network: NetworkConfig,
+    /// Where the server may connect on a tenant's behalf.
+    pub egress: EgressConfig,
+}
+
+/// Where the client's address comes from: the peer of the connection, or,
+/// when the peer is a trusted proxy, the forwarding header it writes (see
+/// [`client_addr`](crate::client_addr)).
+///
+/// ```
+/// use tenancy_core::client_addr::ForwardedHeader;
+/// use tenancy_core::config::TenancyConfig;
+///
+/// let config = TenancyConfig::from_toml_str(r#"
+///     [network]
+///     trusted_proxies = ["10.0.0.0/8", "192.0.2.1"]
+///     forwarded_header = "forwarded"
+/// "#)?;
+/// assert_eq!(config.network.trusted_proxies.len(), 2);
+/// assert_eq!(config.network.forwarded_header, ForwardedHeader::Forwarded);
+///
+/// let env = TenancyConfig::from_vars([("TENANCY_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8")])?;
+/// assert_eq!(env.network.trusted_proxies.len(), 2);
+/// # Ok::<(), tenancy_core::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Proxies whose forwarding header is believed: CIDR ranges, or bare
+    /// addresses (default none: the client is the peer).
+    #[serde(deserialize_with = "ip_ranges")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header they write (default `x-forwarded-for`).
+    pub forwarded_header: crate::client_addr::ForwardedHeader,
+}
+
+impl NetworkConfig {
+    /// The proxies as the engine uses them.
+    pub fn trusted_proxies(&self) -> crate::client_addr::TrustedProxies {
+        crate::client_addr::TrustedProxies::new(self.trusted_proxies.clone(), self.forwarded_header)
+    }
+}
+
+/// Where the server may connect on a tenant's behalf (a tenant realm's
+/// discovery document and JWK set): public addresses, and the internal
+/// ranges listed here (see [`egress`](crate::egress)).
+///
+/// ```
+/// use tenancy_core::config::TenancyConfig;
+///
+/// let config = TenancyConfig::from_vars([("TENANCY_EGRESS_ALLOW", "10.20.0.0/16")])?;
+/// assert!(config.egress.guard().permits("10.20.0.5".parse().unwrap()));
+/// assert!(!config.egress.guard().permits("127.0.0.1".parse().unwrap()));
+///
+/// let err = TenancyConfig::from_vars([("TENANCY_EGRESS_ALLOW", "10.20.0.0/99")]).unwrap_err();
+/// assert_eq!(err.key(), "TENANCY_EGRESS_ALLOW");
+/// # Ok::<(), tenancy_core::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EgressConfig {
+    /// Internal ranges that may be reached anyway: CIDR ranges, or bare
+    /// addresses (default none).
+    #[serde(deserialize_with = "ip_ranges")]
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+impl EgressConfig {
+    /// The guard these settings describe.
+    pub fn guard(&self) -> crate::egress::EgressGuard {
+        crate::egress::EgressGuard::new(self.allow.clone())
+    }
+}
+
+/// A list of CIDR ranges or bare addresses.
+fn ip_ranges<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let entries = Vec::<String>::deserialize(d)?;
+    entries
+        .iter()
+        .map(|entry| crate::egress::parse_range(entry.trim()))
+        .collect::<Result<_, _>>()
+        .map_err(serde::de::Error::custom)
 }
 
 impl Default for TenancyConfig {
@@ -812,6 +903,8 @@ impl Default for TenancyConfig {
             default_plan: "free".to_owned(),
             limits: LimitsConfig::default(),
             audit: AuditConfig::default(),
+            network: NetworkConfig::default(),
+            egress: EgressConfig::default(),
         }
     }
 }

@@ -36,6 +36,7 @@ use crate::context::TenantContext;
 use crate::engine::Tenancy;
 use crate::error::TenancyError;
 use crate::limit::QuotaCharge;
+use crate::tenant::TenantId;
 
 /// Records domain events with the request's tenant, actor and request id
 /// filled in. Recording never waits and never fails the request; an event
@@ -71,6 +72,19 @@ impl Audit {
         if event.tenant_id != *self.ctx.tenant_id() {
             event.tenant_id = self.ctx.tenant_id().clone();
         }
+        self.tenancy.record_audit(event);
+    }
+
+    /// Records a prepared event in `tenant`'s log: the log of the tenant
+    /// an action changed, when a platform caller (super_admin, system)
+    /// changed another tenant. For any other caller, the request's tenant,
+    /// as [`record_event`](Self::record_event).
+    pub fn record_for(&self, tenant: &TenantId, mut event: AuditEvent) {
+        event.tenant_id = if self.ctx.role().may_cross_tenants() {
+            tenant.clone()
+        } else {
+            self.ctx.tenant_id().clone()
+        };
         self.tenancy.record_audit(event);
     }
 }

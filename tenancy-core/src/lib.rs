@@ -81,10 +81,12 @@ pub(crate) type ConcurrentMap<K, V> = dashmap::DashMap<K, V, foldhash::fast::Ran
 
 pub mod admin;
 pub mod audit;
+pub mod client_addr;
 pub(crate) mod clock;
 pub mod config;
 pub mod context;
 pub mod credential;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod gcra;

@@ -226,11 +226,13 @@ impl ApiKeyStore for RedisApiKeyStore {
                     .arg(key.expires_at.map_or(0, |t| t.timestamp_millis()))
                     .arg(now.timestamp_millis())
                     .arg(limit)
+                    .arg(key.parent_key_id.as_ref().map_or("", |p| p.as_str()))
                     .invoke_async(&mut conn)
                     .await?;
                 match claimed {
                     1 => {}
                     0 => return Ok(Ok(false)),
+                    -2 => return Ok(Err(StoreError::NotFound)),
                     _ => return Ok(Err(StoreError::AlreadyExists)),
                 }
                 let created: i64 = INSERT
@@ -352,21 +354,18 @@ impl ApiKeyStore for RedisApiKeyStore {
         key_id: &KeyId,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let revoked = self
-            .update(tenant, key_id, "revoke", Some(at), true)
+        // Out of the live keys first: a child claimed from now on is
+        // refused, and one claimed before is in the index for the cascade.
+        let live = self.redis.keys().api_key_live(tenant);
+        self.redis
+            .run(async {
+                let mut conn = self.redis.write_conn();
+                let _: i64 = conn.hdel(&live, key_id.as_str()).await?;
+                self.redis.replicated(&mut conn, &[&live]).await?;
+                Ok(())
+            })
             .await?;
-        if revoked {
-            let live = self.redis.keys().api_key_live(tenant);
-            self.redis
-                .run(async {
-                    let mut conn = self.redis.write_conn();
-                    let _: i64 = conn.hdel(&live, key_id.as_str()).await?;
-                    self.redis.replicated(&mut conn, &[&live]).await?;
-                    Ok(())
-                })
-                .await?;
-        }
-        Ok(revoked)
+        self.update(tenant, key_id, "revoke", Some(at), true).await
     }
 
     async fn set_expiry(

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use redis::{AsyncCommands, Script};
-use tenancy_core::credential::{RealmClaim, TenantRealm};
+use tenancy_core::credential::{RealmClaim, TenantRealm, normalize_issuer};
 use tenancy_core::store::{RealmStore, StoreError};
 use tenancy_core::tenant::TenantId;
 
@@ -20,7 +20,8 @@ static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/re
 ///
 /// Two hashes under the hash tag `{realms}` (one slot, so each change is one
 /// atomic script, on Redis Cluster too): `<prefix>:{realms}:by-issuer` maps
-/// each issuer to its claim (the tenant and the realm, as JSON), and
+/// each issuer ([normalised](normalize_issuer)) to its claim (the tenant
+/// and the realm, as JSON), and
 /// `<prefix>:{realms}:issuer-of` maps each tenant to its realm's issuer.
 /// Verification reads one field of the first ([`HGET`]) per request.
 ///
@@ -64,14 +65,17 @@ impl RealmStore for RedisRealmStore {
         self.redis
             .run(async {
                 let mut conn = self.redis.conn();
+                let filed = normalize_issuer(issuer);
                 let json: Option<String> = conn
-                    .hget(self.redis.keys().realms_by_issuer(), issuer)
+                    .hget(self.redis.keys().realms_by_issuer(), &filed)
                     .await?;
                 let claim = json.map(|j| decode(&j)).transpose()?;
                 match claim {
-                    Some(claim) if claim.realm.issuer != issuer => Err(RedisStoreError::Corrupt(
-                        format!("the realm filed under issuer {issuer:?} has another issuer"),
-                    )),
+                    Some(claim) if normalize_issuer(&claim.realm.issuer) != filed => {
+                        Err(RedisStoreError::Corrupt(format!(
+                            "the realm filed under issuer {filed:?} has another issuer"
+                        )))
+                    }
                     claim => Ok(claim),
                 }
             })
@@ -100,7 +104,7 @@ impl RealmStore for RedisRealmStore {
     }
 
     async fn put(&self, tenant: &TenantId, realm: TenantRealm) -> Result<(), StoreError> {
-        let issuer = realm.issuer.clone();
+        let issuer = normalize_issuer(&realm.issuer);
         let claim = RealmClaim {
             tenant: tenant.clone(),
             realm,

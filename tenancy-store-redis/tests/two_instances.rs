@@ -156,8 +156,21 @@ async fn a_tenant_brought_realm_is_added_and_removed_on_both_instances() {
         return;
     };
     let prefix = unique_prefix("tenant-realms");
-    let first = instance(&url, &prefix).await;
-    let second = instance(&url, &prefix).await;
+    // Bigcorp's Keycloak runs behind a private CA on the internal network,
+    // which the operator allows.
+    let (idp, ca) = IdpServer::start_private_tls().await;
+    let ca_file = std::env::temp_dir().join(format!("{prefix}-ca.pem"));
+    std::fs::write(&ca_file, ca).unwrap();
+    let mut config = TenancyConfig::default();
+    config.auth.ca_file = Some(ca_file);
+    config.egress.allow = tenancy_core::egress::parse_ranges("127.0.0.1").unwrap();
+    let connect = || async {
+        let options = RedisOptions::default().with_key_prefix(&prefix);
+        let redis = RedisStores::connect(&url, options).await.unwrap();
+        redis_server::engine(&redis, config.clone())
+    };
+    let first = connect().await;
+    let second = connect().await;
     let (bigcorp, globex) = (
         TenantId::new("bigcorp").unwrap(),
         TenantId::new("globex").unwrap(),
@@ -170,8 +183,7 @@ async fn a_tenant_brought_realm_is_added_and_removed_on_both_instances() {
             .unwrap();
     }
 
-    // Bigcorp's Keycloak, and a token from it as Keycloak shapes them.
-    let idp = IdpServer::start().await;
+    // A token from it as Keycloak shapes them.
     let key = RS256KeyPair::from_pem(include_str!(
         "../../tenancy-core/src/credential/jwt/testdata/rsa_private.pem"
     ))
@@ -182,6 +194,7 @@ async fn a_tenant_brought_realm_is_added_and_removed_on_both_instances() {
     let issuer = idp.issuer("bigcorp");
     let claims = Claims::with_custom_claims(
         json!({
+            "aud": "tenancy",
             "preferred_username": "dana",
             "realm_access": { "roles": ["offline_access", "tenant-admin"] },
         }),
@@ -206,11 +219,13 @@ async fn a_tenant_brought_realm_is_added_and_removed_on_both_instances() {
         .unwrap_err();
     assert_eq!(err.code(), "invalid_token");
 
-    let realm = TenantRealm::discovered(&issuer).claims(ClaimsConfig {
-        tenant: "tenant_id".parse().unwrap(),
-        roles: "realm_access.roles".parse().unwrap(),
-        subject: "preferred_username".parse().unwrap(),
-    });
+    let realm = TenantRealm::discovered(&issuer)
+        .audience("tenancy")
+        .claims(ClaimsConfig {
+            tenant: "tenant_id".parse().unwrap(),
+            roles: "realm_access.roles".parse().unwrap(),
+            subject: "preferred_username".parse().unwrap(),
+        });
     first
         .admin()
         .set_tenant_realm(&bigcorp, Some(realm.clone()))

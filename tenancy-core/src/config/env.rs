@@ -203,6 +203,24 @@ pub(super) const VARS: &[EnvVar] = &[
         Form::Count,
         "count",
     ),
+    var(
+        "TENANCY_TRUSTED_PROXIES",
+        "network.trusted_proxies",
+        Form::List,
+        "comma list of CIDR ranges or addresses",
+    ),
+    var(
+        "TENANCY_FORWARDED_HEADER",
+        "network.forwarded_header",
+        Form::Text,
+        "`x-forwarded-for` or `forwarded`",
+    ),
+    var(
+        "TENANCY_EGRESS_ALLOW",
+        "egress.allow",
+        Form::List,
+        "comma list of CIDR ranges or addresses",
+    ),
 ];
 
 /// The docs' table of the variables, in markdown.

@@ -125,6 +125,12 @@ pub struct ApiKeyRecord {
     /// more scope or a later expiry than it, and is revoked with it.
     #[serde(default)]
     pub parent_key_id: Option<KeyId>,
+    /// The realm whose token issued this key, directly or through the keys
+    /// it issued (a realm's name: `tenant:<id>` for the realm a tenant
+    /// brought). Detaching or replacing a tenant's realm revokes the keys
+    /// its tokens issued: the answer to a compromised identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<Arc<str>>,
 }
 
 impl ApiKeyRecord {
@@ -149,6 +155,7 @@ impl ApiKeyRecord {
             created_at,
             last_used_at: None,
             parent_key_id: None,
+            realm: None,
         }
     }
 

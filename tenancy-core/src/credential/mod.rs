@@ -16,5 +16,5 @@ pub(crate) use jwt::Pending;
 pub use jwt::parse_jwk_set_for_fuzzing;
 pub use jwt::{
     ClaimPath, InvalidClaimPath, JwtClaims, JwtVerifier, RealmClaim, TenantRealm, VerifiedToken,
-    encode_hs256,
+    encode_hs256, normalize_issuer, tenant_realm_name,
 };

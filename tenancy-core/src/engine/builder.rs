@@ -242,6 +242,8 @@ impl TenancyBuilder {
                 clock: crate::clock::Clock::new(),
                 throttle: AuthThrottle::new(&config.auth.failure_throttle),
                 security_log: SecurityLog::default(),
+                trusted_proxies: config.network.trusted_proxies(),
+                warned_no_client_addr: std::sync::atomic::AtomicBool::new(false),
                 config,
             }),
         })

@@ -34,6 +34,7 @@
 //! ```
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use tracing::Level;
@@ -522,9 +523,12 @@ impl Tenancy {
     ) -> Option<Result<Admission, Refusal>> {
         let inner = &self.inner;
         let admitted = inner.clock.now();
+        let head = &self.with_client(head);
         let request_id = inner.request_ids.for_request(head);
         let client_addr = head.client_addr();
-        if let Some(err) = self.throttled(client_addr) {
+        if let Some(err) = self.throttled(client_addr)
+            && !inner.authenticator.is_known_good(head, admitted)
+        {
             TenantMetrics::refused(err.code());
             inner
                 .security_log
@@ -572,9 +576,12 @@ impl Tenancy {
                     return None;
                 }
                 TenantMetrics::refused(err.code());
-                if err.status() == StatusCode::UNAUTHORIZED
-                    && let (Some(throttle), Some(addr)) = (&inner.throttle, client_addr)
-                {
+                // A failed authentication, or a store failure answered to a
+                // caller nobody verified (forged tokens of a realm whose keys
+                // cannot be fetched cost a fetch attempt and a log line).
+                let failed = err.status() == StatusCode::UNAUTHORIZED
+                    || (err.status() == StatusCode::SERVICE_UNAVAILABLE && caller.is_none());
+                if failed && let (Some(throttle), Some(addr)) = (&inner.throttle, client_addr) {
                     throttle.failed(addr);
                 }
                 Some(Err(Refusal::new(err, admission.take_id(), head)))
@@ -705,6 +712,8 @@ impl Tenancy {
         policy: &RoutePolicy,
     ) -> Result<Option<RateLimitStatus>, TenancyError> {
         let inner = &self.inner;
+        // The client as admission found it, behind proxies too.
+        let head = &head.with_client_addr(ctx.client_addr().or(head.client_addr()));
         let checked = async {
             gate::role(ctx.role(), policy.min_role)?;
             let Some((route, quota)) = &policy.rate_limit else {
@@ -757,6 +766,30 @@ impl Tenancy {
             .check_route(ctx, head, policy)
             .await
             .map(RouteVerdict::Allowed)
+    }
+
+    /// `head` with the client's address in place of the peer's: the
+    /// rightmost untrusted hop of the forwarding header when the peer is a
+    /// trusted proxy ([`TrustedProxies`](crate::client_addr::TrustedProxies)).
+    /// Warns once when the throttle is on and the adapter passes no
+    /// address (an axum server started without `ConnectInfo`).
+    pub(crate) fn with_client<'h>(&self, head: &RequestHead<'h>) -> RequestHead<'h> {
+        let inner = &self.inner;
+        if head.client_addr().is_none() {
+            if inner.throttle.is_some()
+                && !inner.warned_no_client_addr.load(Ordering::Relaxed)
+                && !inner.warned_no_client_addr.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    "requests reach tenancy without a client address: failed authentications are not throttled, and the audit and security logs name no address. With axum, serve with `into_make_service_with_connect_info::<SocketAddr>()`"
+                );
+            }
+            return *head;
+        }
+        if inner.trusted_proxies.is_empty() {
+            return *head;
+        }
+        head.with_client_addr(inner.trusted_proxies.client_addr(head))
     }
 
     /// `rate_limited` when the client's address is over its allowance of

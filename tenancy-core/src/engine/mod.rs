@@ -118,6 +118,10 @@ pub(crate) struct Inner {
     pub(crate) clock: crate::clock::Clock,
     pub(crate) throttle: Option<AuthThrottle>,
     pub(crate) security_log: SecurityLog,
+    /// Whose forwarding header names the client.
+    pub(crate) trusted_proxies: crate::client_addr::TrustedProxies,
+    /// Whether the throttle's "no client address" warning was written.
+    pub(crate) warned_no_client_addr: std::sync::atomic::AtomicBool,
 }
 
 /// The multi-tenancy engine. Cheap to clone: one reference count.

@@ -1791,3 +1791,183 @@ async fn failed_authentications_answered_at_once_are_counted_once() {
     assert_eq!(err.code(), "rate_limited");
     t.shutdown().await;
 }
+
+/// Issue 23, finding 3: a credential already known good is served from an
+/// address over its failure allowance; unknown ones are refused there
+/// before any lookup.
+#[tokio::test]
+async fn known_good_credentials_pass_a_throttled_address() {
+    let store = Arc::new(CountingKeys::default());
+    let t = Tenancy::builder(slow_refill_config())
+        .api_key_store(store.clone())
+        .build()
+        .unwrap();
+    seed(&t).await;
+    let issued = t
+        .admin()
+        .issue_api_key(&tid("acme"), NewApiKey::new("good"))
+        .await
+        .unwrap();
+    let good = issued.secret.expose().to_owned();
+    let unused = key(&t, "acme", ApiKeyScope::Readonly, None).await;
+    let known_token = bearer("acme", "viewer");
+    let addr = "198.51.100.9";
+    // Each good credential verifies once, from anywhere.
+    admitted(&t, from(addr, get("/x", &[("x-api-key", good.clone())]))).await;
+    admitted(
+        &t,
+        from(addr, get("/x", std::slice::from_ref(&known_token))),
+    )
+    .await;
+
+    // Another client on the address floods forged tokens.
+    for _ in 0..60 {
+        refusal(
+            &t,
+            from(addr, get("/x", &[("authorization", "Bearer x.y.z".into())])),
+        )
+        .await;
+    }
+    let forged = refusal(
+        &t,
+        from(addr, get("/x", &[("authorization", "Bearer x.y.z".into())])),
+    )
+    .await;
+    assert_eq!(forged.code(), "rate_limited");
+
+    let lookups = store.calls();
+    for _ in 0..3 {
+        let ctx = admitted(&t, from(addr, get("/x", &[("x-api-key", good.clone())]))).await;
+        assert_eq!(ctx.tenant_id().as_str(), "acme");
+        admitted(
+            &t,
+            from(addr, get("/x", std::slice::from_ref(&known_token))),
+        )
+        .await;
+    }
+    assert_eq!(
+        store.calls(),
+        lookups + 3,
+        "a known key is still looked up, so a revocation counts"
+    );
+    // Unknown credentials: refused before any lookup.
+    let err = refusal(&t, from(addr, get("/x", &[("x-api-key", unused.clone())]))).await;
+    assert_eq!(err.code(), "rate_limited");
+    let fresh = format!("Bearer {}", token("acme", "admin", 600));
+    let err = refusal(&t, from(addr, get("/x", &[("authorization", fresh)]))).await;
+    assert_eq!(err.code(), "rate_limited");
+    assert_eq!(store.calls(), lookups + 3);
+
+    // A known key revoked meanwhile passes the throttle and is refused.
+    t.admin()
+        .revoke_api_key(&tid("acme"), &issued.record.key_id)
+        .await
+        .unwrap();
+    let err = refusal(&t, from(addr, get("/x", &[("x-api-key", good)]))).await;
+    assert_eq!(err.code(), "invalid_api_key");
+    t.shutdown().await;
+}
+
+/// Issue 23, finding 4: forged tokens of a realm whose keys cannot be
+/// fetched were answered 503 without end; they count as failures.
+#[tokio::test]
+async fn store_failures_answered_to_unverified_callers_count_as_failures() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut config = slow_refill_config();
+    let mut realm = crate::config::RealmConfig::discovered(
+        "down",
+        format!("http://127.0.0.1:{port}/realms/down"),
+    );
+    realm.allow_http = true;
+    config.realms.push(realm);
+    let t = tenancy_with(config).await;
+    let forged = |i: u32| {
+        use base64::Engine as _;
+        let b64 = |json: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let payload = format!(
+            r#"{{"iss":"http://127.0.0.1:{port}/realms/down","sub":"x{i}","role":"admin","tenant_id":"acme","exp":4102444800}}"#
+        );
+        format!(
+            "Bearer {}.{}.c2ln",
+            b64(r#"{"alg":"RS256"}"#.to_owned()),
+            b64(payload)
+        )
+    };
+    let mut codes = std::collections::BTreeMap::new();
+    for i in 0..120 {
+        let err = refusal(
+            &t,
+            from("198.51.100.4", get("/x", &[("authorization", forged(i))])),
+        )
+        .await;
+        *codes.entry(err.code()).or_insert(0) += 1;
+    }
+    assert_eq!(codes.get("store_unavailable"), Some(&50), "{codes:?}");
+    assert_eq!(codes.get("rate_limited"), Some(&70), "{codes:?}");
+    t.shutdown().await;
+}
+
+/// Issue 23, finding 3: behind a trusted proxy each client counts under
+/// its own address (throttle, security log, audit); an untrusted peer's
+/// header is ignored.
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_are_told_apart() {
+    let mut config = slow_refill_config();
+    config.network.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    let t = tenancy_with(config).await;
+    let via_proxy = |client: &str, headers: &[(&str, String)]| {
+        let mut parts = from("10.0.0.2", get("/x", headers));
+        parts.headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_str(&format!("192.0.2.200, {client}")).unwrap(),
+        );
+        parts
+    };
+    let forged = [("authorization", "Bearer x.y.z".to_owned())];
+    for _ in 0..60 {
+        refusal(&t, via_proxy("198.51.100.1", &forged)).await;
+    }
+    assert_eq!(
+        refusal(&t, via_proxy("198.51.100.1", &forged)).await.code(),
+        "rate_limited"
+    );
+    assert_eq!(
+        refusal(&t, via_proxy("198.51.100.2", &forged)).await.code(),
+        "invalid_token",
+        "the other client behind the proxy is not throttled"
+    );
+    // The same header from a peer that is not a trusted proxy is ignored.
+    let mut spoofed = from("192.0.2.9", get("/x", &forged));
+    spoofed
+        .headers
+        .insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+    assert_eq!(refusal(&t, spoofed).await.code(), "invalid_token");
+
+    let log = t.security_log();
+    let count = |addr: &str| {
+        log.iter()
+            .filter(|e| e.client_addr == Some(addr.parse().unwrap()))
+            .map(|e| e.count)
+            .sum::<u64>()
+    };
+    assert_eq!(count("198.51.100.1"), 61);
+    assert_eq!(count("198.51.100.2"), 1);
+    assert_eq!(count("192.0.2.9"), 1);
+    assert_eq!(count("10.0.0.2"), 0, "the proxy itself is never blamed");
+
+    // The audit log names the client too.
+    let mut write = via_proxy("198.51.100.3", &[bearer("acme", "admin")]);
+    write.method = Method::POST;
+    let admission = t.admit_parts(&write).await.unwrap();
+    admission.finish(StatusCode::CREATED, |_, _| {});
+    let events = audit_of(&t, "acme").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.client_addr == Some("198.51.100.3".parse().unwrap())),
+        "{events:?}"
+    );
+    t.shutdown().await;
+}

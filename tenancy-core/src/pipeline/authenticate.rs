@@ -8,6 +8,7 @@
 use crate::clock::Now;
 use http::HeaderName;
 
+use super::known_keys::KnownKeys;
 use super::{Caller, Halt, PresentedKey, Wait, now_or_await};
 use crate::audit::ActorKind;
 use crate::config::{ConfigError, TenancyConfig};
@@ -27,6 +28,8 @@ pub struct Authenticator {
     bearer_header: HeaderName,
     api_key_header: HeaderName,
     anonymous_role: Option<Role>,
+    /// Keys that verified within the last minute.
+    known_keys: Option<KnownKeys>,
 }
 
 impl Authenticator {
@@ -46,7 +49,28 @@ impl Authenticator {
             bearer_header: header(&config.auth.bearer_header, "auth.bearer_header")?,
             api_key_header: header(&config.auth.api_key_header, "auth.api_key_header")?,
             anonymous_role: config.auth.anonymous_role,
+            known_keys: KnownKeys::new(config.auth.token_cache_capacity),
         })
+    }
+
+    /// Whether `head`'s credential is known good without a store lookup or
+    /// a signature check: a token in a verified-token cache, or an API key
+    /// that verified within the last minute. The failure throttle serves
+    /// such a credential from an address over its allowance; everything
+    /// else from there is refused before any lookup.
+    pub(crate) fn is_known_good(&self, head: &RequestHead<'_>, now: Now) -> bool {
+        if let Some(value) = head.header(&self.api_key_header) {
+            let Some(known) = &self.known_keys else {
+                return false;
+            };
+            return visible_ascii(value)
+                .and_then(|presented| self.hasher.digest(presented).ok())
+                .is_some_and(|digest| known.contains(&digest, now.unix_nanos));
+        }
+        head.header(&self.bearer_header)
+            .and_then(visible_ascii)
+            .and_then(bearer_token)
+            .is_some_and(|token| self.jwt.is_known(token))
     }
 
     /// Whether `head` presents an API key (well-formed or not).
@@ -76,15 +100,9 @@ impl Authenticator {
             return self.api_key(presented, api_keys, now, wait).await;
         }
         if let Some(value) = head.header(&self.bearer_header) {
-            let token = visible_ascii(value)
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim)
-                .ok_or_else(|| {
-                    TenancyError::from(ErrorKind::InvalidToken(TokenRejection::Malformed))
-                })?;
+            let token = visible_ascii(value).and_then(bearer_token).ok_or_else(|| {
+                TenancyError::from(ErrorKind::InvalidToken(TokenRejection::Malformed))
+            })?;
             let verified = match self.jwt.check_now(token) {
                 Ok(verified) => verified,
                 Err(Pending::Refused(e)) => return Err(e.into()),
@@ -144,6 +162,9 @@ impl Authenticator {
             })?
             .ok_or_else(|| api_key(ApiKeyRejection::Unknown))?;
         record.check_usable(now.utc()).map_err(api_key)?;
+        if let Some(known) = &self.known_keys {
+            known.verified(&digest, now.unix_nanos);
+        }
         Ok(Caller {
             tenant: Some(record.tenant_id.clone()),
             principal: Principal::new(record.key_id.to_arc(), ActorKind::ApiKey),
@@ -159,6 +180,14 @@ impl Authenticator {
             }),
         })
     }
+}
+
+/// The token of an `Authorization: Bearer …` value.
+fn bearer_token(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 fn api_key(rejection: ApiKeyRejection) -> TenancyError {

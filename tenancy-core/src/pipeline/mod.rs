@@ -22,6 +22,7 @@
 
 pub mod authenticate;
 pub mod gate;
+mod known_keys;
 pub mod rate;
 pub mod tenant;
 

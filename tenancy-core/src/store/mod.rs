@@ -73,12 +73,16 @@ pub trait TenantStore: Send + Sync + 'static {
 #[async_trait]
 pub trait RealmStore: Send + Sync + 'static {
     /// The realm whose issuer is `issuer`, with the tenant that brought it.
+    /// Issuers are compared [normalised](crate::credential::normalize_issuer):
+    /// the answer's issuer may differ from `issuer` in case, default port
+    /// or trailing `/`, and a verifier compares them exactly.
     async fn find_by_issuer(&self, issuer: &str) -> Result<Option<RealmClaim>, StoreError>;
     /// The realm `tenant` brought.
     async fn get(&self, tenant: &TenantId) -> Result<Option<TenantRealm>, StoreError>;
     /// Sets `tenant`'s realm, replacing the one it had (whose issuer is
     /// then free); [`StoreError::AlreadyExists`] when another tenant's
-    /// realm has the issuer, nothing changed. One atomic step: two tenants
+    /// realm has the issuer or a variant of it (compared normalised),
+    /// nothing changed. One atomic step: two tenants
     /// claiming one issuer at once, from any instances, never both win.
     async fn put(&self, tenant: &TenantId, realm: TenantRealm) -> Result<(), StoreError>;
     /// Removes `tenant`'s realm; whether it had one.
@@ -100,6 +104,10 @@ pub trait ApiKeyStore: Send + Sync + 'static {
     /// revoked nor expired at `now`); `Ok(false)` at the limit, nothing
     /// written. The count and the insert are one atomic step: concurrent
     /// inserts, from any number of instances, never pass the limit together.
+    /// A key naming a parent (`parent_key_id`) is added only while the
+    /// parent is live, checked in the same step ([`StoreError::NotFound`]
+    /// otherwise, nothing written): a revocation of the parent is either
+    /// seen here or sees the child.
     async fn insert_within_limit(
         &self,
         key: ApiKeyRecord,

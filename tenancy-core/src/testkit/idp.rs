@@ -33,6 +33,60 @@ use tokio::net::TcpListener;
 /// Longest request head read, in bytes.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
+/// A TCP port that counts the connections it is offered and answers none:
+/// a service on the operator's network that no tenant may make the server
+/// reach. Bind it on any loopback address (`127.0.0.2` is another host
+/// than `127.0.0.1` to an allow list).
+///
+/// ```
+/// use tenancy_core::testkit::idp::Trap;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let trap = Trap::bind("127.0.0.1").await;
+/// assert_eq!(trap.connections(), 0);
+/// let _ = tokio::net::TcpStream::connect(trap.addr()).await;
+/// # tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// assert_eq!(trap.connections(), 1);
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Trap {
+    addr: std::net::SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Trap {
+    /// A trap on a free port of `ip`, counting from now on, for as long as
+    /// the runtime runs.
+    ///
+    /// # Panics
+    ///
+    /// When no port of `ip` can be bound.
+    pub async fn bind(ip: &str) -> Self {
+        let listener = TcpListener::bind((ip, 0)).await.expect("a loopback port");
+        let addr = listener.local_addr().expect("an address");
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Self { addr, connections }
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// The connections offered so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// One answer of the server.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -154,6 +208,33 @@ impl IdpServer {
             }
         });
         Self { base, state }
+    }
+
+    /// [`start_tls`](Self::start_tls) with a certificate for `127.0.0.1`
+    /// and `localhost` signed by a private CA made now; the CA's PEM comes
+    /// with the server, for `auth.ca_file`. An identity provider on
+    /// loopback is an internal address: tenant realms reach it only when
+    /// `egress.allow` includes `127.0.0.1`.
+    ///
+    /// # Panics
+    ///
+    /// When the certificates cannot be made or no loopback port can be
+    /// bound.
+    pub async fn start_private_tls() -> (Self, String) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "tenancy test CA");
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("a CA key"))
+            .expect("a CA certificate");
+        let key = KeyPair::generate().expect("a server key");
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("server parameters")
+            .signed_by(&key, &*ca)
+            .expect("a server certificate");
+        let server = Self::start_tls(&cert.pem(), &key.serialize_pem()).await;
+        (server, ca.pem())
     }
 
     async fn bind() -> (TcpListener, Arc<Mutex<State>>) {

@@ -346,6 +346,36 @@ pub async fn api_key_store(store: &dyn ApiKeyStore) {
         None
     );
 
+    // A key issued by a key is added only while its parent is live, in the
+    // same step, and remembers the realm whose token began the line.
+    let mut orphan = key(&a, "a4");
+    orphan.parent_key_id = Some(a1.key_id.clone());
+    assert!(
+        matches!(
+            store.insert(orphan.clone()).await,
+            Err(StoreError::NotFound)
+        ),
+        "a revoked parent issues nothing"
+    );
+    assert!(
+        store.get(&a, &orphan.key_id).await.expect("get").is_none(),
+        "nothing written"
+    );
+    let mut stray = key(&b, "b2");
+    stray.parent_key_id = Some(a2.key_id.clone());
+    assert!(
+        matches!(store.insert(stray).await, Err(StoreError::NotFound)),
+        "a parent in another tenant is no parent"
+    );
+    let mut child = key(&a, "a5");
+    child.parent_key_id = Some(a2.key_id.clone());
+    child.realm = Some("tenant:acme".into());
+    store.insert(child.clone()).await.expect("a live parent");
+    assert_eq!(
+        store.get(&a, &child.key_id).await.expect("get"),
+        Some(child.clone())
+    );
+
     // Last use.
     let used = now + chrono::Duration::milliseconds(42);
     store.touch(&a, &a2.key_id, used).await.expect("touch");
@@ -555,6 +585,25 @@ pub async fn realm_store(stores: &[Arc<dyn crate::store::RealmStore>]) {
         .expect("claimed")
         .tenant;
     assert_eq!(owner, a);
+    // Issuers are compared normalised: a variant of a taken issuer (case of
+    // scheme and host, default port, trailing slash) is taken too, and
+    // finds the realm, whose own issuer a verifier then compares exactly.
+    let variant = first
+        .issuer
+        .replacen("https://id.example.com", "HTTPS://ID.Example.com:443", 1)
+        + "/";
+    assert!(matches!(
+        store
+            .put(&b, TenantRealm::discovered(variant.clone()))
+            .await,
+        Err(crate::store::StoreError::AlreadyExists)
+    ));
+    let found = store
+        .find_by_issuer(&variant)
+        .await
+        .expect("find")
+        .expect("found by a variant");
+    assert_eq!((&found.tenant, &found.realm.issuer), (&a, &first.issuer));
     // A new realm frees the old issuer, which another tenant may then take.
     let second = TenantRealm::with_jwks_url(issuer("second"), "https://id.example.com/certs");
     store.put(&a, second.clone()).await.expect("put second");

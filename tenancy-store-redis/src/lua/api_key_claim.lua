@@ -9,11 +9,25 @@
 -- ARGV[3]  its expiry in unix ms (0: none)
 -- ARGV[4]  now in unix ms
 -- ARGV[5]  the most live keys allowed (-1: no limit)
+-- ARGV[6]  the key id of its parent, the key that issued it ('' for none)
 --
 -- Returns 1 when claimed, 0 at the limit (nothing written), -1 when the key
--- id is taken. Expired entries met on the way are dropped.
+-- id is taken, -2 when the parent is not live (revoked or expired; nothing
+-- written). Expired entries met on the way are dropped. A revocation takes
+-- the key out of the live keys before it marks the record, so a child is
+-- claimed either before (and its parent's revocation finds it) or never.
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   return -1
+end
+if ARGV[6] ~= '' then
+  local expiry = redis.call('HGET', KEYS[2], ARGV[6])
+  if not expiry then
+    return -2
+  end
+  expiry = tonumber(expiry)
+  if expiry ~= 0 and expiry <= tonumber(ARGV[4]) then
+    return -2
+  end
 end
 local limit = tonumber(ARGV[5])
 if limit >= 0 then

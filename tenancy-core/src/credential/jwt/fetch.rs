@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::egress::EgressGuard;
+
 /// Largest document accepted, in bytes.
 pub(super) const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 
@@ -18,6 +20,9 @@ pub(super) const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 #[derive(Clone, PartialEq, Eq)]
 pub(super) struct KeyUrl {
     text: Box<str>,
+    /// Whether the scheme is `https` (read from the parsed URL, whatever
+    /// its case).
+    https: bool,
     /// Whether the host is loopback (never reached through a proxy).
     loopback: bool,
 }
@@ -25,6 +30,29 @@ pub(super) struct KeyUrl {
 impl fmt::Debug for KeyUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
+    }
+}
+
+/// Where plain `http` is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PlainHttp {
+    /// Nowhere: `https` only (tenant realms; a key URL an https document
+    /// names).
+    Never,
+    /// To a loopback host only.
+    Loopback,
+    /// Anywhere (`allow_http`).
+    Anywhere,
+}
+
+impl PlainHttp {
+    /// `Anywhere` when `allow_http`, else `Loopback`.
+    pub(super) fn allowed_if(allow_http: bool) -> Self {
+        if allow_http {
+            Self::Anywhere
+        } else {
+            Self::Loopback
+        }
     }
 }
 
@@ -37,11 +65,12 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 impl KeyUrl {
-    /// Parses `url`; the message says what is wrong. Plain `http` only to a
-    /// loopback host, or anywhere when `allow_http`: keys fetched in the
-    /// clear can be swapped by anyone on the path.
-    pub(super) fn parse(url: &str, allow_http: bool) -> Result<Self, String> {
+    /// Parses `url`; the message says what is wrong. Plain `http` only
+    /// where `plain` accepts it: keys fetched in the clear can be swapped
+    /// by anyone on the path.
+    pub(super) fn parse(url: &str, plain: PlainHttp) -> Result<Self, String> {
         let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+        // `http::Uri` reads the scheme whatever its case.
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
@@ -59,14 +88,21 @@ impl KeyUrl {
             return Err("the URL has no host".to_owned());
         }
         let loopback = is_loopback_host(host);
-        if !https && !allow_http && !loopback {
-            return Err(
-                "plain http is accepted only for a loopback host; use https, or set allow_http = true"
-                    .to_owned(),
-            );
+        match plain {
+            _ if https => {}
+            PlainHttp::Anywhere => {}
+            PlainHttp::Loopback if loopback => {}
+            PlainHttp::Loopback => {
+                return Err(
+                    "plain http is accepted only for a loopback host; use https, or set allow_http = true"
+                        .to_owned(),
+                );
+            }
+            PlainHttp::Never => return Err("must be an https URL".to_owned()),
         }
         Ok(Self {
             text: url.into(),
+            https,
             loopback,
         })
     }
@@ -74,19 +110,21 @@ impl KeyUrl {
     /// The OIDC discovery document of `issuer`:
     /// `{issuer}/.well-known/openid-configuration`, a trailing `/` of the
     /// issuer removed first (OpenID Connect Discovery 1.0, section 4).
-    pub(super) fn discovery(issuer: &str, allow_http: bool) -> Result<Self, String> {
+    pub(super) fn discovery(issuer: &str, plain: PlainHttp) -> Result<Self, String> {
         let base = issuer.strip_suffix('/').unwrap_or(issuer);
         if base.contains(['?', '#']) {
             return Err("a discovery issuer has no query or fragment".to_owned());
         }
-        Self::parse(
-            &format!("{base}/.well-known/openid-configuration"),
-            allow_http,
-        )
+        Self::parse(&format!("{base}/.well-known/openid-configuration"), plain)
     }
 
     pub(super) fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// Whether the URL is `https`.
+    pub(super) fn is_https(&self) -> bool {
+        self.https
     }
 }
 
@@ -97,6 +135,9 @@ pub(super) struct KeyClient {
     proxied: reqwest::Client,
     /// For loopback hosts, which a proxy could not reach.
     direct: reqwest::Client,
+    /// Set for fetches on a tenant's behalf: then both clients are the
+    /// guard's (no proxy, addresses checked at connect time).
+    guard: Option<EgressGuard>,
 }
 
 impl fmt::Debug for KeyClient {
@@ -110,6 +151,25 @@ impl KeyClient {
     /// PEM bundle in `ca_files` (read now), giving up on a fetch after
     /// `timeout`. A refusal says which file and why.
     pub(super) fn new(ca_files: &[&Path], timeout: Duration) -> Result<Self, (usize, String)> {
+        Self::build(ca_files, timeout, None)
+    }
+
+    /// [`new`](Self::new) for fetches on a tenant's behalf: every
+    /// connection goes through `guard` (no proxy; the addresses a name
+    /// resolves to are checked where the connection is made).
+    pub(super) fn guarded(
+        ca_files: &[&Path],
+        timeout: Duration,
+        guard: EgressGuard,
+    ) -> Result<Self, (usize, String)> {
+        Self::build(ca_files, timeout, Some(guard))
+    }
+
+    fn build(
+        ca_files: &[&Path],
+        timeout: Duration,
+        guard: Option<EgressGuard>,
+    ) -> Result<Self, (usize, String)> {
         let mut extra = Vec::new();
         for (i, file) in ca_files.iter().enumerate() {
             let pem = std::fs::read(file)
@@ -126,7 +186,9 @@ impl KeyClient {
             extra.extend(certs);
         }
         let builder = || {
-            reqwest::Client::builder()
+            guard
+                .as_ref()
+                .map_or_else(reqwest::Client::builder, EgressGuard::client_builder)
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(timeout)
                 .connect_timeout(timeout)
@@ -141,9 +203,15 @@ impl KeyClient {
                 )
             })
         };
+        let direct = built(builder().no_proxy())?;
         Ok(Self {
-            proxied: built(builder())?,
-            direct: built(builder().no_proxy())?,
+            proxied: if guard.is_some() {
+                direct.clone()
+            } else {
+                built(builder())?
+            },
+            direct,
+            guard,
         })
     }
 
@@ -151,13 +219,19 @@ impl KeyClient {
     /// [`MAX_DOCUMENT_BYTES`]. Redirects are refused, not followed: a key
     /// document is fetched from where it was configured or discovered.
     pub(super) async fn get(&self, url: &KeyUrl, accept: &str) -> Result<Bytes, String> {
+        // Parsed once, as the request uses it: an address in the URL is
+        // connected to without a lookup, so the guard checks it here.
+        let target = reqwest::Url::parse(url.as_str()).map_err(|e| format!("not a URL: {e}"))?;
+        if let Some(guard) = &self.guard {
+            guard.check_url(&target).map_err(|e| e.to_string())?;
+        }
         let client = if url.loopback {
             &self.direct
         } else {
             &self.proxied
         };
         let mut response = client
-            .get(url.as_str())
+            .get(target)
             .header(http::header::ACCEPT, accept)
             .send()
             .await
@@ -214,20 +288,47 @@ mod tests {
 
     #[test]
     fn discovery_urls_follow_the_oidc_rule() {
-        let url = KeyUrl::discovery("https://id.example.com/realms/kc", false).unwrap();
+        use PlainHttp::{Anywhere, Loopback};
+        let url = KeyUrl::discovery("https://id.example.com/realms/kc", Loopback).unwrap();
         assert_eq!(
             url.as_str(),
             "https://id.example.com/realms/kc/.well-known/openid-configuration"
         );
-        let url = KeyUrl::discovery("https://tenant.auth0.com/", false).unwrap();
+        let url = KeyUrl::discovery("https://tenant.auth0.com/", Loopback).unwrap();
         assert_eq!(
             url.as_str(),
             "https://tenant.auth0.com/.well-known/openid-configuration"
         );
-        assert!(KeyUrl::discovery("http://id.example.com/realms/kc", false).is_err());
-        assert!(KeyUrl::discovery("http://id.example.com/realms/kc", true).is_ok());
-        assert!(KeyUrl::discovery("http://127.0.0.1:8080/realms/kc", false).is_ok());
-        assert!(KeyUrl::discovery("https://id.example.com/?x=1", false).is_err());
-        assert!(KeyUrl::discovery("not a url", false).is_err());
+        assert!(KeyUrl::discovery("http://id.example.com/realms/kc", Loopback).is_err());
+        assert!(KeyUrl::discovery("http://id.example.com/realms/kc", Anywhere).is_ok());
+        assert!(KeyUrl::discovery("http://127.0.0.1:8080/realms/kc", Loopback).is_ok());
+        assert!(KeyUrl::discovery("https://id.example.com/?x=1", Loopback).is_err());
+        assert!(KeyUrl::discovery("not a url", Loopback).is_err());
+    }
+
+    #[test]
+    fn https_only_means_https_in_any_case_and_nothing_else() {
+        use PlainHttp::Never;
+        for refused in [
+            "http://127.0.0.1:6379/",
+            "HTTP://127.0.0.1:6379/",
+            "http://localhost:8123/?query=SELECT%201",
+            "http://id.example.com/certs",
+            "ftp://id.example.com/certs",
+        ] {
+            assert!(KeyUrl::parse(refused, Never).is_err(), "{refused}");
+        }
+        for url in [
+            "https://id.example.com/certs",
+            "HTTPS://id.example.com/certs",
+            "HtTpS://[::1]:8443/certs",
+        ] {
+            assert!(KeyUrl::parse(url, Never).unwrap().is_https(), "{url}");
+        }
+        assert!(
+            !KeyUrl::parse("HTTP://127.0.0.1/", PlainHttp::Loopback)
+                .unwrap()
+                .is_https()
+        );
     }
 }

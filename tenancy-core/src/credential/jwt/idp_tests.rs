@@ -15,7 +15,7 @@ use super::remote::JwksTiming;
 use super::*;
 use crate::config::{ClaimsConfig, RealmConfig, TenancyConfig};
 use crate::tenant::TenantId;
-use crate::testkit::idp::{IdpServer, Reply};
+use crate::testkit::idp::{IdpServer, Reply, Trap};
 
 const RSA_PRIVATE: &str = include_str!("testdata/rsa_private.pem");
 const RSA2_PRIVATE: &str = include_str!("testdata/rsa2_private.pem");
@@ -501,18 +501,16 @@ async fn a_tenant_realm_is_used_while_the_store_has_it_and_never_after() {
     use crate::store::RealmStore;
     use crate::store::memory::MemoryRealmStore;
 
-    let idp = IdpServer::start().await;
+    let (idp, ca) = IdpServer::start_private_tls().await;
     let rs = Signer::rs256(RSA_PRIVATE, "bigcorp-1");
     idp.publish_realm("bigcorp", keycloak_certs(&[&rs]));
     let issuer = idp.issuer("bigcorp");
     let store = MemoryRealmStore::new();
     let bigcorp = TenantId::new("bigcorp").unwrap();
     // Token caching on: a removed realm's cached tokens must not outlive it.
-    let mut config = TenancyConfig::default();
-    config.auth.token_cache_capacity = 100;
-    let v = JwtVerifier::build(&config, fast()).unwrap();
+    let v = tenant_realm_verifier(&ca, true);
     let token = |roles: Value, tenant: Option<&str>| {
-        let mut claims = json!({ "realm_access": { "roles": roles } });
+        let mut claims = json!({ "aud": "tenancy", "realm_access": { "roles": roles } });
         if let Some(tenant) = tenant {
             claims["tenant_id"] = json!(tenant);
         }
@@ -535,8 +533,9 @@ async fn a_tenant_realm_is_used_while_the_store_has_it_and_never_after() {
     // The public API knows only the configured realms.
     assert_eq!(rejection(v.verify(&admin).await), TokenRejection::Issuer);
 
-    let realm =
-        TenantRealm::discovered(&issuer).claims(mapping("tenant_id", "realm_access.roles", "sub"));
+    let realm = TenantRealm::discovered(&issuer)
+        .audience("tenancy")
+        .claims(mapping("tenant_id", "realm_access.roles", "sub"));
     store.put(&bigcorp, realm.clone()).await.unwrap();
     let t = verify(admin.clone()).await.unwrap();
     assert_eq!(
@@ -583,6 +582,17 @@ async fn a_tenant_realm_is_used_while_the_store_has_it_and_never_after() {
     assert_eq!(rejection(verify(admin).await), TokenRejection::Issuer);
 }
 
+/// A verifier for tenant realms whose keys are behind a private CA
+/// (`ca_pem`) on loopback, which `egress.allow` lets it reach; verified
+/// tokens are cached when `cache`.
+fn tenant_realm_verifier(ca_pem: &str, cache: bool) -> JwtVerifier {
+    let mut config = TenancyConfig::default();
+    config.auth.token_cache_capacity = if cache { 100 } else { 0 };
+    config.auth.ca_file = Some(temp_file("tenant-ca.pem", ca_pem));
+    config.egress.allow = vec!["127.0.0.1/32".parse().unwrap()];
+    JwtVerifier::build(&config, fast()).unwrap()
+}
+
 /// A private CA, and a certificate for `127.0.0.1` it signed: PEM of the
 /// CA, of the server's certificate, and of the server's key.
 fn private_ca() -> (String, String, String) {
@@ -601,7 +611,9 @@ fn private_ca() -> (String, String, String) {
 }
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("tenancy-idp-{}-{name}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("tenancy-idp-{}-{n}-{name}", std::process::id()));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -670,4 +682,231 @@ async fn an_on_premises_issuer_behind_a_private_ca_is_trusted_through_ca_file_on
     assert_eq!(err.code(), "store_unavailable");
     assert!(logs.text().contains("not https"), "{}", logs.text());
     assert_eq!(plain.hits(&IdpServer::certs_path("corp")), 0);
+}
+
+/// A tenant realm put straight into the store (as a realm written before
+/// the rules, or by another tool, would be), and a token naming its issuer.
+async fn try_realm(v: &JwtVerifier, realm: TenantRealm) -> Result<VerifiedToken, TenancyError> {
+    use crate::store::RealmStore;
+    let store = crate::store::memory::MemoryRealmStore::new();
+    let issuer = realm.issuer.clone();
+    store
+        .put(&TenantId::new("mallory").unwrap(), realm)
+        .await
+        .unwrap();
+    let signer = Signer::rs256(RSA_PRIVATE, "bigcorp-1");
+    let token = signer.sign(&issuer, "m", json!({ "aud": "tenancy", "role": "admin" }));
+    v.verify_in_tenant_realm(&token, &issuer, &store).await
+}
+
+#[tokio::test]
+async fn a_tenant_realm_never_makes_the_server_reach_an_internal_address() {
+    let internal = Trap::bind("127.0.0.1").await;
+    let port = internal.addr().port();
+    // No egress.allow: loopback is internal like any other private range.
+    let mut config = TenancyConfig::default();
+    config.auth.token_cache_capacity = 0;
+    let v = JwtVerifier::build(&config, fast()).unwrap();
+    let jwks_urls = [
+        format!("http://127.0.0.1:{port}/"),
+        format!("HTTP://127.0.0.1:{port}/internal"),
+        format!("http://localhost:{port}/?query=SELECT%201"),
+        format!("https://127.0.0.1:{port}/jwks"),
+        format!("HTTPS://127.0.0.1:{port}/jwks"),
+        format!("https://localhost:{port}/jwks"),
+        format!("https://LOCALHOST:{port}/jwks"),
+        format!("https://[::ffff:127.0.0.1]:{port}/jwks"),
+        format!("https://2130706433:{port}/jwks"),
+    ];
+    for url in &jwks_urls {
+        let realm = TenantRealm::with_jwks_url("https://id.mallory.example", url.as_str())
+            .audience("tenancy");
+        let err = try_realm(&v, realm).await.unwrap_err();
+        assert!(
+            matches!(err.code(), "invalid_token" | "store_unavailable"),
+            "{url}: {err:?}"
+        );
+        assert_eq!(internal.connections(), 0, "{url} reached the internal port");
+    }
+    for issuer in [
+        format!("https://127.0.0.1:{port}/realms/x"),
+        format!("HTTPS://LOCALHOST:{port}/realms/x"),
+        format!("http://127.0.0.1:{port}/realms/x"),
+    ] {
+        let realm = TenantRealm::discovered(issuer.as_str()).audience("tenancy");
+        assert!(try_realm(&v, realm).await.is_err(), "{issuer}");
+    }
+    assert_eq!(
+        internal.connections(),
+        0,
+        "no connection reached the internal port"
+    );
+}
+
+#[tokio::test]
+async fn an_allowed_identity_provider_cannot_point_the_server_elsewhere() {
+    // Bigcorp's Keycloak is on the internal network, and allowed…
+    let (idp, ca) = IdpServer::start_private_tls().await;
+    let rs = Signer::rs256(RSA_PRIVATE, "bigcorp-1");
+    idp.publish_realm("bigcorp", keycloak_certs(&[&rs]));
+    let issuer = idp.issuer("bigcorp");
+    let realm = TenantRealm::discovered(issuer.as_str()).audience("tenancy");
+    let allowed = tenant_realm_verifier(&ca, false);
+    let t = try_realm(&allowed, realm.clone()).await.unwrap();
+    assert_eq!((t.tenant.as_str(), t.role), ("mallory", Role::Admin));
+
+    // …and the same realm is refused without the allowance: nothing fetched.
+    let hits = idp.hits(&IdpServer::discovery_path("bigcorp"));
+    let mut config = TenancyConfig::default();
+    config.auth.token_cache_capacity = 0;
+    config.auth.ca_file = Some(temp_file("ca.pem", &ca));
+    let strict = JwtVerifier::build(&config, fast()).unwrap();
+    assert_eq!(
+        try_realm(&strict, realm.clone()).await.unwrap_err().code(),
+        "store_unavailable"
+    );
+    assert_eq!(idp.hits(&IdpServer::discovery_path("bigcorp")), hits);
+
+    // Its discovery document names an address outside the allowance, in
+    // every spelling: nothing connects there.
+    let internal = Trap::bind("127.0.0.2").await;
+    let port = internal.addr().port();
+    for jwks_uri in [
+        format!("https://127.0.0.2:{port}/certs"),
+        format!("HTTPS://127.0.0.2:{port}/certs"),
+        format!("http://127.0.0.2:{port}/certs"),
+        format!("HTTP://127.0.0.2:{port}/certs"),
+        format!("https://169.254.169.254:{port}/latest/meta-data/"),
+    ] {
+        let mut document = crate::testkit::idp::keycloak_discovery(&issuer);
+        document["jwks_uri"] = json!(jwks_uri);
+        idp.set(
+            &IdpServer::discovery_path("bigcorp"),
+            Reply::json(&document),
+        );
+        let fresh = tenant_realm_verifier(&ca, false);
+        let (logs, guard) = Logs::capture();
+        let err = try_realm(&fresh, realm.clone()).await.unwrap_err();
+        drop(guard);
+        assert_eq!(err.code(), "store_unavailable", "{jwks_uri}");
+        assert!(
+            logs.text().contains("JWK set fetch failed"),
+            "{jwks_uri}: {}",
+            logs.text()
+        );
+    }
+    assert_eq!(internal.connections(), 0);
+}
+
+/// `count` JWKs of one Ed25519 key under kids `k0`, `k1`, …
+fn many_keys(signer: &Signer, count: usize) -> Value {
+    let keys: Vec<Value> = (0..count)
+        .map(|i| {
+            let mut jwk = signer.jwk();
+            jwk["kid"] = json!(format!("k{i}"));
+            jwk["alg"] = json!("EdDSA");
+            jwk
+        })
+        .collect();
+    json!({ "keys": keys })
+}
+
+#[tokio::test]
+async fn a_jwk_set_of_thousands_of_keys_is_refused_and_the_last_good_keys_serve() {
+    let idp = IdpServer::start().await;
+    let ed = Signer::eddsa("k0");
+    idp.publish_realm("big", many_keys(&ed, 1));
+    let issuer = idp.issuer("big");
+    let v = verifier([RealmConfig::discovered("big", &issuer)]);
+    let good = ed.sign(
+        &issuer,
+        "erin",
+        json!({ "tenant_id": "acme", "role": "viewer" }),
+    );
+    assert!(v.verify(&good).await.is_ok());
+
+    idp.publish_realm("big", many_keys(&ed, 5_000));
+    let certs = IdpServer::certs_path("big");
+    let (logs, guard) = Logs::capture();
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // An unknown kid asks for a refresh (at most one per interval).
+        let unknown = Signer::eddsa(&format!("new-{round}"));
+        let token = unknown.sign(
+            &issuer,
+            "x",
+            json!({ "tenant_id": "acme", "role": "viewer" }),
+        );
+        let before = idp.hits(&certs);
+        assert_eq!(rejection(v.verify(&token).await), TokenRejection::Signature);
+        assert_eq!(idp.hits(&certs), before + 1, "round {round}: one fetch");
+    }
+    drop(guard);
+    let text = logs.text();
+    assert_eq!(
+        text.matches("WARN").count(),
+        1,
+        "a failure that repeats is logged once: {text}"
+    );
+    assert!(text.contains("at most 64"), "{text}");
+    // The realm kept the one key it had.
+    assert!(v.verify(&good).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_token_is_checked_against_its_kid_or_at_most_three_keys() {
+    // 64 distinct keys, the most a set may hold.
+    let signers: Vec<Signer> = (0..64)
+        .map(|i| Signer::EdDsa(Ed25519KeyPair::generate().with_key_id(&format!("k{i}"))))
+        .collect();
+    let with_kids: Vec<Value> = signers
+        .iter()
+        .map(|s| {
+            let mut jwk = s.jwk();
+            jwk["alg"] = json!("EdDSA");
+            jwk
+        })
+        .collect();
+    let without_kids: Vec<Value> = with_kids
+        .iter()
+        .cloned()
+        .map(|mut jwk| {
+            jwk.as_object_mut().unwrap().remove("kid");
+            jwk
+        })
+        .collect();
+    let idp = IdpServer::start().await;
+    idp.publish_realm("kids", json!({ "keys": with_kids }));
+    idp.publish_realm("bare", json!({ "keys": without_kids }));
+    let claims = json!({ "tenant_id": "acme", "role": "viewer" });
+    let kids = idp.issuer("kids");
+    let bare = idp.issuer("bare");
+    let v = verifier([
+        RealmConfig::discovered("kids", &kids),
+        RealmConfig::discovered("bare", &bare),
+    ]);
+
+    // With a kid: that key, wherever it is in the set.
+    assert!(
+        v.verify(&signers[63].sign(&kids, "a", claims.clone()))
+            .await
+            .is_ok()
+    );
+    // Without one: the first three keys of the alg, and no more.
+    let unnamed = |i: usize| {
+        let Signer::EdDsa(k) = &signers[i] else {
+            unreachable!()
+        };
+        let k = Ed25519KeyPair::from_bytes(&k.to_bytes()).unwrap();
+        Signer::EdDsa(k).sign(&bare, "a", claims.clone())
+    };
+    assert!(v.verify(&unnamed(2)).await.is_ok());
+    assert_eq!(
+        rejection(v.verify(&unnamed(3)).await),
+        TokenRejection::Signature
+    );
+    assert_eq!(
+        rejection(v.verify(&unnamed(63)).await),
+        TokenRejection::Signature
+    );
 }

@@ -14,6 +14,13 @@ use crate::error::TokenRejection;
 
 /// Smallest RSA modulus accepted, in bits.
 const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus accepted, in bits (aws-lc-rs verifies no larger).
+const MAX_RSA_BITS: usize = 8192;
+/// Most keys a JWK set may hold; a larger set is refused whole.
+pub(super) const MAX_JWKS_KEYS: usize = 64;
+/// Most keys one token is checked against when it names no `kid` (or a
+/// `kid` no key has).
+pub(super) const MAX_KEYS_TRIED: usize = 3;
 /// Smallest HMAC secret accepted from a JWK set, in bytes.
 const MIN_HMAC_BYTES: usize = 32;
 
@@ -208,8 +215,10 @@ fn check_public_key(alg: JwtAlgorithm, key: &DecodingKey) -> Result<(), String> 
                     n.iter().skip_while(|b| **b == 0).count()
                 }
             };
-            if modulus_bytes * 8 < MIN_RSA_BITS {
-                return Err(format!("RSA keys must have at least {MIN_RSA_BITS} bits"));
+            if modulus_bytes * 8 < MIN_RSA_BITS || modulus_bytes * 8 > MAX_RSA_BITS {
+                return Err(format!(
+                    "RSA keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
+                ));
             }
         }
         (JwtAlgorithm::ES256, DecodingKeyKind::SecretOrDer(point)) if point.len() != 65 => {
@@ -235,7 +244,9 @@ fn check_public_key(alg: JwtAlgorithm, key: &DecodingKey) -> Result<(), String> 
 
 /// Reads a JWK set, keeping the keys that can verify a token and fit the
 /// optional `alg` and `kid` restrictions of the configuration. Refuses a set
-/// with no usable key.
+/// with no usable key, or with more than [`MAX_JWKS_KEYS`] entries (before
+/// any is read: a set's size is its publisher's choice, and every key is
+/// work on every token that names none).
 pub(super) fn parse_jwks(
     bytes: &[u8],
     only_alg: Option<JwtAlgorithm>,
@@ -246,6 +257,12 @@ pub(super) fn parse_jwks(
         keys: Vec<serde_json::Value>,
     }
     let set: Set = serde_json::from_slice(bytes).map_err(|e| format!("not a JWK set: {e}"))?;
+    if set.keys.len() > MAX_JWKS_KEYS {
+        return Err(format!(
+            "the set holds {} keys; at most {MAX_JWKS_KEYS} are accepted",
+            set.keys.len()
+        ));
+    }
     let mut keys = Vec::with_capacity(set.keys.len());
     let mut skipped = Vec::new();
     for (i, value) in set.keys.into_iter().enumerate() {
@@ -307,10 +324,12 @@ impl KeySet {
     /// Verifies `signature` over `message` with the key the token asks for.
     ///
     /// With a `kid` that a key has: that key only, and `alg` must be its
-    /// algorithm. With a `kid` no key has: the keys without a `kid` whose
-    /// algorithm is `alg`, else [`KeyMiss::UnknownKid`]. Without a `kid` (or
-    /// when no key has one): the keys whose algorithm is `alg`; none →
-    /// `Algorithm`.
+    /// algorithm. With a `kid` no key has: the first [`MAX_KEYS_TRIED`] keys
+    /// without a `kid` whose algorithm is `alg`, else
+    /// [`KeyMiss::UnknownKid`]. Without a `kid` (or when no key has one):
+    /// the first [`MAX_KEYS_TRIED`] keys whose algorithm is `alg`; none →
+    /// `Algorithm`. So a token costs at most three signature checks, however
+    /// many keys the realm has.
     pub(super) fn verify(
         &self,
         alg: JwtAlgorithm,
@@ -350,7 +369,8 @@ impl KeySet {
         eligible: impl Fn(&VerifyKey) -> bool,
     ) -> Result<(), KeyMiss> {
         let mut tried = false;
-        for key in self.keys.iter().filter(|k| k.alg == alg && eligible(k)) {
+        let candidates = self.keys.iter().filter(|k| k.alg == alg && eligible(k));
+        for key in candidates.take(MAX_KEYS_TRIED) {
             tried = true;
             match key.verify(message, signature) {
                 Ok(()) => return Ok(()),

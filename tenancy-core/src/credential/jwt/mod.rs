@@ -22,11 +22,11 @@ use std::sync::Arc;
 
 pub use claim_path::{ClaimPath, InvalidClaimPath};
 pub use claims::{JwtClaims, encode_hs256};
-pub use tenant_realm::{RealmClaim, TenantRealm};
+pub use tenant_realm::{RealmClaim, TenantRealm, normalize_issuer, tenant_realm_name};
 
 use self::cache::TokenCache;
 use self::claims::{Claim, ParseFailure, RawClaims, RawHeader, parse_object, unix_now};
-use self::fetch::{KeyClient, KeyUrl};
+use self::fetch::{KeyClient, KeyUrl, PlainHttp};
 use self::keys::{KeyMiss, KeySet, VerifyKey, parse_algorithm, parse_jwks};
 use self::remote::{JwksTiming, RefreshReason, RemoteKeys, RemoteSource};
 use self::tenant_realm::{InUse, TenantRealms};
@@ -102,10 +102,11 @@ pub struct VerifiedToken {
 /// 3. The `iss` claim picks the realm (`Issuer` when no realm has it); the
 ///    token is verified with that realm's keys only, so a token from one
 ///    realm is never valid in another.
-/// 4. The key: with a `kid` that a key has, that key, and `alg` must be its
-///    algorithm; otherwise the keys whose algorithm is `alg` (`Algorithm`
-///    when there are none). Each key is fixed to one algorithm; a JWK must
-///    name its `alg`. A wrong signature is `Signature`.
+/// 4. The key: with a `kid` that a key has, that key only, and `alg` must
+///    be its algorithm; otherwise the first three keys whose algorithm is
+///    `alg` (`Algorithm` when there are none). Each key is fixed to one
+///    algorithm; a JWK must name its `alg`. A wrong signature is
+///    `Signature`.
 /// 5. `exp` is required (`Claims`); past `exp` + leeway, or before `nbf` −
 ///    leeway: `token_expired`.
 /// 6. When the realm lists audiences, `aud` must hold one (`Audience`).
@@ -132,10 +133,30 @@ pub struct VerifiedToken {
 /// with rustls: the system's roots plus `auth.ca_file` and the realm's
 /// `ca_file`, the usual proxy variables, 5 seconds, at most 1 MiB, no
 /// redirects. Plain `http` is accepted for loopback hosts only, unless the
-/// key (or, for discovery, the realm) sets `allow_http`. Symmetric (`oct`)
-/// keys are never taken from a JWK set. When a realm's keys were never
-/// fetched, its tokens are refused with `store_unavailable` (fail closed)
-/// and the reason is logged at `WARN`.
+/// key (or, for discovery, the realm) sets `allow_http`, and never for a
+/// `jwks_uri` that an `https` discovery document names. Symmetric (`oct`)
+/// keys are never taken from a JWK set, and a set of more than 64 keys is
+/// refused whole (the realm keeps the keys it last fetched). When a realm's
+/// keys were never fetched, its tokens are refused with `store_unavailable`
+/// (fail closed) and the reason is logged at `WARN`, once while it repeats.
+///
+/// The realms tenants bring ([`TenantRealm`]) are fetched the same way,
+/// `https` only, through the [egress guard](crate::egress): no internal
+/// address unless `egress.allow` includes it, checked on the address each
+/// connection is made to, and no proxy.
+///
+/// # What a token costs before it is known
+///
+/// Verification runs on the caller's task, without `spawn_blocking`, and
+/// is bounded instead: a token is checked against at most three keys (its
+/// `kid`'s alone when it names one a key has), each one public-key
+/// operation of a key the realm's JWK set holds (RSA of 2048 to 8192 bits,
+/// P-256, P-384 or Ed25519): at most a few hundred microseconds of one core
+/// for the largest RSA keys, tens for the rest; JWK sets hold at most 64
+/// keys, and tokens at most 8 KiB. An address whose tokens keep failing is
+/// throttled before any of this
+/// ([`FailureThrottleConfig`](crate::config::FailureThrottleConfig)), and a
+/// token that verified once is a cache lookup from then on.
 ///
 /// Verified tokens are cached (`auth.token_cache_capacity`, 0 turns the
 /// cache off) until `exp` + leeway, matched on the whole token, so repeats of
@@ -321,7 +342,7 @@ impl JwtVerifier {
             }
             if realm.discovery {
                 sources.push(
-                    RemoteSource::discovery(&realm.issuer, realm.allow_http)
+                    RemoteSource::discovery(&realm.issuer, PlainHttp::allowed_if(realm.allow_http))
                         .map_err(|m| ConfigError::new(format!("realms[{i}].issuer"), m))?,
                 );
             }
@@ -353,6 +374,7 @@ impl JwtVerifier {
                 cache: TokenCache::new(config.auth.token_cache_capacity),
                 tenant_realms: TenantRealms::new(
                     config.auth.ca_file.as_deref(),
+                    config.egress.guard(),
                     timing,
                     config.auth.token_cache_capacity > 0,
                 )?,
@@ -446,6 +468,39 @@ impl JwtVerifier {
             Err(Pending::Foreign(_)) => Some(Err(invalid(TokenRejection::Issuer))),
             Err(Pending::Fetch) => None,
         }
+    }
+
+    /// Whether `token` verified a moment ago and is still in a
+    /// verified-token cache (the configured realms', or that of the tenant
+    /// realm its `iss` names): no signature is checked, no key fetched, no
+    /// store read. The failure throttle serves such a token from an address
+    /// over its allowance; the token is then verified as any other.
+    pub(crate) fn is_known(&self, token: &str) -> bool {
+        let Some((signed, signature)) = token.rsplit_once('.') else {
+            return false;
+        };
+        let now = unix_now();
+        if let Some(cache) = &self.inner.cache
+            && cache.get(token, signature, now).is_some()
+        {
+            return true;
+        }
+        let Some((_, payload64)) = signed.split_once('.') else {
+            return false;
+        };
+        let mut stack = [0u8; PAYLOAD_STACK];
+        let mut heap = Vec::new();
+        let Some(payload_json) = decode_segment(payload64, &mut stack, &mut heap) else {
+            return false;
+        };
+        let Ok(claims) = parse_object::<RawClaims<'_>>(payload_json) else {
+            return false;
+        };
+        claims.iss.as_ref().is_some_and(|issuer| {
+            self.inner
+                .tenant_realms
+                .is_cached(&issuer.0, token, signature, now)
+        })
     }
 
     /// [`verify_now`](Self::verify_now) telling apart a token whose issuer
@@ -606,7 +661,7 @@ fn load_key(
         })?;
         fixed.extend(keys);
     } else if let Some(url) = &config.jwks_url {
-        let url = KeyUrl::parse(url, config.allow_http)
+        let url = KeyUrl::parse(url, PlainHttp::allowed_if(config.allow_http))
             .map_err(|m| ConfigError::new(format!("{path}.jwks_url"), m))?;
         sources.push(RemoteSource::jwks(
             url,

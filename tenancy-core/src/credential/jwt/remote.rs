@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use super::fetch::{KeyClient, KeyUrl};
+use super::fetch::{KeyClient, KeyUrl, PlainHttp};
 use super::keys::{KeySet, VerifyKey, parse_jwks};
 use crate::config::JwtAlgorithm;
 
@@ -50,8 +50,9 @@ pub(super) enum Source {
         issuer: Box<str>,
         /// `{issuer}/.well-known/openid-configuration`.
         document: KeyUrl,
-        /// Whether a plain-http `jwks_uri` off loopback is accepted.
-        allow_http: bool,
+        /// Where a plain-http `jwks_uri` is accepted (never when the
+        /// document itself was fetched over https).
+        plain: PlainHttp,
     },
 }
 
@@ -79,12 +80,12 @@ impl RemoteSource {
     }
 
     /// Every key of the set the discovery document of `issuer` names.
-    pub(super) fn discovery(issuer: &str, allow_http: bool) -> Result<Self, String> {
+    pub(super) fn discovery(issuer: &str, plain: PlainHttp) -> Result<Self, String> {
         Ok(Self {
             source: Source::Discovery {
                 issuer: issuer.into(),
-                document: KeyUrl::discovery(issuer, allow_http)?,
-                allow_http,
+                document: KeyUrl::discovery(issuer, plain)?,
+                plain,
             },
             only_alg: None,
             only_kid: None,
@@ -137,6 +138,10 @@ struct RefreshState {
     /// The JWK set URL each discovery source last found, kept while its
     /// set can be fetched.
     discovered: Vec<Option<KeyUrl>>,
+    /// The last failure of each source, logged at `WARN` once, then at
+    /// `DEBUG` while it repeats: whoever controls the source (a tenant, for
+    /// its own realm) chooses how often it fails.
+    failing: Vec<Option<String>>,
 }
 
 impl fmt::Debug for RemoteKeys {
@@ -157,6 +162,7 @@ impl RemoteKeys {
     ) -> Self {
         let fetched = sources.iter().map(|_| None).collect();
         let discovered = sources.iter().map(|_| None).collect();
+        let failing = sources.iter().map(|_| None).collect();
         Self {
             current: RwLock::new(Arc::new(KeySet::new(fixed.clone()))),
             fixed,
@@ -171,6 +177,7 @@ impl RemoteKeys {
                 last_attempt: None,
                 fetched,
                 discovered,
+                failing,
             }),
         }
     }
@@ -247,7 +254,11 @@ impl RemoteKeys {
                         "JWK set fetched"
                     );
                     state.fetched[i] = Some(keys);
+                    state.failing[i] = None;
                     any_success = true;
+                }
+                Err(error) if state.failing[i].as_deref() == Some(error.as_str()) => {
+                    tracing::debug!(realm, url = source.url(), %error, ?reason, "JWK set fetch failed again");
                 }
                 Err(error) => {
                     tracing::warn!(
@@ -255,8 +266,9 @@ impl RemoteKeys {
                         url = source.url(),
                         %error,
                         ?reason,
-                        "JWK set fetch failed; the realm's tokens are refused until one succeeds"
+                        "JWK set fetch failed; the realm keeps the keys it last fetched, if any (repeats of this failure are logged at DEBUG)"
                     );
+                    state.failing[i] = Some(error);
                 }
             }
         }
@@ -293,10 +305,10 @@ impl RemoteKeys {
                 Source::Discovery {
                     issuer,
                     document,
-                    allow_http,
+                    plain,
                 },
                 None,
-            ) => self.discover(issuer, document, *allow_http).await?,
+            ) => self.discover(issuer, document, *plain).await?,
         };
         let keys = self
             .client
@@ -317,7 +329,7 @@ impl RemoteKeys {
         &self,
         issuer: &str,
         document: &KeyUrl,
-        allow_http: bool,
+        plain: PlainHttp,
     ) -> Result<KeyUrl, String> {
         #[derive(serde::Deserialize)]
         struct Metadata {
@@ -334,15 +346,20 @@ impl RemoteKeys {
             ));
         }
         // Whoever serves the document chooses where the keys are fetched
-        // from: never in the clear when the document itself was not.
-        if document.as_str().starts_with("https://") && !metadata.jwks_uri.starts_with("https://") {
-            return Err(
-                "the discovery document of an https issuer names a jwks_uri that is not https"
-                    .to_owned(),
-            );
-        }
-        KeyUrl::parse(&metadata.jwks_uri, allow_http)
-            .map_err(|e| format!("the discovery document's jwks_uri: {e}"))
+        // from: never in the clear when the document itself was not. The
+        // scheme is the parsed URL's, whatever the case it was written in.
+        let plain = if document.is_https() {
+            PlainHttp::Never
+        } else {
+            plain
+        };
+        KeyUrl::parse(&metadata.jwks_uri, plain).map_err(|e| {
+            if document.is_https() {
+                format!("the discovery document of an https issuer names a jwks_uri that is not https: {e}")
+            } else {
+                format!("the discovery document's jwks_uri: {e}")
+            }
+        })
     }
 }
 

@@ -8,11 +8,12 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 
 use super::cache::TokenCache;
-use super::fetch::{KeyClient, KeyUrl};
+use super::fetch::{KeyClient, KeyUrl, PlainHttp};
 use super::remote::{JwksTiming, RemoteKeys, RemoteSource};
 use super::{Realm, RealmKeys};
 use crate::ConcurrentMap;
 use crate::config::{ClaimsConfig, ConfigError};
+use crate::egress::EgressGuard;
 use crate::rbac::Role;
 use crate::tenant::TenantId;
 
@@ -29,19 +30,28 @@ const TOKENS_PER_REALM: usize = 1_000;
 /// Such a realm is dedicated to its tenant by construction (a token naming
 /// another tenant is refused), its role ceiling is `admin`, and it may
 /// issue neither `super_admin` nor `system`. Its keys come from OIDC
-/// discovery of its issuer or from one JWK set URL (`https`, or `http` to a
-/// loopback host), fetched with the same client and rules as the
-/// configured realms'.
+/// discovery of its issuer or from one JWK set URL, `https` only, fetched
+/// through the [egress guard](crate::egress) (no internal address unless
+/// the operator allows it, no proxy, no redirect). It must name the
+/// audience its tokens carry (RFC 8725, section 3.9): a tenant's identity
+/// provider issues tokens for many services, and only those meant for this
+/// one may pass.
 ///
 /// ```
 /// use tenancy_core::credential::TenantRealm;
 ///
-/// let realm = TenantRealm::discovered("https://id.bigcorp.example/realms/bigcorp");
+/// let realm = TenantRealm::discovered("https://id.bigcorp.example/realms/bigcorp")
+///     .audience("tenancy");
 /// assert!(realm.validate().is_ok());
 ///
-/// let mut bad = TenantRealm::discovered("https://id.bigcorp.example/realms/bigcorp");
+/// let mut bad = realm.clone();
 /// bad.jwks_url = Some("https://id.bigcorp.example/certs".into());
 /// assert!(bad.validate().is_err()); // discovery or a JWK set URL, not both
+///
+/// let plain = TenantRealm::with_jwks_url("https://id.bigcorp.example", "http://127.0.0.1:6379/")
+///     .audience("tenancy");
+/// assert!(plain.validate().is_err()); // https only
+/// assert!(TenantRealm::discovered("https://id.bigcorp.example").validate().is_err()); // no audience
 /// ```
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +65,8 @@ pub struct TenantRealm {
     /// The URL of its JWK set, when not discovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
-    /// Accepted audiences; empty means `aud` is not checked.
+    /// Accepted audiences: a token's `aud` must hold one. At least one is
+    /// required.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audience: Vec<String>,
     /// Where its tokens carry the tenant, the roles and the subject.
@@ -86,6 +97,13 @@ impl TenantRealm {
         }
     }
 
+    /// Accepts tokens whose `aud` holds `audience` (besides any accepted
+    /// already).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience.push(audience.into());
+        self
+    }
+
     /// Reads the tenant, the roles and the subject where `claims` says.
     pub fn claims(mut self, claims: ClaimsConfig) -> Self {
         self.claims = claims;
@@ -93,9 +111,9 @@ impl TenantRealm {
     }
 
     /// Checks what a caller set: the issuer (1 to 512 visible characters),
-    /// exactly one of `discovery` and `jwks_url`, a URL that may be
-    /// fetched, at most 16 audiences of 1 to 256 characters. The message
-    /// says what is wrong.
+    /// exactly one of `discovery` and `jwks_url`, an `https` URL (the
+    /// scheme in any case), 1 to 16 audiences of 1 to 256 characters. The
+    /// message says what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         let issuer = &self.issuer;
         if issuer.is_empty()
@@ -105,21 +123,74 @@ impl TenantRealm {
             return Err("issuer must be 1 to 512 visible ASCII characters".to_owned());
         }
         match (self.discovery, &self.jwks_url) {
-            (true, None) => KeyUrl::discovery(issuer, false)
+            (true, None) => KeyUrl::discovery(issuer, PlainHttp::Never)
                 .map(|_| ())
                 .map_err(|e| format!("issuer: {e}")),
-            (false, Some(url)) => KeyUrl::parse(url, false)
+            (false, Some(url)) => KeyUrl::parse(url, PlainHttp::Never)
                 .map(|_| ())
                 .map_err(|e| format!("jwks_url: {e}")),
             _ => Err("set discovery = true or a jwks_url, not both".to_owned()),
         }?;
-        if self.audience.len() > MAX_AUDIENCES
+        if self.audience.is_empty()
+            || self.audience.len() > MAX_AUDIENCES
             || self.audience.iter().any(|a| a.is_empty() || a.len() > 256)
         {
-            return Err("audience: at most 16, each 1 to 256 characters".to_owned());
+            return Err(
+                "audience: 1 to 16, each 1 to 256 characters (a tenant realm names the audience its tokens carry)"
+                    .to_owned(),
+            );
         }
         Ok(())
     }
+}
+
+/// An issuer as realms are told apart: scheme and host lowercase, the
+/// default port (443, 80) and a trailing `/` dropped. Two issuers that
+/// differ only there name one identity provider, so they may not belong to
+/// two realms; a token's `iss` must still equal its realm's issuer exactly.
+/// An issuer that is not an `http(s)` URL loses its trailing `/` only.
+///
+/// ```
+/// use tenancy_core::credential::normalize_issuer;
+///
+/// let one = normalize_issuer("https://id.acme.example/realms/acme");
+/// assert_eq!(normalize_issuer("HTTPS://ID.Acme.example:443/realms/acme/"), one);
+/// assert_ne!(normalize_issuer("https://id.acme.example/realms/ACME"), one); // paths keep their case
+/// assert_eq!(normalize_issuer("tenancy-dev/"), "tenancy-dev");
+/// ```
+pub fn normalize_issuer(issuer: &str) -> String {
+    let trimmed = issuer.trim_end_matches('/');
+    let Some((scheme, rest)) = trimmed.split_once("://") else {
+        return trimmed.to_owned();
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return trimmed.to_owned(),
+    };
+    let (authority, path) = rest
+        .find(['/', '?', '#'])
+        .map_or((rest, ""), |i| rest.split_at(i));
+    let authority = authority.to_ascii_lowercase();
+    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+    format!("{scheme}://{authority}{path}")
+}
+
+/// The name of the realm `tenant` brought, as verified tokens
+/// ([`VerifiedToken::realm`](super::VerifiedToken::realm)) and the keys
+/// they issue ([`ApiKeyRecord::realm`](crate::credential::ApiKeyRecord::realm))
+/// carry it: `tenant:<id>`.
+///
+/// ```
+/// use tenancy_core::credential::tenant_realm_name;
+/// use tenancy_core::tenant::TenantId;
+///
+/// assert_eq!(tenant_realm_name(&TenantId::new("acme")?), "tenant:acme");
+/// # Ok::<(), tenancy_core::tenant::InvalidTenantId>(())
+/// ```
+pub fn tenant_realm_name(tenant: &TenantId) -> String {
+    format!("tenant:{tenant}")
 }
 
 /// A tenant realm with the tenant that brought it, as a
@@ -146,10 +217,15 @@ pub(super) struct InUse {
 /// here.
 pub(super) struct TenantRealms {
     by_tenant: ConcurrentMap<TenantId, Arc<InUse>>,
+    /// The same realms by issuer, for [`is_cached`](Self::is_cached) alone:
+    /// whatever it finds, the token is then verified as any other.
+    by_issuer: ConcurrentMap<Box<str>, Arc<InUse>>,
     /// The key client of tenant realms (the system's roots and
     /// `auth.ca_file`): built at start when there is a CA file to read, so
     /// a bad one is a configuration error; else on first use.
     client: OnceLock<Result<KeyClient, String>>,
+    /// Where tenant realms' keys may be fetched from.
+    guard: EgressGuard,
     timing: JwksTiming,
     cache_tokens: bool,
 }
@@ -163,21 +239,25 @@ impl std::fmt::Debug for TenantRealms {
 }
 
 impl TenantRealms {
-    /// No realm in use yet; `ca_file` (`auth.ca_file`) is read now.
+    /// No realm in use yet; `ca_file` (`auth.ca_file`) is read now. Keys
+    /// are fetched only where `guard` permits.
     pub(super) fn new(
         ca_file: Option<&std::path::Path>,
+        guard: EgressGuard,
         timing: JwksTiming,
         cache_tokens: bool,
     ) -> Result<Self, ConfigError> {
         let client = OnceLock::new();
         if let Some(file) = ca_file {
-            let built = KeyClient::new(&[file], timing.timeout)
+            let built = KeyClient::guarded(&[file], timing.timeout, guard.clone())
                 .map_err(|(_, e)| ConfigError::new("auth.ca_file", e))?;
             let _ = client.set(Ok(built));
         }
         Ok(Self {
             by_tenant: ConcurrentMap::default(),
+            by_issuer: ConcurrentMap::default(),
             client,
+            guard,
             timing,
             cache_tokens,
         })
@@ -193,16 +273,18 @@ impl TenantRealms {
         }
         let client = self
             .client
-            .get_or_init(|| KeyClient::new(&[], self.timing.timeout).map_err(|(_, e)| e))
+            .get_or_init(|| {
+                KeyClient::guarded(&[], self.timing.timeout, self.guard.clone()).map_err(|(_, e)| e)
+            })
             .clone()?;
         let source = if claim.realm.discovery {
-            RemoteSource::discovery(&claim.realm.issuer, false)?
+            RemoteSource::discovery(&claim.realm.issuer, PlainHttp::Never)?
         } else {
             let url = claim.realm.jwks_url.as_deref().unwrap_or_default();
-            RemoteSource::jwks(KeyUrl::parse(url, false)?, None, None)
+            RemoteSource::jwks(KeyUrl::parse(url, PlainHttp::Never)?, None, None)
         };
         let realm = Realm {
-            name: Arc::from(format!("tenant:{}", claim.tenant)),
+            name: Arc::from(tenant_realm_name(&claim.tenant)),
             issuer: claim.realm.issuer.as_str().into(),
             audience: claim
                 .realm
@@ -231,8 +313,26 @@ impl TenantRealms {
             realm,
             claim,
         });
-        self.by_tenant
-            .insert(in_use.claim.tenant.clone(), Arc::clone(&in_use));
+        if let Some(previous) = self
+            .by_tenant
+            .insert(in_use.claim.tenant.clone(), Arc::clone(&in_use))
+        {
+            self.by_issuer.remove(&*previous.realm.issuer);
+        }
+        self.by_issuer
+            .insert(in_use.realm.issuer.clone(), Arc::clone(&in_use));
         Ok(in_use)
+    }
+
+    /// Whether `token` (whose `iss` is `issuer` and whose signature segment
+    /// is `signature`) is in the verified-token cache of the tenant realm
+    /// in use for `issuer`, at `now`.
+    pub(super) fn is_cached(&self, issuer: &str, token: &str, signature: &str, now: i64) -> bool {
+        self.by_issuer.get(issuer).is_some_and(|in_use| {
+            in_use
+                .cache
+                .as_ref()
+                .is_some_and(|cache| cache.get(token, signature, now).is_some())
+        })
     }
 }

@@ -56,7 +56,13 @@ impl MemoryApiKeyStore {
         key_id: &KeyId,
         change: F,
     ) -> bool {
-        let Some(digest) = self.digest_of(tenant, key_id) else {
+        // The tenant's index stays read-locked through the change, so an
+        // insert checking a parent (under the index's write lock) sees the
+        // change whole or not at all.
+        let Some(index) = self.by_tenant.get(tenant) else {
+            return false;
+        };
+        let Some(digest) = index.get(key_id).copied() else {
             return false;
         };
         match self.by_digest.get_mut(&digest) {
@@ -82,6 +88,21 @@ impl ApiKeyStore for MemoryApiKeyStore {
         let mut index = self.by_tenant.entry(key.tenant_id.clone()).or_default();
         if index.contains_key(&key.key_id) {
             return Err(StoreError::AlreadyExists);
+        }
+        // A key issued by a key: its parent must be live now, checked under
+        // the lock a revocation takes too.
+        if let Some(parent) = &key.parent_key_id {
+            let live = index
+                .get(parent)
+                .and_then(|d| self.by_digest.get(d))
+                .is_some_and(|r| {
+                    r.tenant_id == key.tenant_id
+                        && r.revoked_at.is_none()
+                        && r.expires_at.is_none_or(|at| at > now)
+                });
+            if !live {
+                return Err(StoreError::NotFound);
+            }
         }
         if let Limit::Limited(max) = limit {
             let live = index

@@ -3,12 +3,13 @@ use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use crate::credential::{RealmClaim, TenantRealm};
+use crate::credential::{RealmClaim, TenantRealm, normalize_issuer};
 use crate::store::{RealmStore, StoreError};
 use crate::tenant::TenantId;
 
 /// Tenants' realms in two maps under one lock, so a claim on an issuer and
-/// the tenant's own entry change together.
+/// the tenant's own entry change together. Issuers are filed
+/// [normalised](normalize_issuer), so a variant of a taken issuer is taken.
 ///
 /// ```
 /// use tenancy_core::credential::TenantRealm;
@@ -51,7 +52,11 @@ impl MemoryRealmStore {
 #[async_trait]
 impl RealmStore for MemoryRealmStore {
     async fn find_by_issuer(&self, issuer: &str) -> Result<Option<RealmClaim>, StoreError> {
-        Ok(self.maps().by_issuer.get(issuer).cloned())
+        Ok(self
+            .maps()
+            .by_issuer
+            .get(&normalize_issuer(issuer))
+            .cloned())
     }
 
     async fn get(&self, tenant: &TenantId) -> Result<Option<TenantRealm>, StoreError> {
@@ -64,18 +69,18 @@ impl RealmStore for MemoryRealmStore {
     }
 
     async fn put(&self, tenant: &TenantId, realm: TenantRealm) -> Result<(), StoreError> {
+        let issuer = normalize_issuer(&realm.issuer);
         let mut maps = self.maps();
         if maps
             .by_issuer
-            .get(&realm.issuer)
+            .get(&issuer)
             .is_some_and(|claim| claim.tenant != *tenant)
         {
             return Err(StoreError::AlreadyExists);
         }
-        if let Some(previous) = maps.issuer_of.insert(tenant.clone(), realm.issuer.clone()) {
+        if let Some(previous) = maps.issuer_of.insert(tenant.clone(), issuer.clone()) {
             maps.by_issuer.remove(&previous);
         }
-        let issuer = realm.issuer.clone();
         maps.by_issuer.insert(
             issuer,
             RealmClaim {
