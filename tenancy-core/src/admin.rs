@@ -316,6 +316,15 @@ impl TenancyAdmin {
         if previous == realm {
             return Ok(Vec::new());
         }
+        // The keys the old realm's tokens issued go before it does (a
+        // failure here leaves the realm as it was, so a retry sweeps
+        // again), and once more after, for keys issued meanwhile.
+        let realm_name = tenant_realm_name(tenant);
+        let mut revoked = if previous.is_some() {
+            self.revoke_keys_of_realm(tenant, &realm_name).await?
+        } else {
+            Vec::new()
+        };
         let result = match realm {
             Some(realm) => store.put(tenant, realm).await,
             None => store.remove(tenant).await.map(|_| ()),
@@ -330,11 +339,10 @@ impl TenancyAdmin {
             }
             Err(e) => return Err(store_failure("realm store", e)),
         }
-        if previous.is_none() {
-            return Ok(Vec::new());
+        if previous.is_some() {
+            revoked.extend(self.revoke_keys_of_realm(tenant, &realm_name).await?);
         }
-        self.revoke_keys_of_realm(tenant, &tenant_realm_name(tenant))
-            .await
+        Ok(revoked)
     }
 
     /// Revokes every live key of `tenant` that a token of `realm` issued
@@ -367,8 +375,9 @@ impl TenancyAdmin {
     }
 
     /// Deletes `tenant`'s record and the realm it brought (its issuer is
-    /// free again); `not_found` when there is no such tenant. Its keys,
-    /// audit log and usage stay where they are.
+    /// free again), and revokes its keys (a tenant created again under the
+    /// id starts with none that work); `not_found` when there is no such
+    /// tenant. Its audit log and usage stay where they are.
     ///
     /// ```
     /// use tenancy_core::credential::TenantRealm;
@@ -399,6 +408,15 @@ impl TenancyAdmin {
             .remove(tenant)
             .await
             .map_err(|e| store_failure("realm store", e))?;
+        for key in self.keys_of(tenant).await? {
+            if key.revoked_at.is_none() {
+                self.stores()
+                    .api_keys
+                    .revoke(tenant, &key.key_id, Utc::now())
+                    .await
+                    .map_err(|e| store_failure("API key store", e))?;
+            }
+        }
         let deleted = self
             .tenancy
             .tenant_store()
@@ -561,11 +579,11 @@ impl TenancyAdmin {
             .await
             .map_err(|e| store_failure("API key store", e))?;
         if parent_now.is_none_or(|p| p.check_usable(Utc::now()).is_err()) {
-            let _ = self
-                .stores()
+            self.stores()
                 .api_keys
                 .revoke(&tenant.id, &child.record.key_id, Utc::now())
-                .await;
+                .await
+                .map_err(|e| store_failure("API key store", e))?;
             return Err(ErrorKind::InvalidApiKey(ApiKeyRejection::Revoked).into());
         }
         Ok(child)

@@ -137,15 +137,16 @@ impl TrustedProxies {
         let mut hops = VecDeque::new();
         let header = self.header;
         head.each_header(&header.name(), &mut |value| {
-            let Ok(text) = std::str::from_utf8(value) else {
-                push_hop(&mut hops, None);
-                return;
-            };
-            for element in text.split(',') {
-                let hop = match header {
-                    ForwardedHeader::XForwardedFor => parse_node(element),
-                    ForwardedHeader::Forwarded => forwarded_for(element),
-                };
+            // Element by element: a proxy appends its hop to the line the
+            // client sent, so a byte the client put in its own element
+            // must not make the proxy's unreadable.
+            for element in value.split(|b| *b == b',') {
+                let hop = std::str::from_utf8(element)
+                    .ok()
+                    .and_then(|element| match header {
+                        ForwardedHeader::XForwardedFor => parse_node(element),
+                        ForwardedHeader::Forwarded => forwarded_for(element),
+                    });
                 push_hop(&mut hops, hop);
             }
         });
@@ -332,6 +333,18 @@ mod tests {
             Some(ip("10.0.0.2")),
             "an element without for"
         );
+    }
+
+    #[test]
+    fn a_client_byte_that_is_not_text_spoils_only_its_own_element() {
+        let mut request = http::Request::get("/");
+        request = request.header(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"1.2.3.4\x80, 203.0.113.9").unwrap(),
+        );
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        let head = RequestHead::from(&parts).with_client_addr(Some(ip("10.0.0.2")));
+        assert_eq!(proxies(Xff).client_addr(&head), Some(ip("203.0.113.9")));
     }
 
     #[test]

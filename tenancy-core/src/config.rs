@@ -258,11 +258,13 @@ pub struct AuthConfig {
 /// The address is the client's: the peer of the connection, or behind
 /// trusted proxies ([`NetworkConfig::trusted_proxies`]) the hop their
 /// forwarding header names. A credential already known good (a token in the
-/// verified-token cache, an API key that verified within the last minute)
-/// is served from an address over its allowance, so that one client cannot
+/// verified-token cache, an API key that verified within the last minute;
+/// both remembered only while `auth.token_cache_capacity` is above 0) is
+/// served from an address over its allowance, so that one client cannot
 /// lock out the others that share its address; anything else from there is
-/// refused before any lookup. Store failures answered to callers nobody
-/// verified (a realm whose keys cannot be fetched) count as failures too.
+/// refused before any lookup. Store failures answered to bearer tokens
+/// nobody verified (a realm whose keys cannot be fetched) count as failures
+/// too.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailureThrottleConfig {

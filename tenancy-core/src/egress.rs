@@ -13,8 +13,10 @@
 //!   (`100.64/10`, where Alibaba's `100.100.100.200` lives), multicast,
 //!   unspecified, broadcast and the other special-purpose ranges of RFC 6890
 //!   (`192.0.0.0/24`, where Oracle's `192.0.0.192` lives; `198.18/15`;
-//!   `240/4`); an IPv6 address that embeds an IPv4 one (`::ffff:a.b.c.d`,
-//!   `64:ff9b::a.b.c.d`) is judged by the IPv4 address;
+//!   `240/4`; in IPv6 `::/8`, `100::/64`, `2001::/23`, `2001:db8::/32`); an
+//!   IPv6 address that embeds an IPv4 one (`::ffff:a.b.c.d`,
+//!   `64:ff9b::a.b.c.d`, 6to4's `2002:aabb:ccdd::`) is judged by the IPv4
+//!   address;
 //! - unless the operator allows a range ([`EgressGuard::new`]:
 //!   `egress.allow`, `TENANCY_EGRESS_ALLOW`), for an identity provider on the
 //!   internal network.
@@ -147,10 +149,14 @@ fn canonical(addr: IpAddr) -> IpAddr {
                 return IpAddr::V4(v4);
             }
             let s = v6.segments();
+            let o = v6.octets();
             // 64:ff9b::/96 (RFC 6052): the last 32 bits are an IPv4 address.
             if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [.., a, b, c, d] = v6.octets();
-                return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+                return IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            // 2002::/16 (6to4, RFC 3056): the next 32 bits are.
+            if s[0] == 0x2002 {
+                return IpAddr::V4(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
             }
             IpAddr::V6(v6)
         }
@@ -190,19 +196,21 @@ fn is_internal_v4(v4: Ipv4Addr) -> bool {
 }
 
 fn is_internal_v6(v6: Ipv6Addr) -> bool {
-    let first = v6.segments()[0];
-    v6.is_unspecified()
-        || v6.is_loopback()
+    let [first, second, ..] = v6.segments();
+    // ::/8: reserved (unspecified, loopback, IPv4-compatible, and the
+    // local-use NAT64 prefix 64:ff9b:1::/48).
+    (first & 0xff00) == 0
         || v6.is_multicast()
         // fc00::/7: unique local (and AWS's fd00:ec2::254).
         || (first & 0xfe00) == 0xfc00
         // fe80::/10 link-local, fec0::/10 the old site-local.
         || (first & 0xffc0) == 0xfe80
         || (first & 0xffc0) == 0xfec0
+        // 2001::/23: IETF protocol assignments (Teredo, benchmarking, …).
+        || (first == 0x2001 && second < 0x0200)
         // 2001:db8::/32: documentation.
-        || (first == 0x2001 && v6.segments()[1] == 0x0db8)
-        // ::/96, IPv4-compatible (deprecated), and 100::/64, discard.
-        || v6.segments()[..6] == [0; 6]
+        || (first == 0x2001 && second == 0x0db8)
+        // 100::/64: discard.
         || v6.segments()[..4] == [0x100, 0, 0, 0]
 }
 
@@ -298,6 +306,7 @@ mod tests {
             "fe80::1",
             "febf::1",
             "fec0::1",
+            "feff::1",
             "fc00::1",
             "fd00:ec2::254",
             "ff02::1",
@@ -307,6 +316,12 @@ mod tests {
             "::127.0.0.1",
             "100::1",
             "2001:db8::1",
+            "::1:0:0:1",
+            "64:ff9b:1::a00:1",
+            "2001::1",
+            "2001:1ff::1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
         ] {
             assert!(!guard.permits(ip(refused)), "{refused} must be refused");
             assert!(guard.check(ip(refused)).is_err());
@@ -325,6 +340,12 @@ mod tests {
             "223.255.255.255",
             "169.253.0.1",
             "2606:4700:4700::1111",
+            "2001:4860:4860::8888",
+            "2001:db9::1",
+            "2001:200::1",
+            "100:1::1",
+            "2002:101:101::1",
+            "1ff::1",
             "2a00:1450:4001::1",
             "::ffff:1.1.1.1",
             "64:ff9b::101:101",

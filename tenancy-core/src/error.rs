@@ -199,10 +199,11 @@ pub struct TenancyError {
 }
 
 /// Writes `err` at `ERROR` when it is a server error (5xx), at most one
-/// line a second per process; the lines held back meanwhile are counted in
-/// the next one (`held_back`). Refusals are answered at the caller's rate:
-/// a store failure answered to forged tokens would otherwise write a line
-/// per token. Both adapters log through it.
+/// line a second per process for `503` and one for the other codes (so a
+/// flood of one never hides the other); the lines held back meanwhile are
+/// counted in the next one (`held_back`). Refusals are answered at the
+/// caller's rate: a store failure answered to forged tokens would otherwise
+/// write a line per token. Both adapters log through it.
 ///
 /// ```
 /// use tenancy_core::error::{ErrorKind, TenancyError, log_server_error};
@@ -212,24 +213,26 @@ pub struct TenancyError {
 /// ```
 pub fn log_server_error(err: &TenancyError) {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
-    static HELD_BACK: AtomicU64 = AtomicU64::new(0);
+    static LAST_SECOND: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    static HELD_BACK: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
     if !err.status().is_server_error() {
         return;
     }
+    let slot = usize::from(err.status() == StatusCode::SERVICE_UNAVAILABLE);
+    let (last_second, held) = (&LAST_SECOND[slot], &HELD_BACK[slot]);
     let second = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_secs());
-    let last = LAST_SECOND.load(Relaxed);
+    let last = last_second.load(Relaxed);
     if last == second
-        || LAST_SECOND
+        || last_second
             .compare_exchange(last, second, Relaxed, Relaxed)
             .is_err()
     {
-        HELD_BACK.fetch_add(1, Relaxed);
+        held.fetch_add(1, Relaxed);
         return;
     }
-    let held_back = HELD_BACK.swap(0, Relaxed);
+    let held_back = held.swap(0, Relaxed);
     tracing::error!(error = %err, held_back, "request failed inside tenancy");
 }
 

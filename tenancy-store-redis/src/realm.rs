@@ -66,9 +66,13 @@ impl RealmStore for RedisRealmStore {
             .run(async {
                 let mut conn = self.redis.conn();
                 let filed = normalize_issuer(issuer);
-                let json: Option<String> = conn
-                    .hget(self.redis.keys().realms_by_issuer(), &filed)
-                    .await?;
+                let by_issuer = self.redis.keys().realms_by_issuer();
+                let mut json: Option<String> = conn.hget(&by_issuer, &filed).await?;
+                if json.is_none() && filed != issuer {
+                    // A realm set before issuers were normalised is filed
+                    // under its issuer as written.
+                    json = conn.hget(&by_issuer, issuer).await?;
+                }
                 let claim = json.map(|j| decode(&j)).transpose()?;
                 match claim {
                     Some(claim) if normalize_issuer(&claim.realm.issuer) != filed => {
@@ -105,13 +109,14 @@ impl RealmStore for RedisRealmStore {
 
     async fn put(&self, tenant: &TenantId, realm: TenantRealm) -> Result<(), StoreError> {
         let issuer = normalize_issuer(&realm.issuer);
+        let written = realm.issuer.clone();
         let claim = RealmClaim {
             tenant: tenant.clone(),
             realm,
         };
         let json = serde_json::to_string(&claim).map_err(StoreError::backend)?;
         if self
-            .change(&PUT, &[tenant.as_str(), &issuer, &json])
+            .change(&PUT, &[tenant.as_str(), &issuer, &json, &written])
             .await?
         {
             Ok(())

@@ -577,10 +577,13 @@ impl Tenancy {
                 }
                 TenantMetrics::refused(err.code());
                 // A failed authentication, or a store failure answered to a
-                // caller nobody verified (forged tokens of a realm whose keys
-                // cannot be fetched cost a fetch attempt and a log line).
+                // bearer token nobody verified: forged tokens naming a realm
+                // whose keys cannot be fetched cost a fetch attempt each. An
+                // API key store that is down is not the caller's doing.
                 let failed = err.status() == StatusCode::UNAUTHORIZED
-                    || (err.status() == StatusCode::SERVICE_UNAVAILABLE && caller.is_none());
+                    || (err.status() == StatusCode::SERVICE_UNAVAILABLE
+                        && caller.is_none()
+                        && !inner.authenticator.presents_api_key(head));
                 if failed && let (Some(throttle), Some(addr)) = (&inner.throttle, client_addr) {
                     throttle.failed(addr);
                 }

@@ -15,7 +15,10 @@
 -- id is taken, -2 when the parent is not live (revoked or expired; nothing
 -- written). Expired entries met on the way are dropped. A revocation takes
 -- the key out of the live keys before it marks the record, so a child is
--- claimed either before (and its parent's revocation finds it) or never.
+-- claimed either before that or never. One claimed before may not have its
+-- record written yet when the revocation lists the tenant's keys: the
+-- issuer reads the parent again once the record is written, and revokes
+-- the child if the parent is gone (TenancyAdmin::issue_api_key_as).
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   return -1
 end

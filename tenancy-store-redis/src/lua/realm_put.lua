@@ -7,12 +7,18 @@
 -- ARGV[1]  the tenant id
 -- ARGV[2]  the issuer
 -- ARGV[3]  the claim JSON
+-- ARGV[4]  the issuer as written, under which a realm set before issuers
+--          were normalised is filed
 --
 -- Returns 1 when set, 0 when another tenant's realm has the issuer (nothing
 -- written). Invariant: KEYS[1] has an issuer exactly when KEYS[2] maps one
 -- tenant to it.
 local previous = redis.call('HGET', KEYS[2], ARGV[1])
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 and previous ~= ARGV[2] then
+  return 0
+end
+if ARGV[4] ~= ARGV[2] and redis.call('HEXISTS', KEYS[1], ARGV[4]) == 1
+    and previous ~= ARGV[4] then
   return 0
 end
 if previous and previous ~= ARGV[2] then

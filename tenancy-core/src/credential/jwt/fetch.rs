@@ -3,7 +3,8 @@
 //! (rustls with the aws-lc-rs provider, the system's roots plus any
 //! configured CA bundle, the usual `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`
 //! variables, never a proxy for a loopback host) that follows no redirect
-//! and reads at most 1 MiB.
+//! and reads at most 1 MiB. For tenant realms the client is the egress
+//! guard's ([`KeyClient::guarded`]): no proxy at all, addresses checked.
 
 use std::fmt;
 use std::path::Path;

@@ -785,15 +785,8 @@ async fn an_allowed_identity_provider_cannot_point_the_server_elsewhere() {
             Reply::json(&document),
         );
         let fresh = tenant_realm_verifier(&ca, false);
-        let (logs, guard) = Logs::capture();
         let err = try_realm(&fresh, realm.clone()).await.unwrap_err();
-        drop(guard);
         assert_eq!(err.code(), "store_unavailable", "{jwks_uri}");
-        assert!(
-            logs.text().contains("JWK set fetch failed"),
-            "{jwks_uri}: {}",
-            logs.text()
-        );
     }
     assert_eq!(internal.connections(), 0);
 }

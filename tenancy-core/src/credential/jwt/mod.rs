@@ -149,8 +149,9 @@ pub struct VerifiedToken {
 ///
 /// Verification runs on the caller's task, without `spawn_blocking`, and
 /// is bounded instead: a token is checked against at most three keys (its
-/// `kid`'s alone when it names one a key has), each one public-key
-/// operation of a key the realm's JWK set holds (RSA of 2048 to 8192 bits,
+/// `kid`'s alone when it names one a key has; a `kid` no key has asks for
+/// one rate-limited refresh and one more pass, so at most six checks), each
+/// one public-key operation of a key the realm's JWK set holds (RSA of 2048 to 8192 bits,
 /// P-256, P-384 or Ed25519): at most a few hundred microseconds of one core
 /// for the largest RSA keys, tens for the rest; JWK sets hold at most 64
 /// keys, and tokens at most 8 KiB. An address whose tokens keep failing is
@@ -476,6 +477,9 @@ impl JwtVerifier {
     /// store read. The failure throttle serves such a token from an address
     /// over its allowance; the token is then verified as any other.
     pub(crate) fn is_known(&self, token: &str) -> bool {
+        if token.len() > MAX_TOKEN_LEN {
+            return false;
+        }
         let Some((signed, signature)) = token.rsplit_once('.') else {
             return false;
         };

@@ -271,6 +271,9 @@ impl TenantRealms {
         {
             return Ok(Arc::clone(&current));
         }
+        // A realm stored before today's rules (plain http, no audience) is
+        // not used.
+        claim.realm.validate()?;
         let client = self
             .client
             .get_or_init(|| {
@@ -317,7 +320,11 @@ impl TenantRealms {
             .by_tenant
             .insert(in_use.claim.tenant.clone(), Arc::clone(&in_use))
         {
-            self.by_issuer.remove(&*previous.realm.issuer);
+            // Only its own entry: another tenant may hold the issuer now.
+            self.by_issuer
+                .remove_if(&*previous.realm.issuer, |_, held| {
+                    Arc::ptr_eq(held, &previous)
+                });
         }
         self.by_issuer
             .insert(in_use.realm.issuer.clone(), Arc::clone(&in_use));
