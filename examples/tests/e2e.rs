@@ -1185,16 +1185,7 @@ async fn a_tenant_brings_its_realm_through_one_instance_and_both_honour_it() {
     // Bigcorp's Keycloak: discovery and keys at Keycloak's paths, behind a
     // private CA, on the internal network the operator allows.
     let (idp, ca) = IdpServer::start_private_tls().await;
-    let dir = std::env::temp_dir().join(&prefix);
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca).unwrap();
-    let config = dir.join("tenancy.toml");
-    std::fs::write(
-        &config,
-        format!("[auth]\nca_file = {:?}\n", ca_file.to_str().unwrap()),
-    )
-    .unwrap();
+    let config = support::config_trusting(&prefix, &ca);
     let env = [
         ("TENANCY_REDIS_URL", url.as_str()),
         ("TENANCY_REDIS_PREFIX", prefix.as_str()),

@@ -902,20 +902,7 @@ async fn a_tenant_realm_never_makes_the_server_reach_an_internal_address() {
         &IdpServer::discovery_path("bigcorp"),
         Reply::json(&document),
     );
-    let dir = std::env::temp_dir().join(format!(
-        "tenancy-egress-{}-{}",
-        std::process::id(),
-        new_key_id().unwrap()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca).unwrap();
-    let config = dir.join("tenancy.toml");
-    std::fs::write(
-        &config,
-        format!("[auth]\nca_file = {:?}\n", ca_file.to_str().unwrap()),
-    )
-    .unwrap();
+    let config = support::config_trusting("tenancy-egress", &ca);
 
     let forged = |issuer: &str| {
         let b64 = |v: serde_json::Value| {

@@ -386,3 +386,24 @@ pub async fn prepared_app() -> tenancy_examples::startup::Prepared {
         .unwrap();
     prepared
 }
+
+/// A configuration file (in a fresh temporary folder named after `name`)
+/// that trusts the CA of `ca_pem` for key fetches (`auth.ca_file`): for an
+/// identity provider behind a private CA.
+pub fn config_trusting(name: &str, ca_pem: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        tenancy_core::credential::new_key_id().unwrap()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let config = dir.join("tenancy.toml");
+    std::fs::write(
+        &config,
+        format!("[auth]\nca_file = {:?}\n", ca_file.to_str().unwrap()),
+    )
+    .unwrap();
+    config
+}
