@@ -96,6 +96,7 @@ pub mod key_id;
 pub mod keyspace;
 pub mod label;
 pub mod limit;
+pub mod member;
 pub mod metering;
 #[cfg(feature = "openapi")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openapi")))]

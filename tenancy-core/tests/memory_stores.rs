@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use tenancy_core::store::memory::{
-    MemoryApiKeyStore, MemoryAuditLog, MemoryQuotaStore, MemoryRateLimiter, MemoryRealmStore,
-    MemoryTenantStore, MemoryUsageMeter,
+    MemoryApiKeyStore, MemoryAuditLog, MemoryMemberStore, MemoryQuotaStore, MemoryRateLimiter,
+    MemoryRealmStore, MemoryTeamStore, MemoryTenantStore, MemoryUsageMeter,
 };
 use tenancy_core::testkit::stores;
 
@@ -86,4 +86,15 @@ async fn audit_ring_is_bounded_per_tenant() {
 #[tokio::test]
 async fn usage_meter() {
     stores::usage_meter(&MemoryUsageMeter::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_store() {
+    let store: Arc<dyn tenancy_core::store::MemberStore> = Arc::new(MemoryMemberStore::new());
+    stores::member_store(&[store.clone(), store]).await;
+}
+
+#[tokio::test]
+async fn team_store() {
+    stores::team_store(&MemoryTeamStore::new()).await;
 }

@@ -295,6 +295,16 @@ impl RedisStores {
         RedisApiKeyStore::new(self.clone())
     }
 
+    /// The member store on this connection.
+    pub fn member_store(&self) -> crate::RedisMemberStore {
+        crate::RedisMemberStore::new(self.clone())
+    }
+
+    /// The team store on this connection.
+    pub fn team_store(&self) -> crate::RedisTeamStore {
+        crate::RedisTeamStore::new(self.clone())
+    }
+
     /// The [`QuotaStore`](tenancy_core::store::QuotaStore) on this connection.
     pub fn quota_store(&self) -> RedisQuotaStore {
         RedisQuotaStore::new(self.clone())

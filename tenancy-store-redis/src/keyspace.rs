@@ -61,6 +61,13 @@ impl Keyspace {
         format!("{}:{{{tenant}}}:apikeys:live", self.prefix)
     }
 
+    /// `<prefix>:{<tenant>}:<name>`: a tenant's collection of records
+    /// `name` (`members`, `teams`), a hash of id to JSON; its paging order
+    /// and unique keys are this key plus `:order` and `:unique`.
+    pub(crate) fn collection(&self, tenant: &TenantId, name: &str) -> String {
+        format!("{}:{{{tenant}}}:{name}", self.prefix)
+    }
+
     /// `<prefix>:rl:{<tenant>}:…`: a rate-limit bucket.
     pub(crate) fn rate(&self, key: &RateLimitKey) -> String {
         format!("{}:{}", self.prefix, key.to_key_string())
@@ -84,10 +91,11 @@ mod tests {
         assert_eq!(keys.tenant(&t), "tenancy:{acme}:tenant");
         assert_eq!(keys.api_key_index(&t), "tenancy:{acme}:apikeys");
         assert_eq!(
-            keys.rate(&RateLimitKey::api_key(t, KeyId::new("k1").unwrap())),
+            keys.rate(&RateLimitKey::api_key(t.clone(), KeyId::new("k1").unwrap())),
             "tenancy:rl:{acme}:key:k1"
         );
         assert_eq!(keys.tenant_index(), "tenancy:tenants");
+        assert_eq!(keys.collection(&t, "members"), "tenancy:{acme}:members");
         assert_eq!(
             keys.api_key(&ApiKeyDigest::from_bytes([0xab; 32])),
             format!("tenancy:apikey:{}", "ab".repeat(32))

@@ -7,6 +7,9 @@
 //! | [`ApiKeyStore`](tenancy_core::store::ApiKeyStore) | [`RedisApiKeyStore`] |
 //! | [`QuotaStore`](tenancy_core::store::QuotaStore) | [`RedisQuotaStore`] |
 //! | [`RateLimiter`](tenancy_core::store::RateLimiter) | [`RedisRateLimiter`] (GCRA, one Lua script per check) |
+//! | [`RealmStore`](tenancy_core::store::RealmStore) | [`RedisRealmStore`] |
+//! | [`MemberStore`](tenancy_core::store::MemberStore) | [`RedisMemberStore`] |
+//! | [`TeamStore`](tenancy_core::store::TeamStore) | [`RedisTeamStore`] |
 //!
 //! All of them share one connection, [`RedisStores`]: to one server, a
 //! `redis` [`ConnectionManager`](redis::aio::ConnectionManager) that
@@ -60,6 +63,8 @@
 //! | `<prefix>:{<tenant>}:apikeys` | hash key id → digest | [`RedisApiKeyStore`] (tenant's index) |
 //! | `<prefix>:rl:{<tenant>}:tenant`, `…:key:<id>`, `…:route:<route>` | string, µs | [`RedisRateLimiter`] |
 //! | `<prefix>:{<tenant>}:budget:<budget>:<period>:<start>` | integer | [`RedisQuotaStore`] |
+//! | `<prefix>:{<tenant>}:members`, `…:members:order`, `…:members:unique` | hash id → JSON, sorted set of ids, hash of e-mail addresses | [`RedisMemberStore`] |
+//! | `<prefix>:{<tenant>}:teams`, `…:teams:order` | hash id → JSON, sorted set of ids | [`RedisTeamStore`] |
 //!
 //! The last two are [`RateLimitKey::to_key_string`](tenancy_core::limit::RateLimitKey::to_key_string)
 //! and [`QuotaKey::to_key_string`](tenancy_core::limit::QuotaKey::to_key_string)
@@ -88,6 +93,7 @@ mod api_key;
 mod connection;
 mod error;
 mod keyspace;
+mod member;
 mod quota;
 mod rate_limit;
 mod realm;
@@ -98,6 +104,7 @@ pub use connection::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, RedisOptions, RedisStores,
 };
 pub use error::RedisStoreError;
+pub use member::{RedisMemberStore, RedisTeamStore};
 pub use quota::{QUOTA_EXPIRY_MARGIN, RedisQuotaStore};
 pub use rate_limit::RedisRateLimiter;
 pub use realm::RedisRealmStore;

@@ -77,6 +77,31 @@ async fn api_key_count_quota_across_instances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_store_across_instances() {
+    let Some(url) = services::redis_url() else {
+        return;
+    };
+    // Two connections with one prefix: two instances of one deployment.
+    let prefix = unique_prefix("members");
+    let first = connect(&url, &prefix).await;
+    let second = connect(&url, &prefix).await;
+    stores::member_store(&[
+        Arc::new(first.member_store()),
+        Arc::new(second.member_store()),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn team_store() {
+    let Some(url) = services::redis_url() else {
+        return;
+    };
+    let redis = connect(&url, &unique_prefix("teams")).await;
+    stores::team_store(&redis.team_store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_store() {
     let Some(url) = services::redis_url() else {
         return;

@@ -27,6 +27,7 @@ async fn the_acceptance_suite_passes_on_a_cluster() {
     stores::api_key_store(&redis.api_key_store()).await;
     stores::quota_store(Arc::new(redis.quota_store())).await;
     stores::rate_limiter(Arc::new(redis.rate_limiter())).await;
+    stores::team_store(&redis.team_store()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,6 +48,11 @@ async fn two_connections_share_one_cluster() {
     stores::realm_store(&[
         Arc::new(first.realm_store()),
         Arc::new(second.realm_store()),
+    ])
+    .await;
+    stores::member_store(&[
+        Arc::new(first.member_store()),
+        Arc::new(second.member_store()),
     ])
     .await;
 }

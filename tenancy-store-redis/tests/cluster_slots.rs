@@ -82,7 +82,13 @@ async fn the_suite_passes_on_a_cluster_node() {
     stores::api_key_count_quota(&[Arc::new(redis.api_key_store())]).await;
     stores::quota_store(Arc::new(redis.quota_store())).await;
     stores::rate_limiter(Arc::new(redis.rate_limiter())).await;
+    stores::team_store(&redis.team_store()).await;
     let second = connect().await.expect("connect");
+    stores::member_store(&[
+        Arc::new(redis.member_store()),
+        Arc::new(second.member_store()),
+    ])
+    .await;
     stores::rate_limiter_shared(
         Arc::new(redis.rate_limiter()),
         Arc::new(second.rate_limiter()),

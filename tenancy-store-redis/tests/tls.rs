@@ -50,6 +50,9 @@ async fn the_acceptance_suite_passes_over_tls() {
     stores::realm_store(&realm_stores).await;
     stores::quota_store(Arc::new(connect("tls-quota").await.quota_store())).await;
     stores::rate_limiter(Arc::new(connect("tls-rate").await.rate_limiter())).await;
+    let members = connect("tls-members").await;
+    stores::member_store(&[Arc::new(members.member_store())]).await;
+    stores::team_store(&connect("tls-teams").await.team_store()).await;
 }
 
 #[tokio::test]

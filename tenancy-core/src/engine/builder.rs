@@ -16,13 +16,13 @@ use crate::pipeline::authenticate::Authenticator;
 use crate::request::RequestIds;
 use crate::resolve::{CustomSource, TenantResolver, TenantSourceFn};
 use crate::store::memory::{
-    MemoryApiKeyStore, MemoryAuditLog, MemoryQuotaStore, MemoryRateLimiter, MemoryRealmStore,
-    MemoryTenantStore, MemoryUsageMeter,
+    MemoryApiKeyStore, MemoryAuditLog, MemoryMemberStore, MemoryQuotaStore, MemoryRateLimiter,
+    MemoryRealmStore, MemoryTeamStore, MemoryTenantStore, MemoryUsageMeter,
 };
 use crate::store::tenant_cache::{Plans, TenantCache};
 use crate::store::{
-    ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, RealmStore, TenantStore,
-    UsageMeter,
+    ApiKeyStore, AuditQuery, AuditSink, MemberStore, QuotaStore, RateLimiter, RealmStore,
+    TeamStore, TenantStore, UsageMeter,
 };
 
 /// Builds a [`Tenancy`]; stores default to the in-memory ones.
@@ -51,6 +51,8 @@ pub struct TenancyBuilder {
     audit_sink: Option<Arc<dyn AuditSink>>,
     audit_query: Option<Arc<dyn AuditQuery>>,
     usage: Option<Arc<dyn UsageMeter>>,
+    members: Option<Arc<dyn MemberStore>>,
+    teams: Option<Arc<dyn TeamStore>>,
     custom_sources: Vec<CustomSource>,
     tenant_cache_ttl: Duration,
 }
@@ -75,6 +77,8 @@ impl TenancyBuilder {
             audit_sink: None,
             audit_query: None,
             usage: None,
+            members: None,
+            teams: None,
             custom_sources: Vec::new(),
             tenant_cache_ttl: Duration::from_secs(5),
         }
@@ -121,6 +125,18 @@ impl TenancyBuilder {
     /// The usage meter (default: in memory).
     pub fn usage_meter(mut self, meter: Arc<dyn UsageMeter>) -> Self {
         self.usage = Some(meter);
+        self
+    }
+
+    /// The store of tenants' members (default: in memory).
+    pub fn member_store(mut self, store: Arc<dyn MemberStore>) -> Self {
+        self.members = Some(store);
+        self
+    }
+
+    /// The store of tenants' teams (default: in memory).
+    pub fn team_store(mut self, store: Arc<dyn TeamStore>) -> Self {
+        self.teams = Some(store);
         self
     }
 
@@ -229,6 +245,12 @@ impl TenancyBuilder {
             audit_query,
             usage,
             audit_sink,
+            members: self
+                .members
+                .unwrap_or_else(|| Arc::new(MemoryMemberStore::new())),
+            teams: self
+                .teams
+                .unwrap_or_else(|| Arc::new(MemoryTeamStore::new())),
             keys_answer_now,
             limiter_answers_now,
         };

@@ -80,8 +80,8 @@ pub use crate::request::{ExcludedPaths, REQUEST_ID_HEADER, RequestHead, RoutePol
 use crate::resolve::TenantResolver;
 use crate::store::tenant_cache::TenantCache;
 use crate::store::{
-    ApiKeyStore, AuditQuery, AuditSink, QuotaStore, RateLimiter, RealmStore, TenantStore,
-    UsageMeter,
+    ApiKeyStore, AuditQuery, AuditSink, MemberStore, QuotaStore, RateLimiter, RealmStore,
+    TeamStore, TenantStore, UsageMeter,
 };
 pub use crate::tenant_metrics::{
     AUDIT_DROPPED_TOTAL, ERRORS_TOTAL, KEY_USES_DROPPED_TOTAL, REFUSALS_TOTAL, REQUEST_DURATION,
@@ -100,6 +100,8 @@ pub(crate) struct Stores {
     pub(crate) audit_query: Option<Arc<dyn AuditQuery>>,
     pub(crate) usage: Arc<dyn UsageMeter>,
     pub(crate) audit_sink: Arc<dyn AuditSink>,
+    pub(crate) members: Arc<dyn MemberStore>,
+    pub(crate) teams: Arc<dyn TeamStore>,
     /// Whether the key store answers lookups at once (its
     /// `find_by_digest_now` answered the probe at build).
     pub(crate) keys_answer_now: bool,
@@ -182,6 +184,16 @@ impl Tenancy {
     /// The usage meter.
     pub fn usage_meter(&self) -> &Arc<dyn UsageMeter> {
         &self.inner.stores.usage
+    }
+
+    /// The store of tenants' members.
+    pub fn member_store(&self) -> &Arc<dyn MemberStore> {
+        &self.inner.stores.members
+    }
+
+    /// The store of tenants' teams.
+    pub fn team_store(&self) -> &Arc<dyn TeamStore> {
+        &self.inner.stores.teams
     }
 
     /// How many audit events were dropped (buffer full, or the sink failed
@@ -295,6 +307,8 @@ impl Tenancy {
             ("quota store", s.quotas.health().await),
             ("audit sink", s.audit_sink.health().await),
             ("usage meter", s.usage.health().await),
+            ("member store", s.members.health().await),
+            ("team store", s.teams.health().await),
         ];
         for (store, result) in checks {
             if let Err(e) = result {

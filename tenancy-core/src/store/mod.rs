@@ -34,8 +34,10 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::credential::{ApiKeyDigest, ApiKeyRecord, KeyId, RealmClaim, TenantRealm};
 use crate::limit::{QuotaCharge, QuotaKey, RateCheck, RateDecision};
+use crate::member::{Member, RecordId, Team};
 use crate::metering::UsageRecord;
 use crate::plan::Limit;
+use crate::rbac::Role;
 use crate::tenant::{TenantId, TenantRecord};
 
 pub use crate::error::{BoxError, StoreError};
@@ -166,6 +168,94 @@ pub trait ApiKeyStore: Send + Sync + 'static {
         key_id: &KeyId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Whether the backend answers.
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The members of each tenant: users with a role ([`Member`]).
+///
+/// Every call names the tenant; a member id of another tenant is absent.
+/// Ids are unique within a tenant, and so are e-mail addresses (compared by
+/// [`Member::email_key`]).
+#[async_trait]
+pub trait MemberStore: Send + Sync + 'static {
+    /// Adds `member` to `tenant` unless it already has `limit` members;
+    /// `Ok(false)` at the limit, nothing written.
+    /// [`StoreError::AlreadyExists`] when its id or e-mail address is taken
+    /// in `tenant`. The count and the insert are one atomic step: concurrent
+    /// inserts, from any number of instances, never pass the limit together.
+    async fn insert_within_limit(
+        &self,
+        tenant: &TenantId,
+        member: Member,
+        limit: Limit,
+    ) -> Result<bool, StoreError>;
+    /// The member `user_id` of `tenant`.
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        user_id: &RecordId,
+    ) -> Result<Option<Member>, StoreError>;
+    /// Up to `limit` members of `tenant` with ids after `after`, in id
+    /// order (which is creation order, see [`RecordId`]).
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&RecordId>,
+        limit: usize,
+    ) -> Result<Vec<Member>, StoreError>;
+    /// Sets the role of `user_id` of `tenant` to `role` if it is still
+    /// `expected`, in one atomic step; `false`, nothing changed, when the
+    /// member is gone or its role is no longer `expected`.
+    async fn set_role(
+        &self,
+        tenant: &TenantId,
+        user_id: &RecordId,
+        expected: Role,
+        role: Role,
+    ) -> Result<bool, StoreError>;
+    /// Removes `user_id` of `tenant` (its e-mail address is then free);
+    /// whether it was there.
+    async fn remove(&self, tenant: &TenantId, user_id: &RecordId) -> Result<bool, StoreError>;
+    /// Removes every member of `tenant`; how many there were.
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+    /// Whether the backend answers.
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The teams of each tenant ([`Team`]).
+///
+/// Every call names the tenant; a team id of another tenant is absent.
+#[async_trait]
+pub trait TeamStore: Send + Sync + 'static {
+    /// Adds `team` to `tenant` unless it already has `limit` teams;
+    /// `Ok(false)` at the limit, nothing written.
+    /// [`StoreError::AlreadyExists`] when its id is taken in `tenant`. One
+    /// atomic step, as [`MemberStore::insert_within_limit`].
+    async fn insert_within_limit(
+        &self,
+        tenant: &TenantId,
+        team: Team,
+        limit: Limit,
+    ) -> Result<bool, StoreError>;
+    /// The team `team_id` of `tenant`.
+    async fn get(&self, tenant: &TenantId, team_id: &RecordId) -> Result<Option<Team>, StoreError>;
+    /// Up to `limit` teams of `tenant` with ids after `after`, in id (and
+    /// creation) order.
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&RecordId>,
+        limit: usize,
+    ) -> Result<Vec<Team>, StoreError>;
+    /// Removes `team_id` of `tenant`; whether it was there.
+    async fn remove(&self, tenant: &TenantId, team_id: &RecordId) -> Result<bool, StoreError>;
+    /// Removes every team of `tenant`; how many there were.
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError>;
     /// Whether the backend answers.
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())

@@ -22,6 +22,8 @@
 //! let log = MemoryAuditLog::new();
 //! stores::audit_log(&log, &log).await;
 //! stores::usage_meter(&MemoryUsageMeter::new()).await;
+//! stores::member_store(&[Arc::new(MemoryMemberStore::new())]).await;
+//! stores::team_store(&MemoryTeamStore::new()).await;
 //! # });
 //! ```
 
@@ -1121,4 +1123,273 @@ pub async fn usage_meter(meter: &dyn UsageMeter) {
             .expect("usage")
             .is_empty()
     );
+}
+
+/// A [`MemberStore`](crate::store::MemberStore): tenants are apart, ids and
+/// e-mail addresses (ignoring ASCII case) are unique within a tenant, pages
+/// follow creation order, role changes are compare-and-set, removal frees
+/// the address, erasure empties the tenant only; and 50 concurrent inserts
+/// through `stores` (one per instance) leave exactly the limit.
+pub async fn member_store(stores: &[Arc<dyn crate::store::MemberStore>]) {
+    use crate::member::{Member, RecordId};
+    use crate::rbac::Role;
+
+    let store = &stores[0];
+    let a = unique_tenant("members");
+    let b = unique_tenant("members");
+    let member = |email: &str, role| {
+        let mut m = Member::new(email, role);
+        m.created_at = now_millis();
+        m
+    };
+    let alice = member("alice@example.com", Role::Admin);
+    assert!(
+        store
+            .insert_within_limit(&a, alice.clone(), Limit::Unlimited)
+            .await
+            .expect("insert")
+    );
+    assert_eq!(
+        store.get(&a, &alice.user_id).await.expect("get"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.get(&b, &alice.user_id).await.expect("get"),
+        None,
+        "another tenant's member is absent"
+    );
+    // The same address, in another case: refused in a, free in b.
+    let shouting = member("ALICE@Example.COM", Role::Viewer);
+    assert!(
+        matches!(
+            store
+                .insert_within_limit(&a, shouting.clone(), Limit::Unlimited)
+                .await,
+            Err(StoreError::AlreadyExists)
+        ),
+        "an e-mail address is unique within its tenant, ignoring ASCII case"
+    );
+    let mut same_id = member("other@example.com", Role::Viewer);
+    same_id.user_id = alice.user_id.clone();
+    assert!(matches!(
+        store
+            .insert_within_limit(&a, same_id, Limit::Unlimited)
+            .await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(
+        store
+            .insert_within_limit(&b, shouting.clone(), Limit::Unlimited)
+            .await
+            .expect("insert in b")
+    );
+
+    // Pages in creation order.
+    let mut made = vec![alice.clone()];
+    for i in 0..4 {
+        // Ids made in one millisecond order by their random part: wait one.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let m = member(&format!("user{i}@example.com"), Role::Operator);
+        assert!(
+            store
+                .insert_within_limit(&a, m.clone(), Limit::Unlimited)
+                .await
+                .expect("insert")
+        );
+        made.push(m);
+    }
+    let first = store.list(&a, None, 2).await.expect("list");
+    assert_eq!(first, made[..2]);
+    let rest = store
+        .list(&a, Some(&first[1].user_id), 10)
+        .await
+        .expect("list");
+    assert_eq!(rest, made[2..]);
+    assert_eq!(store.list(&b, None, 10).await.expect("list"), [shouting]);
+
+    // Role changes are compare-and-set.
+    assert!(
+        store
+            .set_role(&a, &alice.user_id, Role::Admin, Role::Viewer)
+            .await
+            .expect("set role")
+    );
+    assert!(
+        !store
+            .set_role(&a, &alice.user_id, Role::Admin, Role::Operator)
+            .await
+            .expect("set role"),
+        "a stale expected role changes nothing"
+    );
+    assert_eq!(
+        store
+            .get(&a, &alice.user_id)
+            .await
+            .expect("get")
+            .map(|m| m.role),
+        Some(Role::Viewer)
+    );
+    assert!(
+        !store
+            .set_role(&b, &alice.user_id, Role::Viewer, Role::Admin)
+            .await
+            .expect("set role"),
+        "another tenant's member cannot be changed"
+    );
+    assert!(
+        !store
+            .set_role(&a, &RecordId::user(), Role::Viewer, Role::Admin)
+            .await
+            .expect("set role")
+    );
+
+    // Removal frees the address; another tenant's id removes nothing.
+    assert!(
+        !store
+            .remove(&b, &alice.user_id)
+            .await
+            .expect("remove elsewhere")
+    );
+    assert!(store.remove(&a, &alice.user_id).await.expect("remove"));
+    assert!(!store.remove(&a, &alice.user_id).await.expect("remove"));
+    assert!(store.get(&a, &alice.user_id).await.expect("get").is_none());
+    assert!(
+        store
+            .insert_within_limit(
+                &a,
+                member("Alice@example.com", Role::Viewer),
+                Limit::Unlimited
+            )
+            .await
+            .expect("the address is free again")
+    );
+
+    // Erasure empties one tenant.
+    assert_eq!(store.erase(&a).await.expect("erase"), 5);
+    assert!(store.list(&a, None, 10).await.expect("list").is_empty());
+    assert_eq!(store.list(&b, None, 10).await.expect("list").len(), 1);
+    assert_eq!(store.erase(&a).await.expect("erase"), 0);
+    assert!(
+        store
+            .insert_within_limit(
+                &a,
+                member("alice@example.com", Role::Viewer),
+                Limit::Unlimited
+            )
+            .await
+            .expect("an erased tenant starts afresh")
+    );
+
+    // The count quota: exactly the limit, from every instance at once.
+    const LIMIT: u64 = 20;
+    let c = unique_tenant("members-quota");
+    let tasks = (0..50).map(|i| {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        let c = c.clone();
+        tokio::spawn(async move {
+            store
+                .insert_within_limit(
+                    &c,
+                    Member::new(format!("u{i}@example.com"), Role::Viewer),
+                    Limit::Limited(LIMIT),
+                )
+                .await
+                .expect("insert within limit")
+        })
+    });
+    let mut inserted = 0;
+    for task in tasks {
+        if task.await.expect("task") {
+            inserted += 1;
+        }
+    }
+    assert_eq!(inserted, LIMIT, "exactly the limit, never more");
+    let all = store.list(&c, None, 100).await.expect("list");
+    assert_eq!(all.len() as u64, LIMIT);
+    // A removal frees a place.
+    assert!(store.remove(&c, &all[0].user_id).await.expect("remove"));
+    assert!(
+        stores[stores.len() - 1]
+            .insert_within_limit(
+                &c,
+                Member::new("late@example.com", Role::Viewer),
+                Limit::Limited(LIMIT)
+            )
+            .await
+            .expect("insert")
+    );
+}
+
+/// A [`TeamStore`](crate::store::TeamStore): tenants are apart, ids are
+/// unique within a tenant, pages follow creation order, the limit holds,
+/// removal and erasure touch one tenant only.
+pub async fn team_store(store: &dyn crate::store::TeamStore) {
+    use crate::member::Team;
+
+    let a = unique_tenant("teams");
+    let b = unique_tenant("teams");
+    let team = |name: &str| {
+        let mut t = Team::new(name);
+        t.members = vec!["alice@example.com".into(), "usr_1".into()];
+        t.on_call_rotation = vec!["usr_1".into()];
+        t.created_at = now_millis();
+        t
+    };
+    let mut made = Vec::new();
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let t = team(&format!("team {i}"));
+        assert!(
+            store
+                .insert_within_limit(&a, t.clone(), Limit::Limited(3))
+                .await
+                .expect("insert")
+        );
+        made.push(t);
+    }
+    assert!(
+        !store
+            .insert_within_limit(&a, team("fourth"), Limit::Limited(3))
+            .await
+            .expect("insert"),
+        "at the limit, nothing written"
+    );
+    assert_eq!(store.list(&a, None, 10).await.expect("list"), made);
+    assert!(matches!(
+        store
+            .insert_within_limit(&a, made[0].clone(), Limit::Unlimited)
+            .await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert_eq!(
+        store.get(&a, &made[1].team_id).await.expect("get"),
+        Some(made[1].clone())
+    );
+    assert_eq!(store.get(&b, &made[1].team_id).await.expect("get"), None);
+    assert!(store.list(&b, None, 10).await.expect("list").is_empty());
+    let page = store
+        .list(&a, Some(&made[0].team_id), 1)
+        .await
+        .expect("list");
+    assert_eq!(page, made[1..2]);
+
+    // A team of the same id in another tenant is its own.
+    assert!(
+        store
+            .insert_within_limit(&b, made[0].clone(), Limit::Unlimited)
+            .await
+            .expect("insert in b")
+    );
+    assert!(!store.remove(&b, &made[1].team_id).await.expect("remove"));
+    assert!(store.remove(&a, &made[1].team_id).await.expect("remove"));
+    assert!(
+        store
+            .get(&a, &made[1].team_id)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(store.erase(&a).await.expect("erase"), 2);
+    assert!(store.list(&a, None, 10).await.expect("list").is_empty());
+    assert_eq!(store.list(&b, None, 10).await.expect("list").len(), 1);
 }

@@ -13,9 +13,12 @@
 //! | [`RealmStore`](super::RealmStore) | [`MemoryRealmStore`] |
 //! | [`AuditSink`](super::AuditSink) + [`AuditQuery`](super::AuditQuery) | [`MemoryAuditLog`] |
 //! | [`UsageMeter`](super::UsageMeter) | [`MemoryUsageMeter`] |
+//! | [`MemberStore`](super::MemberStore) | [`MemoryMemberStore`] |
+//! | [`TeamStore`](super::TeamStore) | [`MemoryTeamStore`] |
 
 mod api_key;
 mod audit;
+mod member;
 mod quota;
 mod rate_limit;
 mod realm;
@@ -24,6 +27,7 @@ mod usage;
 
 pub use api_key::MemoryApiKeyStore;
 pub use audit::{DEFAULT_EVENTS_PER_TENANT, MemoryAuditLog};
+pub use member::{MemoryMemberStore, MemoryTeamStore};
 pub use quota::MemoryQuotaStore;
 pub use rate_limit::MemoryRateLimiter;
 pub use realm::MemoryRealmStore;
