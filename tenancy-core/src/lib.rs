@@ -108,6 +108,7 @@ pub mod request;
 pub mod resolve;
 pub mod secret;
 pub mod store;
+pub mod telemetry;
 pub mod tenant;
 pub(crate) mod tenant_metrics;
 pub mod writer;

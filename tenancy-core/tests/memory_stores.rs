@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tenancy_core::store::memory::{
     MemoryApiKeyStore, MemoryAuditLog, MemoryMemberStore, MemoryQuotaStore, MemoryRateLimiter,
-    MemoryRealmStore, MemoryTeamStore, MemoryTenantStore, MemoryUsageMeter,
+    MemoryRealmStore, MemoryTeamStore, MemoryTelemetryStore, MemoryTenantStore, MemoryUsageMeter,
 };
 use tenancy_core::testkit::stores;
 
@@ -97,4 +97,9 @@ async fn member_store() {
 #[tokio::test]
 async fn team_store() {
     stores::team_store(&MemoryTeamStore::new()).await;
+}
+
+#[tokio::test]
+async fn telemetry_store() {
+    stores::telemetry_store(&MemoryTelemetryStore::new()).await;
 }

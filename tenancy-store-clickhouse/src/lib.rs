@@ -8,6 +8,8 @@
 //! - [`ClickHouseAuditSink`] ([`AuditSink`]) and [`ClickHouseAuditQuery`]
 //!   ([`AuditQuery`]): the audit log;
 //! - [`ClickHouseUsageMeter`] ([`UsageMeter`]): hourly usage counts;
+//! - [`ClickHouseTelemetryStore`] ([`TelemetryStore`](tenancy_core::store::TelemetryStore)):
+//!   tenants' telemetry events;
 //! - both sinks are [`BatchSink`](tenancy_core::writer::BatchSink)s of the
 //!   core's one writer ([`tenancy_core::writer`]), which the engine runs:
 //!   hand them to `Tenancy::builder` and it batches, retries and holds
@@ -107,6 +109,7 @@ mod retention;
 mod rows;
 pub mod schema;
 mod stores;
+mod telemetry;
 pub mod tenant_query;
 #[cfg(feature = "tls")]
 mod tls;
@@ -119,6 +122,7 @@ pub use cluster::{ClickHouseCluster, InvalidCluster};
 pub use error::ClickHouseError;
 pub use schema::{InvalidServerVersion, Migration, ServerVersion};
 pub use stores::{ClickHouseStores, InvalidDatabaseName};
+pub use telemetry::{ClickHouseTelemetryStore, ERASE_WAIT};
 pub use tenant_query::{TenantQuery, TenantSql};
 #[cfg(feature = "tls")]
 pub use tls::{TlsSetupError, https_client};

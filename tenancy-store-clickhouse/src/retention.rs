@@ -26,9 +26,9 @@ const POLL_EVERY: Duration = Duration::from_millis(50);
 /// Which tables hold the rows a mutation rewrites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tables {
-    /// `audit_log` and `usage_hourly` themselves, on one server.
+    /// The tables themselves (`audit_log`, …), on one server.
     Shared,
-    /// `audit_log_local` and `usage_hourly_local`, on a shard.
+    /// Their local tables (`audit_log_local`, …), on a shard.
     Local,
 }
 
@@ -50,6 +50,13 @@ impl Tables {
         match self {
             Self::Shared => tenant_sql!("ALTER TABLE audit_log DELETE WHERE {tenant}"),
             Self::Local => tenant_sql!("ALTER TABLE audit_log_local DELETE WHERE {tenant}"),
+        }
+    }
+
+    fn delete_telemetry(self) -> TenantSql {
+        match self {
+            Self::Shared => tenant_sql!("ALTER TABLE telemetry DELETE WHERE {tenant}"),
+            Self::Local => tenant_sql!("ALTER TABLE telemetry_local DELETE WHERE {tenant}"),
         }
     }
 
@@ -95,6 +102,19 @@ pub(crate) async fn delete_tenant(
         .map_err(store_error)?;
     scoped
         .sql(tables.delete_usage())
+        .execute()
+        .await
+        .map_err(store_error)
+}
+
+/// Queues the deletion of every telemetry event of `tenant`.
+pub(crate) async fn delete_telemetry(
+    client: &Client,
+    tables: Tables,
+    tenant: &TenantId,
+) -> Result<(), StoreError> {
+    TenantQuery::new(client, tenant)
+        .sql(tables.delete_telemetry())
         .execute()
         .await
         .map_err(store_error)

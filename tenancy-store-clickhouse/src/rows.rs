@@ -1,4 +1,4 @@
-//! Rows of the two tables and their conversions to and from the core types.
+//! Rows of the tables and their conversions to and from the core types.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -12,6 +12,7 @@ use tenancy_core::audit::{ActorKind, AuditEvent};
 use tenancy_core::label::Label;
 use tenancy_core::metering::UsageRecord;
 use tenancy_core::store::StoreError;
+use tenancy_core::telemetry::TelemetryEvent;
 use tenancy_core::tenant::TenantId;
 
 use crate::error::{backend, corrupt};
@@ -92,6 +93,57 @@ impl AuditBatchText {
                 })
             })
             .collect()
+    }
+}
+
+/// One `telemetry` row, for inserts and as read back.
+#[derive(Debug, Row, Serialize, Deserialize)]
+pub(crate) struct TelemetryRow {
+    timestamp: u32,
+    millis: u16,
+    tenant_id: String,
+    event_type: String,
+    name: String,
+    value: f64,
+    labels: String,
+}
+
+impl TelemetryRow {
+    /// The row of `event` of `tenant`, stamped `now` when it has no time;
+    /// [`StoreError::Backend`] when its time does not fit a `DateTime`.
+    pub(crate) fn new(
+        tenant: &TenantId,
+        event: &TelemetryEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let (timestamp, millis) = split_millis(event.timestamp.unwrap_or(now))
+            .ok_or_else(|| backend("telemetry event time outside 1970-2106"))?;
+        Ok(Self {
+            timestamp,
+            millis,
+            tenant_id: tenant.as_str().to_owned(),
+            event_type: event.event_type.clone(),
+            name: event.name.clone(),
+            value: event.value,
+            labels: serde_json::to_string(&event.labels)
+                .map_err(|e| backend(format!("telemetry labels: {e}")))?,
+        })
+    }
+
+    /// The event of this row; [`StoreError::Corrupt`] when a column holds
+    /// what no event could have written.
+    pub(crate) fn into_event(self) -> Result<TelemetryEvent, StoreError> {
+        let bad = |what: &str| StoreError::Corrupt(format!("telemetry row with an invalid {what}"));
+        let timestamp = join_millis(self.timestamp, self.millis).ok_or_else(|| bad("time"))?;
+        let labels: BTreeMap<String, String> =
+            serde_json::from_str(&self.labels).map_err(|_| bad("labels"))?;
+        Ok(TelemetryEvent {
+            event_type: self.event_type,
+            name: self.name,
+            value: self.value,
+            timestamp: Some(timestamp),
+            labels,
+        })
     }
 }
 

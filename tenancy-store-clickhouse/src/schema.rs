@@ -1,6 +1,6 @@
 //! The tables of this crate and the migration that creates them.
 //!
-//! Both tables are shared by all tenants and keyed by `tenant_id` first, so
+//! The tables are shared by all tenants and keyed by `tenant_id` first, so
 //! one tenant's rows are stored together and every tenant-scoped read or
 //! delete uses the primary index.
 //!
@@ -27,6 +27,11 @@
 //! same key are summed when parts merge, which happens lazily, so reads
 //! always `sum(count)`.
 //!
+//! `telemetry` (`MergeTree`, partitioned by month, sorted by
+//! `(tenant_id, timestamp)`): `timestamp DateTime('UTC')`, `millis UInt16`,
+//! `tenant_id String`, `event_type String`, `name String`, `value Float64`,
+//! `labels String` (a JSON object of strings).
+//!
 //! The column types are chosen to work from ClickHouse 18.16 on: it has no
 //! `DateTime64` (hence the separate `millis` column), no `Map` (hence JSON in
 //! a `String`) and no `IPv6` type. Servers from 19.6 on also get a table
@@ -35,8 +40,9 @@
 //! is the way to expire events.
 //!
 //! On a [cluster](crate::cluster), each shard holds these tables as
-//! [`AUDIT_LOCAL_TABLE`] and [`USAGE_LOCAL_TABLE`], and `audit_log` and
-//! `usage_hourly` are `Distributed` tables over them, with the same columns.
+//! [`AUDIT_LOCAL_TABLE`], [`USAGE_LOCAL_TABLE`] and
+//! [`TELEMETRY_LOCAL_TABLE`], and `audit_log`, `usage_hourly` and
+//! `telemetry` are `Distributed` tables over them, with the same columns.
 
 use std::fmt;
 use std::str::FromStr;
@@ -50,6 +56,10 @@ use crate::error::{backend, store_error};
 pub const AUDIT_TABLE: &str = "audit_log";
 /// Name of the usage table.
 pub const USAGE_TABLE: &str = "usage_hourly";
+/// Name of the telemetry table.
+pub const TELEMETRY_TABLE: &str = "telemetry";
+/// Name of the telemetry table on each shard of a cluster.
+pub const TELEMETRY_LOCAL_TABLE: &str = "telemetry_local";
 /// Name of the audit table on each shard of a cluster.
 pub const AUDIT_LOCAL_TABLE: &str = "audit_log_local";
 /// Name of the usage table on each shard of a cluster.
@@ -159,7 +169,7 @@ pub(crate) async fn server_version(client: &Client) -> Result<ServerVersion, Sto
         .map_err(|_| backend(format!("unexpected server version {text:?}")))
 }
 
-/// `CREATE DATABASE` and both `CREATE TABLE`s, each `IF NOT EXISTS`.
+/// `CREATE DATABASE` and every `CREATE TABLE`, each `IF NOT EXISTS`.
 ///
 /// `admin` must not name the database (it may not exist yet); `database` is
 /// a validated identifier.
@@ -175,6 +185,12 @@ pub(crate) async fn migrate(admin: &Client, database: &str) -> Result<Migration,
             &audit_engine(audit_ttl),
         ),
         create_table(database, USAGE_TABLE, USAGE_COLUMNS, USAGE_ENGINE),
+        create_table(
+            database,
+            TELEMETRY_TABLE,
+            TELEMETRY_COLUMNS,
+            TELEMETRY_ENGINE,
+        ),
     ];
     for sql in &statements {
         execute_ddl(admin, sql).await?;
@@ -230,6 +246,12 @@ pub(crate) async fn migrate_cluster(
             USAGE_COLUMNS,
             &distributed_engine(cluster, database, USAGE_LOCAL_TABLE),
         ),
+        create_table(
+            database,
+            TELEMETRY_TABLE,
+            TELEMETRY_COLUMNS,
+            &distributed_engine(cluster, database, TELEMETRY_LOCAL_TABLE),
+        ),
     ];
     let local = [
         create_table(
@@ -239,6 +261,12 @@ pub(crate) async fn migrate_cluster(
             &audit_engine(audit_ttl),
         ),
         create_table(database, USAGE_LOCAL_TABLE, USAGE_COLUMNS, USAGE_ENGINE),
+        create_table(
+            database,
+            TELEMETRY_LOCAL_TABLE,
+            TELEMETRY_COLUMNS,
+            TELEMETRY_ENGINE,
+        ),
     ];
     for shard in shards {
         execute_ddl(shard, &create_database(database)).await?;
@@ -289,6 +317,21 @@ const USAGE_COLUMNS: &str = "\
     hour DateTime('UTC'), \
     event_type String, \
     count UInt64";
+
+/// The columns of the telemetry table.
+const TELEMETRY_COLUMNS: &str = "\
+    timestamp DateTime('UTC'), \
+    millis UInt16, \
+    tenant_id String, \
+    event_type String, \
+    name String, \
+    value Float64, \
+    labels String";
+
+/// The engine of the telemetry table where its rows are stored.
+const TELEMETRY_ENGINE: &str = "MergeTree \
+    PARTITION BY toYYYYMM(timestamp) \
+    ORDER BY (tenant_id, timestamp)";
 
 /// The engine of the usage table where its rows are stored.
 const USAGE_ENGINE: &str = "SummingMergeTree(count) \

@@ -15,6 +15,7 @@ use crate::cluster::ClickHouseCluster;
 use crate::error::store_error;
 use crate::retention::{self, Tables};
 use crate::schema::{self, Migration, ServerVersion, is_plain_identifier};
+use crate::telemetry::ClickHouseTelemetryStore;
 use crate::tenant_query::TenantQuery;
 use crate::usage::ClickHouseUsageMeter;
 
@@ -174,6 +175,12 @@ impl ClickHouseStores {
         ClickHouseUsageMeter::new(self.client.clone())
     }
 
+    /// The telemetry store: one `INSERT` per call, reads bound to one
+    /// tenant.
+    pub fn telemetry_store(&self) -> ClickHouseTelemetryStore {
+        ClickHouseTelemetryStore::new(self.client.clone(), self.clone())
+    }
+
     /// Queries bound to `tenant`; see [`TenantQuery`].
     pub fn tenant_query(&self, tenant: &TenantId) -> TenantQuery {
         TenantQuery::new(&self.client, tenant)
@@ -195,12 +202,24 @@ impl ClickHouseStores {
         Ok(())
     }
 
-    /// Deletes every audit event and usage count of `tenant` (mutations:
+    /// Deletes every audit event, usage count and telemetry event of
+    /// `tenant` (mutations:
     /// see [`wait_for_mutations`](Self::wait_for_mutations)).
     pub async fn delete_tenant(&self, tenant: &TenantId) -> Result<(), StoreError> {
         let (tables, clients) = self.mutated();
         for client in clients {
             retention::delete_tenant(client, tables, tenant).await?;
+            retention::delete_telemetry(client, tables, tenant).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every telemetry event of `tenant` (mutations: see
+    /// [`wait_for_mutations`](Self::wait_for_mutations)).
+    pub async fn delete_telemetry(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let (tables, clients) = self.mutated();
+        for client in clients {
+            retention::delete_telemetry(client, tables, tenant).await?;
         }
         Ok(())
     }

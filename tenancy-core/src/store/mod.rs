@@ -38,6 +38,7 @@ use crate::member::{Member, RecordId, Team};
 use crate::metering::UsageRecord;
 use crate::plan::Limit;
 use crate::rbac::Role;
+use crate::telemetry::{TelemetryEvent, TelemetryFilter};
 use crate::tenant::{TenantId, TenantRecord};
 
 pub use crate::error::{BoxError, StoreError};
@@ -255,6 +256,32 @@ pub trait TeamStore: Send + Sync + 'static {
     /// Removes `team_id` of `tenant`; whether it was there.
     async fn remove(&self, tenant: &TenantId, team_id: &RecordId) -> Result<bool, StoreError>;
     /// Removes every team of `tenant`; how many there were.
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+    /// Whether the backend answers.
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The telemetry events of each tenant ([`TelemetryEvent`]).
+///
+/// Every call names the tenant, and reads return that tenant's events
+/// only. A store may bound what it keeps per tenant (the in-memory one
+/// drops the oldest), so an event appended is not promised forever.
+#[async_trait]
+pub trait TelemetryStore: Send + Sync + 'static {
+    /// Adds `events` to `tenant`'s (validated by the caller with
+    /// [`TelemetryEvent::validate`]); an event without a time is stored with
+    /// the time of the call.
+    async fn append(&self, tenant: &TenantId, events: &[TelemetryEvent]) -> Result<(), StoreError>;
+    /// `tenant`'s events matching `filter`, newest first, each with its
+    /// time.
+    async fn query(
+        &self,
+        tenant: &TenantId,
+        filter: &TelemetryFilter,
+    ) -> Result<Vec<TelemetryEvent>, StoreError>;
+    /// Removes every event of `tenant`; how many there were.
     async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError>;
     /// Whether the backend answers.
     async fn health(&self) -> Result<(), StoreError> {

@@ -24,6 +24,7 @@
 //! stores::usage_meter(&MemoryUsageMeter::new()).await;
 //! stores::member_store(&[Arc::new(MemoryMemberStore::new())]).await;
 //! stores::team_store(&MemoryTeamStore::new()).await;
+//! stores::telemetry_store(&MemoryTelemetryStore::new()).await;
 //! # });
 //! ```
 
@@ -1392,4 +1393,109 @@ pub async fn team_store(store: &dyn crate::store::TeamStore) {
     assert_eq!(store.erase(&a).await.expect("erase"), 2);
     assert!(store.list(&a, None, 10).await.expect("list").is_empty());
     assert_eq!(store.list(&b, None, 10).await.expect("list").len(), 1);
+}
+
+/// A [`TelemetryStore`](crate::store::TelemetryStore): events come back
+/// newest first with their times (to the millisecond) and labels, filtered
+/// by name, type and time, limited, and only the asked tenant's; erasure
+/// empties one tenant.
+pub async fn telemetry_store(store: &dyn crate::store::TelemetryStore) {
+    use crate::telemetry::{TelemetryEvent, TelemetryFilter};
+
+    let a = unique_tenant("telemetry");
+    let b = unique_tenant("telemetry");
+    let start = now_millis() - chrono::Duration::minutes(10);
+    let event = |event_type: &str, name: &str, value: f64, minute: i64| {
+        let mut e = TelemetryEvent::new(event_type, name, value);
+        e.timestamp = Some(start + chrono::Duration::minutes(minute));
+        e.labels.insert("host".into(), format!("h{minute}"));
+        e
+    };
+    let written = [
+        event("metric", "cpu", 0.5, 0),
+        event("metric", "mem", 1024.0, 1),
+        event("log", "cpu", 1.0, 2),
+        event("metric", "cpu", 0.75, 3),
+    ];
+    store.append(&a, &written).await.expect("append");
+    store
+        .append(&b, &[event("metric", "cpu", 99.0, 4)])
+        .await
+        .expect("append b");
+
+    let all = store
+        .query(&a, &TelemetryFilter::default())
+        .await
+        .expect("query");
+    let newest_first: Vec<TelemetryEvent> = written.iter().rev().cloned().collect();
+    assert_eq!(all, newest_first, "newest first, times and labels kept");
+    let cpu = store
+        .query(&a, &TelemetryFilter::default().name("cpu"))
+        .await
+        .expect("query");
+    assert_eq!(
+        cpu.iter().map(|e| e.value).collect::<Vec<_>>(),
+        [0.75, 1.0, 0.5]
+    );
+    let cpu_metrics = store
+        .query(
+            &a,
+            &TelemetryFilter::default().name("cpu").event_type("metric"),
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        cpu_metrics.iter().map(|e| e.value).collect::<Vec<_>>(),
+        [0.75, 0.5]
+    );
+    let mut recent = TelemetryFilter::default().limit(10);
+    recent.since = Some(start + chrono::Duration::minutes(2));
+    assert_eq!(store.query(&a, &recent).await.expect("query").len(), 2);
+    assert_eq!(
+        store
+            .query(&a, &TelemetryFilter::default().limit(1))
+            .await
+            .expect("query"),
+        newest_first[..1]
+    );
+    let other = store
+        .query(&b, &TelemetryFilter::default())
+        .await
+        .expect("query");
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].value, 99.0);
+
+    // An event without a time is stored with the time of the call.
+    let c = unique_tenant("telemetry");
+    let before = now_millis();
+    store
+        .append(&c, &[TelemetryEvent::new("metric", "untimed", 1.0)])
+        .await
+        .expect("append");
+    let stamped = store
+        .query(&c, &TelemetryFilter::default())
+        .await
+        .expect("query");
+    let at = stamped[0].timestamp.expect("a time");
+    assert!(
+        at >= before && at <= Utc::now() + chrono::Duration::seconds(1),
+        "{at}"
+    );
+
+    assert_eq!(store.erase(&a).await.expect("erase"), 4);
+    assert!(
+        store
+            .query(&a, &TelemetryFilter::default())
+            .await
+            .expect("query")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .query(&b, &TelemetryFilter::default())
+            .await
+            .expect("query")
+            .len(),
+        1
+    );
 }

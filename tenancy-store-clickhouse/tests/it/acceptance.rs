@@ -43,6 +43,20 @@ async fn usage_meter_passes_the_suite_on_a_cluster() {
     }
 }
 
+#[tokio::test]
+async fn telemetry_store_passes_the_suite() {
+    if let Some(db) = TestDatabase::new("telemetry_suite").await {
+        stores::telemetry_store(&db.stores.telemetry_store()).await;
+    }
+}
+
+#[tokio::test]
+async fn telemetry_store_passes_the_suite_on_a_cluster() {
+    if let Some(db) = TestDatabase::sharded("telemetry_suite").await {
+        stores::telemetry_store(&db.stores.telemetry_store()).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn usage_from_concurrent_tasks_across_three_hours() {
     if let Some(db) = TestDatabase::new("usage_concurrent").await {

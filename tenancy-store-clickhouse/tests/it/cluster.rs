@@ -7,7 +7,8 @@ use tenancy_core::store::{AuditSink, StoreError};
 use tenancy_core::testkit::{services, stores};
 use tenancy_store_clickhouse::clickhouse::Client;
 use tenancy_store_clickhouse::schema::{
-    AUDIT_LOCAL_TABLE, AUDIT_TABLE, USAGE_LOCAL_TABLE, USAGE_TABLE,
+    AUDIT_LOCAL_TABLE, AUDIT_TABLE, TELEMETRY_LOCAL_TABLE, TELEMETRY_TABLE, USAGE_LOCAL_TABLE,
+    USAGE_TABLE,
 };
 use tenancy_store_clickhouse::{ClickHouseCluster, tenant_sql};
 
@@ -56,6 +57,8 @@ async fn concurrent_migrations_create_local_and_distributed_tables_on_every_shar
             [
                 (AUDIT_TABLE, "Distributed"),
                 (AUDIT_LOCAL_TABLE, "MergeTree"),
+                (TELEMETRY_TABLE, "Distributed"),
+                (TELEMETRY_LOCAL_TABLE, "MergeTree"),
                 (USAGE_TABLE, "Distributed"),
                 (USAGE_LOCAL_TABLE, "SummingMergeTree"),
             ],

@@ -1,7 +1,7 @@
 //! The migration: idempotent, safe from many instances at once, and fitted
 //! to the server's version.
 
-use tenancy_store_clickhouse::schema::{AUDIT_TABLE, USAGE_TABLE};
+use tenancy_store_clickhouse::schema::{AUDIT_TABLE, TELEMETRY_TABLE, USAGE_TABLE};
 
 use crate::fixture::TestDatabase;
 
@@ -32,7 +32,7 @@ async fn concurrent_migrations_agree() {
         .fetch_all()
         .await
         .expect("tables");
-    assert_eq!(tables, [AUDIT_TABLE, USAGE_TABLE]);
+    assert_eq!(tables, [AUDIT_TABLE, TELEMETRY_TABLE, USAGE_TABLE]);
 
     let (audit_engine, audit_key): (String, String) = db
         .client()

@@ -25,6 +25,7 @@ async fn the_acceptance_suite_passes_over_https() {
         .unwrap_or_else(|e| panic!("migrate over TLS: {e}"));
     stores::audit_log(&stores.audit_sink(), &stores.audit_query()).await;
     stores::usage_meter(&stores.usage_meter()).await;
+    stores::telemetry_store(&stores.telemetry_store()).await;
 }
 
 #[tokio::test]

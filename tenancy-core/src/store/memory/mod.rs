@@ -15,6 +15,7 @@
 //! | [`UsageMeter`](super::UsageMeter) | [`MemoryUsageMeter`] |
 //! | [`MemberStore`](super::MemberStore) | [`MemoryMemberStore`] |
 //! | [`TeamStore`](super::TeamStore) | [`MemoryTeamStore`] |
+//! | [`TelemetryStore`](super::TelemetryStore) | [`MemoryTelemetryStore`] |
 
 mod api_key;
 mod audit;
@@ -22,6 +23,7 @@ mod member;
 mod quota;
 mod rate_limit;
 mod realm;
+mod telemetry;
 mod tenant;
 mod usage;
 
@@ -31,5 +33,8 @@ pub use member::{MemoryMemberStore, MemoryTeamStore};
 pub use quota::MemoryQuotaStore;
 pub use rate_limit::MemoryRateLimiter;
 pub use realm::MemoryRealmStore;
+pub use telemetry::{
+    DEFAULT_TELEMETRY_BYTES_PER_TENANT, DEFAULT_TELEMETRY_EVENTS_PER_TENANT, MemoryTelemetryStore,
+};
 pub use tenant::MemoryTenantStore;
 pub use usage::MemoryUsageMeter;

@@ -1,0 +1,136 @@
+//! [`MemoryTelemetryStore`]: each tenant's newest events, bounded by count
+//! and by bytes.
+
+use std::collections::VecDeque;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use crate::ConcurrentMap;
+use crate::store::{StoreError, TelemetryStore};
+use crate::telemetry::{TELEMETRY_MAX_LIMIT, TelemetryEvent, TelemetryFilter};
+use crate::tenant::TenantId;
+
+/// Events kept per tenant by default (the oldest go first).
+pub const DEFAULT_TELEMETRY_EVENTS_PER_TENANT: usize = 10_000;
+/// Bytes of events kept per tenant by default, as counted by
+/// [`TelemetryEvent::size`] (the oldest go first).
+pub const DEFAULT_TELEMETRY_BYTES_PER_TENANT: usize = 4 << 20;
+
+/// One tenant's events, oldest first.
+#[derive(Debug, Default)]
+struct Ring {
+    events: VecDeque<TelemetryEvent>,
+    bytes: usize,
+}
+
+/// Telemetry in memory: per tenant, the newest events up to a count and a
+/// number of bytes, so one tenant's flood costs a bounded amount and never
+/// pushes out another tenant's events.
+///
+/// ```
+/// use tenancy_core::store::TelemetryStore;
+/// use tenancy_core::store::memory::MemoryTelemetryStore;
+/// use tenancy_core::telemetry::{TelemetryEvent, TelemetryFilter};
+/// use tenancy_core::tenant::TenantId;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryTelemetryStore::with_capacity(2, 1 << 20);
+/// let acme = TenantId::new("acme")?;
+/// for value in [1.0, 2.0, 3.0] {
+///     store.append(&acme, &[TelemetryEvent::new("metric", "cpu", value)]).await?;
+/// }
+/// let kept = store.query(&acme, &TelemetryFilter::default()).await?;
+/// assert_eq!(kept.iter().map(|e| e.value).collect::<Vec<_>>(), [3.0, 2.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct MemoryTelemetryStore {
+    tenants: ConcurrentMap<TenantId, Ring>,
+    max_events: usize,
+    max_bytes: usize,
+}
+
+impl Default for MemoryTelemetryStore {
+    fn default() -> Self {
+        Self::with_capacity(
+            DEFAULT_TELEMETRY_EVENTS_PER_TENANT,
+            DEFAULT_TELEMETRY_BYTES_PER_TENANT,
+        )
+    }
+}
+
+impl MemoryTelemetryStore {
+    /// A store keeping [`DEFAULT_TELEMETRY_EVENTS_PER_TENANT`] events and
+    /// [`DEFAULT_TELEMETRY_BYTES_PER_TENANT`] bytes per tenant.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store keeping at most `events` events and `bytes` bytes per
+    /// tenant.
+    pub fn with_capacity(events: usize, bytes: usize) -> Self {
+        Self {
+            tenants: ConcurrentMap::default(),
+            max_events: events,
+            max_bytes: bytes,
+        }
+    }
+
+    /// The bytes held for `tenant`, as counted by [`TelemetryEvent::size`].
+    pub fn bytes_of(&self, tenant: &TenantId) -> usize {
+        self.tenants.get(tenant).map_or(0, |ring| ring.bytes)
+    }
+}
+
+#[async_trait]
+impl TelemetryStore for MemoryTelemetryStore {
+    async fn append(&self, tenant: &TenantId, events: &[TelemetryEvent]) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let mut ring = self.tenants.entry(tenant.clone()).or_default();
+        for event in events {
+            let mut event = event.clone();
+            event.timestamp.get_or_insert(now);
+            ring.bytes += event.size();
+            ring.events.push_back(event);
+            while ring.events.len() > self.max_events || ring.bytes > self.max_bytes {
+                match ring.events.pop_front() {
+                    Some(old) => ring.bytes -= old.size(),
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn query(
+        &self,
+        tenant: &TenantId,
+        filter: &TelemetryFilter,
+    ) -> Result<Vec<TelemetryEvent>, StoreError> {
+        let now = Utc::now();
+        let Some(ring) = self.tenants.get(tenant) else {
+            return Ok(Vec::new());
+        };
+        // Only the page is copied, under the tenant's read lock. Events
+        // arrive in about time order; the page is sorted by time.
+        let mut page: Vec<TelemetryEvent> = ring
+            .events
+            .iter()
+            .rev()
+            .filter(|e| filter.matches(e, now))
+            .take(filter.limit.min(TELEMETRY_MAX_LIMIT))
+            .cloned()
+            .collect();
+        page.sort_by(|a, b| b.timestamp.cmp(&a.timestamp));
+        Ok(page)
+    }
+
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        Ok(self
+            .tenants
+            .remove(tenant)
+            .map_or(0, |(_, ring)| ring.events.len() as u64))
+    }
+}
