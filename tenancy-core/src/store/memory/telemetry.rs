@@ -123,7 +123,7 @@ impl TelemetryStore for MemoryTelemetryStore {
             .take(filter.limit.min(TELEMETRY_MAX_LIMIT))
             .cloned()
             .collect();
-        page.sort_by(|a, b| b.timestamp.cmp(&a.timestamp));
+        page.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
         Ok(page)
     }
 
