@@ -102,6 +102,18 @@ async fn revoke_api_key(
 ) -> Answer {
     respond(app.revoke_api_key(&ctx, &audit, &key_id).await)
 }
+async fn rotate_api_key(
+    app: AppData,
+    Tenant(ctx): Tenant,
+    audit: Audit,
+    key_id: web::Path<String>,
+    body: web::Payload,
+) -> Answer {
+    respond(
+        app.rotate_api_key(&ctx, &audit, &key_id, &read_body(body).await?)
+            .await,
+    )
+}
 async fn permissions(app: AppData, Tenant(ctx): Tenant) -> Answer {
     respond(app.permissions(&ctx))
 }
@@ -109,7 +121,7 @@ async fn ingest(app: AppData, Tenant(ctx): Tenant, quota: Quota, body: web::Payl
     respond(app.ingest(&ctx, &quota, &read_body(body).await?).await)
 }
 async fn query_metrics(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
-    respond(app.query_metrics(&ctx, req.query_string()))
+    respond(app.query_metrics(&ctx, req.query_string()).await)
 }
 async fn trigger_runbook(app: AppData, audit: Audit, id: web::Path<String>) -> Answer {
     respond(app.trigger_runbook(&audit, &id))
@@ -123,7 +135,7 @@ async fn ack_incident(
     respond(app.ack_incident(&ctx, &audit, &id))
 }
 async fn list_users(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
-    respond(app.list_users(&ctx, req.query_string()))
+    respond(app.list_users(&ctx, req.query_string()).await)
 }
 async fn create_user(
     app: AppData,
@@ -133,8 +145,28 @@ async fn create_user(
 ) -> Answer {
     respond(app.create_user(&ctx, &audit, &read_body(body).await?).await)
 }
+async fn patch_user(
+    app: AppData,
+    Tenant(ctx): Tenant,
+    audit: Audit,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> Answer {
+    respond(
+        app.patch_user(&ctx, &audit, &id, &read_body(body).await?)
+            .await,
+    )
+}
+async fn delete_user(
+    app: AppData,
+    Tenant(ctx): Tenant,
+    audit: Audit,
+    id: web::Path<String>,
+) -> Answer {
+    respond(app.delete_user(&ctx, &audit, &id).await)
+}
 async fn list_teams(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
-    respond(app.list_teams(&ctx, req.query_string()))
+    respond(app.list_teams(&ctx, req.query_string()).await)
 }
 async fn create_team(
     app: AppData,
@@ -142,7 +174,7 @@ async fn create_team(
     audit: Audit,
     body: web::Payload,
 ) -> Answer {
-    respond(app.create_team(&ctx, &audit, &read_body(body).await?))
+    respond(app.create_team(&ctx, &audit, &read_body(body).await?).await)
 }
 async fn audit(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
     respond(app.audit(&ctx, req.query_string()).await)
@@ -235,6 +267,10 @@ pub fn configure(
                 resource("/api/v1/apikeys/{key_id}")
                     .route(at_least(Role::Admin, web::delete().to(revoke_api_key))),
             )
+            .service(
+                resource("/api/v1/apikeys/{key_id}/rotate")
+                    .route(at_least(Role::Admin, web::post().to(rotate_api_key))),
+            )
             .service(resource("/api/v1/rbac/permissions").get(permissions))
             .service(
                 resource("/api/v1/security/refusals")
@@ -260,6 +296,11 @@ pub fn configure(
                 resource("/api/v1/users")
                     .route(at_least(Role::Admin, web::get().to(list_users)))
                     .route(at_least(Role::Admin, web::post().to(create_user))),
+            )
+            .service(
+                resource("/api/v1/users/{id}")
+                    .route(at_least(Role::Admin, web::patch().to(patch_user)))
+                    .route(at_least(Role::Admin, web::delete().to(delete_user))),
             )
             .service(
                 resource("/api/v1/teams")

@@ -22,13 +22,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenancy_core::Tenancy;
-use tenancy_core::admin::{CountQuota, NewApiKey};
+use tenancy_core::admin::NewApiKey;
 use tenancy_core::audit::AuditFilter;
 use tenancy_core::context::TenantContext;
 use tenancy_core::credential::KeyId;
@@ -36,30 +35,23 @@ use tenancy_core::error::{ErrorKind, TenancyError};
 use tenancy_core::guard::require_role;
 use tenancy_core::handle::{Audit, Quota};
 use tenancy_core::label::Label;
+use tenancy_core::member::{Member, RecordId, Team};
+use tenancy_core::plan::Limit;
 use tenancy_core::rbac::Role;
-use tenancy_core::tenant::{TenantId, TenantRecord};
-use utoipa::ToSchema;
+use tenancy_core::store::TelemetryStore;
+use tenancy_core::store::memory::MemoryTelemetryStore;
+use tenancy_core::telemetry::{TelemetryEvent, TelemetryFilter};
+use tenancy_core::tenant::{TENANT_DESCRIPTION_MAX_BYTES, TenantId, TenantRecord};
 
 use crate::wire::{
     Accepted, ApiKey, ApiKeyList, AuditLog, CreateApiKey, CreateTeam, CreateTenant, CreateUser,
-    Health, IncidentAcknowledged, Ingest, IssuedApiKey, Metrics, PatchTenant, Permissions,
-    RunbookTriggered, SecurityRefusals, TeamList, Tenant, TenantList, TenantWithRealm, Usage,
-    UsageRow, UserList,
+    Health, IncidentAcknowledged, Ingest, IssuedApiKey, Metrics, PatchTenant, PatchUser,
+    Permissions, RotateApiKey, RunbookTriggered, SecurityRefusals, TeamList, Tenant, TenantList,
+    TenantWithRealm, Usage, UsageRow, UserList,
 };
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
-/// Telemetry events kept per tenant (the oldest go first).
-pub const TELEMETRY_EVENTS_PER_TENANT: usize = 10_000;
-/// Telemetry kept per tenant, in bytes as counted by [`TelemetryEvent::size`]
-/// (the oldest go first).
-pub const TELEMETRY_BYTES_PER_TENANT: usize = 4 << 20;
-/// Longest event name, in bytes.
-pub const MAX_EVENT_NAME_BYTES: usize = 256;
-/// Most labels on one event.
-pub const MAX_EVENT_LABELS: usize = 32;
-/// Longest label value, in bytes (label names are [`Label`]s).
-pub const MAX_LABEL_VALUE_BYTES: usize = 256;
 /// Teams per tenant.
 pub const MAX_TEAMS: usize = 100;
 /// Members (and on-call entries) per team.
@@ -74,6 +66,10 @@ pub const LIST_MAX_LIMIT: usize = 1_000;
 pub const READY_DEADLINE: std::time::Duration = std::time::Duration::from_millis(800);
 /// Events accepted in one telemetry call.
 pub const MAX_EVENTS_PER_CALL: usize = 1_000;
+/// The grace period of a rotated key when the call names none.
+pub const DEFAULT_ROTATION_GRACE_SECS: u64 = 3_600;
+/// The longest grace period of a rotated key, in seconds (a week).
+pub const MAX_ROTATION_GRACE_SECS: u64 = 7 * 24 * 3_600;
 
 /// An answer: status and optional JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,168 +106,12 @@ impl Reply {
 
 type Result<T> = std::result::Result<T, TenancyError>;
 
-/// Per-tenant rows of one kind. Every read and write names the tenant, so
-/// no call can reach another tenant's rows.
-struct Scoped<T> {
-    rows: DashMap<TenantId, Vec<T>>,
-}
-
-impl<T: Clone> Scoped<T> {
-    fn new() -> Self {
-        Self {
-            rows: DashMap::new(),
-        }
-    }
-
-    /// The first `limit` rows of `tenant`, copying only those.
-    fn page(&self, tenant: &TenantId, limit: usize) -> Vec<T> {
-        self.rows
-            .get(tenant)
-            .map(|rows| rows.iter().take(limit).cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Appends `row` to `tenant`'s rows unless `refuse` finds a reason in
-    /// them: the check and the insert happen under one lock, so concurrent
-    /// creates cannot pass a count together.
-    fn push_unless(
-        &self,
-        tenant: &TenantId,
-        row: T,
-        refuse: impl FnOnce(&[T]) -> Option<TenancyError>,
-    ) -> Result<()> {
-        let mut rows = self.rows.entry(tenant.clone()).or_default();
-        if let Some(err) = refuse(&rows) {
-            return Err(err);
-        }
-        rows.push(row);
-        Ok(())
-    }
-}
-
-/// One tenant's stored telemetry, bounded by count and by bytes.
-#[derive(Default)]
-struct TelemetryLog {
-    events: std::collections::VecDeque<TelemetryEvent>,
-    bytes: usize,
-}
-
-impl TelemetryLog {
-    fn push(&mut self, event: TelemetryEvent) {
-        self.bytes += event.size();
-        self.events.push_back(event);
-        while self.events.len() > TELEMETRY_EVENTS_PER_TENANT
-            || self.bytes > TELEMETRY_BYTES_PER_TENANT
-        {
-            match self.events.pop_front() {
-                Some(old) => self.bytes -= old.size(),
-                None => break,
-            }
-        }
-    }
-}
-
 fn count_quota(name: &str) -> TenancyError {
     ErrorKind::QuotaExceeded {
         budget: name.to_owned(),
         retry_after: None,
     }
     .into()
-}
-
-/// A user of a tenant.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct User {
-    /// Id.
-    pub user_id: String,
-    /// E-mail address.
-    pub email: String,
-    /// Display name.
-    pub name: Option<String>,
-    /// Role.
-    pub role: Role,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-}
-
-/// A team of a tenant.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Team {
-    /// Id.
-    pub team_id: String,
-    /// Name.
-    pub name: String,
-    /// Members (user ids or e-mails).
-    pub members: Vec<String>,
-    /// On-call order.
-    pub on_call_rotation: Vec<String>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-}
-
-/// One telemetry event.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetryEvent {
-    /// Event type (`metric`, `log`, …); metered by it.
-    #[serde(rename = "type")]
-    #[schema(value_type = Label)]
-    pub event_type: String,
-    /// Name, 1 to 256 bytes.
-    #[schema(min_length = 1, max_length = 256)]
-    pub name: String,
-    /// Value, a finite number.
-    pub value: f64,
-    /// When it happened (now when absent).
-    #[serde(default)]
-    pub timestamp: Option<DateTime<Utc>>,
-    /// At most 32 labels: names are labels, values at most 256 bytes.
-    #[serde(default)]
-    #[schema(value_type = BTreeMap<Label, String>)]
-    pub labels: BTreeMap<String, String>,
-}
-
-impl TelemetryEvent {
-    /// What the event counts against [`TELEMETRY_BYTES_PER_TENANT`]: its
-    /// strings plus a fixed overhead.
-    pub fn size(&self) -> usize {
-        64 + self.event_type.len()
-            + self.name.len()
-            + self
-                .labels
-                .iter()
-                .map(|(k, v)| 32 + k.len() + v.len())
-                .sum::<usize>()
-    }
-
-    /// Refuses what no stored event may be: a type or label name that is not
-    /// a [`Label`], an over-long name or label value, too many labels, a
-    /// value that is not finite.
-    fn check(&self) -> Result<Label> {
-        let event_type = label(&self.event_type, "event type")?;
-        if self.name.is_empty() || self.name.len() > MAX_EVENT_NAME_BYTES {
-            return Err(TenancyError::invalid_request(format!(
-                "event names are 1 to {MAX_EVENT_NAME_BYTES} bytes"
-            )));
-        }
-        if self.labels.len() > MAX_EVENT_LABELS {
-            return Err(TenancyError::invalid_request(format!(
-                "events carry at most {MAX_EVENT_LABELS} labels"
-            )));
-        }
-        for (key, value) in &self.labels {
-            label(key, "label name")?;
-            if value.len() > MAX_LABEL_VALUE_BYTES {
-                return Err(TenancyError::invalid_request(format!(
-                    "label values are at most {MAX_LABEL_VALUE_BYTES} bytes"
-                )));
-            }
-        }
-        if !self.value.is_finite() {
-            return Err(TenancyError::invalid_request("event values must be finite"));
-        }
-        Ok(event_type)
-    }
 }
 
 /// Parses a JSON body: `payload_too_large` over [`MAX_BODY_BYTES`],
@@ -299,15 +139,22 @@ pub fn parse_telemetry(body: &[u8]) -> Result<(Vec<TelemetryEvent>, BTreeMap<Lab
     }
     let mut by_type: BTreeMap<Label, u64> = BTreeMap::new();
     for event in &req.events {
-        *by_type.entry(event.check()?).or_default() += 1;
+        *by_type.entry(event.validate()?).or_default() += 1;
     }
     Ok((req.events, by_type))
 }
 
-/// The query of `GET /api/v1/apikeys`, `/api/v1/users` and `/api/v1/teams`.
+/// The query of `GET /api/v1/apikeys`.
 #[derive(Debug, Deserialize)]
 struct PageQuery {
     limit: Option<String>,
+}
+
+/// The query of `GET /api/v1/users` and `/api/v1/teams`.
+#[derive(Debug, Deserialize)]
+struct RecordsQuery {
+    limit: Option<String>,
+    after: Option<String>,
 }
 
 /// The query of `GET /api/v1/tenants`.
@@ -387,6 +234,48 @@ fn not_found() -> TenancyError {
     ErrorKind::NotFound.into()
 }
 
+/// A tenant description: at most [`TENANT_DESCRIPTION_MAX_BYTES`];
+/// empty means none.
+fn description(text: Option<String>) -> Result<Option<String>> {
+    match text {
+        Some(text) if text.len() > TENANT_DESCRIPTION_MAX_BYTES => {
+            Err(TenancyError::invalid_request(format!(
+                "description is at most {TENANT_DESCRIPTION_MAX_BYTES} bytes"
+            )))
+        }
+        Some(text) if text.is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+/// Records `event` in the request's tenant, and in `tenant`'s log too when
+/// that is another (a platform caller acting on a tenant).
+fn record_here_and_in(audit: &Audit, tenant: &TenantId, event: tenancy_core::audit::AuditEvent) {
+    let here = event.tenant_id.clone();
+    audit.record_event(event.clone());
+    if *tenant != here {
+        audit.record_for(tenant, event);
+    }
+}
+
+/// The `after` and `limit` of a page of users or teams.
+fn records_page(query: &str) -> Result<(Option<RecordId>, usize)> {
+    let query: RecordsQuery = parse_query(query)?;
+    let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+    let after = query
+        .after
+        .map(|a| {
+            RecordId::parse(&a).map_err(|_| TenancyError::invalid_request("after must be an id"))
+        })
+        .transpose()?;
+    Ok((after, limit))
+}
+
+/// An id from a request path or query: `not_found` when it cannot be one.
+fn record_id(id: &str) -> Result<RecordId> {
+    RecordId::parse(id).map_err(|_| not_found())
+}
+
 fn new_id(prefix: &str) -> String {
     let mut random = [0u8; 8];
     let _ = getrandom::fill(&mut random);
@@ -394,25 +283,28 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{hex}")
 }
 
-/// The application: the tenancy engine plus the domain data of the API.
+/// The application: the tenancy engine and the telemetry store. It keeps
+/// no state of its own: members and teams are in the engine's stores, so
+/// every instance on the same stores answers alike.
 pub struct App {
     tenancy: Tenancy,
+    telemetry: Arc<dyn TelemetryStore>,
     /// The OpenAPI document, built once for the engine's configuration.
     contract: bytes::Bytes,
-    users: Scoped<User>,
-    teams: Scoped<Team>,
-    telemetry: DashMap<TenantId, TelemetryLog>,
 }
 
 impl App {
-    /// An application over `tenancy`.
+    /// An application over `tenancy`, with telemetry in memory.
     pub fn new(tenancy: Tenancy) -> Arc<Self> {
+        Self::with_telemetry(tenancy, Arc::new(MemoryTelemetryStore::new()))
+    }
+
+    /// An application over `tenancy`, with telemetry in `telemetry`.
+    pub fn with_telemetry(tenancy: Tenancy, telemetry: Arc<dyn TelemetryStore>) -> Arc<Self> {
         Arc::new(Self {
             contract: crate::openapi::json(tenancy.config()).into(),
             tenancy,
-            users: Scoped::new(),
-            teams: Scoped::new(),
-            telemetry: DashMap::new(),
+            telemetry,
         })
     }
 
@@ -436,7 +328,11 @@ impl App {
     /// `GET /readyz`: every configured store answers, within
     /// [`READY_DEADLINE`] (a store that hangs is not ready).
     pub async fn ready(&self) -> Result<Reply> {
-        match tokio::time::timeout(READY_DEADLINE, self.tenancy.health()).await {
+        let health = async {
+            self.tenancy.health().await?;
+            self.telemetry.health().await.map_err(TenancyError::from)
+        };
+        match tokio::time::timeout(READY_DEADLINE, health).await {
             Ok(health) => health?,
             Err(_) => {
                 tracing::error!(deadline = ?READY_DEADLINE, "a store did not answer the readiness check in time");
@@ -463,13 +359,16 @@ impl App {
         }
         let mut tenant = TenantRecord::new(id, req.name, plan);
         tenant.contact_email = req.contact_email;
+        tenant.description = description(req.description)?;
         self.tenancy.admin().create_tenant(tenant.clone()).await?;
-        audit.record_event(
-            audit
-                .event("tenant.create")
-                .resource(tenant.id.as_str())
-                .outcome(201),
-        );
+        // In the acting caller's log and in the new tenant's own.
+        let event = audit
+            .event("tenant.create")
+            .resource(tenant.id.as_str())
+            .outcome(201)
+            .detail("plan", tenant.plan.clone())
+            .detail("status", tenant.status.as_str());
+        record_here_and_in(audit, &tenant.id, event);
         Ok(Reply::json(StatusCode::CREATED, &Tenant::from(&tenant)))
     }
 
@@ -542,6 +441,11 @@ impl App {
                 "unknown plan {plan:?}"
             )));
         }
+        let description = patch
+            .description
+            .map(|d| description(Some(d)))
+            .transpose()?;
+        let before = tenant.clone();
         let mut changed = Vec::new();
         // The realm first: a refused one (invalid, or its issuer taken)
         // leaves the record as it was.
@@ -568,6 +472,10 @@ impl App {
             tenant.name = name;
             changed.push("name");
         }
+        if let Some(description) = description {
+            tenant.description = description;
+            changed.push("description");
+        }
         if let Some(plan) = patch.plan {
             tenant.plan = plan;
             changed.push("plan");
@@ -582,13 +490,30 @@ impl App {
         }
         tenant.updated_at = Utc::now();
         self.tenancy.admin().update_tenant(tenant.clone()).await?;
-        audit.record_event(
-            audit
-                .event("tenant.update")
-                .resource(tenant.id.as_str())
-                .detail("changed", changed.join(","))
-                .detail("status", tenant.status.as_str()),
-        );
+        // Who changed what, with the old and new values of the fields that
+        // have one, in the acting caller's log and in the tenant's own.
+        let mut event = audit
+            .event("tenant.update")
+            .resource(tenant.id.as_str())
+            .detail("changed", changed.join(","))
+            .detail("status", tenant.status.as_str());
+        let values = [
+            ("name", before.name.clone(), tenant.name.clone()),
+            ("plan", before.plan.clone(), tenant.plan.clone()),
+            (
+                "status",
+                before.status.as_str().to_owned(),
+                tenant.status.as_str().to_owned(),
+            ),
+        ];
+        for (field, old, new) in values {
+            if changed.contains(&field) {
+                event = event
+                    .detail(format!("old_{field}"), old)
+                    .detail(format!("new_{field}"), new);
+            }
+        }
+        record_here_and_in(audit, &tenant.id, event);
         let realm = self.tenancy.admin().tenant_realm(&tenant.id).await?;
         Ok(Reply::ok(&TenantWithRealm {
             tenant: Tenant::from(&tenant),
@@ -727,6 +652,62 @@ impl App {
         Ok(Reply::no_content())
     }
 
+    /// `POST /api/v1/apikeys/{key_id}/rotate` (route: admin+): a new
+    /// secret, in this answer only, for a key of the caller's tenant; the
+    /// old one keeps working for `grace_period_secs` (default
+    /// [`DEFAULT_ROTATION_GRACE_SECS`], at most [`MAX_ROTATION_GRACE_SECS`]).
+    /// A key may rotate itself and the keys it issued, never its parent.
+    pub async fn rotate_api_key(
+        &self,
+        ctx: &TenantContext,
+        audit: &Audit,
+        key_id: &str,
+        body: &[u8],
+    ) -> Result<Reply> {
+        let key_id = KeyId::new(key_id).map_err(|_| not_found())?;
+        let req: RotateApiKey = if body.is_empty() {
+            RotateApiKey::default()
+        } else {
+            parse_body(body)?
+        };
+        let grace = req.grace_period_secs.unwrap_or(DEFAULT_ROTATION_GRACE_SECS);
+        if grace > MAX_ROTATION_GRACE_SECS {
+            return Err(TenancyError::invalid_request(format!(
+                "grace_period_secs is at most {MAX_ROTATION_GRACE_SECS}"
+            )));
+        }
+        let grace = (grace > 0).then(|| std::time::Duration::from_secs(grace));
+        let issued = self
+            .tenancy
+            .admin()
+            .rotate_api_key_as(ctx, &key_id, grace)
+            .await?;
+        audit.record_event(
+            audit
+                .event("apikey.rotate")
+                .resource(key_id.as_str())
+                .outcome(201)
+                .detail("new_key_id", issued.record.key_id.as_str())
+                .detail(
+                    "grace_period_secs",
+                    req.grace_period_secs
+                        .unwrap_or(DEFAULT_ROTATION_GRACE_SECS)
+                        .to_string(),
+                ),
+        );
+        Ok(Reply::json(
+            StatusCode::CREATED,
+            &IssuedApiKey {
+                key_id: issued.record.key_id.clone(),
+                api_key: issued.secret.expose().to_owned(),
+                tenant_id: issued.record.tenant_id.clone(),
+                scope: issued.record.scope,
+                created_at: issued.record.created_at,
+                expires_at: issued.record.expires_at,
+            },
+        ))
+    }
+
     /// `GET /api/v1/security/refusals` (route: super_admin): the platform
     /// security log, refusals of callers without a verified credential per
     /// client address and reason, most refused first.
@@ -765,40 +746,33 @@ impl App {
         for (event_type, count) in &by_type {
             self.tenancy.meter(ctx, event_type, *count);
         }
-        let now = Utc::now();
-        let mut log = self.telemetry.entry(ctx.tenant_id().clone()).or_default();
-        for mut event in events {
-            event.timestamp.get_or_insert(now);
-            log.push(event);
-        }
+        self.telemetry
+            .append(ctx.tenant_id(), &events)
+            .await
+            .map_err(TenancyError::from)?;
         Ok(Reply::json(StatusCode::ACCEPTED, &Accepted { accepted }))
     }
 
     /// `GET /api/v1/metrics/query` (route: viewer+ / readonly keys): the
     /// caller's tenant's telemetry, newest first; filters `name`, `type`,
     /// `limit`.
-    pub fn query_metrics(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
+    pub async fn query_metrics(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         let MetricsQuery {
             name,
             event_type,
             limit,
         } = parse_query(query)?;
-        let limit = parse_limit(limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
-        // Only the page is copied, under the tenant's read lock.
-        let events: Vec<TelemetryEvent> = self
+        let filter = TelemetryFilter {
+            name,
+            event_type,
+            since: None,
+            limit: parse_limit(limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?,
+        };
+        let events = self
             .telemetry
-            .get(ctx.tenant_id())
-            .map(|log| {
-                log.events
-                    .iter()
-                    .rev()
-                    .filter(|e| name.as_ref().is_none_or(|n| *n == e.name))
-                    .filter(|e| event_type.as_ref().is_none_or(|t| *t == e.event_type))
-                    .take(limit)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
+            .query(ctx.tenant_id(), &filter)
+            .await
+            .map_err(TenancyError::from)?;
         Ok(Reply::ok(&Metrics {
             tenant_id: ctx.tenant_id().clone(),
             events,
@@ -840,7 +814,8 @@ impl App {
     }
 
     /// `POST /api/v1/users` (route: admin+): the plan's user count is
-    /// enforced; no one grants a role above their own.
+    /// enforced, counted and added in one step of the member store; no one
+    /// grants a role above their own.
     pub async fn create_user(
         &self,
         ctx: &TenantContext,
@@ -856,29 +831,16 @@ impl App {
         if req.role > ctx.role() {
             return Err(ErrorKind::InsufficientRole { required: req.role }.into());
         }
-        let user = User {
-            user_id: new_id("usr"),
-            email: req.email,
-            name: req.name,
-            role: req.role,
-            created_at: Utc::now(),
-        };
-        self.users
-            .push_unless(ctx.tenant_id(), user.clone(), |users| {
-                if users.iter().any(|u| u.email == user.email) {
-                    return Some(
-                        ErrorKind::Conflict(format!("user {} already exists", user.email)).into(),
-                    );
-                }
-                self.tenancy
-                    .admin()
-                    .check_count_quota(ctx.quotas(), CountQuota::Users, users.len() as u64)
-                    .err()
-            })?;
+        let mut user = Member::new(req.email, req.role);
+        user.name = req.name;
+        self.tenancy
+            .admin()
+            .add_member(ctx.tenant(), user.clone())
+            .await?;
         audit.record_event(
             audit
                 .event("user.create")
-                .resource(user.user_id.clone())
+                .resource(user.user_id.as_str())
                 .outcome(201)
                 .detail("role", user.role.as_str()),
         );
@@ -886,17 +848,114 @@ impl App {
     }
 
     /// `GET /api/v1/users` (route: admin+): oldest first, `limit` at a time
-    /// (default 100, at most 1,000).
-    pub fn list_users(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        let query: PageQuery = parse_query(query)?;
-        let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
-        Ok(Reply::ok(&UserList {
-            users: self.users.page(ctx.tenant_id(), limit),
-        }))
+    /// (default 100, at most 1,000), from after the id `after`.
+    pub async fn list_users(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
+        let (after, limit) = records_page(query)?;
+        let users = self
+            .tenancy
+            .member_store()
+            .list(ctx.tenant_id(), after.as_ref(), limit)
+            .await
+            .map_err(TenancyError::from)?;
+        Ok(Reply::ok(&UserList { users }))
     }
 
-    /// `POST /api/v1/teams` (route: admin+).
-    pub fn create_team(&self, ctx: &TenantContext, audit: &Audit, body: &[u8]) -> Result<Reply> {
+    /// The user `id` of the caller's tenant, when the caller may manage it:
+    /// `not_found` for none (or another tenant's), `insufficient_role` for
+    /// a user whose role is above the caller's.
+    async fn managed_user(&self, ctx: &TenantContext, id: &str) -> Result<Member> {
+        let id = record_id(id)?;
+        let user = self
+            .tenancy
+            .member_store()
+            .get(ctx.tenant_id(), &id)
+            .await
+            .map_err(TenancyError::from)?
+            .ok_or_else(not_found)?;
+        if user.role > ctx.role() {
+            return Err(ErrorKind::InsufficientRole {
+                required: user.role,
+            }
+            .into());
+        }
+        Ok(user)
+    }
+
+    /// `PATCH /api/v1/users/{id}` (route: admin+): changes a user's role,
+    /// never to one above the caller's, nor of a user above the caller;
+    /// `conflict` when the role changed in between. Audited as
+    /// `user.role_change` with the old and new role.
+    pub async fn patch_user(
+        &self,
+        ctx: &TenantContext,
+        audit: &Audit,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Reply> {
+        let req: PatchUser = parse_body(body)?;
+        let mut user = self.managed_user(ctx, id).await?;
+        if req.role > ctx.role() {
+            return Err(ErrorKind::InsufficientRole { required: req.role }.into());
+        }
+        let old = user.role;
+        if old != req.role {
+            let changed = self
+                .tenancy
+                .member_store()
+                .set_role(ctx.tenant_id(), &user.user_id, old, req.role)
+                .await
+                .map_err(TenancyError::from)?;
+            if !changed {
+                return Err(ErrorKind::Conflict(format!(
+                    "user {} changed meanwhile; read it again",
+                    user.user_id
+                ))
+                .into());
+            }
+            user.role = req.role;
+            audit.record_event(
+                audit
+                    .event("user.role_change")
+                    .resource(user.user_id.as_str())
+                    .detail("old_role", old.as_str())
+                    .detail("new_role", user.role.as_str()),
+            );
+        }
+        Ok(Reply::ok(&user))
+    }
+
+    /// `DELETE /api/v1/users/{id}` (route: admin+): removes a user (never
+    /// one above the caller) → 204; audited as `user.delete`.
+    pub async fn delete_user(&self, ctx: &TenantContext, audit: &Audit, id: &str) -> Result<Reply> {
+        let user = self.managed_user(ctx, id).await?;
+        let removed = self
+            .tenancy
+            .member_store()
+            .remove(ctx.tenant_id(), &user.user_id)
+            .await
+            .map_err(TenancyError::from)?;
+        if !removed {
+            return Err(not_found());
+        }
+        audit.record_event(
+            audit
+                .event("user.delete")
+                .resource(user.user_id.as_str())
+                .outcome(204)
+                .detail("role", user.role.as_str()),
+        );
+        Ok(Reply::no_content())
+    }
+
+    /// `POST /api/v1/teams` (route: admin+): in the caller's tenant, or the
+    /// one a super_admin names in `tenant_id`; at most [`MAX_TEAMS`] per
+    /// tenant.
+    pub async fn create_team(
+        &self,
+        ctx: &TenantContext,
+        audit: &Audit,
+        body: &[u8],
+    ) -> Result<Reply> {
         let req: CreateTeam = parse_body(body)?;
         if req.name.is_empty() || req.name.len() > 128 {
             return Err(TenancyError::invalid_request(
@@ -914,34 +973,40 @@ impl App {
                 "members and on_call_rotation hold at most {MAX_TEAM_MEMBERS} entries of 1 to {MAX_MEMBER_BYTES} bytes"
             )));
         }
-        let team = Team {
-            team_id: new_id("team"),
-            name: req.name,
-            members: req.members,
-            on_call_rotation: req.on_call_rotation,
-            created_at: Utc::now(),
-        };
-        self.teams
-            .push_unless(ctx.tenant_id(), team.clone(), |teams| {
-                (teams.len() >= MAX_TEAMS).then(|| count_quota("teams"))
-            })?;
-        audit.record_event(
+        let tenant = self.target_tenant(ctx, req.tenant_id.as_deref()).await?;
+        let mut team = Team::new(req.name);
+        team.members = req.members;
+        team.on_call_rotation = req.on_call_rotation;
+        let added = self
+            .tenancy
+            .team_store()
+            .insert_within_limit(&tenant.id, team.clone(), Limit::Limited(MAX_TEAMS as u64))
+            .await
+            .map_err(TenancyError::from)?;
+        if !added {
+            return Err(count_quota("teams"));
+        }
+        audit.record_for(
+            &tenant.id,
             audit
                 .event("team.create")
-                .resource(team.team_id.clone())
+                .resource(team.team_id.as_str())
                 .outcome(201),
         );
         Ok(Reply::json(StatusCode::CREATED, &team))
     }
 
     /// `GET /api/v1/teams` (route: admin+): oldest first, `limit` at a time
-    /// (default 100, at most 1,000).
-    pub fn list_teams(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
-        let query: PageQuery = parse_query(query)?;
-        let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
-        Ok(Reply::ok(&TeamList {
-            teams: self.teams.page(ctx.tenant_id(), limit),
-        }))
+    /// (default 100, at most 1,000), from after the id `after`.
+    pub async fn list_teams(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
+        let (after, limit) = records_page(query)?;
+        let teams = self
+            .tenancy
+            .team_store()
+            .list(ctx.tenant_id(), after.as_ref(), limit)
+            .await
+            .map_err(TenancyError::from)?;
+        Ok(Reply::ok(&TeamList { teams }))
     }
 
     /// `GET /api/v1/audit` (route: admin+): newest first; filters `actor`,
@@ -1053,36 +1118,6 @@ mod tests {
             (err.code(), err.detail().as_ref()),
             ("invalid_request", "from must be an RFC 3339 time")
         );
-    }
-
-    #[test]
-    fn stored_telemetry_is_bounded_by_bytes() {
-        let event = |name_bytes: usize, labels: usize| TelemetryEvent {
-            event_type: "metric".into(),
-            name: "n".repeat(name_bytes),
-            value: 1.0,
-            timestamp: None,
-            labels: (0..labels)
-                .map(|i| (format!("l{i}"), "v".repeat(MAX_LABEL_VALUE_BYTES)))
-                .collect(),
-        };
-        // Large events stop at the bytes.
-        let mut log = TelemetryLog::default();
-        for _ in 0..100_000 {
-            log.push(event(MAX_EVENT_NAME_BYTES, 8));
-        }
-        assert!(log.bytes <= TELEMETRY_BYTES_PER_TENANT, "{}", log.bytes);
-        assert_eq!(
-            log.bytes,
-            log.events.iter().map(TelemetryEvent::size).sum::<usize>()
-        );
-        assert!(log.events.len() < TELEMETRY_EVENTS_PER_TENANT);
-        // Small events stop at the count instead.
-        let mut log = TelemetryLog::default();
-        for _ in 0..(TELEMETRY_EVENTS_PER_TENANT + 10) {
-            log.push(event(1, 0));
-        }
-        assert_eq!(log.events.len(), TELEMETRY_EVENTS_PER_TENANT);
     }
 
     #[test]

@@ -135,6 +135,15 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
             .route_layer(RequireRoleLayer::new(Role::Admin)),
         )
         .route(
+            "/api/v1/apikeys/{key_id}/rotate",
+            post(
+                |State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, Path(key_id): Path<String>, body: Body| async move {
+                    respond(app.rotate_api_key(&ctx, &audit, &key_id, &read_body(body).await?).await)
+                },
+            )
+            .route_layer(RequireRoleLayer::new(Role::Admin)),
+        )
+        .route(
             "/api/v1/security/refusals",
             get(|State(app): State<Arc<App>>| async move { respond(app.security_refusals()) })
                 .route_layer(RequireRoleLayer::new(Role::SuperAdmin)),
@@ -153,7 +162,7 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
         .route(
             "/api/v1/metrics/query",
             get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
-                respond(app.query_metrics(&ctx, q.as_deref().unwrap_or_default()))
+                respond(app.query_metrics(&ctx, q.as_deref().unwrap_or_default()).await)
             })
             .route_layer(RequireRoleLayer::new(Role::Viewer)),
         )
@@ -174,7 +183,7 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
         .route(
             "/api/v1/users",
             get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
-                respond(app.list_users(&ctx, q.as_deref().unwrap_or_default()))
+                respond(app.list_users(&ctx, q.as_deref().unwrap_or_default()).await)
             })
             .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, body: Body| async move {
                 respond(app.create_user(&ctx, &audit, &read_body(body).await?).await)
@@ -182,12 +191,24 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
             .route_layer(RequireRoleLayer::new(Role::Admin)),
         )
         .route(
+            "/api/v1/users/{id}",
+            patch(
+                |State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, Path(id): Path<String>, body: Body| async move {
+                    respond(app.patch_user(&ctx, &audit, &id, &read_body(body).await?).await)
+                },
+            )
+            .delete(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, Path(id): Path<String>| async move {
+                respond(app.delete_user(&ctx, &audit, &id).await)
+            })
+            .route_layer(RequireRoleLayer::new(Role::Admin)),
+        )
+        .route(
             "/api/v1/teams",
             get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, RawQuery(q): RawQuery| async move {
-                respond(app.list_teams(&ctx, q.as_deref().unwrap_or_default()))
+                respond(app.list_teams(&ctx, q.as_deref().unwrap_or_default()).await)
             })
             .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, body: Body| async move {
-                respond(app.create_team(&ctx, &audit, &read_body(body).await?))
+                respond(app.create_team(&ctx, &audit, &read_body(body).await?).await)
             })
             .route_layer(RequireRoleLayer::new(Role::Admin)),
         )

@@ -121,7 +121,7 @@ pub fn docs_file(tail: &str) -> Option<DocsFile> {
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(
-        operations::healthz, operations::readyz, operations::prometheus_metrics, operations::openapi_document, operations::docs_redirect, operations::docs_files, operations::api_healthz, operations::list_tenants, operations::create_tenant, operations::get_tenant, operations::patch_tenant, operations::list_api_keys, operations::create_api_key, operations::revoke_api_key, operations::security_refusals, operations::permissions, operations::ingest_telemetry, operations::query_metrics, operations::trigger_runbook, operations::ack_incident, operations::create_user, operations::list_users, operations::create_team, operations::list_teams, operations::audit_log, operations::usage,
+        operations::healthz, operations::readyz, operations::prometheus_metrics, operations::openapi_document, operations::docs_redirect, operations::docs_files, operations::api_healthz, operations::list_tenants, operations::create_tenant, operations::get_tenant, operations::patch_tenant, operations::list_api_keys, operations::create_api_key, operations::revoke_api_key, operations::rotate_api_key, operations::security_refusals, operations::permissions, operations::ingest_telemetry, operations::query_metrics, operations::trigger_runbook, operations::ack_incident, operations::create_user, operations::list_users, operations::patch_user, operations::delete_user, operations::create_team, operations::list_teams, operations::audit_log, operations::usage,
     ),
     components(schemas(Problem)),
     tags(
@@ -336,12 +336,13 @@ mod operations {
     use tenancy_core::label::Label;
     use tenancy_core::tenant::TenantId;
 
-    use crate::app::{Team, User};
+    use tenancy_core::member::{Member, RecordId, Team};
+
     use crate::wire::{
         Accepted, ApiKeyList, AuditLog, CreateApiKey, CreateTeam, CreateTenant, CreateUser, Health,
-        IncidentAcknowledged, Ingest, IssuedApiKey, Metrics, PatchTenant, Permissions,
-        RunbookTriggered, SecurityRefusals, TeamList, Tenant, TenantList, TenantWithRealm, Usage,
-        UserList,
+        IncidentAcknowledged, Ingest, IssuedApiKey, Metrics, PatchTenant, PatchUser, Permissions,
+        RotateApiKey, RunbookTriggered, SecurityRefusals, TeamList, Tenant, TenantList,
+        TenantWithRealm, Usage, UserList,
     };
 
     /// Liveness: the process answers. No credential.
@@ -447,6 +448,15 @@ mod operations {
         responses((status = 204, description = "Revoked (or already).")))]
     fn revoke_api_key() {}
 
+    /// Rotates an API key of the tenant: a new secret, in this answer only;
+    /// the old one keeps working for the grace period. A key may rotate
+    /// itself and the keys it issued (admin).
+    #[utoipa::path(post, path = "/api/v1/apikeys/{key_id}/rotate", tag = "api keys",
+        params(("key_id" = String, Path, description = "The key's id.")),
+        request_body(content = Option<RotateApiKey>, description = "Optional; an empty body takes the default grace period."),
+        responses((status = 201, description = "The new key.", body = IssuedApiKey)))]
+    fn rotate_api_key() {}
+
     /// Refusals of callers without a verified credential, per client address
     /// and reason (super_admin).
     #[utoipa::path(get, path = "/api/v1/security/refusals", tag = "identity",
@@ -491,16 +501,35 @@ mod operations {
     /// above their own (admin).
     #[utoipa::path(post, path = "/api/v1/users", tag = "domain",
         request_body = CreateUser,
-        responses((status = 201, description = "Created.", body = User)))]
+        responses((status = 201, description = "Created.", body = Member)))]
     fn create_user() {}
 
     /// The tenant's users, oldest first (admin).
     #[utoipa::path(get, path = "/api/v1/users", tag = "domain",
-        params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Rows, 1 to 1,000 (100).")),
+        params(
+            ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Rows, 1 to 1,000 (100)."),
+            ("after" = Option<RecordId>, Query, description = "Start after this user id."),
+        ),
         responses((status = 200, description = "The users.", body = UserList)))]
     fn list_users() {}
 
-    /// Creates a team, at most 100 per tenant (admin).
+    /// Changes a user's role, audited as `user.role_change`; never to a role
+    /// above the caller's, nor of a user above the caller (admin).
+    #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "domain",
+        params(("id" = RecordId, Path, description = "The user.")),
+        request_body = PatchUser,
+        responses((status = 200, description = "The user as changed.", body = Member)))]
+    fn patch_user() {}
+
+    /// Removes a user, audited as `user.delete`; never one above the caller
+    /// (admin).
+    #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "domain",
+        params(("id" = RecordId, Path, description = "The user.")),
+        responses((status = 204, description = "Removed.")))]
+    fn delete_user() {}
+
+    /// Creates a team, at most 100 per tenant, in the caller's tenant or the
+    /// one a super_admin names (admin).
     #[utoipa::path(post, path = "/api/v1/teams", tag = "domain",
         request_body = CreateTeam,
         responses((status = 201, description = "Created.", body = Team)))]
@@ -508,7 +537,10 @@ mod operations {
 
     /// The tenant's teams, oldest first (admin).
     #[utoipa::path(get, path = "/api/v1/teams", tag = "domain",
-        params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Rows, 1 to 1,000 (100).")),
+        params(
+            ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Rows, 1 to 1,000 (100)."),
+            ("after" = Option<RecordId>, Query, description = "Start after this team id."),
+        ),
         responses((status = 200, description = "The teams.", body = TeamList)))]
     fn list_teams() {}
 

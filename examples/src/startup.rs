@@ -164,9 +164,12 @@ pub async fn prepare(
             .api_key_store(Arc::new(redis.api_key_store()))
             .realm_store(Arc::new(redis.realm_store()))
             .rate_limiter(Arc::new(redis.rate_limiter()))
-            .quota_store(Arc::new(redis.quota_store()));
-        tracing::info!(redis = ?redis, "tenants, API keys, rate limits and quotas in Redis");
+            .quota_store(Arc::new(redis.quota_store()))
+            .member_store(Arc::new(redis.member_store()))
+            .team_store(Arc::new(redis.team_store()));
+        tracing::info!(redis = ?redis, "tenants, API keys, realms, rate limits, quotas, users and teams in Redis");
     }
+    let mut telemetry: Option<Arc<dyn tenancy_core::store::TelemetryStore>> = None;
     if let Some(url) = get("TENANCY_CLICKHOUSE_URL") {
         let database = get("TENANCY_CLICKHOUSE_DATABASE").unwrap_or_else(|| "tenancy".to_owned());
         let ca = get("TENANCY_CLICKHOUSE_CA_CERT");
@@ -234,7 +237,8 @@ pub async fn prepare(
                 Some(Arc::new(clickhouse.audit_query())),
             )
             .usage_meter(Arc::new(clickhouse.usage_meter()));
-        tracing::info!(clickhouse = ?clickhouse, "audit log and usage in ClickHouse");
+        telemetry = Some(Arc::new(clickhouse.telemetry_store()));
+        tracing::info!(clickhouse = ?clickhouse, "audit log, usage and telemetry in ClickHouse");
     }
     let tenancy = builder.build()?;
     let platform =
@@ -277,7 +281,10 @@ pub async fn prepare(
         None => None,
     };
     Ok(Prepared {
-        app: App::new(tenancy),
+        app: match telemetry {
+            Some(telemetry) => App::with_telemetry(tenancy, telemetry),
+            None => App::new(tenancy),
+        },
         settings: ServerSettings {
             bind,
             tls,

@@ -11,11 +11,11 @@ use tenancy_core::audit::AuditEvent;
 use tenancy_core::credential::{ApiKeyRecord, KeyId, TenantRealm};
 use tenancy_core::engine::SecurityLogEntry;
 use tenancy_core::label::Label;
+use tenancy_core::member::{Member, Team};
 use tenancy_core::rbac::{ApiKeyScope, Role};
+use tenancy_core::telemetry::TelemetryEvent;
 use tenancy_core::tenant::{TenantId, TenantRecord, TenantSettings, TenantStatus};
 use utoipa::ToSchema;
-
-use crate::app::{Team, TelemetryEvent, User};
 
 /// `POST /api/v1/tenants`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -34,6 +34,10 @@ pub struct CreateTenant {
     /// Contact e-mail.
     #[serde(default)]
     pub contact_email: Option<String>,
+    /// What the tenant is, at most 1,024 bytes.
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
 }
 
 /// `PATCH /api/v1/tenants/{id}`: the fields to change.
@@ -43,6 +47,10 @@ pub struct PatchTenant {
     /// Display name.
     #[serde(default)]
     pub name: Option<String>,
+    /// What the tenant is, at most 1,024 bytes (empty removes it).
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
     /// Plan.
     #[serde(default)]
     pub plan: Option<String>,
@@ -119,10 +127,34 @@ pub struct CreateUser {
     pub role: Role,
 }
 
+/// `PATCH /api/v1/users/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUser {
+    /// The new role: at most the caller's.
+    pub role: Role,
+}
+
+/// `POST /api/v1/apikeys/{key_id}/rotate`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateApiKey {
+    /// How long the old secret keeps working, in seconds (0 to 604,800, a
+    /// week; 0 ends it at once). 3,600 when absent.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800)]
+    pub grace_period_secs: Option<u64>,
+}
+
 /// `POST /api/v1/teams`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
+    /// The tenant of the team: the caller's (when absent), or another for
+    /// super_admin.
+    #[serde(default)]
+    #[schema(value_type = Option<TenantId>)]
+    pub tenant_id: Option<String>,
     /// Name, 1 to 128 bytes.
     #[schema(min_length = 1, max_length = 128)]
     pub name: String,
@@ -149,6 +181,9 @@ pub struct Tenant {
     pub settings: TenantSettings,
     /// Contact e-mail.
     pub contact_email: Option<String>,
+    /// What the tenant is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -164,6 +199,7 @@ impl From<&TenantRecord> for Tenant {
             status: t.status,
             settings: t.settings.clone(),
             contact_email: t.contact_email.clone(),
+            description: t.description.clone(),
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
@@ -331,7 +367,7 @@ pub struct IncidentAcknowledged {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserList {
     /// Oldest first.
-    pub users: Vec<User>,
+    pub users: Vec<Member>,
 }
 
 /// `GET /api/v1/teams`.

@@ -1073,6 +1073,60 @@ async fn share_keys_and_revocations(var: &str, value: &str, replica_acks: &str) 
         (401, "invalid_api_key"),
         "revoked on one, refused on the other"
     );
+
+    // Users and teams are shared, and the plan's user count (starter: 10)
+    // holds across both instances: 50 creates at once, 25 through each.
+    create_tenant(&a, "globex", "starter").await;
+    let globex = token("globex", "admin", "admin@globex");
+    let creates = (0..50).map(|i| {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let body = format!(r#"{{"email":"u{i}@globex.test","role":"viewer"}}"#);
+        let globex = globex.clone();
+        async move { server.post("/api/v1/users", &globex, &body).await }
+    });
+    let answers = futures_util::future::join_all(creates).await;
+    let created = answers.iter().filter(|a| a.status == 201).count();
+    assert_eq!(created, 10, "exactly the plan's users, never more");
+    for refused in answers.iter().filter(|a| a.status != 201) {
+        assert_eq!(
+            (refused.status, refused.code()),
+            (429, "quota_exceeded"),
+            "{}",
+            refused.raw
+        );
+    }
+    let team = a
+        .post(
+            "/api/v1/teams",
+            &globex,
+            r#"{"name":"sre","members":["u0@globex.test"]}"#,
+        )
+        .await;
+    assert_eq!(team.status, 201, "{}", team.raw);
+    for server in [&a, &b] {
+        let users = server.get("/api/v1/users", &globex).await;
+        assert_eq!(
+            users.body["users"].as_array().map(Vec::len),
+            Some(10),
+            "{}: {}",
+            server.name,
+            users.raw
+        );
+        let teams = server.get("/api/v1/teams", &globex).await;
+        assert_eq!(teams.body["teams"][0]["name"], "sre", "{}", teams.raw);
+    }
+    // A restart loses none of them.
+    let users_before = a.get("/api/v1/users", &globex).await.body["users"].clone();
+    drop(a);
+    let a = Server::start(bins[0].0, bins[0].1, &env);
+    assert_eq!(
+        a.get("/api/v1/users", &globex).await.body["users"],
+        users_before
+    );
+    assert_eq!(
+        a.get("/api/v1/teams", &globex).await.body["teams"][0]["team_id"],
+        team.body["team_id"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1159,6 +1213,27 @@ async fn audit_and_usage_on(clickhouse: &[(&str, &str)]) {
             .get_until("/api/v1/usage", &admin, |a| a.raw.contains("\"trace\""))
             .await;
         assert!(usage.raw.contains("\"trace\""), "{name}: {}", usage.raw);
+        // Telemetry is in ClickHouse: read back, and still there after a
+        // restart.
+        let metrics = s.get("/api/v1/metrics/query?name=cpu", &admin).await;
+        assert_eq!(
+            metrics.body["events"].as_array().map(Vec::len),
+            Some(1),
+            "{name}: {}",
+            metrics.raw
+        );
+        assert_eq!(s.terminate(), Some(0), "{name}");
+        let mut s = Server::start(name, bin, &env);
+        // Tenants are in memory here: the record comes back, the events
+        // were never gone.
+        create_tenant(&s, "acme", "pro").await;
+        let again = s.get("/api/v1/metrics/query", &admin).await;
+        assert_eq!(
+            again.body["events"].as_array().map(Vec::len),
+            Some(2),
+            "{name}: {}",
+            again.raw
+        );
         assert_eq!(
             s.call("GET", "/readyz", &[], None).await.status,
             200,

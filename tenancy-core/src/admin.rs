@@ -31,6 +31,7 @@ use crate::credential::{
 };
 use crate::engine::Tenancy;
 use crate::error::{ApiKeyRejection, ErrorKind, TenancyError};
+use crate::member::Member;
 use crate::pipeline::store_failure;
 use crate::plan::{Limit, PlanQuotas};
 use crate::rbac::ApiKeyScope;
@@ -706,6 +707,92 @@ impl TenancyAdmin {
             }
         }
         Ok(issued)
+    }
+
+    /// [`rotate_api_key`](Self::rotate_api_key) on behalf of `caller`, in
+    /// its own tenant: `insufficient_role` when the key's scope acts above
+    /// the caller's role (its new secret would be more than the caller
+    /// holds); a caller that is an API key may rotate only itself and the
+    /// keys it issued (`not_found` otherwise), so a key never obtains its
+    /// parent's secret.
+    pub async fn rotate_api_key_as(
+        &self,
+        caller: &TenantContext,
+        key_id: &KeyId,
+        grace: Option<Duration>,
+    ) -> Result<IssuedApiKey, TenancyError> {
+        let tenant = caller.tenant_id();
+        let target = self
+            .stores()
+            .api_keys
+            .get(tenant, key_id)
+            .await
+            .map_err(|e| store_failure("API key store", e))?
+            .ok_or_else(|| TenancyError::from(ErrorKind::NotFound))?;
+        if let AuthMethod::ApiKey { key_id: own, .. } = caller.auth_method() {
+            let mine = own == key_id
+                || self
+                    .descendants(tenant, own)
+                    .await?
+                    .iter()
+                    .any(|k| k.key_id == *key_id);
+            if !mine {
+                return Err(ErrorKind::NotFound.into());
+            }
+        } else if target.scope.role() > caller.role() {
+            return Err(ErrorKind::InsufficientRole {
+                required: target.scope.role(),
+            }
+            .into());
+        }
+        self.rotate_api_key(tenant, key_id, grace).await
+    }
+
+    /// Adds `member` to `tenant` within its plan's user count (overrides
+    /// included), counted and added in one step of the member store:
+    /// `quota_exceeded` at the limit, `conflict` when its e-mail address is
+    /// taken in the tenant.
+    ///
+    /// ```
+    /// use tenancy_core::member::Member;
+    /// use tenancy_core::rbac::Role;
+    /// use tenancy_core::tenant::{TenantId, TenantRecord};
+    /// use tenancy_core::{Tenancy, TenancyConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let tenancy = Tenancy::builder(TenancyConfig::default()).build()?;
+    /// let acme = TenantRecord::new(TenantId::new("acme")?, "Acme", "free");
+    /// tenancy.admin().add_member(&acme, Member::new("a@acme.example", Role::Admin)).await?;
+    /// let again = tenancy.admin().add_member(&acme, Member::new("A@acme.example", Role::Viewer)).await;
+    /// assert_eq!(again.unwrap_err().code(), "conflict");
+    /// # tenancy.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn add_member(
+        &self,
+        tenant: &TenantRecord,
+        member: Member,
+    ) -> Result<(), TenancyError> {
+        let limit = self.quotas_of(tenant).users;
+        let email = member.email.clone();
+        match self
+            .stores()
+            .members
+            .insert_within_limit(&tenant.id, member, limit)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ErrorKind::QuotaExceeded {
+                budget: CountQuota::Users.name().to_owned(),
+                retry_after: None,
+            }
+            .into()),
+            Err(StoreError::AlreadyExists) => {
+                Err(ErrorKind::Conflict(format!("user {email} already exists")).into())
+            }
+            Err(e) => Err(store_failure("member store", e)),
+        }
     }
 
     /// Revokes `key_id` of `tenant` and every live key it issued, directly

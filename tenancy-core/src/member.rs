@@ -17,8 +17,9 @@
 //! let alice = Member::new("alice@acme.example", Role::Operator);
 //! assert!(alice.user_id.as_str().starts_with("usr_"));
 //! assert_eq!(alice.email_key(), "alice@acme.example");
+//! std::thread::sleep(std::time::Duration::from_millis(2));
 //! let later = RecordId::user();
-//! assert!(later > alice.user_id, "ids sort by creation");
+//! assert!(later > alice.user_id, "ids sort by creation (to the millisecond)");
 //! ```
 
 use chrono::{DateTime, Utc};
@@ -92,6 +93,7 @@ impl std::fmt::Display for RecordId {
 
 /// A user of a tenant, with the role it acts with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     /// Id ([`RecordId`] with prefix `usr`).
     pub user_id: RecordId,
@@ -127,6 +129,7 @@ impl Member {
 
 /// A team of a tenant: members and an on-call order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Team {
     /// Id ([`RecordId`] with prefix `team`).
     pub team_id: RecordId,

@@ -72,6 +72,17 @@ impl PartialSchema for Label {
 }
 impl ToSchema for Label {}
 
+impl PartialSchema for crate::member::RecordId {
+    fn schema() -> RefOr<Schema> {
+        string(
+            Some("^[A-Za-z0-9_./-]{1,128}$"),
+            LABEL_MAX_LEN,
+            "The id of a member (`usr_…`) or a team (`team_…`).",
+        )
+    }
+}
+impl ToSchema for crate::member::RecordId {}
+
 impl PartialSchema for ClaimPath {
     fn schema() -> RefOr<Schema> {
         string(

@@ -372,6 +372,9 @@ impl TenantSettings {
     }
 }
 
+/// The longest tenant description, in bytes.
+pub const TENANT_DESCRIPTION_MAX_BYTES: usize = 1024;
+
 /// A tenant record, as the [`TenantStore`](crate::store::TenantStore) keeps it.
 ///
 /// ```
@@ -398,6 +401,10 @@ pub struct TenantRecord {
     /// Contact address.
     #[serde(default)]
     pub contact_email: Option<String>,
+    /// What the tenant is, in a sentence or two (at most
+    /// [`TENANT_DESCRIPTION_MAX_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// When the tenant was created.
     pub created_at: DateTime<Utc>,
     /// When the record last changed.
@@ -415,6 +422,7 @@ impl TenantRecord {
             status: TenantStatus::Active,
             settings: TenantSettings::default(),
             contact_email: None,
+            description: None,
             created_at: now,
             updated_at: now,
         }

@@ -134,3 +134,54 @@ impl TelemetryStore for MemoryTelemetryStore {
             .map_or(0, |(_, ring)| ring.events.len() as u64))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::{MAX_EVENT_NAME_BYTES, MAX_LABEL_VALUE_BYTES};
+
+    fn event(name_bytes: usize, labels: usize) -> TelemetryEvent {
+        let mut e = TelemetryEvent::new("metric", "n".repeat(name_bytes), 1.0);
+        e.labels = (0..labels)
+            .map(|i| (format!("l{i}"), "v".repeat(MAX_LABEL_VALUE_BYTES)))
+            .collect();
+        e
+    }
+
+    #[tokio::test]
+    async fn each_tenant_is_bounded_by_bytes_and_by_count() {
+        let store = MemoryTelemetryStore::new();
+        let big = TenantId::new("big").unwrap();
+        let small = TenantId::new("small").unwrap();
+        store.append(&small, &[event(1, 0)]).await.unwrap();
+        // Large events stop at the bytes.
+        for _ in 0..1_000 {
+            let batch: Vec<TelemetryEvent> =
+                (0..100).map(|_| event(MAX_EVENT_NAME_BYTES, 8)).collect();
+            store.append(&big, &batch).await.unwrap();
+        }
+        let ring = store.tenants.get(&big).unwrap();
+        assert!(
+            ring.bytes <= DEFAULT_TELEMETRY_BYTES_PER_TENANT,
+            "{}",
+            ring.bytes
+        );
+        assert_eq!(
+            ring.bytes,
+            ring.events.iter().map(TelemetryEvent::size).sum::<usize>()
+        );
+        assert!(ring.events.len() < DEFAULT_TELEMETRY_EVENTS_PER_TENANT);
+        drop(ring);
+        // Another tenant's flood pushes out nothing of this one.
+        assert_eq!(store.tenants.get(&small).unwrap().events.len(), 1);
+        // Small events stop at the count instead.
+        let many: Vec<TelemetryEvent> = (0..DEFAULT_TELEMETRY_EVENTS_PER_TENANT + 10)
+            .map(|_| event(1, 0))
+            .collect();
+        store.append(&small, &many).await.unwrap();
+        assert_eq!(
+            store.tenants.get(&small).unwrap().events.len(),
+            DEFAULT_TELEMETRY_EVENTS_PER_TENANT
+        );
+    }
+}
