@@ -13,6 +13,7 @@ use crate::schema::AUDIT_TABLE;
 use crate::stores::health;
 use crate::tenant_query::TenantQuery;
 use crate::tenant_sql;
+use crate::unreadable::keep_readable;
 
 /// Writes audit events into `audit_log`, one `INSERT` per
 /// [`record`](AuditSink::record) call.
@@ -144,7 +145,11 @@ impl AuditQuery for ClickHouseAuditQuery {
             .fetch_all::<AuditRow>()
             .await
             .map_err(store_error)?;
-        rows.into_iter().map(AuditRow::into_event).collect()
+        Ok(keep_readable(
+            AUDIT_TABLE,
+            tenant,
+            rows.into_iter().map(AuditRow::into_event),
+        ))
     }
 }
 

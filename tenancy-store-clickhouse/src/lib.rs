@@ -113,6 +113,7 @@ mod telemetry;
 pub mod tenant_query;
 #[cfg(feature = "tls")]
 mod tls;
+mod unreadable;
 mod usage;
 
 pub use clickhouse;
@@ -126,4 +127,5 @@ pub use telemetry::{ClickHouseTelemetryStore, ERASE_WAIT};
 pub use tenant_query::{TenantQuery, TenantSql};
 #[cfg(feature = "tls")]
 pub use tls::{TlsSetupError, https_client};
+pub use unreadable::ROWS_SKIPPED_TOTAL;
 pub use usage::ClickHouseUsageMeter;

@@ -15,6 +15,7 @@ use crate::schema::TELEMETRY_TABLE;
 use crate::stores::{ClickHouseStores, health};
 use crate::tenant_query::TenantQuery;
 use crate::tenant_sql;
+use crate::unreadable::keep_readable;
 
 /// Telemetry events in the table `telemetry`, one `INSERT` per
 /// [`append`](TelemetryStore::append); every read goes through
@@ -100,7 +101,11 @@ impl TelemetryStore for ClickHouseTelemetryStore {
             .fetch_all::<TelemetryRow>()
             .await
             .map_err(store_error)?;
-        rows.into_iter().map(TelemetryRow::into_event).collect()
+        Ok(keep_readable(
+            TELEMETRY_TABLE,
+            tenant,
+            rows.into_iter().map(TelemetryRow::into_event),
+        ))
     }
 
     async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {

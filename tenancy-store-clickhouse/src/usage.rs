@@ -15,6 +15,7 @@ use crate::schema::USAGE_TABLE;
 use crate::stores::health;
 use crate::tenant_query::TenantQuery;
 use crate::tenant_sql;
+use crate::unreadable::keep_readable;
 
 /// Hourly usage counts in `usage_hourly`, a `SummingMergeTree`.
 ///
@@ -80,7 +81,11 @@ impl UsageMeter for ClickHouseUsageMeter {
             .fetch_all::<UsageSumRow>()
             .await
             .map_err(store_error)?;
-        rows.into_iter().map(|r| r.into_record(tenant)).collect()
+        Ok(keep_readable(
+            USAGE_TABLE,
+            tenant,
+            rows.into_iter().map(|r| r.into_record(tenant)),
+        ))
     }
 
     async fn health(&self) -> Result<(), StoreError> {

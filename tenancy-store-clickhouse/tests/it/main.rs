@@ -15,4 +15,5 @@ mod retention;
 mod tenant_query;
 #[cfg(feature = "tls")]
 mod tls;
+mod unreadable;
 mod volume;
