@@ -70,8 +70,16 @@ fn at_least(role: Role, route: Route) -> Route {
 async fn list_tenants(app: AppData, req: HttpRequest) -> Answer {
     respond(app.list_tenants(req.query_string()).await)
 }
-async fn create_tenant(app: AppData, audit: Audit, body: web::Payload) -> Answer {
-    respond(app.create_tenant(&audit, &read_body(body).await?).await)
+async fn create_tenant(
+    app: AppData,
+    Tenant(ctx): Tenant,
+    audit: Audit,
+    body: web::Payload,
+) -> Answer {
+    respond(
+        app.create_tenant(&ctx, &audit, &read_body(body).await?)
+            .await,
+    )
 }
 async fn get_tenant(app: AppData, Tenant(ctx): Tenant, id: web::Path<String>) -> Answer {
     respond(app.get_tenant(&ctx, &id).await)

@@ -54,6 +54,8 @@ use crate::wire::{
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Teams per tenant.
 pub const MAX_TEAMS: usize = 100;
+/// Longest user display name, in bytes.
+pub const MAX_USER_NAME_BYTES: usize = 256;
 /// Members (and on-call entries) per team.
 pub const MAX_TEAM_MEMBERS: usize = 100;
 /// Longest member entry (user id or e-mail), in bytes.
@@ -248,14 +250,20 @@ fn description(text: Option<String>) -> Result<Option<String>> {
     }
 }
 
-/// Records `event` in the request's tenant, and in `tenant`'s log too when
-/// that is another (a platform caller acting on a tenant).
-fn record_here_and_in(audit: &Audit, tenant: &TenantId, event: tenancy_core::audit::AuditEvent) {
-    let here = event.tenant_id.clone();
-    audit.record_event(event.clone());
-    if *tenant != here {
-        audit.record_for(tenant, event);
+/// Records `event` of a change to `tenant` in the acting caller's home
+/// tenant and in `tenant`'s own log (once when they are one). Never in a
+/// third tenant the request happened to act for.
+fn record_home_and_in(
+    ctx: &TenantContext,
+    audit: &Audit,
+    tenant: &TenantId,
+    event: tenancy_core::audit::AuditEvent,
+) {
+    let home = ctx.home_tenant().unwrap_or(ctx.tenant_id());
+    if home != tenant {
+        audit.record_for(home, event.clone());
     }
+    audit.record_for(tenant, event);
 }
 
 /// The `after` and `limit` of a page of users or teams.
@@ -346,7 +354,12 @@ impl App {
     }
 
     /// `POST /api/v1/tenants` (route: super_admin).
-    pub async fn create_tenant(&self, audit: &Audit, body: &[u8]) -> Result<Reply> {
+    pub async fn create_tenant(
+        &self,
+        ctx: &TenantContext,
+        audit: &Audit,
+        body: &[u8],
+    ) -> Result<Reply> {
         let req: CreateTenant = parse_body(body)?;
         let id = TenantId::new(&req.tenant_id)?;
         let plan = req
@@ -368,7 +381,7 @@ impl App {
             .outcome(201)
             .detail("plan", tenant.plan.clone())
             .detail("status", tenant.status.as_str());
-        record_here_and_in(audit, &tenant.id, event);
+        record_home_and_in(ctx, audit, &tenant.id, event);
         Ok(Reply::json(StatusCode::CREATED, &Tenant::from(&tenant)))
     }
 
@@ -513,7 +526,7 @@ impl App {
                     .detail(format!("new_{field}"), new);
             }
         }
-        record_here_and_in(audit, &tenant.id, event);
+        record_home_and_in(ctx, audit, &tenant.id, event);
         let realm = self.tenancy.admin().tenant_realm(&tenant.id).await?;
         Ok(Reply::ok(&TenantWithRealm {
             tenant: Tenant::from(&tenant),
@@ -830,6 +843,15 @@ impl App {
         }
         if req.role > ctx.role() {
             return Err(ErrorKind::InsufficientRole { required: req.role }.into());
+        }
+        if req
+            .name
+            .as_ref()
+            .is_some_and(|n| n.len() > MAX_USER_NAME_BYTES)
+        {
+            return Err(TenancyError::invalid_request(format!(
+                "name is at most {MAX_USER_NAME_BYTES} bytes"
+            )));
         }
         let mut user = Member::new(req.email, req.role);
         user.name = req.name;

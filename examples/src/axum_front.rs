@@ -94,8 +94,8 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
             get(|State(app): State<Arc<App>>, RawQuery(q): RawQuery| async move {
                 respond(app.list_tenants(q.as_deref().unwrap_or_default()).await)
             })
-            .post(|State(app): State<Arc<App>>, audit: Audit, body: Body| async move {
-                respond(app.create_tenant(&audit, &read_body(body).await?).await)
+            .post(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, body: Body| async move {
+                respond(app.create_tenant(&ctx, &audit, &read_body(body).await?).await)
             })
             .route_layer(RequireRoleLayer::new(Role::SuperAdmin)),
         )

@@ -120,8 +120,9 @@ pub struct CreateUser {
         example = "dana@acme.example"
     )]
     pub email: String,
-    /// Display name.
+    /// Display name, at most 256 bytes.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub name: Option<String>,
     /// Role: at most the caller's.
     pub role: Role,

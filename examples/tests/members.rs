@@ -275,6 +275,39 @@ async fn a_rotated_key_gets_a_new_secret_once_and_the_old_one_lives_out_its_grac
             (401, "invalid_api_key"),
             "{name}"
         );
+        // Rotations count against the plan's keys: on free (2 keys), with
+        // two live, a rotation with grace is refused and one without takes
+        // the old key's place.
+        create_tenant(&s, "tiny", "free").await;
+        let tiny = token("tiny", "admin", "admin@tiny");
+        let (_, first) = issue_key(&s, "tiny", "full", "").await;
+        let _ = issue_key(&s, "tiny", "full", "").await;
+        let full = s
+            .post(&format!("/api/v1/apikeys/{first}/rotate"), &tiny, "")
+            .await;
+        assert_eq!(
+            (full.status, full.code()),
+            (429, "quota_exceeded"),
+            "{name}: {}",
+            full.raw
+        );
+        let swapped = s
+            .post(
+                &format!("/api/v1/apikeys/{first}/rotate"),
+                &tiny,
+                r#"{"grace_period_secs":0}"#,
+            )
+            .await;
+        assert_eq!(swapped.status, 201, "{name}: {}", swapped.raw);
+        let keys = s.get("/api/v1/apikeys", &tiny).await;
+        let live = keys.body["api_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["revoked_at"].is_null())
+            .count();
+        assert_eq!(live, 2, "{name}: {}", keys.raw);
+
         // Bounds, other tenants, and keys that would climb to their parent.
         let long = s
             .post(
@@ -419,6 +452,45 @@ async fn a_tenants_own_log_shows_its_creation_and_every_change() {
             events.iter().all(|e| e["actor"] == "root@platform"),
             "{name}: who"
         );
+        // A super_admin acting for another tenant writes a change to a third
+        // tenant into its home (platform) and that tenant, never the one it
+        // acted for.
+        create_tenant(&s, "hooli", "free").await;
+        let auth = format!("Bearer {}", root());
+        let across = s
+            .call(
+                "POST",
+                "/api/v1/tenants",
+                &[("authorization", &auth), ("x-tenant-id", "hooli")],
+                Some(r#"{"tenant_id":"initech","name":"Initech","plan":"free"}"#),
+            )
+            .await;
+        assert_eq!(across.status, 201, "{name}: {}", across.raw);
+        let initech = s
+            .get_until(
+                "/api/v1/audit",
+                &token("initech", "admin", "admin@initech"),
+                |a| a.raw.contains("tenant.create"),
+            )
+            .await;
+        assert_eq!(
+            initech.body["events"][0]["resource"], "initech",
+            "{name}: {}",
+            initech.raw
+        );
+        let platform_create = s
+            .get_until("/api/v1/audit?action=tenant.create", &root(), |a| {
+                a.raw.contains("initech")
+            })
+            .await;
+        assert!(platform_create.raw.contains("initech"), "{name}");
+        let acme_log = s.get("/api/v1/audit?action=tenant.create", &admin).await;
+        assert!(
+            !acme_log.raw.contains("initech"),
+            "{name}: {}",
+            acme_log.raw
+        );
+
         // And the platform's log holds them too.
         let platform = s
             .get_until("/api/v1/audit?action=tenant.update", &root(), |a| {

@@ -241,6 +241,8 @@ impl TenancyAdmin {
     ///
     /// ```
     /// use tenancy_core::credential::TenantRealm;
+    /// use tenancy_core::member::Member;
+    /// use tenancy_core::rbac::Role;
     /// use tenancy_core::tenant::{TenantId, TenantRecord};
     /// use tenancy_core::{Tenancy, TenancyConfig};
     ///
@@ -378,10 +380,13 @@ impl TenancyAdmin {
     /// Deletes `tenant`'s record and the realm it brought (its issuer is
     /// free again), and revokes its keys (a tenant created again under the
     /// id starts with none that work); `not_found` when there is no such
-    /// tenant. Its audit log and usage stay where they are.
+    /// tenant. Its members and teams are erased; its audit log and usage
+    /// stay where they are.
     ///
     /// ```
     /// use tenancy_core::credential::TenantRealm;
+    /// use tenancy_core::member::Member;
+    /// use tenancy_core::rbac::Role;
     /// use tenancy_core::tenant::{TenantId, TenantRecord};
     /// use tenancy_core::{Tenancy, TenancyConfig};
     ///
@@ -394,10 +399,15 @@ impl TenancyAdmin {
     /// }
     /// let realm = TenantRealm::discovered("https://id.acme.example").audience("tenancy");
     /// admin.set_tenant_realm(&acme, Some(realm.clone())).await?;
+    /// let record = TenantRecord::new(acme.clone(), "acme", "pro");
+    /// admin.add_member(&record, Member::new("a@acme.example", Role::Admin)).await?;
     /// admin.delete_tenant(&acme).await?;
     /// // The issuer is free: nobody's tokens name a deleted tenant's realm.
     /// admin.set_tenant_realm(&globex, Some(realm)).await?;
     /// assert_eq!(admin.delete_tenant(&acme).await.unwrap_err().code(), "not_found");
+    /// // Created again, the id has none of the old members.
+    /// admin.create_tenant(record).await?;
+    /// assert!(tenancy.member_store().list(&acme, None, 10).await?.is_empty());
     /// # tenancy.shutdown().await;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
@@ -418,6 +428,17 @@ impl TenancyAdmin {
                     .map_err(|e| store_failure("API key store", e))?;
             }
         }
+        // Its people go with it: an id created again starts with none.
+        self.stores()
+            .members
+            .erase(tenant)
+            .await
+            .map_err(|e| store_failure("member store", e))?;
+        self.stores()
+            .teams
+            .erase(tenant)
+            .await
+            .map_err(|e| store_failure("team store", e))?;
         let deleted = self
             .tenancy
             .tenant_store()
@@ -648,7 +669,10 @@ impl TenancyAdmin {
 
     /// Issues a new key with the old one's name, scope, limit, expiry and
     /// parent. The old key keeps working for `grace` (revoked at once when
-    /// `None`); keys it issued end with it. `not_found` when `tenant` has no
+    /// `None`); keys it issued end with it. The new key takes the old
+    /// one's place without counting against the plan's key quota; callers
+    /// acting for someone else use
+    /// [`rotate_api_key_as`](Self::rotate_api_key_as), which counts it. `not_found` when `tenant` has no
     /// such key, `conflict` when it is revoked or expired (a dead key is
     /// never brought back).
     pub async fn rotate_api_key(
@@ -656,6 +680,20 @@ impl TenancyAdmin {
         tenant: &TenantId,
         key_id: &KeyId,
         grace: Option<Duration>,
+    ) -> Result<IssuedApiKey, TenancyError> {
+        self.rotate_within(tenant, key_id, grace, Limit::Unlimited)
+            .await
+    }
+
+    /// [`rotate_api_key`](Self::rotate_api_key), the new key counted
+    /// against `limit` live keys: with a grace period the old key still
+    /// counts, so rotations cannot mint keys beyond the limit.
+    async fn rotate_within(
+        &self,
+        tenant: &TenantId,
+        key_id: &KeyId,
+        grace: Option<Duration>,
+        limit: Limit,
     ) -> Result<IssuedApiKey, TenancyError> {
         let store = &self.stores().api_keys;
         let old = store
@@ -670,6 +708,13 @@ impl TenancyAdmin {
             ))
             .into());
         }
+        // Counted against a limit with no grace, the old key goes first, so
+        // its place is free for the new one (and concurrent rotations
+        // cannot each add one).
+        let revoked_first = grace.is_none() && matches!(limit, Limit::Limited(_));
+        if revoked_first {
+            self.revoke_api_key(tenant, key_id).await?;
+        }
         let issued = self
             .insert_api_key(
                 tenant,
@@ -681,13 +726,14 @@ impl TenancyAdmin {
                 },
                 old.parent_key_id.clone(),
                 old.realm.clone(),
-                // It takes the old key's place.
-                Limit::Unlimited,
+                limit,
             )
             .await?;
-        match grace.and_then(|g| chrono::Duration::from_std(g).ok()) {
+        match grace.map(|g| chrono::Duration::from_std(g).unwrap_or(chrono::Duration::MAX)) {
             Some(g) => {
-                let until = now + g;
+                let until = now
+                    .checked_add_signed(g)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
                 let until = old.expires_at.map_or(until, |e| e.min(until));
                 store
                     .set_expiry(tenant, key_id, Some(until))
@@ -702,6 +748,7 @@ impl TenancyAdmin {
                     }
                 }
             }
+            None if revoked_first => {}
             None => {
                 self.revoke_api_key(tenant, key_id).await?;
             }
@@ -714,7 +761,10 @@ impl TenancyAdmin {
     /// the caller's role (its new secret would be more than the caller
     /// holds); a caller that is an API key may rotate only itself and the
     /// keys it issued (`not_found` otherwise), so a key never obtains its
-    /// parent's secret.
+    /// parent's secret. The new key counts against the plan's keys: with a
+    /// grace period the old one still counts while it lives
+    /// (`quota_exceeded` at the limit); without, the old one is revoked
+    /// first.
     pub async fn rotate_api_key_as(
         &self,
         caller: &TenantContext,
@@ -745,7 +795,10 @@ impl TenancyAdmin {
             }
             .into());
         }
-        self.rotate_api_key(tenant, key_id, grace).await
+        // While the old key lives out its grace both count, so repeated or
+        // concurrent rotations stay within the plan's keys.
+        let limit = self.quotas_of(caller.tenant()).api_keys;
+        self.rotate_within(tenant, key_id, grace, limit).await
     }
 
     /// Adds `member` to `tenant` within its plan's user count (overrides

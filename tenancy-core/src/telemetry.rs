@@ -27,6 +27,12 @@ pub const MAX_EVENT_NAME_BYTES: usize = 256;
 pub const MAX_EVENT_LABELS: usize = 32;
 /// Longest label value, in bytes (label names are [`Label`]s).
 pub const MAX_LABEL_VALUE_BYTES: usize = 256;
+/// How old an event's time may be, in days (a year and a month: the
+/// longest plan retention with room to spare).
+pub const MAX_EVENT_AGE_DAYS: i64 = 400;
+/// How far ahead of the receiving clock an event's time may be, in
+/// seconds.
+pub const MAX_EVENT_SKEW_SECS: i64 = 3_600;
 /// The most events one [`TelemetryFilter`] asks for.
 pub const TELEMETRY_MAX_LIMIT: usize = 1_000;
 
@@ -80,8 +86,10 @@ impl TelemetryEvent {
 
     /// The event's type, when the event is one a store may keep;
     /// `invalid_request` for a type or label name that is not a [`Label`],
-    /// an empty or over-long name or label value, too many labels, or a
-    /// value that is not finite.
+    /// an empty or over-long name or label value, too many labels, a value
+    /// that is not finite, or a time more than [`MAX_EVENT_AGE_DAYS`] old
+    /// or [`MAX_EVENT_SKEW_SECS`] ahead (which would scatter a shared
+    /// table over years of partitions).
     pub fn validate(&self) -> Result<Label, TenancyError> {
         let event_type = label(&self.event_type, "event type")?;
         if self.name.is_empty() || self.name.len() > MAX_EVENT_NAME_BYTES {
@@ -104,6 +112,17 @@ impl TelemetryEvent {
         }
         if !self.value.is_finite() {
             return Err(TenancyError::invalid_request("event values must be finite"));
+        }
+        if let Some(at) = self.timestamp {
+            let now = Utc::now();
+            if at < now - chrono::Duration::days(MAX_EVENT_AGE_DAYS)
+                || at > now + chrono::Duration::seconds(MAX_EVENT_SKEW_SECS)
+            {
+                return Err(TenancyError::invalid_request(format!(
+                    "event times are at most {MAX_EVENT_AGE_DAYS} days old and \
+                     {MAX_EVENT_SKEW_SECS} seconds ahead"
+                )));
+            }
         }
         Ok(event_type)
     }
@@ -174,5 +193,33 @@ impl TelemetryFilter {
             && self
                 .since
                 .is_none_or(|since| event.timestamp.unwrap_or(now) >= since)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_far_from_now_are_refused() {
+        let mut event = TelemetryEvent::new("metric", "cpu", 1.0);
+        let now = Utc::now();
+        for ok in [now, now - chrono::Duration::days(MAX_EVENT_AGE_DAYS - 1)] {
+            event.timestamp = Some(ok);
+            assert!(event.validate().is_ok(), "{ok}");
+        }
+        for bad in [
+            now - chrono::Duration::days(MAX_EVENT_AGE_DAYS + 1),
+            now + chrono::Duration::seconds(MAX_EVENT_SKEW_SECS + 60),
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+        ] {
+            event.timestamp = Some(bad);
+            assert_eq!(
+                event.validate().unwrap_err().code(),
+                "invalid_request",
+                "{bad}"
+            );
+        }
     }
 }
