@@ -333,6 +333,45 @@ impl App {
         self.tenancy.shutdown().await;
     }
 
+    /// The time before which the caller's tenant's rows are past its plan's
+    /// retention.
+    fn retention_cutoff(&self, ctx: &TenantContext) -> DateTime<Utc> {
+        self.tenancy
+            .admin()
+            .retention_cutoff(ctx.tenant(), Utc::now())
+    }
+
+    /// Removes every tenant's audit events, usage hours and telemetry past
+    /// its plan's retention (see `TenancyAdmin::sweep_retention`); run on a
+    /// schedule by [`spawn_retention_sweeper`](Self::spawn_retention_sweeper).
+    pub async fn sweep_retention(&self) -> Result<tenancy_core::admin::RetentionSweep> {
+        self.tenancy
+            .admin()
+            .sweep_retention(Some(&*self.telemetry))
+            .await
+    }
+
+    /// Sweeps retention every `every`, the first time one period after
+    /// start, until the runtime stops. A failed sweep is logged and tried
+    /// again at the next period.
+    pub fn spawn_retention_sweeper(self: &Arc<Self>, every: std::time::Duration) {
+        let app = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is at once: skip it.
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(app) = app.upgrade() else { return };
+                match app.sweep_retention().await {
+                    Ok(sweep) => tracing::info!(?sweep, "retention sweep"),
+                    Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+                }
+            }
+        });
+    }
+
     /// `GET /readyz`: every configured store answers, within
     /// [`READY_DEADLINE`] (a store that hangs is not ready).
     pub async fn ready(&self) -> Result<Reply> {
@@ -778,7 +817,7 @@ impl App {
         let filter = TelemetryFilter {
             name,
             event_type,
-            since: None,
+            since: Some(self.retention_cutoff(ctx)),
             limit: parse_limit(limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?,
         };
         let events = self
@@ -1044,7 +1083,11 @@ impl App {
         )?);
         filter.actor = query.actor;
         filter.action = query.action;
-        filter.since = parse_time("since", query.since.as_deref())?;
+        // Never older than the plan keeps, whatever the store still holds.
+        let cutoff = self.retention_cutoff(ctx);
+        filter.since = Some(
+            parse_time("since", query.since.as_deref())?.map_or(cutoff, |since| since.max(cutoff)),
+        );
         let Some(log) = self.tenancy.audit_query() else {
             return Err(TenancyError::internal("the audit sink cannot be queried"));
         };
@@ -1067,6 +1110,7 @@ impl App {
             .unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
         let from =
             parse_time("from", query.from.as_deref())?.unwrap_or(to - chrono::Duration::hours(25));
+        let from = from.max(self.retention_cutoff(ctx));
         let rows = self
             .tenancy
             .usage_meter()

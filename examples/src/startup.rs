@@ -22,6 +22,9 @@ use crate::metrics::MetricsEndpoint;
 
 /// The tenant created at start, home of the platform's super_admins.
 pub const PLATFORM_TENANT: &str = "platform";
+/// Seconds between retention sweeps unless `TENANCY_RETENTION_SWEEP_SECS`
+/// says otherwise.
+pub const DEFAULT_RETENTION_SWEEP_SECS: u64 = 3_600;
 /// Default listen address.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
@@ -97,6 +100,21 @@ pub async fn prepare(
         }
     };
     let metrics_token = get("TENANCY_METRICS_TOKEN").map(Secret::new);
+    // Seconds between retention sweeps; 0 turns them off.
+    let retention_sweep = match get("TENANCY_RETENTION_SWEEP_SECS") {
+        None => Some(std::time::Duration::from_secs(DEFAULT_RETENTION_SWEEP_SECS)),
+        Some(secs) => match secs.parse::<u64>() {
+            Ok(0) => None,
+            Ok(secs) => Some(std::time::Duration::from_secs(secs)),
+            Err(_) => {
+                return Err(ConfigError::new(
+                    "TENANCY_RETENTION_SWEEP_SECS",
+                    "must be a number of seconds (0 turns the sweep off)",
+                )
+                .into());
+            }
+        },
+    };
     if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
         return Err(ConfigError::new("TENANCY_METRICS_TOKEN", "must be at least 16 bytes").into());
     }
@@ -280,11 +298,15 @@ pub async fn prepare(
         }
         None => None,
     };
+    let app = match telemetry {
+        Some(telemetry) => App::with_telemetry(tenancy, telemetry),
+        None => App::new(tenancy),
+    };
+    if let Some(every) = retention_sweep {
+        app.spawn_retention_sweeper(every);
+    }
     Ok(Prepared {
-        app: match telemetry {
-            Some(telemetry) => App::with_telemetry(tenancy, telemetry),
-            None => App::new(tenancy),
-        },
+        app,
         settings: ServerSettings {
             bind,
             tls,

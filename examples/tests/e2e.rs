@@ -1181,6 +1181,8 @@ async fn audit_and_usage_on(clickhouse: &[(&str, &str)]) {
         let database = format!("tenancy_e2e_{layout}_{name}_{}", std::process::id());
         let mut env = clickhouse.to_vec();
         env.push(("TENANCY_CLICKHOUSE_DATABASE", database.as_str()));
+        // A sweep every second.
+        env.push(("TENANCY_RETENTION_SWEEP_SECS", "1"));
         let mut s = Server::start(name, bin, &env);
         create_tenant(&s, "acme", "pro").await;
         let op = token("acme", "operator", "op@acme");
@@ -1213,6 +1215,51 @@ async fn audit_and_usage_on(clickhouse: &[(&str, &str)]) {
             .get_until("/api/v1/usage", &admin, |a| a.raw.contains("\"trace\""))
             .await;
         assert!(usage.raw.contains("\"trace\""), "{name}: {}", usage.raw);
+        // An event older than the plan keeps (pro: 90 days) is never read
+        // back, and the sweep removes it from every shard.
+        let ancient = (chrono::Utc::now() - chrono::Duration::days(100)).to_rfc3339();
+        let old_event = format!(
+            r#"{{"events":[{{"type":"metric","name":"ancient","value":1,"timestamp":"{ancient}"}}]}}"#
+        );
+        assert_eq!(
+            s.post("/api/v1/telemetry", &op, &old_event).await.status,
+            202,
+            "{name}"
+        );
+        let hidden = s.get("/api/v1/metrics/query?name=ancient", &admin).await;
+        assert_eq!(
+            hidden.body["events"],
+            serde_json::json!([]),
+            "{name}: {}",
+            hidden.raw
+        );
+        let count_sql = format!(
+            "SELECT count() FROM {database}.telemetry WHERE tenant_id = 'acme' AND name = 'ancient'"
+        );
+        let entry = clickhouse[0].1;
+        let count = || {
+            let out = std::process::Command::new("curl")
+                .args(["-sS", "--data-binary", &count_sql, entry])
+                .output()
+                .expect("curl");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while count() != "0" && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert_eq!(count(), "0", "{name}: the sweep removed the old event");
+        // It was there to remove: a sweep says so.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !s.output().contains("telemetry_events: 1") && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(
+            s.output().contains("telemetry_events: 1"),
+            "{name}: {}",
+            s.output()
+        );
+
         // Telemetry is in ClickHouse: read back, and still there after a
         // restart.
         let metrics = s.get("/api/v1/metrics/query?name=cpu", &admin).await;
@@ -1921,4 +1968,57 @@ async fn both_front_ends_serve_the_same_contract_and_its_docs() {
         tenancy_examples::openapi::json(&tenancy_core::TenancyConfig::default()),
         "what the code generates"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_stop_at_the_plans_retention() {
+    for (name, bin) in binaries() {
+        let s = Server::start(name, bin, &[]);
+        create_tenant(&s, "acme", "free").await;
+        let op = token("acme", "operator", "op@acme");
+        let at = |days: i64| (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339();
+        let body = format!(
+            r#"{{"events":[{{"type":"metric","name":"old","value":1,"timestamp":"{}"}},{{"type":"metric","name":"young","value":2,"timestamp":"{}"}}]}}"#,
+            at(10),
+            at(1)
+        );
+        assert_eq!(
+            s.post("/api/v1/telemetry", &op, &body).await.status,
+            202,
+            "{name}"
+        );
+        // Free keeps 7 days: the 10-day-old event is never read back.
+        let read = s.get("/api/v1/metrics/query", &op).await;
+        let names: Vec<&str> = read.body["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {}", read.raw))
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["young"], "{name}");
+        // Asking for older audit events or usage gets the retention's edge.
+        let admin = token("acme", "admin", "admin@acme");
+        let since = at(30).replace('+', "%2B");
+        for path in [
+            format!("/api/v1/audit?since={since}"),
+            format!("/api/v1/usage?from={since}"),
+        ] {
+            assert_eq!(s.get(&path, &admin).await.status, 200, "{name}: {path}");
+        }
+        // A plan with longer retention shows it.
+        let auth = format!("Bearer {}", root());
+        let moved = s
+            .call(
+                "PATCH",
+                "/api/v1/tenants/acme",
+                &[("authorization", &auth)],
+                Some(r#"{"plan":"starter"}"#),
+            )
+            .await;
+        assert_eq!(moved.status, 200, "{name}");
+        let read = s
+            .get_until("/api/v1/metrics/query", &op, |a| a.raw.contains("\"old\""))
+            .await;
+        assert!(read.raw.contains("\"old\""), "{name}: {}", read.raw);
+    }
 }

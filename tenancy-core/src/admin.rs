@@ -36,6 +36,7 @@ use crate::pipeline::store_failure;
 use crate::plan::{Limit, PlanQuotas};
 use crate::rbac::ApiKeyScope;
 use crate::store::StoreError;
+use crate::store::TelemetryStore;
 use crate::tenant::{TenantId, TenantRecord};
 
 /// A newly issued API key: its stored record and the secret, shown once.
@@ -134,6 +135,19 @@ impl CountQuota {
             CountQuota::Users => quotas.users,
         }
     }
+}
+
+/// What one [`TenancyAdmin::sweep_retention`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionSweep {
+    /// Tenants swept.
+    pub tenants: u64,
+    /// Audit events removed.
+    pub audit_events: u64,
+    /// Usage rows (hour and event type) removed.
+    pub usage_rows: u64,
+    /// Telemetry events removed.
+    pub telemetry_events: u64,
 }
 
 /// Tenant and API-key administration; see the [module docs](self). Cheap
@@ -754,6 +768,83 @@ impl TenancyAdmin {
             }
         }
         Ok(issued)
+    }
+
+    /// The time before which `tenant`'s audit events, usage hours and
+    /// telemetry are past its plan's retention (`retention_days`, overrides
+    /// included), seen at `now`. Reads never return older rows;
+    /// [`sweep_retention`](Self::sweep_retention) removes them.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use tenancy_core::tenant::{TenantId, TenantRecord};
+    /// use tenancy_core::{Tenancy, TenancyConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let tenancy = Tenancy::builder(TenancyConfig::default()).build()?;
+    /// let free = TenantRecord::new(TenantId::new("acme")?, "Acme", "free");
+    /// let now = Utc::now();
+    /// assert_eq!(tenancy.admin().retention_cutoff(&free, now), now - Duration::days(7));
+    /// # tenancy.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn retention_cutoff(&self, tenant: &TenantRecord, now: DateTime<Utc>) -> DateTime<Utc> {
+        let days = i64::from(self.quotas_of(tenant).retention_days);
+        now.checked_sub_signed(chrono::Duration::days(days))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// Removes, for every tenant, the audit events, usage hours and (when
+    /// given) telemetry older than its plan's retention
+    /// ([`retention_cutoff`](Self::retention_cutoff)), and says how many of
+    /// each went. A plan change counts from the next sweep. Many instances
+    /// may sweep at once: a purge finds nothing the other already removed.
+    /// A store that fails stops the sweep with its error; the next sweep
+    /// starts over.
+    pub async fn sweep_retention(
+        &self,
+        telemetry: Option<&dyn TelemetryStore>,
+    ) -> Result<RetentionSweep, TenancyError> {
+        const PAGE: usize = 500;
+        let now = Utc::now();
+        let mut sweep = RetentionSweep::default();
+        let mut after: Option<TenantId> = None;
+        loop {
+            let page = self
+                .tenancy
+                .tenant_store()
+                .list(after.as_ref(), PAGE)
+                .await
+                .map_err(|e| store_failure("tenant store", e))?;
+            for tenant in &page {
+                let cutoff = self.retention_cutoff(tenant, now);
+                if let Some(log) = self.tenancy.audit_query() {
+                    sweep.audit_events += log
+                        .purge_before(&tenant.id, cutoff)
+                        .await
+                        .map_err(|e| store_failure("audit log", e))?;
+                }
+                sweep.usage_rows += self
+                    .tenancy
+                    .usage_meter()
+                    .purge_before(&tenant.id, cutoff)
+                    .await
+                    .map_err(|e| store_failure("usage meter", e))?;
+                if let Some(telemetry) = telemetry {
+                    sweep.telemetry_events += telemetry
+                        .purge_before(&tenant.id, cutoff)
+                        .await
+                        .map_err(|e| store_failure("telemetry store", e))?;
+                }
+                sweep.tenants += 1;
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some(last.id.clone()),
+                _ => break,
+            }
+        }
+        Ok(sweep)
     }
 
     /// [`rotate_api_key`](Self::rotate_api_key) on behalf of `caller`, in

@@ -103,3 +103,15 @@ async fn team_store() {
 async fn telemetry_store() {
     stores::telemetry_store(&MemoryTelemetryStore::new()).await;
 }
+
+#[tokio::test]
+async fn retention_and_erasure() {
+    let log = MemoryAuditLog::new();
+    stores::retention_and_erasure(
+        &log,
+        &log,
+        &MemoryUsageMeter::new(),
+        &MemoryTelemetryStore::new(),
+    )
+    .await;
+}

@@ -2,6 +2,7 @@
 //! [`ClickHouseAuditQuery`] reads one tenant's events back.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use clickhouse::Client;
 use tenancy_core::audit::{AUDIT_MAX_LIMIT, AuditEvent, AuditFilter};
 use tenancy_core::store::{AuditQuery, AuditSink, StoreError};
@@ -10,7 +11,7 @@ use tenancy_core::tenant::TenantId;
 use crate::error::store_error;
 use crate::rows::{AuditBatchText, AuditRow, AuditRowRef, ceil_millis};
 use crate::schema::AUDIT_TABLE;
-use crate::stores::health;
+use crate::stores::{ClickHouseStores, health};
 use crate::tenant_query::TenantQuery;
 use crate::tenant_sql;
 use crate::unreadable::keep_readable;
@@ -87,15 +88,24 @@ impl std::fmt::Debug for ClickHouseAuditSink {
 /// Every query goes through [`TenantQuery`], so it is bound to the tenant
 /// it is asked for. Events with the same millisecond come back in no
 /// particular order.
+///
+/// [`purge_before`](AuditQuery::purge_before) and
+/// [`erase`](AuditQuery::erase) count the rows, delete them by mutation on
+/// every shard that holds rows, and wait until the mutations are done (at
+/// most [`ERASE_WAIT`](crate::ERASE_WAIT)).
 #[derive(Clone)]
 pub struct ClickHouseAuditQuery {
     client: Client,
+    stores: ClickHouseStores,
 }
 
 impl ClickHouseAuditQuery {
-    /// Queries over `client`, which names the database.
-    pub(crate) fn new(client: Client) -> Self {
-        Self { client }
+    /// Queries over the database of `stores`.
+    pub(crate) fn new(stores: ClickHouseStores) -> Self {
+        Self {
+            client: stores.client().clone(),
+            stores,
+        }
     }
 }
 
@@ -150,6 +160,41 @@ impl AuditQuery for ClickHouseAuditQuery {
             tenant,
             rows.into_iter().map(AuditRow::into_event),
         ))
+    }
+
+    async fn purge_before(
+        &self,
+        tenant: &TenantId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let cutoff = ceil_millis(before);
+        let count: u64 = TenantQuery::new(&self.client, tenant)
+            .sql(tenant_sql!(
+                "SELECT count() FROM audit_log WHERE {tenant} \
+                 AND (timestamp < toDateTime(?) OR (timestamp = toDateTime(?) AND millis < ?))"
+            ))
+            .bind(cutoff / 1000)
+            .bind(cutoff / 1000)
+            .bind(cutoff % 1000)
+            .fetch_one()
+            .await
+            .map_err(store_error)?;
+        if count > 0 {
+            self.stores.purge_audit(tenant, before).await?;
+            self.stores.wait_for_mutations(crate::ERASE_WAIT).await?;
+        }
+        Ok(count)
+    }
+
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let count: u64 = TenantQuery::new(&self.client, tenant)
+            .sql(tenant_sql!("SELECT count() FROM audit_log WHERE {tenant}"))
+            .fetch_one()
+            .await
+            .map_err(store_error)?;
+        self.stores.delete_audit(tenant).await?;
+        self.stores.wait_for_mutations(crate::ERASE_WAIT).await?;
+        Ok(count)
     }
 }
 

@@ -46,6 +46,32 @@ impl Tables {
         }
     }
 
+    fn purge_telemetry(self) -> TenantSql {
+        match self {
+            Self::Shared => tenant_sql!(
+                "ALTER TABLE telemetry DELETE WHERE {tenant} \
+                 AND (timestamp < toDateTime(?) OR (timestamp = toDateTime(?) AND millis < ?))"
+            ),
+            Self::Local => tenant_sql!(
+                "ALTER TABLE telemetry_local DELETE WHERE {tenant} \
+                 AND (timestamp < toDateTime(?) OR (timestamp = toDateTime(?) AND millis < ?))"
+            ),
+        }
+    }
+
+    fn purge_usage(self) -> TenantSql {
+        match self {
+            Self::Shared => {
+                tenant_sql!(
+                    "ALTER TABLE usage_hourly DELETE WHERE {tenant} AND hour < toDateTime(?)"
+                )
+            }
+            Self::Local => tenant_sql!(
+                "ALTER TABLE usage_hourly_local DELETE WHERE {tenant} AND hour < toDateTime(?)"
+            ),
+        }
+    }
+
     fn delete_audit(self) -> TenantSql {
         match self {
             Self::Shared => tenant_sql!("ALTER TABLE audit_log DELETE WHERE {tenant}"),
@@ -75,11 +101,33 @@ pub(crate) async fn purge_audit(
     tenant: &TenantId,
     older_than: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    purge_timed(client, tables.purge_audit(), tenant, older_than).await
+}
+
+/// Queues the deletion of `tenant`'s telemetry events older than
+/// `older_than`.
+pub(crate) async fn purge_telemetry(
+    client: &Client,
+    tables: Tables,
+    tenant: &TenantId,
+    older_than: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    purge_timed(client, tables.purge_telemetry(), tenant, older_than).await
+}
+
+/// Runs `sql`, a delete of rows whose `timestamp` and `millis` are before
+/// `older_than`.
+async fn purge_timed(
+    client: &Client,
+    sql: TenantSql,
+    tenant: &TenantId,
+    older_than: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let cutoff = ceil_millis(older_than);
     let secs = cutoff / 1000;
     let millis = cutoff % 1000;
     TenantQuery::new(client, tenant)
-        .sql(tables.purge_audit())
+        .sql(sql)
         .bind(secs)
         .bind(secs)
         .bind(millis)
@@ -88,23 +136,57 @@ pub(crate) async fn purge_audit(
         .map_err(store_error)
 }
 
-/// Queues the deletion of every row of `tenant` in both tables.
+/// Queues the deletion of `tenant`'s usage counts of hours starting before
+/// `before`.
+pub(crate) async fn purge_usage(
+    client: &Client,
+    tables: Tables,
+    tenant: &TenantId,
+    before: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    TenantQuery::new(client, tenant)
+        .sql(tables.purge_usage())
+        .bind(crate::rows::ceil_secs(before))
+        .execute()
+        .await
+        .map_err(store_error)
+}
+
+/// Queues the deletion of every audit event of `tenant`.
+pub(crate) async fn delete_audit(
+    client: &Client,
+    tables: Tables,
+    tenant: &TenantId,
+) -> Result<(), StoreError> {
+    TenantQuery::new(client, tenant)
+        .sql(tables.delete_audit())
+        .execute()
+        .await
+        .map_err(store_error)
+}
+
+/// Queues the deletion of every usage count of `tenant`.
+pub(crate) async fn delete_usage(
+    client: &Client,
+    tables: Tables,
+    tenant: &TenantId,
+) -> Result<(), StoreError> {
+    TenantQuery::new(client, tenant)
+        .sql(tables.delete_usage())
+        .execute()
+        .await
+        .map_err(store_error)
+}
+
+/// Queues the deletion of every row of `tenant` in the audit and usage
+/// tables.
 pub(crate) async fn delete_tenant(
     client: &Client,
     tables: Tables,
     tenant: &TenantId,
 ) -> Result<(), StoreError> {
-    let scoped = TenantQuery::new(client, tenant);
-    scoped
-        .sql(tables.delete_audit())
-        .execute()
-        .await
-        .map_err(store_error)?;
-    scoped
-        .sql(tables.delete_usage())
-        .execute()
-        .await
-        .map_err(store_error)
+    delete_audit(client, tables, tenant).await?;
+    delete_usage(client, tables, tenant).await
 }
 
 /// Queues the deletion of every telemetry event of `tenant`.

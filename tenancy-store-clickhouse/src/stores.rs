@@ -160,6 +160,11 @@ impl ClickHouseStores {
         Ok(())
     }
 
+    /// The client bound to the stores' database (reads and inserts).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The audit sink: one `INSERT` per call.
     pub fn audit_sink(&self) -> ClickHouseAuditSink {
         ClickHouseAuditSink::new(self.client.clone())
@@ -167,12 +172,12 @@ impl ClickHouseStores {
 
     /// The audit query: one tenant's events, newest first.
     pub fn audit_query(&self) -> ClickHouseAuditQuery {
-        ClickHouseAuditQuery::new(self.client.clone())
+        ClickHouseAuditQuery::new(self.clone())
     }
 
     /// The usage meter: one `INSERT` per call, sums on read.
     pub fn usage_meter(&self) -> ClickHouseUsageMeter {
-        ClickHouseUsageMeter::new(self.client.clone())
+        ClickHouseUsageMeter::new(self.clone())
     }
 
     /// The telemetry store: one `INSERT` per call, reads bound to one
@@ -210,6 +215,52 @@ impl ClickHouseStores {
         for client in clients {
             retention::delete_tenant(client, tables, tenant).await?;
             retention::delete_telemetry(client, tables, tenant).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `tenant`'s telemetry events older than `older_than` (a
+    /// mutation: see [`wait_for_mutations`](Self::wait_for_mutations)).
+    pub async fn purge_telemetry(
+        &self,
+        tenant: &TenantId,
+        older_than: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (tables, clients) = self.mutated();
+        for client in clients {
+            retention::purge_telemetry(client, tables, tenant, older_than).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `tenant`'s usage counts of hours starting before `before` (a
+    /// mutation: see [`wait_for_mutations`](Self::wait_for_mutations)).
+    pub async fn purge_usage(
+        &self,
+        tenant: &TenantId,
+        before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (tables, clients) = self.mutated();
+        for client in clients {
+            retention::purge_usage(client, tables, tenant, before).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every audit event of `tenant` (a mutation).
+    pub(crate) async fn delete_audit(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let (tables, clients) = self.mutated();
+        for client in clients {
+            retention::delete_audit(client, tables, tenant).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every usage count of `tenant` (a mutation).
+    pub(crate) async fn delete_usage(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let (tables, clients) = self.mutated();
+        for client in clients {
+            retention::delete_usage(client, tables, tenant).await?;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clickhouse::Client;
 use tenancy_core::store::{StoreError, TelemetryStore};
 use tenancy_core::telemetry::{TELEMETRY_MAX_LIMIT, TelemetryEvent, TelemetryFilter};
@@ -21,9 +21,10 @@ use crate::unreadable::keep_readable;
 /// [`append`](TelemetryStore::append); every read goes through
 /// [`TenantQuery`], so it is bound to the tenant it is asked for.
 ///
-/// [`erase`](TelemetryStore::erase) counts the tenant's rows, deletes them
-/// by a mutation on every shard that holds rows, and waits until the
-/// mutations are done (at most [`ERASE_WAIT`]).
+/// [`purge_before`](TelemetryStore::purge_before) and
+/// [`erase`](TelemetryStore::erase) count the tenant's rows, delete them by
+/// a mutation on every shard that holds rows, and wait until the mutations
+/// are done (at most [`ERASE_WAIT`]).
 #[derive(Clone)]
 pub struct ClickHouseTelemetryStore {
     client: Client,
@@ -106,6 +107,30 @@ impl TelemetryStore for ClickHouseTelemetryStore {
             tenant,
             rows.into_iter().map(TelemetryRow::into_event),
         ))
+    }
+
+    async fn purge_before(
+        &self,
+        tenant: &TenantId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let cutoff = ceil_millis(before);
+        let count: u64 = TenantQuery::new(&self.client, tenant)
+            .sql(tenant_sql!(
+                "SELECT count() FROM telemetry WHERE {tenant} \
+                 AND (timestamp < toDateTime(?) OR (timestamp = toDateTime(?) AND millis < ?))"
+            ))
+            .bind(cutoff / 1000)
+            .bind(cutoff / 1000)
+            .bind(cutoff % 1000)
+            .fetch_one()
+            .await
+            .map_err(store_error)?;
+        if count > 0 {
+            self.stores.purge_telemetry(tenant, before).await?;
+            self.stores.wait_for_mutations(ERASE_WAIT).await?;
+        }
+        Ok(count)
     }
 
     async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {

@@ -12,7 +12,7 @@ use tenancy_core::tenant::TenantId;
 use crate::error::store_error;
 use crate::rows::{UsageRowRef, UsageSumRow, ceil_secs};
 use crate::schema::USAGE_TABLE;
-use crate::stores::health;
+use crate::stores::{ClickHouseStores, health};
 use crate::tenant_query::TenantQuery;
 use crate::tenant_sql;
 use crate::unreadable::keep_readable;
@@ -24,15 +24,23 @@ use crate::unreadable::keep_readable;
 /// ClickHouse merges rows of the same key only eventually. Request paths
 /// enqueue into a [`UsageWriter`](tenancy_core::writer::UsageWriter) instead, which adds up
 /// records of the same tenant, hour and type before writing.
+///
+/// [`purge_before`](UsageMeter::purge_before) and
+/// [`erase`](UsageMeter::erase) count the rows, delete them by mutation on
+/// every shard that holds rows, and wait until the mutations are done.
 #[derive(Clone)]
 pub struct ClickHouseUsageMeter {
     client: Client,
+    stores: ClickHouseStores,
 }
 
 impl ClickHouseUsageMeter {
-    /// A meter over `client`, which names the database.
-    pub(crate) fn new(client: Client) -> Self {
-        Self { client }
+    /// A meter over the database of `stores`.
+    pub(crate) fn new(stores: ClickHouseStores) -> Self {
+        Self {
+            client: stores.client().clone(),
+            stores,
+        }
     }
 
     async fn insert(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
@@ -86,6 +94,39 @@ impl UsageMeter for ClickHouseUsageMeter {
             tenant,
             rows.into_iter().map(|r| r.into_record(tenant)),
         ))
+    }
+
+    async fn purge_before(
+        &self,
+        tenant: &TenantId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let count: u64 = TenantQuery::new(&self.client, tenant)
+            .sql(tenant_sql!(
+                "SELECT count() FROM usage_hourly WHERE {tenant} AND hour < toDateTime(?)"
+            ))
+            .bind(ceil_secs(before))
+            .fetch_one()
+            .await
+            .map_err(store_error)?;
+        if count > 0 {
+            self.stores.purge_usage(tenant, before).await?;
+            self.stores.wait_for_mutations(crate::ERASE_WAIT).await?;
+        }
+        Ok(count)
+    }
+
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let count: u64 = TenantQuery::new(&self.client, tenant)
+            .sql(tenant_sql!(
+                "SELECT count() FROM usage_hourly WHERE {tenant}"
+            ))
+            .fetch_one()
+            .await
+            .map_err(store_error)?;
+        self.stores.delete_usage(tenant).await?;
+        self.stores.wait_for_mutations(crate::ERASE_WAIT).await?;
+        Ok(count)
     }
 
     async fn health(&self) -> Result<(), StoreError> {

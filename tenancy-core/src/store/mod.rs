@@ -281,6 +281,13 @@ pub trait TelemetryStore: Send + Sync + 'static {
         tenant: &TenantId,
         filter: &TelemetryFilter,
     ) -> Result<Vec<TelemetryEvent>, StoreError>;
+    /// Removes `tenant`'s events older than `before` (plan retention); how
+    /// many there were. Harmless when repeated.
+    async fn purge_before(
+        &self,
+        tenant: &TenantId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
     /// Removes every event of `tenant`; how many there were.
     async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError>;
     /// Whether the backend answers.
@@ -377,6 +384,16 @@ pub trait AuditQuery: Send + Sync + 'static {
         tenant: &TenantId,
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Removes `tenant`'s events older than `before` (plan retention);
+    /// how many there were. Running it twice, or from many instances at
+    /// once, does no harm.
+    async fn purge_before(
+        &self,
+        tenant: &TenantId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Removes every event of `tenant`; how many there were.
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError>;
 }
 
 /// Hourly usage counts.
@@ -392,6 +409,15 @@ pub trait UsageMeter: Send + Sync + 'static {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<UsageRecord>, StoreError>;
+    /// Removes `tenant`'s counts of hours that start before `before` (plan
+    /// retention); how many rows there were. Harmless when repeated.
+    async fn purge_before(
+        &self,
+        tenant: &TenantId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Removes every count of `tenant`; how many rows there were.
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError>;
     /// Whether the backend answers.
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())

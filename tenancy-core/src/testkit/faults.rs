@@ -173,6 +173,12 @@ impl AuditQuery for FailingStore {
     async fn query(&self, _: &TenantId, _: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
         self.fail()
     }
+    async fn purge_before(&self, _: &TenantId, _: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.fail()
+    }
+    async fn erase(&self, _: &TenantId) -> Result<u64, StoreError> {
+        self.fail()
+    }
 }
 
 #[async_trait]
@@ -186,6 +192,12 @@ impl UsageMeter for FailingStore {
         _: DateTime<Utc>,
         _: DateTime<Utc>,
     ) -> Result<Vec<UsageRecord>, StoreError> {
+        self.fail()
+    }
+    async fn purge_before(&self, _: &TenantId, _: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.fail()
+    }
+    async fn erase(&self, _: &TenantId) -> Result<u64, StoreError> {
         self.fail()
     }
 }

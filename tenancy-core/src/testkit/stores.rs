@@ -25,6 +25,8 @@
 //! stores::member_store(&[Arc::new(MemoryMemberStore::new())]).await;
 //! stores::team_store(&MemoryTeamStore::new()).await;
 //! stores::telemetry_store(&MemoryTelemetryStore::new()).await;
+//! let log = MemoryAuditLog::new();
+//! stores::retention_and_erasure(&log, &log, &MemoryUsageMeter::new(), &MemoryTelemetryStore::new()).await;
 //! # });
 //! ```
 
@@ -1498,4 +1500,133 @@ pub async fn telemetry_store(store: &dyn crate::store::TelemetryStore) {
             .len(),
         1
     );
+}
+
+/// Retention and erasure over the time-ordered stores: a purge removes one
+/// tenant's rows older than the cutoff (and says how many), younger rows and
+/// other tenants' rows stay, a second purge finds nothing; erasure removes
+/// all of one tenant's rows. Stores that delete in the background (such as
+/// ClickHouse mutations) must have finished when the call returns.
+pub async fn retention_and_erasure(
+    sink: &dyn AuditSink,
+    query: &dyn AuditQuery,
+    meter: &dyn UsageMeter,
+    telemetry: &dyn crate::store::TelemetryStore,
+) {
+    use crate::telemetry::{TelemetryEvent, TelemetryFilter};
+
+    let a = unique_tenant("retention");
+    let b = unique_tenant("retention");
+    let now = now_millis();
+    let old = now - chrono::Duration::days(40);
+    let young = now - chrono::Duration::days(1);
+    let cutoff = now - chrono::Duration::days(30);
+    let metric = Label::new("metric").expect("valid");
+    let hour = |at: DateTime<Utc>| Period::Hour.window(at).start;
+    for tenant in [&a, &b] {
+        sink.record(&[
+            event(tenant, "old", "widget.create", old),
+            event(tenant, "young", "widget.create", young),
+        ])
+        .await
+        .expect("record");
+        meter
+            .record(&[
+                UsageRecord::new(tenant.clone(), metric.clone(), hour(old), 5),
+                UsageRecord::new(tenant.clone(), metric.clone(), hour(young), 7),
+            ])
+            .await
+            .expect("record usage");
+        let at = |t| {
+            let mut e = TelemetryEvent::new("metric", "cpu", 1.0);
+            e.timestamp = Some(t);
+            e
+        };
+        telemetry
+            .append(tenant, &[at(old), at(young)])
+            .await
+            .expect("append");
+    }
+    let everything = AuditFilter::default().limit(100);
+    let span = (
+        now - chrono::Duration::days(60),
+        now + chrono::Duration::hours(1),
+    );
+
+    assert_eq!(query.purge_before(&a, cutoff).await.expect("purge"), 1);
+    assert_eq!(meter.purge_before(&a, cutoff).await.expect("purge"), 1);
+    assert_eq!(telemetry.purge_before(&a, cutoff).await.expect("purge"), 1);
+    let actors: Vec<String> = query
+        .query(&a, &everything)
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|e| e.actor)
+        .collect();
+    assert_eq!(
+        actors,
+        ["young"],
+        "the old row is gone, the young one stays"
+    );
+    let hours: Vec<u64> = meter
+        .usage(&a, span.0, span.1)
+        .await
+        .expect("usage")
+        .into_iter()
+        .map(|r| r.count)
+        .collect();
+    assert_eq!(hours, [7]);
+    let kept = telemetry
+        .query(&a, &TelemetryFilter::default())
+        .await
+        .expect("query");
+    assert_eq!(
+        kept.iter().map(|e| e.timestamp).collect::<Vec<_>>(),
+        [Some(young)]
+    );
+    // Another tenant's old rows are its own business.
+    assert_eq!(query.query(&b, &everything).await.expect("query").len(), 2);
+    assert_eq!(
+        meter.usage(&b, span.0, span.1).await.expect("usage").len(),
+        2
+    );
+    assert_eq!(
+        telemetry
+            .query(&b, &TelemetryFilter::default())
+            .await
+            .expect("query")
+            .len(),
+        2
+    );
+    // A second sweep finds nothing to do.
+    assert_eq!(query.purge_before(&a, cutoff).await.expect("purge"), 0);
+    assert_eq!(meter.purge_before(&a, cutoff).await.expect("purge"), 0);
+    assert_eq!(telemetry.purge_before(&a, cutoff).await.expect("purge"), 0);
+
+    // Erasure: everything of b, nothing of a.
+    assert_eq!(query.erase(&b).await.expect("erase"), 2);
+    assert_eq!(meter.erase(&b).await.expect("erase"), 2);
+    assert_eq!(telemetry.erase(&b).await.expect("erase"), 2);
+    assert!(
+        query
+            .query(&b, &everything)
+            .await
+            .expect("query")
+            .is_empty()
+    );
+    assert!(
+        meter
+            .usage(&b, span.0, span.1)
+            .await
+            .expect("usage")
+            .is_empty()
+    );
+    assert!(
+        telemetry
+            .query(&b, &TelemetryFilter::default())
+            .await
+            .expect("query")
+            .is_empty()
+    );
+    assert_eq!(query.query(&a, &everything).await.expect("query").len(), 1);
 }

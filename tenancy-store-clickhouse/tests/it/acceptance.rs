@@ -57,6 +57,30 @@ async fn telemetry_store_passes_the_suite_on_a_cluster() {
     }
 }
 
+#[tokio::test]
+async fn retention_and_erasure_pass_the_suite() {
+    if let Some(db) = TestDatabase::new("retention_suite").await {
+        retention_on(&db).await;
+    }
+}
+
+#[tokio::test]
+async fn retention_and_erasure_pass_the_suite_on_a_cluster() {
+    if let Some(db) = TestDatabase::sharded("retention_suite").await {
+        retention_on(&db).await;
+    }
+}
+
+async fn retention_on(db: &TestDatabase) {
+    stores::retention_and_erasure(
+        &db.stores.audit_sink(),
+        &db.stores.audit_query(),
+        &db.stores.usage_meter(),
+        &db.stores.telemetry_store(),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn usage_from_concurrent_tasks_across_three_hours() {
     if let Some(db) = TestDatabase::new("usage_concurrent").await {

@@ -1,4 +1,6 @@
 use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ConcurrentMap;
@@ -112,5 +114,25 @@ impl AuditQuery for MemoryAuditLog {
         events.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
         events.truncate(filter.limit);
         Ok(events.into_iter().cloned().collect())
+    }
+
+    async fn purge_before(
+        &self,
+        tenant: &TenantId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let Some(mut ring) = self.rings.get_mut(tenant) else {
+            return Ok(0);
+        };
+        let had = ring.len();
+        ring.retain(|e| e.timestamp >= before);
+        Ok((had - ring.len()) as u64)
+    }
+
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        Ok(self
+            .rings
+            .remove(tenant)
+            .map_or(0, |(_, ring)| ring.len() as u64))
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::ConcurrentMap;
 use crate::store::{StoreError, TelemetryStore};
@@ -125,6 +125,21 @@ impl TelemetryStore for MemoryTelemetryStore {
             .collect();
         page.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
         Ok(page)
+    }
+
+    async fn purge_before(
+        &self,
+        tenant: &TenantId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let Some(mut ring) = self.tenants.get_mut(tenant) else {
+            return Ok(0);
+        };
+        let had = ring.events.len();
+        ring.events
+            .retain(|e| e.timestamp.is_none_or(|at| at >= before));
+        ring.bytes = ring.events.iter().map(TelemetryEvent::size).sum();
+        Ok((had - ring.events.len()) as u64)
     }
 
     async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {

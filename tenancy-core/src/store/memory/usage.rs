@@ -61,4 +61,24 @@ impl UsageMeter for MemoryUsageMeter {
             })
             .collect())
     }
+
+    async fn purge_before(
+        &self,
+        tenant: &TenantId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let Some(mut per_tenant) = self.counts.get_mut(tenant) else {
+            return Ok(0);
+        };
+        let had = per_tenant.len();
+        per_tenant.retain(|(hour, _), _| *hour >= before);
+        Ok((had - per_tenant.len()) as u64)
+    }
+
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        Ok(self
+            .counts
+            .remove(tenant)
+            .map_or(0, |(_, rows)| rows.len() as u64))
+    }
 }
