@@ -115,3 +115,13 @@ async fn retention_and_erasure() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn erasure_of_keys_and_limits() {
+    stores::erasure_of_keys_and_limits(
+        &MemoryApiKeyStore::new(),
+        &MemoryRateLimiter::new(),
+        &MemoryQuotaStore::new(),
+    )
+    .await;
+}

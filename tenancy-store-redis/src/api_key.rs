@@ -310,6 +310,38 @@ impl ApiKeyStore for RedisApiKeyStore {
             .await
     }
 
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let keys = self.redis.keys();
+        self.redis
+            .run(async {
+                let mut conn = self.redis.write_conn();
+                let index: HashMap<String, String> =
+                    conn.hgetall(keys.api_key_index(tenant)).await?;
+                // The records first (each in a slot of its own on a
+                // cluster), then the tenant's index: should this stop half
+                // way, the index still names what is left, and erasing again
+                // finishes.
+                let records: Vec<String> = index
+                    .values()
+                    .filter_map(|hex| ApiKeyDigest::from_hex(hex))
+                    .map(|digest| keys.api_key(&digest))
+                    .collect();
+                if records.is_empty() {
+                    return Ok(0);
+                }
+                let deletes = records.iter().map(redis::Cmd::del).collect();
+                let _: Vec<u64> = conn.each(deletes).await?;
+                let _: u64 = conn.del(keys.api_key_index(tenant)).await?;
+                let _: u64 = conn.del(keys.api_key_live(tenant)).await?;
+                let mut written: Vec<&str> = records.iter().map(String::as_str).collect();
+                let index_key = keys.api_key_index(tenant);
+                written.push(&index_key);
+                self.redis.replicated(&mut conn, &written).await?;
+                Ok(index.len() as u64)
+            })
+            .await
+    }
+
     async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let keys = self.redis.keys();
         self.redis

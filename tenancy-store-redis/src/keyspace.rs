@@ -68,6 +68,22 @@ impl Keyspace {
         format!("{}:{{{tenant}}}:{name}", self.prefix)
     }
 
+    /// The `MATCH` pattern of every rate-limit bucket of `tenant`.
+    pub(crate) fn rate_pattern(&self, tenant: &TenantId) -> String {
+        format!(
+            "{}:rl:{{{tenant}}}:*",
+            crate::erase::escape_glob(&self.prefix)
+        )
+    }
+
+    /// The `MATCH` pattern of every budget counter of `tenant`.
+    pub(crate) fn quota_pattern(&self, tenant: &TenantId) -> String {
+        format!(
+            "{}:{{{tenant}}}:budget:*",
+            crate::erase::escape_glob(&self.prefix)
+        )
+    }
+
     /// `<prefix>:rl:{<tenant>}:…`: a rate-limit bucket.
     pub(crate) fn rate(&self, key: &RateLimitKey) -> String {
         format!("{}:{}", self.prefix, key.to_key_string())

@@ -91,6 +91,7 @@
 
 mod api_key;
 mod connection;
+mod erase;
 mod error;
 mod keyspace;
 mod member;

@@ -69,6 +69,15 @@ impl RedisQuotaStore {
 
 #[async_trait]
 impl QuotaStore for RedisQuotaStore {
+    async fn erase(&self, tenant: &tenancy_core::tenant::TenantId) -> Result<u64, StoreError> {
+        crate::erase::delete_matching(
+            &self.redis,
+            tenant,
+            &self.redis.keys().quota_pattern(tenant),
+        )
+        .await
+    }
+
     async fn charge(
         &self,
         key: &QuotaKey,

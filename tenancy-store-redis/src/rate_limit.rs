@@ -137,6 +137,11 @@ fn decode(checks: &[&RateCheck], reply: &[i64]) -> Result<RateDecision, RedisSto
 
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
+    async fn erase(&self, tenant: &tenancy_core::tenant::TenantId) -> Result<u64, StoreError> {
+        crate::erase::delete_matching(&self.redis, tenant, &self.redis.keys().rate_pattern(tenant))
+            .await
+    }
+
     async fn check(&self, checks: &[RateCheck]) -> Result<RateDecision, StoreError> {
         // Group by tenant, in order of first appearance: one script each.
         let mut groups: Vec<Vec<&RateCheck>> = Vec::new();

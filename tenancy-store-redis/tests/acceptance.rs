@@ -92,6 +92,21 @@ async fn member_store_across_instances() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_of_keys_and_limits() {
+    let Some(url) = services::redis_url() else {
+        return;
+    };
+    // A prefix with glob characters: erasure's patterns must not widen.
+    let redis = connect(&url, &unique_prefix("erase*[x]?")).await;
+    stores::erasure_of_keys_and_limits(
+        &redis.api_key_store(),
+        &redis.rate_limiter(),
+        &redis.quota_store(),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn team_store() {
     let Some(url) = services::redis_url() else {

@@ -28,6 +28,12 @@ async fn the_acceptance_suite_passes_on_a_cluster() {
     stores::quota_store(Arc::new(redis.quota_store())).await;
     stores::rate_limiter(Arc::new(redis.rate_limiter())).await;
     stores::team_store(&redis.team_store()).await;
+    stores::erasure_of_keys_and_limits(
+        &redis.api_key_store(),
+        &redis.rate_limiter(),
+        &redis.quota_store(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,6 +83,12 @@ async fn the_suite_passes_on_a_cluster_node() {
     stores::quota_store(Arc::new(redis.quota_store())).await;
     stores::rate_limiter(Arc::new(redis.rate_limiter())).await;
     stores::team_store(&redis.team_store()).await;
+    stores::erasure_of_keys_and_limits(
+        &redis.api_key_store(),
+        &redis.rate_limiter(),
+        &redis.quota_store(),
+    )
+    .await;
     let second = connect().await.expect("connect");
     stores::member_store(&[
         Arc::new(redis.member_store()),

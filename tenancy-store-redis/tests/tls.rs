@@ -53,6 +53,13 @@ async fn the_acceptance_suite_passes_over_tls() {
     let members = connect("tls-members").await;
     stores::member_store(&[Arc::new(members.member_store())]).await;
     stores::team_store(&connect("tls-teams").await.team_store()).await;
+    let erased = connect("tls-erase").await;
+    stores::erasure_of_keys_and_limits(
+        &erased.api_key_store(),
+        &erased.rate_limiter(),
+        &erased.quota_store(),
+    )
+    .await;
 }
 
 #[tokio::test]

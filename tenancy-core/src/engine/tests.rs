@@ -1459,6 +1459,9 @@ impl ApiKeyStore for CountingKeys {
     async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.inner.list(tenant).await
     }
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        self.inner.erase(tenant).await
+    }
     async fn revoke(
         &self,
         tenant: &TenantId,

@@ -169,6 +169,10 @@ pub trait ApiKeyStore: Send + Sync + 'static {
         key_id: &KeyId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Removes every key of `tenant`, revoked ones included, with its
+    /// digest (so no secret of it is ever found again); how many there
+    /// were.
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError>;
     /// Whether the backend answers.
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
@@ -312,6 +316,9 @@ pub trait RateLimiter: Send + Sync + 'static {
     fn check_now(&self, _checks: &[RateCheck]) -> Option<Result<RateDecision, StoreError>> {
         None
     }
+    /// Removes every bucket of `tenant` (its tenant, key and route
+    /// buckets); how many there were.
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError>;
     /// Whether the backend answers.
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
@@ -332,6 +339,9 @@ pub trait QuotaStore: Send + Sync + 'static {
     ) -> Result<QuotaCharge, StoreError>;
     /// The counter of `key` (zero when never charged).
     async fn used(&self, key: &QuotaKey) -> Result<u64, StoreError>;
+    /// Removes every counter of `tenant`, of every budget and period; how
+    /// many there were.
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError>;
     /// Whether the backend answers.
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())

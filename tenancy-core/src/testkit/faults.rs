@@ -142,6 +142,9 @@ impl ApiKeyStore for FailingStore {
     async fn touch(&self, _: &TenantId, _: &KeyId, _: DateTime<Utc>) -> Result<(), StoreError> {
         self.fail()
     }
+    async fn erase(&self, _: &TenantId) -> Result<u64, StoreError> {
+        self.fail()
+    }
 }
 
 #[async_trait]
@@ -149,11 +152,17 @@ impl RateLimiter for FailingStore {
     async fn check(&self, _: &[RateCheck]) -> Result<RateDecision, StoreError> {
         self.fail()
     }
+    async fn erase(&self, _: &TenantId) -> Result<u64, StoreError> {
+        self.fail()
+    }
 }
 
 #[async_trait]
 impl QuotaStore for FailingStore {
     async fn charge(&self, _: &QuotaKey, _: u64, _: Limit) -> Result<QuotaCharge, StoreError> {
+        self.fail()
+    }
+    async fn erase(&self, _: &TenantId) -> Result<u64, StoreError> {
         self.fail()
     }
     async fn used(&self, _: &QuotaKey) -> Result<u64, StoreError> {

@@ -27,6 +27,7 @@
 //! stores::telemetry_store(&MemoryTelemetryStore::new()).await;
 //! let log = MemoryAuditLog::new();
 //! stores::retention_and_erasure(&log, &log, &MemoryUsageMeter::new(), &MemoryTelemetryStore::new()).await;
+//! stores::erasure_of_keys_and_limits(&MemoryApiKeyStore::new(), &MemoryRateLimiter::new(), &MemoryQuotaStore::new()).await;
 //! # });
 //! ```
 
@@ -1629,4 +1630,91 @@ pub async fn retention_and_erasure(
             .is_empty()
     );
     assert_eq!(query.query(&a, &everything).await.expect("query").len(), 1);
+}
+
+/// Erasure of a tenant's keys, rate-limit buckets and budget counters: all
+/// of one tenant's go (a key's digest finds nothing, an emptied bucket
+/// starts full, a counter starts at zero), another tenant's stay.
+pub async fn erasure_of_keys_and_limits(
+    keys: &dyn ApiKeyStore,
+    limiter: &dyn RateLimiter,
+    quotas: &dyn QuotaStore,
+) {
+    let a = unique_tenant("erase");
+    let b = unique_tenant("erase");
+    let now = now_millis();
+    let key = |tenant: &TenantId, id: &str| {
+        ApiKeyRecord::new(
+            KeyId::new(id).expect("valid"),
+            tenant.clone(),
+            id,
+            crate::rbac::ApiKeyScope::Full,
+            digest(&format!("{tenant}/{id}")),
+            now,
+        )
+    };
+    let (a1, a2, b1) = (key(&a, "k1"), key(&a, "k2"), key(&b, "k1"));
+    for k in [&a1, &a2, &b1] {
+        keys.insert(k.clone()).await.expect("insert");
+    }
+    keys.revoke(&a, &a2.key_id, now).await.expect("revoke");
+    let one = RateQuota::per_second(1).expect("non-zero");
+    let checks = |t: &TenantId| {
+        [
+            RateCheck {
+                key: rate_key(t),
+                quota: one,
+            },
+            RateCheck {
+                key: RateLimitKey::api_key(t.clone(), a1.key_id.clone()),
+                quota: one,
+            },
+        ]
+    };
+    let events = Label::new("events").expect("valid");
+    let counter = |t: &TenantId| QuotaKey::new(t.clone(), events.clone(), Period::Month, now);
+    for t in [&a, &b] {
+        assert!(limiter.check(&checks(t)).await.expect("check").allowed);
+        assert!(!limiter.check(&checks(t)).await.expect("check").allowed);
+        quotas
+            .charge(&counter(t), 5, Limit::Unlimited)
+            .await
+            .expect("charge");
+    }
+
+    assert_eq!(
+        keys.erase(&a).await.expect("erase keys"),
+        2,
+        "revoked ones too"
+    );
+    assert!(limiter.erase(&a).await.expect("erase buckets") >= 1);
+    assert!(quotas.erase(&a).await.expect("erase counters") >= 1);
+
+    for k in [&a1, &a2] {
+        assert!(
+            keys.find_by_digest(&k.digest)
+                .await
+                .expect("find")
+                .is_none()
+        );
+    }
+    assert!(keys.list(&a).await.expect("list").is_empty());
+    assert!(keys.get(&a, &a1.key_id).await.expect("get").is_none());
+    assert!(
+        keys.find_by_digest(&b1.digest)
+            .await
+            .expect("find")
+            .is_some()
+    );
+    assert!(
+        limiter.check(&checks(&a)).await.expect("check").allowed,
+        "an erased bucket starts full"
+    );
+    assert!(
+        !limiter.check(&checks(&b)).await.expect("check").allowed,
+        "another tenant's bucket is untouched"
+    );
+    assert_eq!(quotas.used(&counter(&a)).await.expect("used"), 0);
+    assert_eq!(quotas.used(&counter(&b)).await.expect("used"), 5);
+    assert_eq!(keys.erase(&a).await.expect("erase keys"), 0);
 }

@@ -156,6 +156,16 @@ impl ApiKeyStore for MemoryApiKeyStore {
             .map(|r| ApiKeyRecord::clone(&r)))
     }
 
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let Some((_, keys)) = self.by_tenant.remove(tenant) else {
+            return Ok(0);
+        };
+        for digest in keys.values() {
+            self.by_digest.remove(digest);
+        }
+        Ok(keys.len() as u64)
+    }
+
     async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let digests: Vec<ApiKeyDigest> = self
             .by_tenant

@@ -1,6 +1,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ConcurrentMap;
+use crate::tenant::TenantId;
 use async_trait::async_trait;
 use chrono::Utc;
 
@@ -67,6 +68,12 @@ impl QuotaStore for MemoryQuotaStore {
         } else {
             Ok(QuotaCharge::Exceeded { used: *used })
         }
+    }
+
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let before = self.counters.len();
+        self.counters.retain(|key, _| key.tenant != *tenant);
+        Ok(before.saturating_sub(self.counters.len()) as u64)
     }
 
     async fn used(&self, key: &QuotaKey) -> Result<u64, StoreError> {

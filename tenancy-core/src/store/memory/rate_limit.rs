@@ -212,6 +212,13 @@ impl RateLimiter for MemoryRateLimiter {
         Ok(self.decide(checks))
     }
 
+    async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        Ok(self
+            .tenants
+            .remove(tenant)
+            .map_or(0, |(_, buckets)| lock(&buckets).len() as u64))
+    }
+
     fn check_now(&self, checks: &[RateCheck]) -> Option<Result<RateDecision, StoreError>> {
         Some(Ok(self.decide(checks)))
     }
