@@ -96,6 +96,14 @@ async fn patch_tenant(
             .await,
     )
 }
+async fn erase_tenant(
+    app: AppData,
+    Tenant(ctx): Tenant,
+    audit: Audit,
+    id: web::Path<String>,
+) -> Answer {
+    respond(app.erase_tenant(&ctx, &audit, &id).await)
+}
 async fn list_api_keys(app: AppData, Tenant(ctx): Tenant, req: HttpRequest) -> Answer {
     respond(app.list_api_keys(&ctx, req.query_string()).await)
 }
@@ -264,7 +272,8 @@ pub fn configure(
                 // depends on the tenant (see `App::get_tenant`).
                 resource("/api/v1/tenants/{id}")
                     .get(get_tenant)
-                    .route(at_least(Role::SuperAdmin, web::patch().to(patch_tenant))),
+                    .route(at_least(Role::SuperAdmin, web::patch().to(patch_tenant)))
+                    .route(at_least(Role::SuperAdmin, web::delete().to(erase_tenant))),
             )
             .service(
                 resource("/api/v1/apikeys")

@@ -46,8 +46,8 @@ use tenancy_core::tenant::{TENANT_DESCRIPTION_MAX_BYTES, TenantId, TenantRecord}
 use crate::wire::{
     Accepted, ApiKey, ApiKeyList, AuditLog, CreateApiKey, CreateTeam, CreateTenant, CreateUser,
     Health, IncidentAcknowledged, Ingest, IssuedApiKey, Metrics, PatchTenant, PatchUser,
-    Permissions, RotateApiKey, RunbookTriggered, SecurityRefusals, TeamList, Tenant, TenantList,
-    TenantWithRealm, Usage, UsageRow, UserList,
+    Permissions, RotateApiKey, RunbookTriggered, SecurityRefusals, TeamList, Tenant, TenantErased,
+    TenantList, TenantWithRealm, Usage, UsageRow, UserList,
 };
 
 /// The largest request body accepted, in bytes.
@@ -279,6 +279,27 @@ fn records_page(query: &str) -> Result<(Option<RecordId>, usize)> {
     Ok((after, limit))
 }
 
+/// `event` with the counts of `erasure`, one detail per store.
+fn erasure_details(
+    event: tenancy_core::audit::AuditEvent,
+    erasure: &tenancy_core::admin::Erasure,
+) -> tenancy_core::audit::AuditEvent {
+    let counts = [
+        ("realm", erasure.realm),
+        ("api_keys", erasure.api_keys),
+        ("rate_limit_buckets", erasure.rate_limit_buckets),
+        ("budget_counters", erasure.budget_counters),
+        ("members", erasure.members),
+        ("teams", erasure.teams),
+        ("audit_events", erasure.audit_events),
+        ("usage_rows", erasure.usage_rows),
+        ("telemetry_events", erasure.telemetry_events),
+    ];
+    counts.into_iter().fold(event, |event, (store, count)| {
+        event.detail(store, count.to_string())
+    })
+}
+
 /// An id from a request path or query: `not_found` when it cannot be one.
 fn record_id(id: &str) -> Result<RecordId> {
     RecordId::parse(id).map_err(|_| not_found())
@@ -344,17 +365,76 @@ impl App {
     /// Removes every tenant's audit events, usage hours and telemetry past
     /// its plan's retention (see `TenancyAdmin::sweep_retention`); run on a
     /// schedule by [`spawn_retention_sweeper`](Self::spawn_retention_sweeper).
-    pub async fn sweep_retention(&self) -> Result<tenancy_core::admin::RetentionSweep> {
-        self.tenancy
+    ///
+    /// With `erase_archived`, tenants archived for longer than their
+    /// retention are erased, each with a `tenant.erase` event (actor
+    /// `retention-sweep`) in `platform`'s log.
+    pub async fn sweep_retention(
+        &self,
+        erase_archived: bool,
+        platform: &TenantId,
+    ) -> Result<tenancy_core::admin::RetentionSweep> {
+        let sweep = self
+            .tenancy
             .admin()
-            .sweep_retention(Some(&*self.telemetry))
-            .await
+            .sweep_retention(Some(&*self.telemetry), erase_archived)
+            .await?;
+        for (tenant, erasure) in &sweep.erased {
+            let event = tenancy_core::audit::AuditEvent::new(
+                platform.clone(),
+                "retention-sweep",
+                tenancy_core::audit::ActorKind::Service,
+                "tenant.erase",
+            )
+            .resource(tenant.as_str())
+            .detail("reason", "archived_past_retention");
+            self.tenancy.record_audit(erasure_details(event, erasure));
+        }
+        Ok(sweep)
+    }
+
+    /// `DELETE /api/v1/tenants/{id}` (route: super_admin): erases an
+    /// archived tenant from every store (`conflict` for an active or
+    /// suspended one, or the caller's own); answers what went, per store.
+    /// What stays is one `tenant.erase` event with those counts in the
+    /// caller's home tenant.
+    pub async fn erase_tenant(
+        &self,
+        ctx: &TenantContext,
+        audit: &Audit,
+        id: &str,
+    ) -> Result<Reply> {
+        let id = TenantId::new(id).map_err(|_| not_found())?;
+        let home = ctx.home_tenant().unwrap_or(ctx.tenant_id());
+        if id == *home {
+            return Err(ErrorKind::Conflict("a caller cannot erase its own tenant".into()).into());
+        }
+        let erasure = self
+            .tenancy
+            .admin()
+            .erase_tenant(&id, Some(&*self.telemetry))
+            .await?;
+        let event = audit
+            .event("tenant.erase")
+            .resource(id.as_str())
+            .outcome(200);
+        audit.record_for(home, erasure_details(event, &erasure));
+        Ok(Reply::ok(&TenantErased {
+            tenant_id: id,
+            erased: erasure,
+        }))
     }
 
     /// Sweeps retention every `every`, the first time one period after
-    /// start, until the runtime stops. A failed sweep is logged and tried
-    /// again at the next period.
-    pub fn spawn_retention_sweeper(self: &Arc<Self>, every: std::time::Duration) {
+    /// start, until the runtime stops (see
+    /// [`sweep_retention`](Self::sweep_retention)). A failed sweep is
+    /// logged and tried again at the next period.
+    pub fn spawn_retention_sweeper(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+        erase_archived: bool,
+        platform: TenantId,
+    ) {
         let app = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
@@ -364,7 +444,7 @@ impl App {
             loop {
                 ticks.tick().await;
                 let Some(app) = app.upgrade() else { return };
-                match app.sweep_retention().await {
+                match app.sweep_retention(erase_archived, &platform).await {
                     Ok(sweep) => tracing::info!(?sweep, "retention sweep"),
                     Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
                 }

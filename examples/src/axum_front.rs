@@ -113,6 +113,14 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
                     },
                 )
                 .route_layer(RequireRoleLayer::new(Role::SuperAdmin)),
+            )
+            .merge(
+                delete(
+                    |State(app): State<Arc<App>>, Tenant(ctx): Tenant, audit: Audit, Path(id): Path<String>| async move {
+                        respond(app.erase_tenant(&ctx, &audit, &id).await)
+                    },
+                )
+                .route_layer(RequireRoleLayer::new(Role::SuperAdmin)),
             ),
         )
         .route(

@@ -121,7 +121,7 @@ pub fn docs_file(tail: &str) -> Option<DocsFile> {
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(
-        operations::healthz, operations::readyz, operations::prometheus_metrics, operations::openapi_document, operations::docs_redirect, operations::docs_files, operations::api_healthz, operations::list_tenants, operations::create_tenant, operations::get_tenant, operations::patch_tenant, operations::list_api_keys, operations::create_api_key, operations::revoke_api_key, operations::rotate_api_key, operations::security_refusals, operations::permissions, operations::ingest_telemetry, operations::query_metrics, operations::trigger_runbook, operations::ack_incident, operations::create_user, operations::list_users, operations::patch_user, operations::delete_user, operations::create_team, operations::list_teams, operations::audit_log, operations::usage,
+        operations::healthz, operations::readyz, operations::prometheus_metrics, operations::openapi_document, operations::docs_redirect, operations::docs_files, operations::api_healthz, operations::list_tenants, operations::create_tenant, operations::get_tenant, operations::patch_tenant, operations::erase_tenant, operations::list_api_keys, operations::create_api_key, operations::revoke_api_key, operations::rotate_api_key, operations::security_refusals, operations::permissions, operations::ingest_telemetry, operations::query_metrics, operations::trigger_runbook, operations::ack_incident, operations::create_user, operations::list_users, operations::patch_user, operations::delete_user, operations::create_team, operations::list_teams, operations::audit_log, operations::usage,
     ),
     components(schemas(Problem)),
     tags(
@@ -341,8 +341,8 @@ mod operations {
     use crate::wire::{
         Accepted, ApiKeyList, AuditLog, CreateApiKey, CreateTeam, CreateTenant, CreateUser, Health,
         IncidentAcknowledged, Ingest, IssuedApiKey, Metrics, PatchTenant, PatchUser, Permissions,
-        RotateApiKey, RunbookTriggered, SecurityRefusals, TeamList, Tenant, TenantList,
-        TenantWithRealm, Usage, UserList,
+        RotateApiKey, RunbookTriggered, SecurityRefusals, TeamList, Tenant, TenantErased,
+        TenantList, TenantWithRealm, Usage, UserList,
     };
 
     /// Liveness: the process answers. No credential.
@@ -429,6 +429,15 @@ mod operations {
         request_body = PatchTenant,
         responses((status = 200, description = "The tenant as changed.", body = TenantWithRealm)))]
     fn patch_tenant() {}
+
+    /// Erases an archived tenant from every store: record, realm, keys,
+    /// limits, budgets, users, teams, audit log, usage and telemetry
+    /// (super_admin). `conflict` unless it is archived. What stays is one
+    /// `tenant.erase` event with the counts in the caller's home tenant.
+    #[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants",
+        params(("id" = TenantId, Path, description = "The tenant.")),
+        responses((status = 200, description = "Erased: what went, per store.", body = TenantErased)))]
+    fn erase_tenant() {}
 
     /// The tenant's API keys, oldest first, never a secret (admin).
     #[utoipa::path(get, path = "/api/v1/apikeys", tag = "api keys",

@@ -100,6 +100,14 @@ pub async fn prepare(
         }
     };
     let metrics_token = get("TENANCY_METRICS_TOKEN").map(Secret::new);
+    // Whether sweeps erase tenants archived past their retention.
+    let erase_archived = match get("TENANCY_ERASE_ARCHIVED").as_deref() {
+        None | Some("true" | "1" | "on") => true,
+        Some("false" | "0" | "off") => false,
+        Some(_) => {
+            return Err(ConfigError::new("TENANCY_ERASE_ARCHIVED", "must be true or false").into());
+        }
+    };
     // Seconds between retention sweeps; 0 turns them off.
     let retention_sweep = match get("TENANCY_RETENTION_SWEEP_SECS") {
         None => Some(std::time::Duration::from_secs(DEFAULT_RETENTION_SWEEP_SECS)),
@@ -303,7 +311,9 @@ pub async fn prepare(
         None => App::new(tenancy),
     };
     if let Some(every) = retention_sweep {
-        app.spawn_retention_sweeper(every);
+        let platform = TenantId::new(PLATFORM_TENANT)
+            .map_err(|e| ConfigError::new("platform", e.to_string()))?;
+        app.spawn_retention_sweeper(every, erase_archived, platform);
     }
     Ok(Prepared {
         app,

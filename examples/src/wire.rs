@@ -207,6 +207,15 @@ impl From<&TenantRecord> for Tenant {
     }
 }
 
+/// `DELETE /api/v1/tenants/{id}`: what went, per store.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantErased {
+    /// The tenant erased.
+    pub tenant_id: TenantId,
+    /// How many of each kind of record were removed.
+    pub erased: tenancy_core::admin::Erasure,
+}
+
 /// One tenant as `GET` and `PATCH /api/v1/tenants/{id}` answer it: the
 /// record and the realm it brings.
 #[derive(Debug, Serialize, ToSchema)]

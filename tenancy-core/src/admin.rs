@@ -37,7 +37,7 @@ use crate::plan::{Limit, PlanQuotas};
 use crate::rbac::ApiKeyScope;
 use crate::store::StoreError;
 use crate::store::TelemetryStore;
-use crate::tenant::{TenantId, TenantRecord};
+use crate::tenant::{TenantId, TenantRecord, TenantStatus};
 
 /// A newly issued API key: its stored record and the secret, shown once.
 #[derive(Debug, Clone)]
@@ -137,9 +137,36 @@ impl CountQuota {
     }
 }
 
+/// What one [`TenancyAdmin::erase_tenant`] removed, per store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Erasure {
+    /// The realm it brought (0 or 1).
+    pub realm: u64,
+    /// API keys, revoked ones included, with their digests.
+    pub api_keys: u64,
+    /// Rate-limit buckets.
+    pub rate_limit_buckets: u64,
+    /// Budget counters.
+    pub budget_counters: u64,
+    /// Members.
+    pub members: u64,
+    /// Teams.
+    pub teams: u64,
+    /// Audit events.
+    pub audit_events: u64,
+    /// Usage rows (hour and event type).
+    pub usage_rows: u64,
+    /// Telemetry events.
+    pub telemetry_events: u64,
+}
+
 /// What one [`TenancyAdmin::sweep_retention`] removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionSweep {
+    /// Archived tenants erased, having been archived (unchanged) for
+    /// longer than their plan's retention, with what went of each.
+    pub erased: Vec<(TenantId, Erasure)>,
     /// Tenants swept.
     pub tenants: u64,
     /// Audit events removed.
@@ -464,6 +491,124 @@ impl TenancyAdmin {
             true => Ok(()),
             false => Err(ErrorKind::NotFound.into()),
         }
+    }
+
+    /// Erases an archived tenant from every store of the engine, and its
+    /// telemetry from `telemetry` when given: its record, its realm (the
+    /// issuer is free again), its API keys with their digests, its
+    /// rate-limit buckets and budget counters, its members and teams, its
+    /// audit events and usage. Says how many of each went.
+    ///
+    /// `not_found` when there is no such tenant; `conflict` unless it is
+    /// archived (archive it first: erasure cannot be undone). Buffered
+    /// audit events and usage are written out first, so none lands after
+    /// the erasure. The record goes last: should a store fail half way, the
+    /// tenant is still there, archived, and erasing it again finishes. The
+    /// id may then be created again, as a tenant with nothing of the old
+    /// one.
+    ///
+    /// ```
+    /// use tenancy_core::member::Member;
+    /// use tenancy_core::rbac::Role;
+    /// use tenancy_core::tenant::{TenantId, TenantRecord, TenantStatus};
+    /// use tenancy_core::{Tenancy, TenancyConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let tenancy = Tenancy::builder(TenancyConfig::default()).build()?;
+    /// let admin = tenancy.admin();
+    /// let mut acme = TenantRecord::new(TenantId::new("acme")?, "Acme", "pro");
+    /// admin.create_tenant(acme.clone()).await?;
+    /// admin.add_member(&acme, Member::new("a@acme.example", Role::Admin)).await?;
+    /// assert_eq!(admin.erase_tenant(&acme.id, None).await.unwrap_err().code(), "conflict");
+    /// acme.status = TenantStatus::Archived;
+    /// admin.update_tenant(acme.clone()).await?;
+    /// let erased = admin.erase_tenant(&acme.id, None).await?;
+    /// assert_eq!(erased.members, 1);
+    /// assert!(tenancy.tenant_store().get(&acme.id).await?.is_none());
+    /// # tenancy.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn erase_tenant(
+        &self,
+        tenant: &TenantId,
+        telemetry: Option<&dyn TelemetryStore>,
+    ) -> Result<Erasure, TenancyError> {
+        let record = self
+            .tenancy
+            .tenant_store()
+            .get(tenant)
+            .await
+            .map_err(|e| store_failure("tenant store", e))?
+            .ok_or_else(|| TenancyError::from(ErrorKind::NotFound))?;
+        if record.status != TenantStatus::Archived {
+            return Err(ErrorKind::Conflict(format!(
+                "tenant {tenant} is {}: only an archived tenant is erased",
+                record.status.as_str()
+            ))
+            .into());
+        }
+        self.tenancy.flush().await;
+        let stores = self.stores();
+        let mut erased = Erasure {
+            realm: u64::from(
+                self.tenancy
+                    .realm_store()
+                    .remove(tenant)
+                    .await
+                    .map_err(|e| store_failure("realm store", e))?,
+            ),
+            api_keys: stores
+                .api_keys
+                .erase(tenant)
+                .await
+                .map_err(|e| store_failure("API key store", e))?,
+            rate_limit_buckets: stores
+                .limiter
+                .erase(tenant)
+                .await
+                .map_err(|e| store_failure("rate limiter", e))?,
+            budget_counters: stores
+                .quotas
+                .erase(tenant)
+                .await
+                .map_err(|e| store_failure("quota store", e))?,
+            members: stores
+                .members
+                .erase(tenant)
+                .await
+                .map_err(|e| store_failure("member store", e))?,
+            teams: stores
+                .teams
+                .erase(tenant)
+                .await
+                .map_err(|e| store_failure("team store", e))?,
+            usage_rows: stores
+                .usage
+                .erase(tenant)
+                .await
+                .map_err(|e| store_failure("usage meter", e))?,
+            ..Erasure::default()
+        };
+        if let Some(log) = &stores.audit_query {
+            erased.audit_events = log
+                .erase(tenant)
+                .await
+                .map_err(|e| store_failure("audit log", e))?;
+        }
+        if let Some(telemetry) = telemetry {
+            erased.telemetry_events = telemetry
+                .erase(tenant)
+                .await
+                .map_err(|e| store_failure("telemetry store", e))?;
+        }
+        self.tenancy
+            .tenant_store()
+            .delete(tenant)
+            .await
+            .map_err(|e| store_failure("tenant store", e))?;
+        self.invalidate_tenant(tenant);
+        Ok(erased)
     }
 
     /// The realm `tenant` brings, if any.
@@ -798,13 +943,16 @@ impl TenancyAdmin {
     /// Removes, for every tenant, the audit events, usage hours and (when
     /// given) telemetry older than its plan's retention
     /// ([`retention_cutoff`](Self::retention_cutoff)), and says how many of
-    /// each went. A plan change counts from the next sweep. Many instances
+    /// each went. With `erase_archived`, a tenant archived and left
+    /// unchanged for longer than its retention is
+    /// [erased](Self::erase_tenant) instead. A plan change counts from the next sweep. Many instances
     /// may sweep at once: a purge finds nothing the other already removed.
     /// A store that fails stops the sweep with its error; the next sweep
     /// starts over.
     pub async fn sweep_retention(
         &self,
         telemetry: Option<&dyn TelemetryStore>,
+        erase_archived: bool,
     ) -> Result<RetentionSweep, TenancyError> {
         const PAGE: usize = 500;
         let now = Utc::now();
@@ -819,6 +967,15 @@ impl TenancyAdmin {
                 .map_err(|e| store_failure("tenant store", e))?;
             for tenant in &page {
                 let cutoff = self.retention_cutoff(tenant, now);
+                // Archived for longer than its plan keeps anything: gone.
+                if erase_archived
+                    && tenant.status == TenantStatus::Archived
+                    && tenant.updated_at < cutoff
+                {
+                    let erasure = self.erase_tenant(&tenant.id, telemetry).await?;
+                    sweep.erased.push((tenant.id.clone(), erasure));
+                    continue;
+                }
                 if let Some(log) = self.tenancy.audit_query() {
                     sweep.audit_events += log
                         .purge_before(&tenant.id, cutoff)
@@ -1020,6 +1177,57 @@ mod tests {
             auth,
             "req",
         )
+    }
+
+    #[tokio::test]
+    async fn a_sweep_erases_tenants_archived_past_their_retention_and_no_others() {
+        let tenancy = Tenancy::builder(TenancyConfig::default()).build().unwrap();
+        let admin = tenancy.admin();
+        let long_ago = Utc::now() - chrono::Duration::days(8);
+        let tenant = |id: &str, status: TenantStatus, updated_at| {
+            let mut t = TenantRecord::new(TenantId::new(id).unwrap(), id, "free");
+            t.status = status;
+            t.updated_at = updated_at;
+            t
+        };
+        // Free keeps 7 days.
+        let gone = tenant("gone", TenantStatus::Archived, long_ago);
+        let recent = tenant("recent", TenantStatus::Archived, Utc::now());
+        let idle = tenant("idle", TenantStatus::Suspended, long_ago);
+        for t in [&gone, &recent, &idle] {
+            admin.create_tenant(t.clone()).await.unwrap();
+            admin
+                .add_member(t, Member::new("a@example.com", Role::Admin))
+                .await
+                .unwrap();
+        }
+        let kept = admin.sweep_retention(None, false).await.unwrap();
+        assert!(kept.erased.is_empty(), "off: nothing erased");
+        let sweep = admin.sweep_retention(None, true).await.unwrap();
+        assert_eq!(sweep.erased.len(), 1);
+        assert_eq!(sweep.erased[0].0, gone.id);
+        assert_eq!(sweep.erased[0].1.members, 1);
+        assert!(
+            tenancy
+                .tenant_store()
+                .get(&gone.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        for t in [&recent, &idle] {
+            assert!(tenancy.tenant_store().get(&t.id).await.unwrap().is_some());
+            assert_eq!(
+                tenancy
+                    .member_store()
+                    .list(&t.id, None, 10)
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
+        }
+        tenancy.shutdown().await;
     }
 
     #[tokio::test]
