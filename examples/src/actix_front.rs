@@ -96,6 +96,12 @@ async fn patch_tenant(
             .await,
     )
 }
+async fn export_tenant(app: AppData, Tenant(ctx): Tenant, id: web::Path<String>) -> Answer {
+    let export = app.export(&ctx, &id).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(export.into_stream()))
+}
 async fn erase_tenant(
     app: AppData,
     Tenant(ctx): Tenant,
@@ -274,6 +280,11 @@ pub fn configure(
                     .get(get_tenant)
                     .route(at_least(Role::SuperAdmin, web::patch().to(patch_tenant)))
                     .route(at_least(Role::SuperAdmin, web::delete().to(erase_tenant))),
+            )
+            .service(
+                // Like reading a tenant: who may export it depends on the
+                // tenant.
+                resource("/api/v1/tenants/{id}/export").get(export_tenant),
             )
             .service(
                 resource("/api/v1/apikeys")

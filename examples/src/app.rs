@@ -43,6 +43,7 @@ use tenancy_core::store::memory::MemoryTelemetryStore;
 use tenancy_core::telemetry::{TelemetryEvent, TelemetryFilter};
 use tenancy_core::tenant::{TENANT_DESCRIPTION_MAX_BYTES, TenantId, TenantRecord};
 
+use crate::export::Export;
 use crate::wire::{
     Accepted, ApiKey, ApiKeyList, AuditLog, CreateApiKey, CreateTeam, CreateTenant, CreateUser,
     Health, IncidentAcknowledged, Ingest, IssuedApiKey, Metrics, PatchTenant, PatchUser,
@@ -340,6 +341,20 @@ impl App {
     /// The engine.
     pub fn tenancy(&self) -> &Tenancy {
         &self.tenancy
+    }
+
+    /// The telemetry store.
+    pub fn telemetry(&self) -> &Arc<dyn TelemetryStore> {
+        &self.telemetry
+    }
+
+    /// `GET /api/v1/tenants/{id}/export` (super_admin, or admin of that
+    /// tenant; anyone else gets `not_found`): everything the tenant has, as
+    /// NDJSON (see [`export`](crate::export)), streamed. The checks happen
+    /// before the answer begins.
+    pub async fn export(self: &Arc<Self>, ctx: &TenantContext, id: &str) -> Result<Export> {
+        let tenant = self.visible_tenant(ctx, id).await?;
+        Ok(Export::new(Arc::clone(self), tenant))
     }
 
     /// `GET /openapi.json`: the API's contract as this server is configured
@@ -898,6 +913,7 @@ impl App {
             name,
             event_type,
             since: Some(self.retention_cutoff(ctx)),
+            until: None,
             limit: parse_limit(limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?,
         };
         let events = self

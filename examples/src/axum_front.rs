@@ -25,6 +25,9 @@ use crate::wire::Health;
 
 type Answer = Result<Response, TenancyRejection>;
 
+/// The media type of exports.
+const NDJSON: &str = "application/x-ndjson";
+
 fn respond(reply: Result<Reply, TenancyError>) -> Answer {
     let reply = reply?;
     let mut response = match reply.body {
@@ -122,6 +125,20 @@ pub fn router(app: Arc<App>, metrics: MetricsEndpoint) -> Router {
                 )
                 .route_layer(RequireRoleLayer::new(Role::SuperAdmin)),
             ),
+        )
+        .route(
+            "/api/v1/tenants/{id}/export",
+            // Like reading a tenant: who may export it depends on the tenant.
+            get(|State(app): State<Arc<App>>, Tenant(ctx): Tenant, Path(id): Path<String>| async move {
+                let export = app.export(&ctx, &id).await?;
+                Ok::<_, TenancyRejection>(
+                    (
+                        [(CONTENT_TYPE, HeaderValue::from_static(NDJSON))],
+                        Body::from_stream(export.into_stream()),
+                    )
+                        .into_response(),
+                )
+            }),
         )
         .route(
             "/api/v1/apikeys",

@@ -19,6 +19,7 @@ mod readme {}
 pub mod actix_front;
 pub mod app;
 pub mod axum_front;
+pub mod export;
 pub mod metrics;
 pub mod openapi;
 pub mod startup;

@@ -121,7 +121,7 @@ pub fn docs_file(tail: &str) -> Option<DocsFile> {
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(
-        operations::healthz, operations::readyz, operations::prometheus_metrics, operations::openapi_document, operations::docs_redirect, operations::docs_files, operations::api_healthz, operations::list_tenants, operations::create_tenant, operations::get_tenant, operations::patch_tenant, operations::erase_tenant, operations::list_api_keys, operations::create_api_key, operations::revoke_api_key, operations::rotate_api_key, operations::security_refusals, operations::permissions, operations::ingest_telemetry, operations::query_metrics, operations::trigger_runbook, operations::ack_incident, operations::create_user, operations::list_users, operations::patch_user, operations::delete_user, operations::create_team, operations::list_teams, operations::audit_log, operations::usage,
+        operations::healthz, operations::readyz, operations::prometheus_metrics, operations::openapi_document, operations::docs_redirect, operations::docs_files, operations::api_healthz, operations::list_tenants, operations::create_tenant, operations::get_tenant, operations::patch_tenant, operations::erase_tenant, operations::export_tenant, operations::list_api_keys, operations::create_api_key, operations::revoke_api_key, operations::rotate_api_key, operations::security_refusals, operations::permissions, operations::ingest_telemetry, operations::query_metrics, operations::trigger_runbook, operations::ack_incident, operations::create_user, operations::list_users, operations::patch_user, operations::delete_user, operations::create_team, operations::list_teams, operations::audit_log, operations::usage,
     ),
     components(schemas(Problem)),
     tags(
@@ -436,8 +436,21 @@ mod operations {
     /// `tenant.erase` event with the counts in the caller's home tenant.
     #[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants",
         params(("id" = TenantId, Path, description = "The tenant.")),
-        responses((status = 200, description = "Erased: what went, per store.", body = TenantErased)))]
+        responses(
+            (status = 200, description = "Erased: what went, per store.", body = TenantErased),
+            (status = 409, description = "`conflict`: the tenant is not archived, or is the caller's own.", body = Problem, content_type = "application/problem+json"),
+        ))]
     fn erase_tenant() {}
+
+    /// Everything the tenant has, streamed as NDJSON: one
+    /// `{"type", "data"}` object per line, of the types `tenant`, `realm`,
+    /// `api_key` (never a secret), `user`, `team`, `audit_event`, `usage`
+    /// and `telemetry` (super_admin, or admin of that tenant; anyone else
+    /// gets `not_found`).
+    #[utoipa::path(get, path = "/api/v1/tenants/{id}/export", tag = "tenants",
+        params(("id" = TenantId, Path, description = "The tenant.")),
+        responses((status = 200, description = "The tenant's data, one typed record per line.", content_type = "application/x-ndjson", body = String)))]
+    fn export_tenant() {}
 
     /// The tenant's API keys, oldest first, never a secret (admin).
     #[utoipa::path(get, path = "/api/v1/apikeys", tag = "api keys",

@@ -110,6 +110,62 @@ async fn erase_everywhere(stores: &Stores) {
         let (key, _) = issue_key(&s, LEAVER, "full", "").await;
         let leaver_admin = token(LEAVER, "admin", &format!("admin@{LEAVER}"));
 
+        // Exported first: every kind present, no secret in the bytes; by
+        // the tenant's admin too, by nobody else.
+        let export = s
+            .get(&format!("/api/v1/tenants/{LEAVER}/export"), &root())
+            .await;
+        assert_eq!(export.status, 200, "{name}: {}", export.raw);
+        assert_eq!(
+            export
+                .headers
+                .get("content-type")
+                .map(|v| v.to_str().unwrap()),
+            Some("application/x-ndjson"),
+            "{name}"
+        );
+        let mut kinds = std::collections::BTreeSet::new();
+        for line in export.raw.lines() {
+            let line: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert!(line["data"].is_object(), "{name}: {line}");
+            kinds.insert(line["type"].as_str().unwrap().to_owned());
+        }
+        let expected = [
+            "api_key",
+            "audit_event",
+            "realm",
+            "team",
+            "telemetry",
+            "tenant",
+            "usage",
+            "user",
+        ];
+        assert_eq!(
+            kinds.iter().map(String::as_str).collect::<Vec<_>>(),
+            expected,
+            "{name}"
+        );
+        assert!(!export.raw.contains(&key), "{name}: a secret in the export");
+        assert!(
+            !export.raw.contains("digest"),
+            "{name}: a digest in the export"
+        );
+        assert!(
+            !export.raw.contains("stayer"),
+            "{name}: the neighbour in the export"
+        );
+        let own = s
+            .get(&format!("/api/v1/tenants/{LEAVER}/export"), &leaver_admin)
+            .await;
+        assert_eq!(own.status, 200, "{name}");
+        let other = s
+            .get(
+                &format!("/api/v1/tenants/{LEAVER}/export"),
+                &token("stayer", "admin", "admin@stayer"),
+            )
+            .await;
+        assert_eq!((other.status, other.code()), (404, "not_found"), "{name}");
+
         // Only an archived tenant is erased.
         let early = call(&s, "DELETE", &format!("/api/v1/tenants/{LEAVER}"), None).await;
         assert_eq!(
@@ -126,6 +182,8 @@ async fn erase_everywhere(stores: &Stores) {
         )
         .await;
         assert_eq!(archived.status, 200, "{name}: {}", archived.raw);
+        let erasures = |a: &support::Answer| a.body["events"].as_array().map_or(0, Vec::len);
+        let before = erasures(&s.get("/api/v1/audit?action=tenant.erase", &root()).await);
         let erased = call(&s, "DELETE", &format!("/api/v1/tenants/{LEAVER}"), None).await;
         assert_eq!(erased.status, 200, "{name}: {}", erased.raw);
         let counts = &erased.body["erased"];
@@ -169,7 +227,7 @@ async fn erase_everywhere(stores: &Stores) {
         // The platform's log holds the erasure, with the counts.
         let log = s
             .get_until("/api/v1/audit?action=tenant.erase", &root(), |a| {
-                a.raw.contains(LEAVER)
+                erasures(a) > before
             })
             .await;
         let event = &log.body["events"][0];

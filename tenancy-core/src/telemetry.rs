@@ -148,6 +148,8 @@ pub struct TelemetryFilter {
     pub event_type: Option<String>,
     /// Only events at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only events before this time (pages back in time).
+    pub until: Option<DateTime<Utc>>,
     /// At most this many events (100 by default).
     pub limit: usize,
 }
@@ -158,6 +160,7 @@ impl Default for TelemetryFilter {
             name: None,
             event_type: None,
             since: None,
+            until: None,
             limit: 100,
         }
     }
@@ -183,7 +186,7 @@ impl TelemetryFilter {
     }
 
     /// Whether `event` passes the filter (its time is checked against
-    /// `since` with `now` standing in for a missing one).
+    /// `since` and `until` with `now` standing in for a missing one).
     pub fn matches(&self, event: &TelemetryEvent, now: DateTime<Utc>) -> bool {
         self.name.as_ref().is_none_or(|n| *n == event.name)
             && self
@@ -193,6 +196,9 @@ impl TelemetryFilter {
             && self
                 .since
                 .is_none_or(|since| event.timestamp.unwrap_or(now) >= since)
+            && self
+                .until
+                .is_none_or(|until| event.timestamp.unwrap_or(now) < until)
     }
 }
 

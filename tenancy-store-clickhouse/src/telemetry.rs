@@ -77,6 +77,7 @@ impl TelemetryStore for ClickHouseTelemetryStore {
             return Ok(Vec::new());
         }
         let since_ms = filter.since.map_or(0, ceil_millis);
+        let until_ms = filter.until.map_or(END_OF_TIME_MILLIS, ceil_millis);
         let (no_name, name) = optional(filter.name.as_deref());
         let (no_type, event_type) = optional(filter.event_type.as_deref());
         let rows = TenantQuery::new(&self.client, tenant)
@@ -93,7 +94,7 @@ impl TelemetryStore for ClickHouseTelemetryStore {
             ))
             .bind(since_ms / 1000)
             .bind(since_ms)
-            .bind(END_OF_TIME_MILLIS)
+            .bind(until_ms)
             .bind(no_name)
             .bind(name)
             .bind(no_type)

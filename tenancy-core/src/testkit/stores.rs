@@ -1454,6 +1454,15 @@ pub async fn telemetry_store(store: &dyn crate::store::TelemetryStore) {
     let mut recent = TelemetryFilter::default().limit(10);
     recent.since = Some(start + chrono::Duration::minutes(2));
     assert_eq!(store.query(&a, &recent).await.expect("query").len(), 2);
+    let older = TelemetryFilter {
+        until: Some(start + chrono::Duration::minutes(2)),
+        ..TelemetryFilter::default()
+    };
+    assert_eq!(
+        store.query(&a, &older).await.expect("query"),
+        newest_first[2..],
+        "until is exclusive"
+    );
     assert_eq!(
         store
             .query(&a, &TelemetryFilter::default().limit(1))
