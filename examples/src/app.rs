@@ -1167,9 +1167,10 @@ impl App {
     }
 
     /// `GET /api/v1/audit` (route: admin+): newest first; filters `actor`,
-    /// `action`, `since` (RFC 3339), `limit`. Reads what is written: events
-    /// reach the log within the buffers' flush interval (1 s by default),
-    /// and no read forces every tenant's buffers out.
+    /// `action`, `since` (RFC 3339), `limit`. On the in-memory log a read
+    /// sees every event written before it (see `Tenancy::catch_up`); in
+    /// ClickHouse, events arrive within the buffers' flush interval (1 s by
+    /// default), and no read forces every tenant's buffers out.
     pub async fn audit(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         let query: AuditQuery = parse_query(query)?;
         let mut filter = AuditFilter::default().limit(parse_limit(
@@ -1187,6 +1188,7 @@ impl App {
         let Some(log) = self.tenancy.audit_query() else {
             return Err(TenancyError::internal("the audit sink cannot be queried"));
         };
+        self.tenancy.catch_up().await;
         let events = log
             .query(ctx.tenant_id(), &filter)
             .await
@@ -1199,7 +1201,7 @@ impl App {
 
     /// `GET /api/v1/usage` (route: admin+): hourly counts by event type;
     /// `from` and `to` (RFC 3339) default to the last 24 hours. Like the
-    /// audit log, it shows what the buffers have written.
+    /// audit log, it reads its own writes on the in-memory meter.
     pub async fn usage(&self, ctx: &TenantContext, query: &str) -> Result<Reply> {
         let query: UsageQuery = parse_query(query)?;
         let to = parse_time("to", query.to.as_deref())?
@@ -1207,6 +1209,7 @@ impl App {
         let from =
             parse_time("from", query.from.as_deref())?.unwrap_or(to - chrono::Duration::hours(25));
         let from = from.max(self.retention_cutoff(ctx));
+        self.tenancy.catch_up().await;
         let rows = self
             .tenancy
             .usage_meter()

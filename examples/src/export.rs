@@ -161,6 +161,7 @@ impl Export {
             let chunk = match &mut self.stage {
                 Stage::Done => return Ok(None),
                 Stage::Tenant => {
+                    tenancy.catch_up().await;
                     self.stage = Stage::Realm;
                     lines("tenant", [Tenant::from(&self.tenant)])
                 }

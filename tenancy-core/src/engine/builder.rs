@@ -227,6 +227,7 @@ impl TenancyBuilder {
             .find_by_digest_now(&ApiKeyDigest::from_bytes([0; 32]))
             .is_some();
         let limiter_answers_now = limiter.check_now(&[]).is_some();
+        let reads_catch_up = audit_sink.writes_are_cheap() && usage.writes_are_cheap();
         let stores = Stores {
             tenants: TenantCache::new(
                 self.tenants
@@ -245,6 +246,7 @@ impl TenancyBuilder {
             audit_query,
             usage,
             audit_sink,
+            reads_catch_up,
             members: self
                 .members
                 .unwrap_or_else(|| Arc::new(MemoryMemberStore::new())),

@@ -101,6 +101,9 @@ pub(crate) struct Stores {
     pub(crate) usage: Arc<dyn UsageMeter>,
     pub(crate) audit_sink: Arc<dyn AuditSink>,
     pub(crate) members: Arc<dyn MemberStore>,
+    /// Whether the audit sink and usage meter write for next to nothing,
+    /// so reads first write out what is buffered.
+    pub(crate) reads_catch_up: bool,
     pub(crate) teams: Arc<dyn TeamStore>,
     /// Whether the key store answers lookups at once (its
     /// `find_by_digest_now` answered the probe at build).
@@ -316,6 +319,18 @@ impl Tenancy {
             }
         }
         Ok(())
+    }
+
+    /// Before a read of the audit log or usage: when the sinks keep their
+    /// rows in memory (writes cost next to nothing), writes out what is
+    /// buffered, so a tenant reads the writes it made before the read. With
+    /// remote sinks it does nothing: reads see writes within the writer's
+    /// flush interval (`audit.flush_interval_ms`), and no read can make the
+    /// writer send every tenant's buffered rows at once.
+    pub async fn catch_up(&self) {
+        if self.inner.stores.reads_catch_up {
+            self.flush().await;
+        }
     }
 
     /// Writes everything buffered (audit, usage, key last-use) and returns

@@ -379,6 +379,15 @@ pub trait AuditSink: Send + Sync + 'static {
     async fn record_taking(&self, events: &mut Vec<AuditEvent>) -> Result<(), StoreError> {
         self.record(events).await
     }
+    /// Whether a write costs next to nothing (the sink keeps events in
+    /// memory): then a read first writes out what the engine buffered
+    /// ([`Tenancy::catch_up`](crate::Tenancy::catch_up)), so a tenant reads
+    /// its own writes. `false` by default: a remote sink is written in
+    /// batches on the writer's schedule, and reads see writes within its
+    /// flush interval.
+    fn writes_are_cheap(&self) -> bool {
+        false
+    }
     /// Whether the backend answers.
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
@@ -411,6 +420,11 @@ pub trait AuditQuery: Send + Sync + 'static {
 pub trait UsageMeter: Send + Sync + 'static {
     /// Adds a batch of counts.
     async fn record(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
+    /// Whether a write costs next to nothing; see
+    /// [`AuditSink::writes_are_cheap`]. `false` by default.
+    fn writes_are_cheap(&self) -> bool {
+        false
+    }
     /// The counts of `tenant` for hours in `[from, to)`, summed per hour and
     /// event type, ordered by hour then event type.
     async fn usage(

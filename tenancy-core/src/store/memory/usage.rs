@@ -30,6 +30,10 @@ impl MemoryUsageMeter {
 
 #[async_trait]
 impl UsageMeter for MemoryUsageMeter {
+    fn writes_are_cheap(&self) -> bool {
+        true
+    }
+
     async fn record(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
         for r in records {
             let mut per_tenant = self.counts.entry(r.tenant_id.clone()).or_default();
