@@ -1,7 +1,7 @@
 //! `docs/keycloak.md` works as printed: its TOML is a configuration the
 //! reference server starts with, and its `curl` calls against the reference
 //! server (the blocks marked `<!-- checked: … -->`) onboard and offboard a
-//! tenant with its own realm, on both front ends.
+//! tenant with its own realm, then export and erase it, on both front ends.
 
 mod support;
 
@@ -104,5 +104,20 @@ async fn the_guide_onboards_and_offboards_a_tenant_with_its_own_realm() {
         run(&checked("offboard"), &s);
         let tenant = s.get("/api/v1/tenants/bigcorp", &root()).await;
         assert_eq!(tenant.body["realm"], serde_json::Value::Null, "{name}");
+
+        let left = run(&checked("leave"), &s);
+        assert!(left.contains("\"tenant_id\":\"bigcorp\""), "{name}: {left}");
+        assert!(left.contains("\"erased\""), "{name}: {left}");
+        let export = std::fs::read_to_string(std::env::temp_dir().join("bigcorp.ndjson"))
+            .expect("the export was written");
+        assert!(
+            export.starts_with("{\"type\":\"tenant\""),
+            "{name}: {export}"
+        );
+        assert_eq!(
+            s.get("/api/v1/tenants/bigcorp", &root()).await.status,
+            404,
+            "{name}"
+        );
     }
 }

@@ -125,3 +125,12 @@ async fn erasure_of_keys_and_limits() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn retention_sweep() {
+    let tenancy = tenancy_core::Tenancy::builder(tenancy_core::TenancyConfig::default())
+        .build()
+        .unwrap();
+    stores::retention_sweep(&tenancy, &MemoryTelemetryStore::new()).await;
+    tenancy.shutdown().await;
+}

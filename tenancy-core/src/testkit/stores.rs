@@ -1727,3 +1727,98 @@ pub async fn erasure_of_keys_and_limits(
     assert_eq!(quotas.used(&counter(&b)).await.expect("used"), 5);
     assert_eq!(keys.erase(&a).await.expect("erase keys"), 0);
 }
+
+/// One retention sweep of `tenancy` (built over the stores under test) and
+/// `telemetry`: a tenant on the `free` plan (7 days) with audit events,
+/// usage and telemetry 10 days and 1 day old, all written through the
+/// stores, keeps only the younger ones; a tenant on `pro` (90 days) keeps
+/// both.
+pub async fn retention_sweep(
+    tenancy: &crate::Tenancy,
+    telemetry: &dyn crate::store::TelemetryStore,
+) {
+    use crate::telemetry::{TelemetryEvent, TelemetryFilter};
+    use crate::tenant::TenantRecord;
+
+    let admin = tenancy.admin();
+    let free = unique_tenant("sweep");
+    let pro = unique_tenant("sweep");
+    admin
+        .create_tenant(TenantRecord::new(free.clone(), "Free", "free"))
+        .await
+        .expect("create");
+    admin
+        .create_tenant(TenantRecord::new(pro.clone(), "Pro", "pro"))
+        .await
+        .expect("create");
+    let now = now_millis();
+    let (old, young) = (
+        now - chrono::Duration::days(10),
+        now - chrono::Duration::days(1),
+    );
+    let metric = Label::new("metric").expect("valid");
+    for tenant in [&free, &pro] {
+        for at in [old, young] {
+            tenancy.record_audit(event(tenant, "someone", "widget.create", at));
+            let mut e = TelemetryEvent::new("metric", "cpu", 1.0);
+            e.timestamp = Some(at);
+            telemetry.append(tenant, &[e]).await.expect("append");
+        }
+        tenancy
+            .usage_meter()
+            .record(&[
+                UsageRecord::new(
+                    tenant.clone(),
+                    metric.clone(),
+                    Period::Hour.window(old).start,
+                    1,
+                ),
+                UsageRecord::new(
+                    tenant.clone(),
+                    metric.clone(),
+                    Period::Hour.window(young).start,
+                    1,
+                ),
+            ])
+            .await
+            .expect("record usage");
+    }
+    tenancy.flush().await;
+
+    let sweep = admin
+        .sweep_retention(Some(telemetry), true)
+        .await
+        .expect("sweep");
+    assert!(sweep.audit_events >= 1, "{sweep:?}");
+    assert!(sweep.usage_rows >= 1, "{sweep:?}");
+    assert!(sweep.telemetry_events >= 1, "{sweep:?}");
+
+    let log = tenancy.audit_query().expect("a queryable log");
+    let span = (
+        now - chrono::Duration::days(30),
+        now + chrono::Duration::hours(1),
+    );
+    for (tenant, kept) in [(&free, 1), (&pro, 2)] {
+        let events = log
+            .query(tenant, &AuditFilter::default().limit(100))
+            .await
+            .expect("query");
+        assert_eq!(events.len(), kept, "{tenant}: audit");
+        let usage = tenancy
+            .usage_meter()
+            .usage(tenant, span.0, span.1)
+            .await
+            .expect("usage");
+        assert_eq!(usage.len(), kept, "{tenant}: usage");
+        let events = telemetry
+            .query(tenant, &TelemetryFilter::default())
+            .await
+            .expect("query");
+        assert_eq!(events.len(), kept, "{tenant}: telemetry");
+    }
+    let young_only = log
+        .query(&free, &AuditFilter::default())
+        .await
+        .expect("query");
+    assert_eq!(young_only[0].timestamp, young, "the younger row stays");
+}

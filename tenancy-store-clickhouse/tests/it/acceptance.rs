@@ -71,6 +71,33 @@ async fn retention_and_erasure_pass_the_suite_on_a_cluster() {
     }
 }
 
+#[tokio::test]
+async fn one_sweep_keeps_each_plans_days() {
+    if let Some(db) = TestDatabase::new("sweep").await {
+        sweep_on(&db).await;
+    }
+}
+
+#[tokio::test]
+async fn one_sweep_keeps_each_plans_days_on_a_cluster() {
+    if let Some(db) = TestDatabase::sharded("sweep").await {
+        sweep_on(&db).await;
+    }
+}
+
+async fn sweep_on(db: &TestDatabase) {
+    let tenancy = tenancy_core::Tenancy::builder(tenancy_core::TenancyConfig::default())
+        .audit(
+            Arc::new(db.stores.audit_sink()),
+            Some(Arc::new(db.stores.audit_query())),
+        )
+        .usage_meter(Arc::new(db.stores.usage_meter()))
+        .build()
+        .expect("engine");
+    stores::retention_sweep(&tenancy, &db.stores.telemetry_store()).await;
+    tenancy.shutdown().await;
+}
+
 async fn retention_on(db: &TestDatabase) {
     stores::retention_and_erasure(
         &db.stores.audit_sink(),
