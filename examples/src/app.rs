@@ -1088,11 +1088,16 @@ impl App {
         let removed = self
             .tenancy
             .member_store()
-            .remove(ctx.tenant_id(), &user.user_id)
+            .remove(ctx.tenant_id(), &user.user_id, user.role)
             .await
             .map_err(TenancyError::from)?;
         if !removed {
-            return Err(not_found());
+            // Gone, or its role changed since it was checked.
+            return Err(ErrorKind::Conflict(format!(
+                "user {} changed meanwhile; read it again",
+                user.user_id
+            ))
+            .into());
         }
         audit.record_event(
             audit

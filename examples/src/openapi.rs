@@ -547,7 +547,10 @@ mod operations {
     /// (admin).
     #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "domain",
         params(("id" = RecordId, Path, description = "The user.")),
-        responses((status = 204, description = "Removed.")))]
+        responses(
+            (status = 204, description = "Removed."),
+            (status = 409, description = "`conflict`: the user changed (or went) since it was checked.", body = Problem, content_type = "application/problem+json"),
+        ))]
     fn delete_user() {}
 
     /// Creates a team, at most 100 per tenant, in the caller's tenant or the

@@ -190,7 +190,13 @@ impl Collection {
             .await
     }
 
-    async fn remove(&self, tenant: &TenantId, id: &RecordId) -> Result<bool, StoreError> {
+    /// Removes `id` if its JSON is still `expected` (any when `None`).
+    async fn remove(
+        &self,
+        tenant: &TenantId,
+        id: &RecordId,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let keys = self.keys(tenant);
         self.redis
             .run(async {
@@ -200,6 +206,7 @@ impl Collection {
                     .key(&keys.order)
                     .key(&keys.unique)
                     .arg(id.as_str())
+                    .arg(expected.unwrap_or_default())
                     .invoke_async(&mut conn)
                     .await?;
                 if removed == 1 {
@@ -333,8 +340,22 @@ impl MemberStore for RedisMemberStore {
         self.rows.swap(tenant, user_id, &old, &member).await
     }
 
-    async fn remove(&self, tenant: &TenantId, user_id: &RecordId) -> Result<bool, StoreError> {
-        self.rows.remove(tenant, user_id).await
+    async fn remove(
+        &self,
+        tenant: &TenantId,
+        user_id: &RecordId,
+        role: Role,
+    ) -> Result<bool, StoreError> {
+        let Some(old) = self.rows.get_raw(tenant, user_id).await? else {
+            return Ok(false);
+        };
+        let member: Member = decode(&old)?;
+        if member.role != role {
+            return Ok(false);
+        }
+        // Removed only while the record is what was read: a role changed
+        // in between keeps the member.
+        self.rows.remove(tenant, user_id, Some(&old)).await
     }
 
     async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
@@ -410,7 +431,7 @@ impl TeamStore for RedisTeamStore {
     }
 
     async fn remove(&self, tenant: &TenantId, team_id: &RecordId) -> Result<bool, StoreError> {
-        self.rows.remove(tenant, team_id).await
+        self.rows.remove(tenant, team_id, None).await
     }
 
     async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {

@@ -221,9 +221,17 @@ pub trait MemberStore: Send + Sync + 'static {
         expected: Role,
         role: Role,
     ) -> Result<bool, StoreError>;
-    /// Removes `user_id` of `tenant` (its e-mail address is then free);
-    /// whether it was there.
-    async fn remove(&self, tenant: &TenantId, user_id: &RecordId) -> Result<bool, StoreError>;
+    /// Removes `user_id` of `tenant` if its role is still `role`, in one
+    /// atomic step (its e-mail address is then free); `false`, nothing
+    /// removed, when the member is gone or its role is no longer `role`.
+    /// A caller that checked the role it may remove cannot remove one
+    /// promoted meanwhile.
+    async fn remove(
+        &self,
+        tenant: &TenantId,
+        user_id: &RecordId,
+        role: Role,
+    ) -> Result<bool, StoreError>;
     /// Removes every member of `tenant`; how many there were.
     async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError>;
     /// Whether the backend answers.

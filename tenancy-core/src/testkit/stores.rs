@@ -1131,8 +1131,8 @@ pub async fn usage_meter(meter: &dyn UsageMeter) {
 
 /// A [`MemberStore`](crate::store::MemberStore): tenants are apart, ids and
 /// e-mail addresses (ignoring ASCII case) are unique within a tenant, pages
-/// follow creation order, role changes are compare-and-set, removal frees
-/// the address, erasure empties the tenant only; and 50 concurrent inserts
+/// follow creation order, role changes and removals are compare-and-set,
+/// removal frees the address, erasure empties the tenant only; and 50 concurrent inserts
 /// through `stores` (one per instance) leave exactly the limit.
 pub async fn member_store(stores: &[Arc<dyn crate::store::MemberStore>]) {
     use crate::member::{Member, RecordId};
@@ -1247,15 +1247,33 @@ pub async fn member_store(stores: &[Arc<dyn crate::store::MemberStore>]) {
             .expect("set role")
     );
 
-    // Removal frees the address; another tenant's id removes nothing.
+    // Removal frees the address; another tenant's id removes nothing, and
+    // nor does a role that is no longer the member's.
     assert!(
         !store
-            .remove(&b, &alice.user_id)
+            .remove(&b, &alice.user_id, Role::Viewer)
             .await
             .expect("remove elsewhere")
     );
-    assert!(store.remove(&a, &alice.user_id).await.expect("remove"));
-    assert!(!store.remove(&a, &alice.user_id).await.expect("remove"));
+    assert!(
+        !store
+            .remove(&a, &alice.user_id, Role::Admin)
+            .await
+            .expect("remove with a stale role")
+    );
+    assert!(store.get(&a, &alice.user_id).await.expect("get").is_some());
+    assert!(
+        store
+            .remove(&a, &alice.user_id, Role::Viewer)
+            .await
+            .expect("remove")
+    );
+    assert!(
+        !store
+            .remove(&a, &alice.user_id, Role::Viewer)
+            .await
+            .expect("remove")
+    );
     assert!(store.get(&a, &alice.user_id).await.expect("get").is_none());
     assert!(
         store
@@ -1311,7 +1329,12 @@ pub async fn member_store(stores: &[Arc<dyn crate::store::MemberStore>]) {
     let all = store.list(&c, None, 100).await.expect("list");
     assert_eq!(all.len() as u64, LIMIT);
     // A removal frees a place.
-    assert!(store.remove(&c, &all[0].user_id).await.expect("remove"));
+    assert!(
+        store
+            .remove(&c, &all[0].user_id, Role::Viewer)
+            .await
+            .expect("remove")
+    );
     assert!(
         stores[stores.len() - 1]
             .insert_within_limit(

@@ -2,8 +2,12 @@
 --
 -- KEYS[1]  records, KEYS[2] order, KEYS[3] unique (see records_insert.lua)
 -- ARGV[1]  the id
+-- ARGV[2]  the JSON the record must still have ('' for any)
 --
--- Returns 1 when removed, 0 when there was none.
+-- Returns 1 when removed, 0 when there was none (or it changed).
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
   return 0
 end

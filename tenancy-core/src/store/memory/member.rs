@@ -101,10 +101,15 @@ impl<T: Clone> Scoped<T> {
             .unwrap_or(false)
     }
 
-    fn remove(&self, tenant: &TenantId, id: &RecordId) -> bool {
+    /// Removes `id` of `tenant` if `still` holds for it, under the
+    /// tenant's lock.
+    fn remove_if(&self, tenant: &TenantId, id: &RecordId, still: impl FnOnce(&T) -> bool) -> bool {
         let Some(mut rows) = self.tenants.get_mut(tenant) else {
             return false;
         };
+        if !rows.by_id.get(id).is_some_and(still) {
+            return false;
+        }
         let Some(row) = rows.by_id.remove(id) else {
             return false;
         };
@@ -139,7 +144,9 @@ impl<T: Clone> Scoped<T> {
 /// assert!(store.insert_within_limit(&acme, alice.clone(), Limit::Limited(1)).await?);
 /// let bob = Member::new("bob@acme.example", Role::Viewer);
 /// assert!(!store.insert_within_limit(&acme, bob, Limit::Limited(1)).await?, "at the limit");
-/// assert_eq!(store.list(&acme, None, 10).await?, vec![alice]);
+/// assert_eq!(store.list(&acme, None, 10).await?, vec![alice.clone()]);
+/// assert!(!store.remove(&acme, &alice.user_id, Role::Viewer).await?, "not her role");
+/// assert!(store.remove(&acme, &alice.user_id, Role::Admin).await?);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
@@ -207,8 +214,15 @@ impl MemberStore for MemoryMemberStore {
         }))
     }
 
-    async fn remove(&self, tenant: &TenantId, user_id: &RecordId) -> Result<bool, StoreError> {
-        Ok(self.rows.remove(tenant, user_id))
+    async fn remove(
+        &self,
+        tenant: &TenantId,
+        user_id: &RecordId,
+        role: Role,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .rows
+            .remove_if(tenant, user_id, |member| member.role == role))
     }
 
     async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
@@ -280,7 +294,7 @@ impl TeamStore for MemoryTeamStore {
     }
 
     async fn remove(&self, tenant: &TenantId, team_id: &RecordId) -> Result<bool, StoreError> {
-        Ok(self.rows.remove(tenant, team_id))
+        Ok(self.rows.remove_if(tenant, team_id, |_| true))
     }
 
     async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
