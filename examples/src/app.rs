@@ -419,6 +419,8 @@ impl App {
         audit: &Audit,
         id: &str,
     ) -> Result<Reply> {
+        // The route requires it too; erasure checks for itself.
+        require_role(ctx, Role::SuperAdmin)?;
         let id = TenantId::new(id).map_err(|_| not_found())?;
         let home = ctx.home_tenant().unwrap_or(ctx.tenant_id());
         if id == *home {

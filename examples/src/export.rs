@@ -14,10 +14,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use futures_util::Stream;
 use serde::Serialize;
-use tenancy_core::audit::AuditFilter;
+use tenancy_core::audit::{AUDIT_MAX_LIMIT, AuditFilter};
 use tenancy_core::error::TenancyError;
 use tenancy_core::member::RecordId;
-use tenancy_core::telemetry::TelemetryFilter;
+use tenancy_core::telemetry::{TELEMETRY_MAX_LIMIT, TelemetryFilter};
 use tenancy_core::tenant::TenantRecord;
 
 use crate::app::App;
@@ -25,6 +25,8 @@ use crate::wire::{ApiKey, Tenant};
 
 /// Rows read from a store at a time.
 pub const EXPORT_PAGE: usize = 1_000;
+// A page must be one the stores answer whole.
+const _: () = assert!(EXPORT_PAGE < AUDIT_MAX_LIMIT && EXPORT_PAGE < TELEMETRY_MAX_LIMIT);
 /// The span of usage hours read at a time.
 const USAGE_SPAN: Duration = Duration::days(7);
 
@@ -43,35 +45,52 @@ enum Stage {
 
 /// Pages newest first by time: each page asks for rows before `until`, and
 /// rows sharing the last time of a page are asked for again and skipped
-/// when already written, so none is lost or written twice.
+/// when already written (counted, so identical rows are each written once).
+/// When more rows than a page share one time, that instant is read whole
+/// (up to the store's largest page) before paging goes past it.
 struct TimeCursor<T> {
     until: Option<DateTime<Utc>>,
     /// The rows written with the time `until` stands just after.
     at_edge: Vec<T>,
+    /// An instant to read whole before going on.
+    drain: Option<DateTime<Utc>>,
 }
 
-impl<T: PartialEq> TimeCursor<T> {
+impl<T: PartialEq + Clone> TimeCursor<T> {
     fn new() -> Self {
         Self {
             until: None,
             at_edge: Vec::new(),
+            drain: None,
         }
     }
 
-    /// The rows of `page` not yet written, and whether paging is over.
+    /// The rows of `rows` not written yet: each row written at the edge
+    /// takes out one equal row.
+    fn unseen(&self, rows: Vec<T>) -> Vec<T> {
+        let mut seen = self.at_edge.clone();
+        rows.into_iter()
+            .filter(|r| match seen.iter().position(|s| s == r) {
+                Some(i) => {
+                    seen.swap_remove(i);
+                    false
+                }
+                None => true,
+            })
+            .collect()
+    }
+
+    /// The rows of `page` (asked for with a limit of `EXPORT_PAGE`) not yet
+    /// written, and whether paging is over.
     fn advance(&mut self, page: Vec<T>, time: impl Fn(&T) -> DateTime<Utc>) -> (Vec<T>, bool) {
         let full = page.len() == EXPORT_PAGE;
-        let fresh: Vec<T> = page
-            .into_iter()
-            .filter(|r| !self.at_edge.contains(r))
-            .collect();
+        let fresh = self.unseen(page);
         let Some(last) = fresh.last().map(&time) else {
             // Nothing new: a short page is the end; a full page of rows
-            // already written (more than a page share one millisecond)
-            // moves past that time.
+            // already written means more than a page share one time: read
+            // that instant whole next.
             if let (true, Some(until)) = (full, self.until) {
-                self.until = Some(until - Duration::nanoseconds(1));
-                self.at_edge.clear();
+                self.drain = Some(until - Duration::nanoseconds(1));
                 return (Vec::new(), false);
             }
             return (Vec::new(), true);
@@ -83,17 +102,18 @@ impl<T: PartialEq> TimeCursor<T> {
         // next instant a store can tell apart.
         self.until = Some(last + Duration::nanoseconds(1));
         self.at_edge.retain(|r| time(r) == last);
+        self.at_edge
+            .extend(fresh.iter().filter(|r| time(r) == last).cloned());
         (fresh, false)
     }
 
-    fn remember(&mut self, rows: &[T], time: impl Fn(&T) -> DateTime<Utc>)
-    where
-        T: Clone,
-    {
-        if let Some(last) = rows.last().map(&time) {
-            self.at_edge
-                .extend(rows.iter().filter(|r| time(r) == last).cloned());
-        }
+    /// The rows of the instant being drained (all of them, as read), not
+    /// yet written; paging then goes on before that instant.
+    fn drained(&mut self, rows: Vec<T>) -> Vec<T> {
+        let fresh = self.unseen(rows);
+        self.until = self.drain.take();
+        self.at_edge.clear();
+        fresh
     }
 }
 
@@ -136,6 +156,15 @@ impl Export {
             now,
             stage: Stage::Tenant,
         }
+    }
+
+    /// Where usage starts: the retention's edge, or the tenant's creation
+    /// (to the hour) when later, so an export never walks empty years.
+    fn usage_from(&self) -> DateTime<Utc> {
+        let created = tenancy_core::plan::Period::Hour
+            .window(self.tenant.created_at)
+            .start;
+        self.cutoff.max(created)
     }
 
     /// The export as a stream of NDJSON chunks. A store failure ends it
@@ -208,20 +237,27 @@ impl Export {
                 }
                 Stage::Audit(cursor) => {
                     let Some(log) = tenancy.audit_query() else {
-                        self.stage = Stage::Usage(self.cutoff);
+                        self.stage = Stage::Usage(self.usage_from());
                         continue;
                     };
-                    let mut filter = AuditFilter::default().limit(EXPORT_PAGE);
-                    filter.since = Some(self.cutoff);
-                    filter.until = cursor.until;
-                    let page = log.query(&id, &filter).await.map_err(TenancyError::from)?;
-                    let time = |e: &tenancy_core::audit::AuditEvent| e.timestamp;
-                    let (fresh, done) = cursor.advance(page, time);
-                    cursor.remember(&fresh, time);
-                    if done {
-                        self.stage = Stage::Usage(self.cutoff);
+                    let mut filter = AuditFilter::default();
+                    if let Some(instant) = cursor.drain {
+                        filter.since = Some(instant);
+                        filter.until = Some(instant + Duration::nanoseconds(1));
+                        filter.limit = AUDIT_MAX_LIMIT;
+                        let rows = log.query(&id, &filter).await.map_err(TenancyError::from)?;
+                        lines("audit_event", cursor.drained(rows))
+                    } else {
+                        filter.since = Some(self.cutoff);
+                        filter.until = cursor.until;
+                        filter.limit = EXPORT_PAGE;
+                        let page = log.query(&id, &filter).await.map_err(TenancyError::from)?;
+                        let (fresh, done) = cursor.advance(page, |e| e.timestamp);
+                        if done {
+                            self.stage = Stage::Usage(self.usage_from());
+                        }
+                        lines("audit_event", fresh)
                     }
-                    lines("audit_event", fresh)
                 }
                 Stage::Usage(from) => {
                     let from = *from;
@@ -246,27 +282,37 @@ impl Export {
                     )
                 }
                 Stage::Telemetry(cursor) => {
-                    let filter = TelemetryFilter {
-                        since: Some(self.cutoff),
-                        until: cursor.until,
-                        limit: EXPORT_PAGE,
-                        ..TelemetryFilter::default()
-                    };
-                    let page = self
-                        .app
-                        .telemetry()
-                        .query(&id, &filter)
-                        .await
-                        .map_err(TenancyError::from)?;
-                    let time = |e: &tenancy_core::telemetry::TelemetryEvent| {
-                        e.timestamp.unwrap_or(DateTime::<Utc>::MIN_UTC)
-                    };
-                    let (fresh, done) = cursor.advance(page, time);
-                    cursor.remember(&fresh, time);
-                    if done {
-                        self.stage = Stage::Done;
+                    let store = self.app.telemetry();
+                    if let Some(instant) = cursor.drain {
+                        let filter = TelemetryFilter {
+                            since: Some(instant),
+                            until: Some(instant + Duration::nanoseconds(1)),
+                            limit: TELEMETRY_MAX_LIMIT,
+                            ..TelemetryFilter::default()
+                        };
+                        let rows = store
+                            .query(&id, &filter)
+                            .await
+                            .map_err(TenancyError::from)?;
+                        lines("telemetry", cursor.drained(rows))
+                    } else {
+                        let filter = TelemetryFilter {
+                            since: Some(self.cutoff),
+                            until: cursor.until,
+                            limit: EXPORT_PAGE,
+                            ..TelemetryFilter::default()
+                        };
+                        let page = store
+                            .query(&id, &filter)
+                            .await
+                            .map_err(TenancyError::from)?;
+                        let (fresh, done) = cursor
+                            .advance(page, |e| e.timestamp.unwrap_or(DateTime::<Utc>::MIN_UTC));
+                        if done {
+                            self.stage = Stage::Done;
+                        }
+                        lines("telemetry", fresh)
                     }
-                    lines("telemetry", fresh)
                 }
             };
             if !chunk.is_empty() {
@@ -299,8 +345,12 @@ mod tests {
         let mut cursor = TimeCursor::new();
         let mut out = Vec::new();
         for _ in 0..10_000 {
+            if let Some(instant) = cursor.drain {
+                let whole: Vec<_> = rows.iter().filter(|r| r.0 == instant).copied().collect();
+                out.extend(cursor.drained(whole).iter().map(|r| r.1));
+                continue;
+            }
             let (fresh, done) = cursor.advance(page(rows, cursor.until), |r| r.0);
-            cursor.remember(&fresh, |r| r.0);
             out.extend(fresh.iter().map(|r| r.1));
             if done {
                 return out;
@@ -330,15 +380,26 @@ mod tests {
     }
 
     #[test]
-    fn more_rows_at_one_time_than_a_page_still_end() {
+    fn more_rows_at_one_time_than_a_page_are_all_written_once() {
         let t0 = Utc::now();
-        let rows: Vec<(DateTime<Utc>, u32)> = (0..EXPORT_PAGE as u32 + 5)
+        let rows: Vec<(DateTime<Utc>, u32)> = (0..EXPORT_PAGE as u32 * 2 + 5)
             .map(|i| (t0, i))
-            .chain([(t0 - Duration::seconds(1), 99_999)])
+            .chain([
+                (t0 - Duration::seconds(1), 99_999),
+                (t0 + Duration::seconds(1), 7),
+            ])
             .collect();
-        let got = export_all(&rows);
-        // The page's worth at that time, then the older row: never a loop.
-        assert!(got.contains(&99_999));
-        assert!(got.len() >= EXPORT_PAGE);
+        let mut got = export_all(&rows);
+        got.sort_unstable();
+        let mut want: Vec<u32> = rows.iter().map(|r| r.1).collect();
+        want.sort_unstable();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn identical_rows_are_each_written() {
+        let t0 = Utc::now();
+        let rows: Vec<(DateTime<Utc>, u32)> = (0..EXPORT_PAGE + 10).map(|_| (t0, 1)).collect();
+        assert_eq!(export_all(&rows).len(), rows.len());
     }
 }

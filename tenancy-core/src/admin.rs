@@ -167,6 +167,8 @@ pub struct RetentionSweep {
     /// Archived tenants erased, having been archived (unchanged) for
     /// longer than their plan's retention, with what went of each.
     pub erased: Vec<(TenantId, Erasure)>,
+    /// Tenants whose sweep failed (logged at WARN), tried again next time.
+    pub failed: Vec<TenantId>,
     /// Tenants swept.
     pub tenants: u64,
     /// Audit events removed.
@@ -602,6 +604,20 @@ impl TenancyAdmin {
                 .await
                 .map_err(|e| store_failure("telemetry store", e))?;
         }
+        // Still archived? Reactivated meanwhile, it keeps its record (and
+        // whatever it wrote since); erasing again finishes the job.
+        let still = self
+            .tenancy
+            .tenant_store()
+            .get(tenant)
+            .await
+            .map_err(|e| store_failure("tenant store", e))?;
+        if still.is_some_and(|t| t.status != TenantStatus::Archived) {
+            return Err(ErrorKind::Conflict(format!(
+                "tenant {tenant} was reactivated while it was being erased"
+            ))
+            .into());
+        }
         self.tenancy
             .tenant_store()
             .delete(tenant)
@@ -940,6 +956,43 @@ impl TenancyAdmin {
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
+    /// One tenant's part of [`sweep_retention`](Self::sweep_retention).
+    async fn sweep_tenant(
+        &self,
+        tenant: &TenantRecord,
+        now: DateTime<Utc>,
+        telemetry: Option<&dyn TelemetryStore>,
+        erase_archived: bool,
+        sweep: &mut RetentionSweep,
+    ) -> Result<(), TenancyError> {
+        let cutoff = self.retention_cutoff(tenant, now);
+        // Archived for longer than its plan keeps anything: gone.
+        if erase_archived && tenant.status == TenantStatus::Archived && tenant.updated_at < cutoff {
+            let erasure = self.erase_tenant(&tenant.id, telemetry).await?;
+            sweep.erased.push((tenant.id.clone(), erasure));
+            return Ok(());
+        }
+        if let Some(log) = self.tenancy.audit_query() {
+            sweep.audit_events += log
+                .purge_before(&tenant.id, cutoff)
+                .await
+                .map_err(|e| store_failure("audit log", e))?;
+        }
+        sweep.usage_rows += self
+            .tenancy
+            .usage_meter()
+            .purge_before(&tenant.id, cutoff)
+            .await
+            .map_err(|e| store_failure("usage meter", e))?;
+        if let Some(telemetry) = telemetry {
+            sweep.telemetry_events += telemetry
+                .purge_before(&tenant.id, cutoff)
+                .await
+                .map_err(|e| store_failure("telemetry store", e))?;
+        }
+        Ok(())
+    }
+
     /// Removes, for every tenant, the audit events, usage hours and (when
     /// given) telemetry older than its plan's retention
     /// ([`retention_cutoff`](Self::retention_cutoff)), and says how many of
@@ -966,33 +1019,14 @@ impl TenancyAdmin {
                 .await
                 .map_err(|e| store_failure("tenant store", e))?;
             for tenant in &page {
-                let cutoff = self.retention_cutoff(tenant, now);
-                // Archived for longer than its plan keeps anything: gone.
-                if erase_archived
-                    && tenant.status == TenantStatus::Archived
-                    && tenant.updated_at < cutoff
-                {
-                    let erasure = self.erase_tenant(&tenant.id, telemetry).await?;
-                    sweep.erased.push((tenant.id.clone(), erasure));
-                    continue;
-                }
-                if let Some(log) = self.tenancy.audit_query() {
-                    sweep.audit_events += log
-                        .purge_before(&tenant.id, cutoff)
-                        .await
-                        .map_err(|e| store_failure("audit log", e))?;
-                }
-                sweep.usage_rows += self
-                    .tenancy
-                    .usage_meter()
-                    .purge_before(&tenant.id, cutoff)
+                // One tenant's failure is logged and skipped: it never stops
+                // the sweep of the others, nor hides an erasure already done.
+                if let Err(e) = self
+                    .sweep_tenant(tenant, now, telemetry, erase_archived, &mut sweep)
                     .await
-                    .map_err(|e| store_failure("usage meter", e))?;
-                if let Some(telemetry) = telemetry {
-                    sweep.telemetry_events += telemetry
-                        .purge_before(&tenant.id, cutoff)
-                        .await
-                        .map_err(|e| store_failure("telemetry store", e))?;
+                {
+                    tracing::warn!(tenant = %tenant.id, error = %e, "retention sweep of a tenant failed");
+                    sweep.failed.push(tenant.id.clone());
                 }
                 sweep.tenants += 1;
             }

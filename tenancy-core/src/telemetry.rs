@@ -34,7 +34,7 @@ pub const MAX_EVENT_AGE_DAYS: i64 = 400;
 /// seconds.
 pub const MAX_EVENT_SKEW_SECS: i64 = 3_600;
 /// The most events one [`TelemetryFilter`] asks for.
-pub const TELEMETRY_MAX_LIMIT: usize = 1_000;
+pub const TELEMETRY_MAX_LIMIT: usize = 10_000;
 
 /// One telemetry event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

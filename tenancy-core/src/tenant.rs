@@ -324,6 +324,13 @@ impl TenantSettings {
         if o.rps == Some(0) {
             return Err("quota_overrides.rps must be at least 1".to_owned());
         }
+        if o.retention_days
+            .is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d))
+        {
+            return Err(format!(
+                "quota_overrides.retention_days must be 1 to {MAX_RETENTION_DAYS}"
+            ));
+        }
         let n = &self.notifications;
         if o.budgets.len() > MAX_SETTINGS_ENTRIES
             || self.features.len() > MAX_SETTINGS_ENTRIES
@@ -371,6 +378,10 @@ impl TenantSettings {
         self.features.get(name).copied().unwrap_or(false)
     }
 }
+
+/// The longest retention a tenant's override may set, in days (ten years):
+/// a retention is also how long an archived tenant waits before erasure.
+pub const MAX_RETENTION_DAYS: u32 = 3_650;
 
 /// The longest tenant description, in bytes.
 pub const TENANT_DESCRIPTION_MAX_BYTES: usize = 1024;

@@ -84,7 +84,7 @@ impl TelemetryStore for ClickHouseTelemetryStore {
             .sql(tenant_sql!(
                 "SELECT ?fields FROM telemetry \
                  WHERE {tenant} \
-                 AND timestamp >= toDateTime(?) \
+                 AND timestamp >= toDateTime(?) AND timestamp <= toDateTime(?) \
                  AND toUInt64(timestamp) * 1000 + millis >= ? \
                  AND toUInt64(timestamp) * 1000 + millis < ? \
                  AND (? = 1 OR name = ?) \
@@ -93,6 +93,9 @@ impl TelemetryStore for ClickHouseTelemetryStore {
                  LIMIT ?"
             ))
             .bind(since_ms / 1000)
+            // Whole seconds let the primary index skip granules; the
+            // milliseconds decide.
+            .bind(until_ms.div_ceil(1000).min(u64::from(u32::MAX)))
             .bind(since_ms)
             .bind(until_ms)
             .bind(no_name)

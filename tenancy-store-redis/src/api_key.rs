@@ -20,6 +20,10 @@ static UPDATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/api_key_update.lua")));
 static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/api_key_claim.lua")));
+static ERASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/api_key_erase.lua")));
+/// Key records one erasure step deletes.
+const ERASE_BATCH: usize = 100;
 static LIVE_EXPIRY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/api_key_live_expiry.lua")));
 
@@ -312,34 +316,55 @@ impl ApiKeyStore for RedisApiKeyStore {
 
     async fn erase(&self, tenant: &TenantId) -> Result<u64, StoreError> {
         let keys = self.redis.keys();
+        let (index, live) = (keys.api_key_index(tenant), keys.api_key_live(tenant));
+        let entries: HashMap<String, String> = self
+            .redis
+            .run(async {
+                let mut conn = self.redis.write_conn();
+                Ok(conn.hgetall(&index).await?)
+            })
+            .await?;
+        let entries: Vec<(String, String)> = entries.into_iter().collect();
+        // A batch at a time, each under a deadline of its own: the records
+        // (each checked to be the tenant's, each in a slot of its own on a
+        // cluster), then their entries in the tenant's index. Should this
+        // stop half way, the index names what is left, and erasing again
+        // finishes.
+        for batch in entries.chunks(ERASE_BATCH) {
+            self.redis
+                .run(async {
+                    let mut conn = self.redis.write_conn();
+                    let mut records = Vec::with_capacity(batch.len());
+                    for (_, hex) in batch {
+                        if let Some(digest) = ApiKeyDigest::from_hex(hex) {
+                            let record = keys.api_key(&digest);
+                            let _: i64 = ERASE
+                                .key(&record)
+                                .arg(tenant.as_str())
+                                .invoke_async(&mut conn)
+                                .await?;
+                            records.push(record);
+                        }
+                    }
+                    let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+                    let _: u64 = conn.hdel(&index, &ids).await?;
+                    let _: u64 = conn.hdel(&live, &ids).await?;
+                    let mut written: Vec<&str> = records.iter().map(String::as_str).collect();
+                    written.push(&index);
+                    self.redis.replicated(&mut conn, &written).await?;
+                    Ok(())
+                })
+                .await?;
+        }
         self.redis
             .run(async {
                 let mut conn = self.redis.write_conn();
-                let index: HashMap<String, String> =
-                    conn.hgetall(keys.api_key_index(tenant)).await?;
-                // The records first (each in a slot of its own on a
-                // cluster), then the tenant's index: should this stop half
-                // way, the index still names what is left, and erasing again
-                // finishes.
-                let records: Vec<String> = index
-                    .values()
-                    .filter_map(|hex| ApiKeyDigest::from_hex(hex))
-                    .map(|digest| keys.api_key(&digest))
-                    .collect();
-                if records.is_empty() {
-                    return Ok(0);
-                }
-                let deletes = records.iter().map(redis::Cmd::del).collect();
-                let _: Vec<u64> = conn.each(deletes).await?;
-                let _: u64 = conn.del(keys.api_key_index(tenant)).await?;
-                let _: u64 = conn.del(keys.api_key_live(tenant)).await?;
-                let mut written: Vec<&str> = records.iter().map(String::as_str).collect();
-                let index_key = keys.api_key_index(tenant);
-                written.push(&index_key);
-                self.redis.replicated(&mut conn, &written).await?;
-                Ok(index.len() as u64)
+                let _: u64 = conn.del(&[&index, &live]).await?;
+                self.redis.replicated(&mut conn, &[&index]).await?;
+                Ok(())
             })
-            .await
+            .await?;
+        Ok(entries.len() as u64)
     }
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {

@@ -323,13 +323,14 @@ impl Tenancy {
 
     /// Before a read of the audit log or usage: when the sinks keep their
     /// rows in memory (writes cost next to nothing), writes out what is
-    /// buffered, so a tenant reads the writes it made before the read. With
+    /// buffered (waiting at most a second), so a tenant reads the writes it
+    /// made before the read. With
     /// remote sinks it does nothing: reads see writes within the writer's
     /// flush interval (`audit.flush_interval_ms`), and no read can make the
     /// writer send every tenant's buffered rows at once.
     pub async fn catch_up(&self) {
         if self.inner.stores.reads_catch_up {
-            self.flush().await;
+            self.inner.recorder.flush_records().await;
         }
     }
 

@@ -52,6 +52,9 @@ pub(crate) const LAST_USE_PRECISION_NANOS: i64 = 60_000_000_000;
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a flush waits for each writer.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a read waits for the writers to catch up: in-memory sinks take
+/// microseconds, so this only bounds a pathological case.
+const READ_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct Shared {
     usage: ConcurrentMap<UsageKey, u64>,
@@ -248,6 +251,17 @@ impl Recorder {
             s.audit.flush(FLUSH_TIMEOUT),
             s.usage_writer.flush(FLUSH_TIMEOUT),
             s.key_uses.flush(FLUSH_TIMEOUT),
+        );
+    }
+
+    /// Writes out the audit events and usage recorded so far (not key
+    /// last-use times): what a read of the log or usage must see.
+    pub(crate) async fn flush_records(&self) {
+        self.shared.hand_over();
+        let s = &self.shared;
+        let _ = tokio::join!(
+            s.audit.flush(READ_FLUSH_TIMEOUT),
+            s.usage_writer.flush(READ_FLUSH_TIMEOUT),
         );
     }
 

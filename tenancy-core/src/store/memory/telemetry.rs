@@ -113,18 +113,17 @@ impl TelemetryStore for MemoryTelemetryStore {
         let Some(ring) = self.tenants.get(tenant) else {
             return Ok(Vec::new());
         };
-        // Only the page is copied, under the tenant's read lock. Events
-        // arrive in about time order; the page is sorted by time.
-        let mut page: Vec<TelemetryEvent> = ring
+        // References first, so only the page is copied: the newest by time
+        // (clients send times of their own, in any order), newest first.
+        let mut matching: Vec<&TelemetryEvent> = ring
             .events
             .iter()
             .rev()
             .filter(|e| filter.matches(e, now))
-            .take(filter.limit.min(TELEMETRY_MAX_LIMIT))
-            .cloned()
             .collect();
-        page.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
-        Ok(page)
+        matching.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
+        matching.truncate(filter.limit.min(TELEMETRY_MAX_LIMIT));
+        Ok(matching.into_iter().cloned().collect())
     }
 
     async fn purge_before(
