@@ -9,7 +9,7 @@ use tenancy_core::store::{AuditQuery, AuditSink, StoreError};
 use tenancy_core::tenant::TenantId;
 
 use crate::error::store_error;
-use crate::rows::{AuditBatchText, AuditRow, AuditRowRef, ceil_millis};
+use crate::rows::{AuditBatchText, AuditRow, AuditRowRef, bind_before, ceil_millis, optional};
 use crate::schema::AUDIT_TABLE;
 use crate::stores::{ClickHouseStores, health};
 use crate::tenant_query::TenantQuery;
@@ -167,18 +167,16 @@ impl AuditQuery for ClickHouseAuditQuery {
         tenant: &TenantId,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let cutoff = ceil_millis(before);
-        let count: u64 = TenantQuery::new(&self.client, tenant)
-            .sql(tenant_sql!(
+        let count: u64 = bind_before(
+            TenantQuery::new(&self.client, tenant).sql(tenant_sql!(
                 "SELECT count() FROM audit_log WHERE {tenant} \
                  AND (timestamp < toDateTime(?) OR (timestamp = toDateTime(?) AND millis < ?))"
-            ))
-            .bind(cutoff / 1000)
-            .bind(cutoff / 1000)
-            .bind(cutoff % 1000)
-            .fetch_one()
-            .await
-            .map_err(store_error)?;
+            )),
+            before,
+        )
+        .fetch_one()
+        .await
+        .map_err(store_error)?;
         if count > 0 {
             self.stores.purge_audit(tenant, before).await?;
             self.stores.wait_for_mutations(crate::ERASE_WAIT).await?;
@@ -195,14 +193,6 @@ impl AuditQuery for ClickHouseAuditQuery {
         self.stores.delete_audit(tenant).await?;
         self.stores.wait_for_mutations(crate::ERASE_WAIT).await?;
         Ok(count)
-    }
-}
-
-/// `(1, "")` for no filter, `(0, value)` for a filter on `value`.
-fn optional(value: Option<&str>) -> (u8, &str) {
-    match value {
-        Some(v) => (0, v),
-        None => (1, ""),
     }
 }
 

@@ -16,7 +16,7 @@ use tenancy_core::store::StoreError;
 use tenancy_core::tenant::TenantId;
 
 use crate::error::store_error;
-use crate::rows::ceil_millis;
+use crate::rows::bind_before;
 use crate::tenant_query::{TenantQuery, TenantSql};
 use crate::tenant_sql;
 
@@ -123,14 +123,7 @@ async fn purge_timed(
     tenant: &TenantId,
     older_than: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let cutoff = ceil_millis(older_than);
-    let secs = cutoff / 1000;
-    let millis = cutoff % 1000;
-    TenantQuery::new(client, tenant)
-        .sql(sql)
-        .bind(secs)
-        .bind(secs)
-        .bind(millis)
+    bind_before(TenantQuery::new(client, tenant).sql(sql), older_than)
         .execute()
         .await
         .map_err(store_error)

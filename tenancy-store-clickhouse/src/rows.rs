@@ -96,6 +96,29 @@ impl AuditBatchText {
     }
 }
 
+/// `query` with the three values of the condition "before `at`" on a
+/// table's `timestamp` and `millis` columns bound, in this order:
+/// `(timestamp < toDateTime(?) OR (timestamp = toDateTime(?) AND millis < ?))`.
+pub(crate) fn bind_before(
+    query: clickhouse::query::Query,
+    at: DateTime<Utc>,
+) -> clickhouse::query::Query {
+    let cutoff = ceil_millis(at);
+    query
+        .bind(cutoff / 1000)
+        .bind(cutoff / 1000)
+        .bind(cutoff % 1000)
+}
+
+/// `(1, "")` for no filter, `(0, value)` for a filter on `value`: the two
+/// values bound to `(? = 1 OR column = ?)`.
+pub(crate) fn optional(value: Option<&str>) -> (u8, &str) {
+    match value {
+        Some(v) => (0, v),
+        None => (1, ""),
+    }
+}
+
 /// One `telemetry` row, for inserts and as read back.
 #[derive(Debug, Row, Serialize, Deserialize)]
 pub(crate) struct TelemetryRow {

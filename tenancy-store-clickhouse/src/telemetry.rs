@@ -10,7 +10,7 @@ use tenancy_core::telemetry::{TELEMETRY_MAX_LIMIT, TelemetryEvent, TelemetryFilt
 use tenancy_core::tenant::TenantId;
 
 use crate::error::store_error;
-use crate::rows::{TelemetryRow, ceil_millis};
+use crate::rows::{TelemetryRow, bind_before, ceil_millis, optional};
 use crate::schema::TELEMETRY_TABLE;
 use crate::stores::{ClickHouseStores, health};
 use crate::tenant_query::TenantQuery;
@@ -118,18 +118,16 @@ impl TelemetryStore for ClickHouseTelemetryStore {
         tenant: &TenantId,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let cutoff = ceil_millis(before);
-        let count: u64 = TenantQuery::new(&self.client, tenant)
-            .sql(tenant_sql!(
+        let count: u64 = bind_before(
+            TenantQuery::new(&self.client, tenant).sql(tenant_sql!(
                 "SELECT count() FROM telemetry WHERE {tenant} \
                  AND (timestamp < toDateTime(?) OR (timestamp = toDateTime(?) AND millis < ?))"
-            ))
-            .bind(cutoff / 1000)
-            .bind(cutoff / 1000)
-            .bind(cutoff % 1000)
-            .fetch_one()
-            .await
-            .map_err(store_error)?;
+            )),
+            before,
+        )
+        .fetch_one()
+        .await
+        .map_err(store_error)?;
         if count > 0 {
             self.stores.purge_telemetry(tenant, before).await?;
             self.stores.wait_for_mutations(ERASE_WAIT).await?;
@@ -150,14 +148,6 @@ impl TelemetryStore for ClickHouseTelemetryStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         health(&self.client).await
-    }
-}
-
-/// `(1, "")` for no filter, `(0, value)` for a filter on `value`.
-fn optional(value: Option<&str>) -> (u8, &str) {
-    match value {
-        Some(v) => (0, v),
-        None => (1, ""),
     }
 }
 
